@@ -1,0 +1,44 @@
+"""Configuration from ``ETCW_``-prefixed environment variables, read once per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting the service reads; the README lists them with their defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="ETCW_", extra="ignore")
+
+    env: Literal["development", "demo", "test", "production"] = "development"
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL; when unset an embedded server is started in data_dir.",
+    )
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    demo: bool = False
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+    admin_token: SecretStr | None = None
+    db_pool_size: int = Field(default=12, ge=2, le=200)
+    ledger_writers: int = Field(default=2, ge=1, le=32)
+    ledger_max_batch: int = Field(default=8000, ge=1, le=8000)
+    ledger_expiry_interval_seconds: float = Field(default=5.0, gt=0)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing the environment."""
+    return Settings()

@@ -1,0 +1,163 @@
+"""Domain errors and their RFC 9457 problem+json answers, in the caller's language.
+
+Services raise :class:`DomainError`; the application turns it, and every request-validation failure,
+into a 4xx ``application/problem+json`` response that names the field and the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from etcwallet.core.i18n import Lang, negotiate, pick
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One field that was wrong and why, as a stable code and a sentence in each language."""
+
+    field: str
+    code: str
+    zh: str
+    en: str
+
+    def render(self, lang: Lang) -> dict[str, str]:
+        return {"field": self.field, "code": self.code, "message": pick(lang, self.zh, self.en)}
+
+
+@dataclass
+class DomainError(Exception):
+    """A refusal a caller can act on: a stable code, an HTTP status, and text in zh-CN and English."""
+
+    code: str
+    status: int
+    zh: str
+    en: str
+    field: str | None = None
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.en}"
+
+    def problem(self, lang: Lang, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"/problems/{self.code}",
+            "title": pick(lang, self.zh, self.en),
+            "status": self.status,
+            "code": self.code,
+        }
+        if self.field:
+            body["field"] = self.field
+            body["errors"] = [{"field": self.field, "code": self.code, "message": body["title"]}]
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+def problem_response(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(dict(body), status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
+
+
+# Reasons for Pydantic's error types, so a validation answer reads well in both languages.
+_REASONS: dict[str, tuple[str, str]] = {
+    "missing": ("缺少必填字段", "field required"),
+    "extra_forbidden": ("不允许的字段", "unknown field"),
+    "int_type": ("必须是整数", "must be an integer"),
+    "int_parsing": ("必须是整数", "must be an integer"),
+    "int_from_float": ("必须是整数，不能有小数", "must be a whole number, not a fraction"),
+    "greater_than": ("数值太小", "value too small"),
+    "greater_than_equal": ("数值太小", "value too small"),
+    "less_than": ("数值太大", "value too large"),
+    "less_than_equal": ("数值太大", "value too large"),
+    "string_type": ("必须是字符串", "must be a string"),
+    "string_too_long": ("太长", "too long"),
+    "string_too_short": ("太短", "too short"),
+    "string_pattern_mismatch": ("格式不正确", "wrong format"),
+    "uuid_parsing": ("不是有效的ID（UUID）", "not a valid id (UUID)"),
+    "uuid_type": ("不是有效的ID（UUID）", "not a valid id (UUID)"),
+    "bool_type": ("必须是布尔值", "must be true or false"),
+    "bool_parsing": ("必须是布尔值", "must be true or false"),
+    "model_type": ("必须是对象", "must be an object"),
+    "dict_type": ("必须是对象", "must be an object"),
+    "list_type": ("必须是数组", "must be an array"),
+    "too_long": ("条目太多", "too many items"),
+    "too_short": ("条目太少", "too few items"),
+    "literal_error": ("不是允许的取值", "not an allowed value"),
+    "enum": ("不是允许的取值", "not an allowed value"),
+    "json_invalid": ("不是有效的JSON", "not valid JSON"),
+    "datetime_parsing": ("不是有效的时间（ISO 8601）", "not a valid ISO 8601 time"),
+    "datetime_from_date_parsing": ("不是有效的时间（ISO 8601）", "not a valid ISO 8601 time"),
+    "timezone_aware": ("时间必须带时区", "time must carry a UTC offset"),
+}
+
+
+def field_problems(errors: Sequence[Any]) -> list[FieldProblem]:
+    """Turn Pydantic's error list into field problems; locations skip the body/query prefix."""
+    problems = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        kind = str(err.get("type", "value_error"))
+        if kind == "value_error" and isinstance(err.get("ctx", {}).get("error"), DomainError):
+            domain: DomainError = err["ctx"]["error"]
+            problems.append(FieldProblem(".".join(loc) or "body", domain.code, domain.zh, domain.en))
+            continue
+        zh, en = _REASONS.get(kind, ("取值无效", str(err.get("msg", "invalid value"))))
+        if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+            limit = next(iter(err.get("ctx", {}).values()), None)
+            if limit is not None:
+                zh, en = f"{zh}（界限 {limit}）", f"{en} (limit {limit})"
+        elif kind == "value_error":
+            en = str(err.get("msg", en)).removeprefix("Value error, ")
+            zh = en
+        problems.append(FieldProblem(".".join(loc) or "body", kind, zh, en))
+    return problems
+
+
+def validation_problem(problems: Sequence[FieldProblem], lang: Lang) -> dict[str, Any]:
+    first = problems[0] if problems else FieldProblem("body", "invalid", "请求无效", "invalid request")
+    return {
+        "type": "/problems/validation",
+        "title": pick(lang, "请求参数有误", "The request is invalid"),
+        "status": 422,
+        "code": "validation_failed",
+        "field": first.field,
+        "detail": f"{first.field}: {pick(lang, first.zh, first.en)}",
+        "errors": [p.render(lang) for p in problems],
+    }
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Make every refusal problem+json: domain errors, validation failures and plain HTTP errors."""
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        lang = negotiate(request.headers.get("accept-language"))
+        return problem_response(exc.status, exc.problem(lang, request.url.path))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        lang = negotiate(request.headers.get("accept-language"))
+        return problem_response(422, validation_problem(field_problems(exc.errors()), lang))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        lang = negotiate(request.headers.get("accept-language"))
+        titles = {
+            401: ("需要登录或令牌无效", "Authentication required"),
+            403: ("无权执行此操作", "Not allowed"),
+            404: ("未找到", "Not found"),
+            405: ("不支持该请求方法", "Method not allowed"),
+        }
+        zh, en = titles.get(exc.status_code, ("请求失败", str(exc.detail)))
+        body = {"type": "about:blank", "title": pick(lang, zh, en), "status": exc.status_code}
+        return problem_response(exc.status_code, body, getattr(exc, "headers", None))

@@ -1,0 +1,74 @@
+"""The chart of accounts: the kinds of account, and the platform's own accounts created on start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from uuid import UUID, uuid5
+
+PLATFORM_NAMESPACE = UUID("6f1d0c9e-3c0a-4f59-9a57-2f0e0e7c2a11")
+
+
+class AccountCode(StrEnum):
+    """What an account is for. Customer accounts are money the bank owes: they may not go below zero."""
+
+    CUSTOMER_WALLET = "customer_wallet"
+    CARD_PURSE = "card_purse"
+    ACCOUNT_CARD = "account_card"
+    CLEARING = "clearing"
+    TOLL_PAYABLE = "toll_payable"
+    PROMOTIONS_EXPENSE = "promotions_expense"
+    FEE_INCOME = "fee_income"
+    FX_POSITION = "fx_position"
+    FUND_IN_TRANSIT = "fund_in_transit"
+    SUSPENSE = "suspense"
+    GENERAL = "general"
+
+
+@dataclass(frozen=True)
+class PlatformAccount:
+    key: str
+    code: AccountCode
+    currency: str
+    zh: str
+    en: str
+
+    @property
+    def id(self) -> UUID:
+        """Stable across installations, so other domains can name it without a lookup."""
+        return platform_account_id(self.key, self.currency)
+
+
+def platform_account_id(key: str, currency: str = "CNY") -> UUID:
+    return uuid5(PLATFORM_NAMESPACE, f"{key}:{currency}")
+
+
+PAYMENT_CHANNELS = {
+    "bank_card": ("银行卡", "bank card"),
+    "credit_card": ("信用卡", "credit card"),
+    "alipay": ("支付宝", "Alipay"),
+    "wechat": ("微信支付", "WeChat Pay"),
+    "pos": ("POS刷卡", "POS"),
+    "cash": ("现金", "cash"),
+}
+FX_CURRENCIES = ("CNY", "HKD", "USD", "EUR", "JPY")
+
+
+def platform_accounts() -> list[PlatformAccount]:
+    """Every account the platform itself holds; created idempotently when the service starts."""
+    chart = [
+        PlatformAccount(f"clearing.{name}", AccountCode.CLEARING, "CNY", f"{zh}清算", f"{en} clearing")
+        for name, (zh, en) in PAYMENT_CHANNELS.items()
+    ]
+    chart += [
+        PlatformAccount("toll_payable.default", AccountCode.TOLL_PAYABLE, "CNY", "应付路方通行费", "toll payable"),
+        PlatformAccount("promotions_expense", AccountCode.PROMOTIONS_EXPENSE, "CNY", "营销费用", "promotions expense"),
+        PlatformAccount("fee_income", AccountCode.FEE_INCOME, "CNY", "手续费收入", "fee income"),
+        PlatformAccount("fund_in_transit", AccountCode.FUND_IN_TRANSIT, "CNY", "基金申购在途", "fund subscriptions in transit"),
+        PlatformAccount("suspense", AccountCode.SUSPENSE, "CNY", "待查挂账", "suspense"),
+    ]  # fmt: skip
+    chart += [
+        PlatformAccount("fx_position", AccountCode.FX_POSITION, cur, f"外汇头寸 {cur}", f"FX position {cur}")
+        for cur in FX_CURRENCIES
+    ]
+    return chart

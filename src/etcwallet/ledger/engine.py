@@ -1,0 +1,451 @@
+"""Apply a batch of transfers inside one database transaction.
+
+This is the only code that changes account totals. It is set-based so that thousands of transfers cost
+a handful of round trips:
+
+1. read the pending transfers the batch refers to, and the open holds on its accounts that have
+   expired (their other accounts must be locked too);
+2. lock every account involved with one ``SELECT … ORDER BY id FOR UPDATE``: one fixed order, so two
+   batches never deadlock;
+3. now that nobody else can move these accounts, re-read the pending states and the transfer ids
+   already stored (idempotency);
+4. release expired holds, then check and apply each transfer in order, in memory, exactly as the
+   database would (balance limits counting pending debits, frozen accounts, currencies, linked chains
+   rolled back together);
+5. write the new transfers with COPY and the new totals with one UPDATE.
+
+The caller owns the transaction: commit after this returns, roll back on an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection
+
+from etcwallet.core.money import MAX_AMOUNT
+from etcwallet.ledger.errors import LedgerError
+from etcwallet.ledger.types import PendingState, Transfer, TransferKind, TransferRequest
+
+Result = Transfer | LedgerError
+
+TRANSFER_COLUMNS = (
+    "id, seq, kind, debit_account_id, credit_account_id, amount, currency, code, pending_id, "
+    "timeout_seconds, expires_at, metadata, created_at, debit_debits_after, debit_credits_after, "
+    "credit_debits_after, credit_credits_after"
+)
+_COPY_TRANSFERS = (
+    "COPY ledger_transfers (id, kind, debit_account_id, credit_account_id, amount, currency, code, "
+    "pending_id, timeout_seconds, expires_at, metadata, created_at, debit_debits_after, "
+    "debit_credits_after, credit_debits_after, credit_credits_after) FROM STDIN"
+)
+_PENDING_QUERY = (
+    "SELECT p.id, p.debit_account_id, p.credit_account_id, p.amount, p.expires_at, p.state, p.resolved_by, "
+    "p.resolved_at, t.code, t.currency FROM ledger_pending p JOIN ledger_transfers t ON t.id = p.id "
+    "WHERE p.id = ANY(%(ids)s::uuid[]) OR (p.state = 'open' AND p.expires_at <= %(now)s "
+    "AND (p.debit_account_id = ANY(%(accounts)s::uuid[]) OR p.credit_account_id = ANY(%(accounts)s::uuid[])))"
+)
+
+
+def transfer_from_row(row: Sequence[Any]) -> Transfer:
+    """A :class:`Transfer` from a row selected with ``TRANSFER_COLUMNS``."""
+    return Transfer(
+        id=row[0],
+        seq=row[1],
+        kind=TransferKind(row[2]),
+        debit_account_id=row[3],
+        credit_account_id=row[4],
+        amount=row[5],
+        currency=row[6],
+        code=row[7],
+        pending_id=row[8],
+        timeout_seconds=row[9],
+        expires_at=row[10],
+        metadata=row[11],
+        created_at=row[12],
+        debit_debits_after=row[13],
+        debit_credits_after=row[14],
+        credit_debits_after=row[15],
+        credit_credits_after=row[16],
+    )
+
+
+@dataclass(slots=True)
+class _Acct:
+    id: UUID
+    currency: str
+    dmnec: bool
+    cmned: bool
+    frozen: bool
+    dp: int
+    cp: int
+    dpend: int
+    cpend: int
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class _Pending:
+    id: UUID
+    debit: UUID
+    credit: UUID
+    amount: int
+    expires_at: datetime | None
+    state: PendingState
+    resolved_by: UUID | None
+    resolved_at: datetime | None
+    code: str | None = None
+    currency: str | None = None
+    new: bool = False
+    dirty: bool = False
+
+
+def _same_request(req: TransferRequest, t: Transfer) -> bool:
+    """Whether a retried request asks for exactly what the stored transfer did."""
+    if req.kind != t.kind or req.metadata != t.metadata:
+        return False
+    if req.code is not None and req.code != t.code:
+        return False
+    if req.currency is not None and req.currency != t.currency:
+        return False
+    if req.kind in (TransferKind.POST_PENDING, TransferKind.VOID_PENDING):
+        return req.pending_id == t.pending_id and (req.amount is None or req.amount == t.amount)
+    return (
+        req.debit_account_id == t.debit_account_id
+        and req.credit_account_id == t.credit_account_id
+        and req.amount == t.amount
+        and req.timeout_seconds == t.timeout_seconds
+    )
+
+
+class _Batch:
+    """The in-memory state of one batch while its transfers are checked and applied in order."""
+
+    def __init__(
+        self,
+        accounts: dict[UUID, _Acct],
+        pendings: dict[UUID, _Pending],
+        existing: dict[UUID, Transfer],
+        now: datetime,
+    ) -> None:
+        self.accounts = accounts
+        self.pendings = pendings
+        self.existing = existing
+        self.now = now
+        self.created: list[Transfer] = []
+        self.created_ids: dict[UUID, Transfer] = {}
+        # Snapshots taken while a linked chain is open, to undo it if a later member fails.
+        self.chain_accounts: dict[UUID, tuple[int, int, int, int, bool]] | None = None
+        self.chain_pendings: dict[UUID, tuple[PendingState, UUID | None, datetime | None, bool]] | None = None
+        self.chain_created_from = 0
+
+    # --- linked chains -------------------------------------------------------------------------
+
+    def begin_chain(self) -> None:
+        self.chain_accounts = {}
+        self.chain_pendings = {}
+        self.chain_created_from = len(self.created)
+
+    def end_chain(self) -> None:
+        self.chain_accounts = None
+        self.chain_pendings = None
+
+    def rollback_chain(self) -> None:
+        assert self.chain_accounts is not None and self.chain_pendings is not None
+        for aid, (dp, cp, dpend, cpend, dirty) in self.chain_accounts.items():
+            a = self.accounts[aid]
+            a.dp, a.cp, a.dpend, a.cpend, a.dirty = dp, cp, dpend, cpend, dirty
+        for pid, (state, rb, ra, dirty) in self.chain_pendings.items():
+            p = self.pendings[pid]
+            p.state, p.resolved_by, p.resolved_at, p.dirty = state, rb, ra, dirty
+        for t in self.created[self.chain_created_from :]:
+            del self.created_ids[t.id]
+            if t.kind is TransferKind.PENDING:
+                del self.pendings[t.id]
+        del self.created[self.chain_created_from :]
+        self.end_chain()
+
+    def _touch(self, a: _Acct) -> None:
+        if self.chain_accounts is not None and a.id not in self.chain_accounts:
+            self.chain_accounts[a.id] = (a.dp, a.cp, a.dpend, a.cpend, a.dirty)
+        a.dirty = True
+
+    def _touch_pending(self, p: _Pending) -> None:
+        if self.chain_pendings is not None and p.id not in self.chain_pendings and not p.new:
+            self.chain_pendings[p.id] = (p.state, p.resolved_by, p.resolved_at, p.dirty)
+        p.dirty = True
+
+    # --- expiry --------------------------------------------------------------------------------
+
+    def expire_due(self) -> None:
+        """Release every open hold whose timeout has passed and whose accounts this batch holds."""
+        for p in self.pendings.values():
+            if p.state is PendingState.OPEN and p.expires_at is not None and p.expires_at <= self.now:
+                debit, credit = self.accounts.get(p.debit), self.accounts.get(p.credit)
+                if debit is None or credit is None:
+                    continue
+                debit.dpend -= p.amount
+                credit.cpend -= p.amount
+                debit.dirty = credit.dirty = True
+                p.state, p.resolved_at, p.dirty = PendingState.EXPIRED, self.now, True
+
+    # --- one transfer --------------------------------------------------------------------------
+
+    def apply(self, index: int, req: TransferRequest) -> Result:
+        prior = self.created_ids.get(req.id) or self.existing.get(req.id)
+        if prior is not None:
+            return prior if _same_request(req, prior) else LedgerError("transfer_id_conflict", index=index)
+        if req.kind in (TransferKind.POST_PENDING, TransferKind.VOID_PENDING):
+            return self._resolve(index, req)
+        return self._move(index, req)
+
+    def _move(self, index: int, req: TransferRequest) -> Result:
+        assert req.debit_account_id is not None and req.credit_account_id is not None
+        assert req.amount is not None and req.currency is not None
+        if req.debit_account_id == req.credit_account_id:
+            return LedgerError("same_account", index=index)
+        debit = self.accounts.get(req.debit_account_id)
+        if debit is None:
+            return LedgerError("account_not_found", index=index, field="debit_account_id")
+        credit = self.accounts.get(req.credit_account_id)
+        if credit is None:
+            return LedgerError("account_not_found", index=index, field="credit_account_id")
+        if req.currency != debit.currency or req.currency != credit.currency:
+            return LedgerError("currency_mismatch", index=index)
+        if debit.frozen:
+            return LedgerError("account_frozen", index=index)
+        amount = req.amount
+        if debit.dp + debit.dpend + amount > MAX_AMOUNT:
+            return LedgerError("overflows_debits", index=index)
+        if credit.cp + credit.cpend + amount > MAX_AMOUNT:
+            return LedgerError("overflows_credits", index=index)
+        if debit.dmnec and debit.dp + debit.dpend + amount > debit.cp:
+            return LedgerError("exceeds_credits", index=index, field="amount", available=debit.cp - debit.dp - debit.dpend)
+        if credit.cmned and credit.cp + credit.cpend + amount > credit.dp:
+            return LedgerError("exceeds_debits", index=index)
+        self._touch(debit)
+        self._touch(credit)
+        expires_at = None
+        if req.kind is TransferKind.PENDING:
+            debit.dpend += amount
+            credit.cpend += amount
+            if req.timeout_seconds:
+                expires_at = self.now + timedelta(seconds=req.timeout_seconds)
+        else:
+            debit.dp += amount
+            credit.cp += amount
+        transfer = self._record(req, debit, credit, amount, req.currency, req.code or "", None, expires_at)
+        if req.kind is TransferKind.PENDING:
+            self.pendings[req.id] = _Pending(
+                req.id, debit.id, credit.id, amount, expires_at, PendingState.OPEN, None, None,
+                code=transfer.code, currency=req.currency, new=True, dirty=True,
+            )  # fmt: skip
+        return transfer
+
+    def _resolve(self, index: int, req: TransferRequest) -> Result:
+        assert req.pending_id is not None
+        p = self.pendings.get(req.pending_id)
+        if p is None:
+            return LedgerError("pending_not_found", index=index)
+        if p.state is PendingState.POSTED:
+            return LedgerError("pending_already_posted", index=index)
+        if p.state is PendingState.VOIDED:
+            return LedgerError("pending_already_voided", index=index)
+        if p.state is PendingState.EXPIRED or (p.expires_at is not None and p.expires_at <= self.now):
+            return LedgerError("pending_expired", index=index)
+        debit, credit = self.accounts[p.debit], self.accounts[p.credit]
+        if req.currency is not None and req.currency != debit.currency:
+            return LedgerError("currency_mismatch", index=index)
+        posting = req.kind is TransferKind.POST_PENDING
+        amount = p.amount if req.amount is None else req.amount
+        if amount > p.amount or (not posting and amount != p.amount):
+            return LedgerError("amount_exceeds_pending", index=index, pending_amount=p.amount)
+        self._touch(debit)
+        self._touch(credit)
+        self._touch_pending(p)
+        debit.dpend -= p.amount
+        credit.cpend -= p.amount
+        if posting:
+            debit.dp += amount
+            credit.cp += amount
+        p.state = PendingState.POSTED if posting else PendingState.VOIDED
+        p.resolved_by, p.resolved_at = req.id, self.now
+        code = req.code if req.code is not None else (p.code or "")
+        return self._record(req, debit, credit, amount, debit.currency, code, p.id, None)
+
+    def _record(
+        self,
+        req: TransferRequest,
+        debit: _Acct,
+        credit: _Acct,
+        amount: int,
+        currency: str,
+        code: str,
+        pending_id: UUID | None,
+        expires_at: datetime | None,
+    ) -> Transfer:
+        transfer = Transfer(
+            id=req.id,
+            seq=None,
+            kind=req.kind,
+            debit_account_id=debit.id,
+            credit_account_id=credit.id,
+            amount=amount,
+            currency=currency,
+            code=code,
+            pending_id=pending_id,
+            timeout_seconds=req.timeout_seconds if req.kind is TransferKind.PENDING else None,
+            expires_at=expires_at,
+            metadata=req.metadata,
+            created_at=self.now,
+            debit_debits_after=debit.dp,
+            debit_credits_after=debit.cp,
+            credit_debits_after=credit.dp,
+            credit_credits_after=credit.cp,
+        )
+        self.created.append(transfer)
+        self.created_ids[req.id] = transfer
+        return transfer
+
+
+def _chains(requests: Sequence[TransferRequest]) -> list[tuple[int, int]]:
+    """Split a submission into [start, end) runs: a lone transfer, or a linked chain."""
+    runs, start = [], 0
+    for i, req in enumerate(requests):
+        if not req.linked:
+            runs.append((start, i + 1))
+            start = i + 1
+    if start < len(requests):
+        runs.append((start, len(requests)))
+    return runs
+
+
+async def apply_transfers(
+    conn: AsyncConnection[Any], requests: Sequence[TransferRequest], clock: Callable[[], datetime]
+) -> list[Result]:
+    """Check and apply ``requests`` in order inside the caller's transaction; one result per request.
+
+    ``clock`` gives the batch its time (UTC). A refused transfer changes nothing; a linked chain is applied whole or not at all. The same id
+    with the same fields returns the stored transfer; with other fields, ``transfer_id_conflict``.
+    """
+    if not requests:
+        return []
+    now = clock()
+    pending_ids = list({r.pending_id for r in requests if r.pending_id is not None})
+    wanted = {a for r in requests for a in (r.debit_account_id, r.credit_account_id) if a is not None}
+
+    async with conn.cursor() as cur:
+        await cur.execute(_PENDING_QUERY, {"ids": pending_ids, "now": now, "accounts": list(wanted)})
+        for row in await cur.fetchall():
+            wanted.add(row[1])
+            wanted.add(row[2])
+
+        await cur.execute(
+            "SELECT id, currency, debits_must_not_exceed_credits, credits_must_not_exceed_debits, frozen, "
+            "debits_posted, credits_posted, debits_pending, credits_pending FROM ledger_accounts "
+            "WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
+            (list(wanted),),
+        )
+        accounts = {row[0]: _Acct(*row) for row in await cur.fetchall()}
+        # The time of the batch is read once the locks are held, so that an account's transfers carry
+        # times in the order they were applied, and a balance "as of" a time is well defined.
+        now = max(now, clock())
+
+        # With the accounts locked, nobody can resolve these holds or store these ids concurrently.
+        await cur.execute(_PENDING_QUERY, {"ids": pending_ids, "now": now, "accounts": list(accounts)})
+        pendings = {
+            row[0]: _Pending(*row[:5], PendingState(row[5]), *row[6:10]) for row in await cur.fetchall()
+        }
+        await cur.execute(
+            f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY(%s::uuid[])",
+            (list({r.id for r in requests}),),
+        )
+        existing = {row[0]: transfer_from_row(row) for row in await cur.fetchall()}
+
+        batch = _Batch(accounts, pendings, existing, now)
+        batch.expire_due()
+        results: list[Result | None] = [None] * len(requests)
+        for start, end in _chains(requests):
+            if end - start == 1 and not requests[start].linked:
+                results[start] = batch.apply(start, requests[start])
+                continue
+            batch.begin_chain()
+            failure: LedgerError | None = None
+            if requests[end - 1].linked:
+                failure = LedgerError("linked_event_chain_open", index=end - 1)
+            else:
+                for i in range(start, end):
+                    outcome = batch.apply(i, requests[i])
+                    if isinstance(outcome, LedgerError):
+                        failure = outcome
+                        break
+                    results[i] = outcome
+            if failure is None:
+                batch.end_chain()
+                continue
+            batch.rollback_chain()
+            for i in range(start, end):
+                results[i] = failure if i == failure.index else LedgerError("linked_event_failed", index=i)
+
+        await _write(cur, batch)
+    return [r for r in results if r is not None]
+
+
+async def _write(cur: Any, batch: _Batch) -> None:
+    """Persist what the batch changed: new transfers, hold states, account totals."""
+    if batch.created:
+        async with cur.copy(_COPY_TRANSFERS) as copy:
+            for t in batch.created:
+                await copy.write_row(
+                    (
+                        t.id, t.kind.value, t.debit_account_id, t.credit_account_id, t.amount, t.currency,
+                        t.code, t.pending_id, t.timeout_seconds, t.expires_at,
+                        json.dumps(t.metadata, ensure_ascii=False), t.created_at, t.debit_debits_after,
+                        t.debit_credits_after, t.credit_debits_after, t.credit_credits_after,
+                    )
+                )  # fmt: skip
+    new_pendings = [p for p in batch.pendings.values() if p.new]
+    if new_pendings:
+        async with cur.copy(
+            "COPY ledger_pending (id, debit_account_id, credit_account_id, amount, expires_at, state, "
+            "resolved_by, resolved_at) FROM STDIN"
+        ) as copy:
+            for p in new_pendings:
+                await copy.write_row(
+                    (p.id, p.debit, p.credit, p.amount, p.expires_at, p.state.value, p.resolved_by, p.resolved_at)
+                )
+    resolved = [p for p in batch.pendings.values() if p.dirty and not p.new]
+    if resolved:
+        await cur.execute(
+            "UPDATE ledger_pending p SET state = u.state, resolved_by = u.resolved_by, "
+            "resolved_at = u.resolved_at FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::timestamptz[]) "
+            "AS u(id, state, resolved_by, resolved_at) WHERE p.id = u.id AND p.state = 'open'",
+            (
+                [p.id for p in resolved],
+                [p.state.value for p in resolved],
+                [p.resolved_by for p in resolved],
+                [p.resolved_at for p in resolved],
+            ),
+        )
+        if cur.rowcount != len(resolved):
+            raise RuntimeError("a pending transfer changed state while its accounts were locked")
+    dirty = [a for a in batch.accounts.values() if a.dirty]
+    if dirty:
+        await cur.execute(
+            "UPDATE ledger_accounts a SET debits_posted = u.dp, credits_posted = u.cp, "
+            "debits_pending = u.dpend, credits_pending = u.cpend "
+            "FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+            "AS u(id, dp, cp, dpend, cpend) WHERE a.id = u.id",
+            (
+                [a.id for a in dirty],
+                [a.dp for a in dirty],
+                [a.cp for a in dirty],
+                [a.dpend for a in dirty],
+                [a.cpend for a in dirty],
+            ),
+        )

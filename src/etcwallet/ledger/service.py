@@ -1,0 +1,410 @@
+"""The ledger service: accounts, transfers, balances and history, for every domain that moves money.
+
+Single transfers and linked chains submitted at the same moment are gathered into one database
+transaction (as TigerBeetle batches), so throughput does not stop at one commit per transfer; each caller
+still gets its own result or its own error. Bulk jobs call :meth:`Ledger.create_transfers` with up to
+8,000 transfers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool
+
+from etcwallet.core import metrics
+from etcwallet.core.errors import DomainError
+from etcwallet.core.money import check_currency
+from etcwallet.ledger.chart import AccountCode, platform_accounts
+from etcwallet.ledger.engine import TRANSFER_COLUMNS, Result, apply_transfers, transfer_from_row
+from etcwallet.ledger.errors import LedgerError
+from etcwallet.ledger.types import Account, PendingState, Transfer, TransferRequest
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 8000
+_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, pg_errors.UniqueViolation)
+_ACCOUNT_COLUMNS = (
+    "id, currency, code, owner, debits_must_not_exceed_credits, credits_must_not_exceed_debits, frozen, "
+    "debits_posted, credits_posted, debits_pending, credits_pending, metadata, created_at"
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    """An account to open. The id is the caller's, so opening it again is safe."""
+
+    id: UUID
+    currency: str
+    code: str
+    owner: str
+    debits_must_not_exceed_credits: bool = False
+    credits_must_not_exceed_debits: bool = False
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """A transfer seen from one account: which side it was on and the posted balance just after."""
+
+    transfer: Transfer
+    side: str  # "debit" or "credit"
+    balance_after: int
+
+
+@dataclass
+class _Job:
+    requests: list[TransferRequest]
+    future: asyncio.Future[list[Result]]
+
+
+class Ledger:
+    """The one way money moves. Create with a pool, ``await start()``, and ``await stop()`` at the end."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        writers: int = 2,
+        max_batch: int = MAX_BATCH,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.pool = pool
+        self.clock = clock
+        self._writers = writers
+        self._max_batch = min(max_batch, MAX_BATCH)
+        self._jobs: deque[_Job] = deque()
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the writers that gather concurrent submissions into shared transactions."""
+        self._stopping = False
+        self._tasks = [asyncio.create_task(self._writer(), name=f"ledger-writer-{i}") for i in range(self._writers)]
+
+    async def stop(self) -> None:
+        """Finish what was submitted, then stop the writers."""
+        self._stopping = True
+        self._wakeup.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    # --- accounts ------------------------------------------------------------------------------
+
+    async def create_account(self, spec: AccountSpec) -> Account:
+        """Open an account; the same id with the same fields returns it, with others is refused."""
+        check_currency(spec.currency)
+        if spec.debits_must_not_exceed_credits and spec.credits_must_not_exceed_debits:
+            raise LedgerError("account_id_conflict", field="flags")
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO ledger_accounts (id, currency, code, owner, debits_must_not_exceed_credits, "
+                "credits_must_not_exceed_debits, metadata, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                f"ON CONFLICT (id) DO NOTHING RETURNING {_ACCOUNT_COLUMNS}",
+                (
+                    spec.id,
+                    spec.currency,
+                    spec.code,
+                    spec.owner,
+                    spec.debits_must_not_exceed_credits,
+                    spec.credits_must_not_exceed_debits,
+                    json.dumps(spec.metadata or {}, ensure_ascii=False),
+                    self.clock(),
+                ),
+            )
+            row = await cur.fetchone()
+        if row is not None:
+            return Account(*row)
+        existing = await self.get_account(spec.id)
+        same = (
+            existing.currency == spec.currency
+            and existing.code == spec.code
+            and existing.owner == spec.owner
+            and existing.debits_must_not_exceed_credits == spec.debits_must_not_exceed_credits
+            and existing.credits_must_not_exceed_debits == spec.credits_must_not_exceed_debits
+            and existing.metadata == (spec.metadata or {})
+        )
+        if not same:
+            raise LedgerError("account_id_conflict")
+        return existing
+
+    async def get_account(self, account_id: UUID) -> Account:
+        """An account with its four totals, or ``account_not_found``."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = %s", (account_id,))
+            row = await cur.fetchone()
+        if row is None:
+            raise LedgerError("account_not_found", field="account_id")
+        return Account(*row)
+
+    async def set_frozen(self, account_id: UUID, frozen: bool) -> Account:
+        """Freeze (refuse debits) or unfreeze an account."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"UPDATE ledger_accounts SET frozen = %s WHERE id = %s RETURNING {_ACCOUNT_COLUMNS}",
+                (frozen, account_id),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise LedgerError("account_not_found", field="account_id")
+        return Account(*row)
+
+    async def ensure_chart(self) -> None:
+        """Open the platform's own accounts if they are missing."""
+        for acct in platform_accounts():
+            await self.create_account(
+                AccountSpec(
+                    id=acct.id,
+                    currency=acct.currency,
+                    code=acct.code.value,
+                    owner="platform",
+                    metadata={"key": acct.key, "name_zh": acct.zh, "name_en": acct.en},
+                )
+            )
+
+    # --- transfers -----------------------------------------------------------------------------
+
+    async def create_transfer(self, request: TransferRequest) -> Transfer:
+        """Create one transfer; raises :class:`LedgerError` if the ledger refuses it."""
+        request.linked = False
+        (result,) = await self._submit([request])
+        if isinstance(result, LedgerError):
+            raise result.at(0)
+        return result
+
+    async def create_linked(self, requests: Sequence[TransferRequest]) -> list[Transfer]:
+        """Create transfers that succeed or fail together; the error names the index that failed."""
+        if not requests:
+            return []
+        chain = list(requests)
+        for i, req in enumerate(chain):
+            req.linked = i < len(chain) - 1
+        results = await self._submit(chain)
+        failed = next((r for r in results if isinstance(r, LedgerError) and r.code != "linked_event_failed"), None)
+        if failed is not None:
+            raise failed
+        return [r for r in results if isinstance(r, Transfer)]
+
+    async def create_transfers(self, requests: Sequence[TransferRequest]) -> list[Result]:
+        """The bulk call: up to 8,000 transfers in one transaction, one result per transfer, in order.
+
+        Transfers are independent unless ``linked`` chains them to the next one.
+        """
+        if len(requests) > MAX_BATCH:
+            raise DomainError(
+                "batch_too_large", 422, f"一批最多 {MAX_BATCH} 笔转账", f"at most {MAX_BATCH} transfers a batch",
+                field="transfers",
+            )
+        return await self._apply_with_retry(list(requests))
+
+    async def _submit(self, requests: list[TransferRequest]) -> list[Result]:
+        if not self._tasks:
+            return await self._apply_with_retry(requests)
+        job = _Job(requests, asyncio.get_running_loop().create_future())
+        self._jobs.append(job)
+        self._wakeup.set()
+        return await job.future
+
+    async def _writer(self) -> None:
+        while True:
+            if not self._jobs:
+                if self._stopping:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            jobs, size = [], 0
+            while self._jobs and size + len(self._jobs[0].requests) <= self._max_batch:
+                job = self._jobs.popleft()
+                jobs.append(job)
+                size += len(job.requests)
+            if not jobs:  # one job larger than a batch: run it alone
+                jobs = [self._jobs.popleft()]
+            await self._run_jobs(jobs)
+
+    async def _run_jobs(self, jobs: list[_Job]) -> None:
+        flat = [req for job in jobs for req in job.requests]
+        try:
+            results = await self._apply_with_retry(flat)
+        except Exception as exc:
+            if len(jobs) == 1:
+                if not jobs[0].future.done():
+                    jobs[0].future.set_exception(exc)
+                return
+            log.warning("ledger batch failed, retrying its jobs one by one", exc_info=exc)
+            for job in jobs:
+                await self._run_jobs([job])
+            return
+        offset = 0
+        for job in jobs:
+            mine = results[offset : offset + len(job.requests)]
+            renumbered: list[Result] = [
+                r.at(r.index - offset) if isinstance(r, LedgerError) and r.index is not None else r for r in mine
+            ]
+            offset += len(job.requests)
+            if not job.future.done():
+                job.future.set_result(renumbered)
+
+    async def _apply_with_retry(self, requests: list[TransferRequest], attempts: int = 8) -> list[Result]:
+        for attempt in range(attempts):
+            try:
+                async with self.pool.connection() as conn, conn.transaction():
+                    started = self.clock()
+                    results = await apply_transfers(conn, requests, self.clock)
+                metrics.LEDGER_BATCH_SIZE.observe(len(requests))
+                metrics.LEDGER_BATCH_SECONDS.observe((self.clock() - started).total_seconds())
+                created = sum(1 for r in results if isinstance(r, Transfer))
+                metrics.LEDGER_TRANSFERS.labels("accepted").inc(created)
+                metrics.LEDGER_TRANSFERS.labels("refused").inc(len(results) - created)
+                return results
+            except _RETRYABLE as exc:
+                if attempt == attempts - 1:
+                    raise
+                log.info("ledger batch retried", extra={"reason": type(exc).__name__, "attempt": attempt + 1})
+                await asyncio.sleep(0.001 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def get_transfer(self, transfer_id: UUID) -> Transfer | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = %s", (transfer_id,)
+            )
+            row = await cur.fetchone()
+        return transfer_from_row(row) if row else None
+
+    async def pending_state(self, pending_id: UUID) -> PendingState | None:
+        """Whether a hold is still open, or how it ended."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT state, expires_at FROM ledger_pending WHERE id = %s", (pending_id,))
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        state = PendingState(row[0])
+        if state is PendingState.OPEN and row[1] is not None and row[1] <= self.clock():
+            return PendingState.EXPIRED
+        return state
+
+    # --- history and balances ------------------------------------------------------------------
+
+    async def history(
+        self, account_id: UUID, *, before_seq: int | None = None, limit: int = 50
+    ) -> tuple[list[HistoryEntry], int | None]:
+        """An account's transfers, newest first, with the running balance; returns the next cursor."""
+        account = await self.get_account(account_id)
+        cursor = before_seq if before_seq is not None else 2**63 - 1
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"(SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE debit_account_id = %(a)s "
+                "AND seq < %(c)s ORDER BY seq DESC LIMIT %(n)s) UNION ALL "
+                f"(SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE credit_account_id = %(a)s "
+                "AND seq < %(c)s ORDER BY seq DESC LIMIT %(n)s) ORDER BY seq DESC LIMIT %(n)s",
+                {"a": account_id, "c": cursor, "n": limit + 1},
+            )
+            rows = await cur.fetchall()
+        entries = [_entry(account, transfer_from_row(row)) for row in rows[:limit]]
+        next_cursor = entries[-1].transfer.seq if len(rows) > limit and entries else None
+        return entries, next_cursor
+
+    async def balance_as_of(self, account_id: UUID, at: datetime) -> tuple[Account, int]:
+        """The account's posted balance on its normal side just after the last transfer at or before ``at``."""
+        account = await self.get_account(account_id)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"(SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE debit_account_id = %(a)s "
+                "AND created_at <= %(t)s ORDER BY seq DESC LIMIT 1) UNION ALL "
+                f"(SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE credit_account_id = %(a)s "
+                "AND created_at <= %(t)s ORDER BY seq DESC LIMIT 1) ORDER BY seq DESC LIMIT 1",
+                {"a": account_id, "t": at},
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return account, 0
+        return account, _entry(account, transfer_from_row(row)).balance_after
+
+    # --- expiry --------------------------------------------------------------------------------
+
+    async def expire_due(self, limit: int = 1000) -> int:
+        """Release holds whose timeout has passed; returns how many. Run by the sweeper and the CLI."""
+        total = 0
+        while True:
+            async with self.pool.connection() as conn, conn.transaction():
+                now = self.clock()
+                cur = await conn.execute(
+                    "SELECT id, debit_account_id, credit_account_id, amount FROM ledger_pending "
+                    "WHERE state = 'open' AND expires_at <= %s ORDER BY expires_at LIMIT %s",
+                    (now, limit),
+                )
+                due = await cur.fetchall()
+                if not due:
+                    return total
+                accounts = sorted({a for row in due for a in (row[1], row[2])})
+                await conn.execute(
+                    "SELECT id FROM ledger_accounts WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE", (accounts,)
+                )
+                cur = await conn.execute(
+                    "UPDATE ledger_pending SET state = 'expired', resolved_at = %s "
+                    "WHERE id = ANY(%s::uuid[]) AND state = 'open' "
+                    "RETURNING debit_account_id, credit_account_id, amount",
+                    (now, [row[0] for row in due]),
+                )
+                released = await cur.fetchall()
+                await conn.execute(
+                    "UPDATE ledger_accounts a SET debits_pending = a.debits_pending - d.amount "
+                    "FROM (SELECT u.id, sum(u.amount) AS amount FROM unnest(%s::uuid[], %s::bigint[]) "
+                    "AS u(id, amount) GROUP BY u.id) d WHERE a.id = d.id",
+                    ([r[0] for r in released], [r[2] for r in released]),
+                )
+                await conn.execute(
+                    "UPDATE ledger_accounts a SET credits_pending = a.credits_pending - d.amount "
+                    "FROM (SELECT u.id, sum(u.amount) AS amount FROM unnest(%s::uuid[], %s::bigint[]) "
+                    "AS u(id, amount) GROUP BY u.id) d WHERE a.id = d.id",
+                    ([r[1] for r in released], [r[2] for r in released]),
+                )
+                total += len(released)
+            if len(due) < limit:
+                return total
+
+    async def run_expiry_sweeper(self, interval: float) -> None:
+        """Release expired holds every ``interval`` seconds until cancelled."""
+        while True:
+            try:
+                expired = await self.expire_due()
+                if expired:
+                    log.info("ledger holds expired", extra={"count": expired})
+            except (psycopg.Error, OSError):
+                log.exception("ledger expiry sweep failed")
+            await asyncio.sleep(interval)
+
+
+def _entry(account: Account, t: Transfer) -> HistoryEntry:
+    if t.debit_account_id == account.id:
+        side, debits, credits = "debit", t.debit_debits_after, t.debit_credits_after
+    else:
+        side, debits, credits = "credit", t.credit_debits_after, t.credit_credits_after
+    balance = credits - debits if account.credit_normal else debits - credits
+    return HistoryEntry(transfer=t, side=side, balance_after=balance)
+
+
+def wallet_spec(account_id: UUID, owner: str, currency: str = "CNY", code: AccountCode = AccountCode.CUSTOMER_WALLET) -> AccountSpec:
+    """An account holding a customer's money: it may never go below zero."""
+    return AccountSpec(account_id, currency, code.value, owner, debits_must_not_exceed_credits=True)

@@ -1,0 +1,105 @@
+"""The ledger's value types: what a caller asks for, what the ledger stores, and an account's state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+
+class TransferKind(StrEnum):
+    """Why a transfer row exists: an immediate move, a hold, or the second phase of a hold."""
+
+    SINGLE = "single"
+    PENDING = "pending"
+    POST_PENDING = "post_pending"
+    VOID_PENDING = "void_pending"
+
+
+class PendingState(StrEnum):
+    OPEN = "open"
+    POSTED = "posted"
+    VOIDED = "voided"
+    EXPIRED = "expired"
+
+
+@dataclass(slots=True)
+class TransferRequest:
+    """One transfer to create. For post/void, accounts and currency come from the pending transfer.
+
+    ``amount`` None on a post means the whole pending amount. ``linked`` chains this transfer to the
+    next one in the same submission: the chain commits or fails as one.
+    """
+
+    id: UUID
+    kind: TransferKind = TransferKind.SINGLE
+    debit_account_id: UUID | None = None
+    credit_account_id: UUID | None = None
+    amount: int | None = None
+    currency: str | None = None
+    code: str | None = None
+    pending_id: UUID | None = None
+    timeout_seconds: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    linked: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Transfer:
+    """A stored, immutable transfer, with both accounts' posted totals just after it."""
+
+    id: UUID
+    seq: int | None
+    kind: TransferKind
+    debit_account_id: UUID
+    credit_account_id: UUID
+    amount: int
+    currency: str
+    code: str
+    pending_id: UUID | None
+    timeout_seconds: int | None
+    expires_at: datetime | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    debit_debits_after: int
+    debit_credits_after: int
+    credit_debits_after: int
+    credit_credits_after: int
+
+
+@dataclass(slots=True)
+class Account:
+    """An account with its four totals; credit-normal unless it is debit-constrained."""
+
+    id: UUID
+    currency: str
+    code: str
+    owner: str
+    debits_must_not_exceed_credits: bool
+    credits_must_not_exceed_debits: bool
+    frozen: bool
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    @property
+    def credit_normal(self) -> bool:
+        return not self.credits_must_not_exceed_debits
+
+    @property
+    def balance(self) -> int:
+        """Posted balance on the account's normal side."""
+        diff = self.credits_posted - self.debits_posted
+        return diff if self.credit_normal else -diff
+
+    @property
+    def available(self) -> int:
+        """What may still leave the account: the balance less outgoing holds."""
+        if self.credit_normal:
+            return self.balance - self.debits_pending
+        return self.balance - self.credits_pending
