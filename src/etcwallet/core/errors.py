@@ -6,8 +6,9 @@ into a 4xx ``application/problem+json`` response that names the field and the re
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +65,17 @@ class DomainError(Exception):
         return body
 
 
-def problem_response(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
+class InvalidValue(ValueError):
+    """Raised by a schema validator: a reason in both languages for the field being validated."""
+
+    def __init__(self, code: str, zh: str, en: str) -> None:
+        super().__init__(en)
+        self.code, self.zh, self.en = code, zh, en
+
+
+def problem_response(
+    status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(dict(body), status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
 
 
@@ -107,9 +118,9 @@ def field_problems(errors: Sequence[Any]) -> list[FieldProblem]:
     for err in errors:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
         kind = str(err.get("type", "value_error"))
-        if kind == "value_error" and isinstance(err.get("ctx", {}).get("error"), DomainError):
-            domain: DomainError = err["ctx"]["error"]
-            problems.append(FieldProblem(".".join(loc) or "body", domain.code, domain.zh, domain.en))
+        cause = (err.get("ctx") or {}).get("error")
+        if kind == "value_error" and isinstance(cause, InvalidValue):
+            problems.append(FieldProblem(".".join(loc) or "body", cause.code, cause.zh, cause.en))
             continue
         zh, en = _REASONS.get(kind, ("取值无效", str(err.get("msg", "invalid value"))))
         if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -148,6 +159,19 @@ def install_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         lang = negotiate(request.headers.get("accept-language"))
         return problem_response(422, validation_problem(field_problems(exc.errors()), lang))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logging.getLogger("etcwallet.errors").error(
+            "unhandled error", exc_info=exc, extra={"path": request.url.path}
+        )
+        lang = negotiate(request.headers.get("accept-language"))
+        body = {
+            "type": "about:blank",
+            "title": pick(lang, "服务器内部错误", "Internal server error"),
+            "status": 500,
+        }
+        return problem_response(500, body)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from etcwallet.core.errors import DomainError
+from etcwallet.core.errors import DomainError, InvalidValue
 
 MAX_AMOUNT = 2**63 - 1
 """The largest amount a single transfer may carry: PostgreSQL's bigint."""
@@ -49,7 +49,11 @@ def check_currency(code: str) -> str:
 
 def _currency(code: str) -> str:
     if code not in CURRENCIES:
-        raise ValueError(f"unsupported currency {code!r}; use an ISO 4217 code such as CNY")
+        raise InvalidValue(
+            "unknown_currency",
+            f"不支持的币种 {code}（需为 ISO 4217 代码，如 CNY）",
+            f"unsupported currency {code} (an ISO 4217 code such as CNY)",
+        )
     return code
 
 

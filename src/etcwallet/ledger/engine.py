@@ -225,7 +225,9 @@ class _Batch:
         if credit.cp + credit.cpend + amount > MAX_AMOUNT:
             return LedgerError("overflows_credits", index=index)
         if debit.dmnec and debit.dp + debit.dpend + amount > debit.cp:
-            return LedgerError("exceeds_credits", index=index, field="amount", available=debit.cp - debit.dp - debit.dpend)
+            return LedgerError(
+                "exceeds_credits", index=index, field="amount", available=debit.cp - debit.dp - debit.dpend
+            )
         if credit.cmned and credit.cp + credit.cpend + amount > credit.dp:
             return LedgerError("exceeds_debits", index=index)
         self._touch(debit)
@@ -359,7 +361,19 @@ async def apply_transfers(
         # With the accounts locked, nobody can resolve these holds or store these ids concurrently.
         await cur.execute(_PENDING_QUERY, {"ids": pending_ids, "now": now, "accounts": list(accounts)})
         pendings = {
-            row[0]: _Pending(*row[:5], PendingState(row[5]), *row[6:10]) for row in await cur.fetchall()
+            row[0]: _Pending(
+                id=row[0],
+                debit=row[1],
+                credit=row[2],
+                amount=row[3],
+                expires_at=row[4],
+                state=PendingState(row[5]),
+                resolved_by=row[6],
+                resolved_at=row[7],
+                code=row[8],
+                currency=row[9],
+            )  # fmt: skip
+            for row in await cur.fetchall()
         }
         await cur.execute(
             f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY(%s::uuid[])",
@@ -417,7 +431,16 @@ async def _write(cur: Any, batch: _Batch) -> None:
         ) as copy:
             for p in new_pendings:
                 await copy.write_row(
-                    (p.id, p.debit, p.credit, p.amount, p.expires_at, p.state.value, p.resolved_by, p.resolved_at)
+                    (
+                        p.id,
+                        p.debit,
+                        p.credit,
+                        p.amount,
+                        p.expires_at,
+                        p.state.value,
+                        p.resolved_by,
+                        p.resolved_at,
+                    )
                 )
     resolved = [p for p in batch.pendings.values() if p.dirty and not p.new]
     if resolved:

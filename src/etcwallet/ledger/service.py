@@ -98,7 +98,9 @@ class Ledger:
     async def start(self) -> None:
         """Start the writers that gather concurrent submissions into shared transactions."""
         self._stopping = False
-        self._tasks = [asyncio.create_task(self._writer(), name=f"ledger-writer-{i}") for i in range(self._writers)]
+        self._tasks = [
+            asyncio.create_task(self._writer(), name=f"ledger-writer-{i}") for i in range(self._writers)
+        ]
 
     async def stop(self) -> None:
         """Finish what was submitted, then stop the writers."""
@@ -151,7 +153,9 @@ class Ledger:
     async def get_account(self, account_id: UUID) -> Account:
         """An account with its four totals, or ``account_not_found``."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = %s", (account_id,))
+            cur = await conn.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = %s", (account_id,)
+            )
             row = await cur.fetchone()
         if row is None:
             raise LedgerError("account_not_found", field="account_id")
@@ -200,7 +204,9 @@ class Ledger:
         for i, req in enumerate(chain):
             req.linked = i < len(chain) - 1
         results = await self._submit(chain)
-        failed = next((r for r in results if isinstance(r, LedgerError) and r.code != "linked_event_failed"), None)
+        failed = next(
+            (r for r in results if isinstance(r, LedgerError) and r.code != "linked_event_failed"), None
+        )
         if failed is not None:
             raise failed
         return [r for r in results if isinstance(r, Transfer)]
@@ -212,7 +218,10 @@ class Ledger:
         """
         if len(requests) > MAX_BATCH:
             raise DomainError(
-                "batch_too_large", 422, f"一批最多 {MAX_BATCH} 笔转账", f"at most {MAX_BATCH} transfers a batch",
+                "batch_too_large",
+                422,
+                f"一批最多 {MAX_BATCH} 笔转账",
+                f"at most {MAX_BATCH} transfers a batch",
                 field="transfers",
             )
         return await self._apply_with_retry(list(requests))
@@ -259,7 +268,8 @@ class Ledger:
         for job in jobs:
             mine = results[offset : offset + len(job.requests)]
             renumbered: list[Result] = [
-                r.at(r.index - offset) if isinstance(r, LedgerError) and r.index is not None else r for r in mine
+                r.at(r.index - offset) if isinstance(r, LedgerError) and r.index is not None else r
+                for r in mine
             ]
             offset += len(job.requests)
             if not job.future.done():
@@ -295,7 +305,9 @@ class Ledger:
     async def pending_state(self, pending_id: UUID) -> PendingState | None:
         """Whether a hold is still open, or how it ended."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT state, expires_at FROM ledger_pending WHERE id = %s", (pending_id,))
+            cur = await conn.execute(
+                "SELECT state, expires_at FROM ledger_pending WHERE id = %s", (pending_id,)
+            )
             row = await cur.fetchone()
         if row is None:
             return None
@@ -359,7 +371,8 @@ class Ledger:
                     return total
                 accounts = sorted({a for row in due for a in (row[1], row[2])})
                 await conn.execute(
-                    "SELECT id FROM ledger_accounts WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE", (accounts,)
+                    "SELECT id FROM ledger_accounts WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
+                    (accounts,),
                 )
                 cur = await conn.execute(
                     "UPDATE ledger_pending SET state = 'expired', resolved_at = %s "
@@ -405,6 +418,8 @@ def _entry(account: Account, t: Transfer) -> HistoryEntry:
     return HistoryEntry(transfer=t, side=side, balance_after=balance)
 
 
-def wallet_spec(account_id: UUID, owner: str, currency: str = "CNY", code: AccountCode = AccountCode.CUSTOMER_WALLET) -> AccountSpec:
+def wallet_spec(
+    account_id: UUID, owner: str, currency: str = "CNY", code: AccountCode = AccountCode.CUSTOMER_WALLET
+) -> AccountSpec:
     """An account holding a customer's money: it may never go below zero."""
     return AccountSpec(account_id, currency, code.value, owner, debits_must_not_exceed_credits=True)

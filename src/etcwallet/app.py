@@ -1,0 +1,156 @@
+"""The ASGI application: mounts every domain's router, health, metrics and the error handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import AsyncConnectionPool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from etcwallet import __version__
+from etcwallet.core import metrics
+from etcwallet.core.auth import load_admin_token
+from etcwallet.core.config import Settings, get_settings
+from etcwallet.core.db import DatabaseServer, connect_database, migrate, open_pool
+from etcwallet.core.errors import install_handlers
+from etcwallet.core.logging import configure_logging
+from etcwallet.ledger.api import router as ledger_router
+from etcwallet.ledger.service import Ledger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What a running application holds: the database, the pool and the services built on it."""
+
+    pool: AsyncConnectionPool
+    ledger: Ledger
+    server: DatabaseServer | None = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for task in self.background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.ledger.stop()
+        await self.pool.close()
+        if self.server is not None:
+            self.server.stop()
+
+
+async def start_runtime(settings: Settings) -> Runtime:
+    """Connect (starting the embedded server if configured so), migrate, and start the services."""
+    server = connect_database(settings)
+    await asyncio.to_thread(migrate, server.url)
+    pool = await open_pool(server.url, settings.db_pool_size)
+    ledger = Ledger(pool, writers=settings.ledger_writers, max_batch=settings.ledger_max_batch)
+    await ledger.start()
+    await ledger.ensure_chart()
+    runtime = Runtime(pool=pool, ledger=ledger, server=server if settings.database_url is None else None)
+    runtime.background.append(
+        asyncio.create_task(ledger.run_expiry_sweeper(settings.ledger_expiry_interval_seconds))
+    )
+    if settings.demo:
+        from etcwallet.demo import load_demo_data
+
+        await load_demo_data(runtime.ledger)
+    return runtime
+
+
+class MetricsMiddleware:
+    """Count and time every request by route template (pure ASGI: no per-request task overhead)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_code = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status_code)).inc()
+            metrics.HTTP_SECONDS.labels(scope["method"], route).observe(time.perf_counter() - started)
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """Build the application; with ``runtime`` given (tests), it uses that instead of starting its own."""
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = runtime is None
+        rt = runtime or await start_runtime(settings)
+        app.state.runtime = rt
+        app.state.ledger = rt.ledger
+        log.info("etcwallet ready", extra={"version": __version__, "env": settings.env})
+        try:
+            yield
+        finally:
+            if own:
+                await rt.close()
+
+    app = FastAPI(
+        title="etcwallet",
+        version=__version__,
+        description="ETC 发行、钱包与通行费清分 · ETC issuance, wallet and toll clearing",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.admin_token = load_admin_token(settings)
+    if runtime is not None:
+        app.state.runtime = runtime
+        app.state.ledger = runtime.ledger
+    install_handlers(app)
+
+    app.add_middleware(MetricsMiddleware)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(request: Request) -> JSONResponse:
+        """The database answers: ready to take traffic."""
+        try:
+            async with request.app.state.runtime.pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(ledger_router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn: settings from the environment."""
+    return create_app(get_settings())

@@ -1,0 +1,145 @@
+"""The ledger's HTTP API for finance staff: accounts, transfers, holds and history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, status
+
+from etcwallet.core.auth import require_admin
+from etcwallet.core.errors import DomainError
+from etcwallet.core.i18n import negotiate
+from etcwallet.core.money import SignedMoney
+from etcwallet.ledger import schemas as s
+from etcwallet.ledger.errors import LedgerError
+from etcwallet.ledger.service import AccountSpec, Ledger
+from etcwallet.ledger.types import TransferKind, TransferRequest
+
+router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"], dependencies=[Depends(require_admin)])
+
+
+def get_ledger(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+
+
+@router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=s.AccountOut)
+async def create_account(body: s.AccountCreate, ledger: LedgerDep) -> s.AccountOut:
+    from uuid import uuid4
+
+    account = await ledger.create_account(
+        AccountSpec(
+            id=body.id or uuid4(),
+            currency=body.currency,
+            code=body.code.value,
+            owner=body.owner,
+            debits_must_not_exceed_credits=body.debits_must_not_exceed_credits,
+            credits_must_not_exceed_debits=body.credits_must_not_exceed_debits,
+            metadata=body.metadata,
+        )
+    )
+    return s.AccountOut.of(account)
+
+
+@router.get("/accounts/{account_id}", response_model=s.AccountOut)
+async def read_account(account_id: UUID, ledger: LedgerDep) -> s.AccountOut:
+    return s.AccountOut.of(await ledger.get_account(account_id))
+
+
+@router.put("/accounts/{account_id}/frozen", response_model=s.AccountOut)
+async def freeze_account(account_id: UUID, body: s.FreezeRequest, ledger: LedgerDep) -> s.AccountOut:
+    return s.AccountOut.of(await ledger.set_frozen(account_id, body.frozen))
+
+
+@router.get("/accounts/{account_id}/transfers", response_model=s.HistoryPage)
+async def list_transfers(
+    account_id: UUID,
+    ledger: LedgerDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,18}$")] = None,
+) -> s.HistoryPage:
+    entries, next_seq = await ledger.history(
+        account_id, before_seq=int(cursor) if cursor else None, limit=limit
+    )
+    return s.HistoryPage(
+        items=[s.HistoryItem.of(e) for e in entries], next_cursor=str(next_seq) if next_seq else None
+    )
+
+
+@router.get("/accounts/{account_id}/balance", response_model=s.BalanceAsOf)
+async def balance_as_of(account_id: UUID, at: datetime, ledger: LedgerDep) -> s.BalanceAsOf:
+    if at.tzinfo is None:
+        raise DomainError(
+            "timezone_required", 422, "时间必须带时区", "the time must carry a UTC offset", field="at"
+        )
+    account, balance = await ledger.balance_as_of(account_id, at)
+    return s.BalanceAsOf(
+        account_id=account_id, at=at, balance=SignedMoney(amount=balance, currency=account.currency)
+    )
+
+
+@router.post("/transfers", status_code=status.HTTP_201_CREATED, response_model=s.TransferOut)
+async def create_transfer(body: s.TransferCreate, ledger: LedgerDep) -> s.TransferOut:
+    return s.TransferOut.of(await ledger.create_transfer(body.request()))
+
+
+@router.post("/transfers/linked", status_code=status.HTTP_201_CREATED, response_model=s.LinkedOut)
+async def create_linked(body: s.LinkedCreate, ledger: LedgerDep) -> s.LinkedOut:
+    transfers = await ledger.create_linked([t.request() for t in body.transfers])
+    return s.LinkedOut(transfers=[s.TransferOut.of(t) for t in transfers])
+
+
+@router.post("/transfers/batch", response_model=s.BatchOut)
+async def create_batch(body: s.BatchCreate, request: Request, ledger: LedgerDep) -> s.BatchOut:
+    lang = negotiate(request.headers.get("accept-language"))
+    results = await ledger.create_transfers([t.request(linked=t.linked) for t in body.transfers])
+    items = [
+        s.BatchResult(index=i, status="refused", error=r.problem(lang))
+        if isinstance(r, LedgerError)
+        else s.BatchResult(index=i, status="ok", transfer=s.TransferOut.of(r))
+        for i, r in enumerate(results)
+    ]
+    accepted = sum(1 for item in items if item.status == "ok")
+    return s.BatchOut(accepted=accepted, refused=len(items) - accepted, results=items)
+
+
+@router.post(
+    "/transfers/{pending_id}/post", status_code=status.HTTP_201_CREATED, response_model=s.TransferOut
+)
+async def post_pending(pending_id: UUID, body: s.PostPending, ledger: LedgerDep) -> s.TransferOut:
+    transfer = await ledger.create_transfer(
+        TransferRequest(
+            id=body.id,
+            kind=TransferKind.POST_PENDING,
+            pending_id=pending_id,
+            amount=body.amount.amount if body.amount else None,
+            currency=body.amount.currency if body.amount else None,
+            metadata=body.metadata,
+        )
+    )
+    return s.TransferOut.of(transfer)
+
+
+@router.post(
+    "/transfers/{pending_id}/void", status_code=status.HTTP_201_CREATED, response_model=s.TransferOut
+)
+async def void_pending(pending_id: UUID, body: s.VoidPending, ledger: LedgerDep) -> s.TransferOut:
+    transfer = await ledger.create_transfer(
+        TransferRequest(
+            id=body.id, kind=TransferKind.VOID_PENDING, pending_id=pending_id, metadata=body.metadata
+        )
+    )
+    return s.TransferOut.of(transfer)
+
+
+@router.get("/transfers/{transfer_id}", response_model=s.TransferOut)
+async def read_transfer(transfer_id: UUID, ledger: LedgerDep) -> s.TransferOut:
+    transfer = await ledger.get_transfer(transfer_id)
+    if transfer is None:
+        raise DomainError("transfer_not_found", 404, "转账不存在", "transfer not found", field="transfer_id")
+    return s.TransferOut.of(transfer)

@@ -1,0 +1,250 @@
+"""Request and response bodies of the ledger API. Money is ``{"amount": minor units, "currency": code}``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from etcwallet.core.errors import InvalidValue
+from etcwallet.core.money import MAX_AMOUNT, Currency, Money, SignedMoney
+from etcwallet.ledger.chart import AccountCode
+from etcwallet.ledger.service import HistoryEntry
+from etcwallet.ledger.types import Account, Transfer, TransferKind, TransferRequest
+
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.:\-]*$")]
+MAX_METADATA_BYTES = 4096
+
+
+def _small_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    if len(json.dumps(value, ensure_ascii=False).encode()) > MAX_METADATA_BYTES:
+        raise InvalidValue(
+            "metadata_too_large",
+            f"附加信息不能超过 {MAX_METADATA_BYTES} 字节",
+            f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON",
+        )
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_small_metadata)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccountCreate(_Strict):
+    """Open an account. Send your own ``id`` to make the call safe to retry."""
+
+    id: UUID | None = None
+    currency: Currency
+    code: AccountCode
+    owner: Annotated[str, Field(min_length=1, max_length=128)]
+    debits_must_not_exceed_credits: bool = False
+    credits_must_not_exceed_debits: bool = False
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_constraint(self) -> AccountCreate:
+        if self.debits_must_not_exceed_credits and self.credits_must_not_exceed_debits:
+            raise InvalidValue(
+                "conflicting_constraints",
+                "账户只能设置一种余额约束",
+                "an account takes at most one balance constraint",
+            )
+        return self
+
+
+class AccountTotals(BaseModel):
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+
+
+class AccountOut(BaseModel):
+    id: UUID
+    currency: str
+    code: str
+    owner: str
+    debits_must_not_exceed_credits: bool
+    credits_must_not_exceed_debits: bool
+    frozen: bool
+    balance: SignedMoney
+    available: SignedMoney
+    totals: AccountTotals
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, a: Account) -> AccountOut:
+        return cls(
+            id=a.id,
+            currency=a.currency,
+            code=a.code,
+            owner=a.owner,
+            debits_must_not_exceed_credits=a.debits_must_not_exceed_credits,
+            credits_must_not_exceed_debits=a.credits_must_not_exceed_debits,
+            frozen=a.frozen,
+            balance=SignedMoney(amount=a.balance, currency=a.currency),
+            available=SignedMoney(amount=a.available, currency=a.currency),
+            totals=AccountTotals(
+                debits_posted=a.debits_posted,
+                credits_posted=a.credits_posted,
+                debits_pending=a.debits_pending,
+                credits_pending=a.credits_pending,
+            ),
+            metadata=a.metadata,
+            created_at=a.created_at,
+        )
+
+
+class FreezeRequest(_Strict):
+    frozen: bool
+
+
+class TransferCreate(_Strict):
+    """Move ``amount`` from the debit account to the credit account, now or as a hold (``pending``)."""
+
+    id: UUID
+    debit_account_id: UUID
+    credit_account_id: UUID
+    amount: Money
+    code: Code
+    pending: bool = False
+    timeout_seconds: Annotated[int | None, Field(strict=True, ge=1, le=366 * 86400)] = None
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> TransferCreate:
+        if self.timeout_seconds is not None and not self.pending:
+            raise InvalidValue(
+                "timeout_without_pending",
+                "只有待定转账可以设置超时",
+                "timeout_seconds applies only to a pending transfer",
+            )
+        return self
+
+    def request(self, linked: bool = False) -> TransferRequest:
+        return TransferRequest(
+            id=self.id,
+            kind=TransferKind.PENDING if self.pending else TransferKind.SINGLE,
+            debit_account_id=self.debit_account_id,
+            credit_account_id=self.credit_account_id,
+            amount=self.amount.amount,
+            currency=self.amount.currency,
+            code=self.code,
+            timeout_seconds=self.timeout_seconds,
+            metadata=self.metadata,
+            linked=linked,
+        )
+
+
+class PostPending(_Strict):
+    """Post a hold: all of it, or a smaller ``amount`` (the rest is released)."""
+
+    id: UUID
+    amount: Money | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class VoidPending(_Strict):
+    """Release a hold without moving money."""
+
+    id: UUID
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class LinkedCreate(_Strict):
+    """Transfers that commit together or not at all."""
+
+    transfers: Annotated[list[TransferCreate], Field(min_length=1, max_length=8000)]
+
+
+class BatchItem(TransferCreate):
+    linked: bool = False
+
+
+class BatchCreate(_Strict):
+    """Up to 8,000 independent transfers (``linked`` chains one to the next) in one transaction."""
+
+    transfers: Annotated[list[BatchItem], Field(min_length=1, max_length=8000)]
+
+
+class TransferOut(BaseModel):
+    id: UUID
+    kind: TransferKind
+    debit_account_id: UUID
+    credit_account_id: UUID
+    amount: Money
+    code: str
+    pending_id: UUID | None
+    timeout_seconds: int | None
+    expires_at: datetime | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, t: Transfer) -> TransferOut:
+        return cls(
+            id=t.id,
+            kind=t.kind,
+            debit_account_id=t.debit_account_id,
+            credit_account_id=t.credit_account_id,
+            amount=Money(amount=t.amount, currency=t.currency),
+            code=t.code,
+            pending_id=t.pending_id,
+            timeout_seconds=t.timeout_seconds,
+            expires_at=t.expires_at,
+            metadata=t.metadata,
+            created_at=t.created_at,
+        )
+
+
+class LinkedOut(BaseModel):
+    transfers: list[TransferOut]
+
+
+class BatchResult(BaseModel):
+    index: int
+    status: Literal["ok", "refused"]
+    transfer: TransferOut | None = None
+    error: dict[str, Any] | None = None
+
+
+class BatchOut(BaseModel):
+    accepted: int
+    refused: int
+    results: list[BatchResult]
+
+
+class HistoryItem(BaseModel):
+    transfer: TransferOut
+    side: Literal["debit", "credit"]
+    balance_after: SignedMoney
+
+    @classmethod
+    def of(cls, e: HistoryEntry) -> HistoryItem:
+        return cls(
+            transfer=TransferOut.of(e.transfer),
+            side="debit" if e.side == "debit" else "credit",
+            balance_after=SignedMoney(amount=e.balance_after, currency=e.transfer.currency),
+        )
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryItem]
+    next_cursor: str | None
+
+
+class BalanceAsOf(BaseModel):
+    account_id: UUID
+    at: datetime
+    balance: SignedMoney
+
+
+Limit = Annotated[int, Field(ge=1, le=200)]
+CursorInt = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
