@@ -18,7 +18,7 @@ def upgrade() -> None:
         """
         CREATE TABLE ledger_accounts (
             id uuid PRIMARY KEY,
-            currency char(3) NOT NULL,
+            currency text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
             code text NOT NULL,
             owner text NOT NULL,
             debits_must_not_exceed_credits boolean NOT NULL DEFAULT false,
@@ -42,14 +42,27 @@ def upgrade() -> None:
         );
         CREATE INDEX ledger_accounts_owner ON ledger_accounts (owner);
 
+        CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'ledger rows are never deleted or rewritten: % on % refused', TG_OP, TG_TABLE_NAME
+                USING ERRCODE = 'restrict_violation';
+        END $$;
+        -- Accounts are closed or frozen, never deleted: a transfer's accounts always exist.
+        CREATE TRIGGER ledger_accounts_no_delete
+            BEFORE DELETE ON ledger_accounts FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+        CREATE TRIGGER ledger_accounts_no_truncate
+            BEFORE TRUNCATE ON ledger_accounts FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+
         CREATE TABLE ledger_transfers (
             seq bigint GENERATED ALWAYS AS IDENTITY,
             id uuid PRIMARY KEY,
             kind text NOT NULL CHECK (kind IN ('single', 'pending', 'post_pending', 'void_pending')),
-            debit_account_id uuid NOT NULL REFERENCES ledger_accounts (id),
-            credit_account_id uuid NOT NULL REFERENCES ledger_accounts (id),
+            -- No foreign keys: the engine reads both accounts FOR UPDATE in the same transaction, and
+            -- accounts are never deleted (trigger above); a per-row FK check would halve bulk speed.
+            debit_account_id uuid NOT NULL,
+            credit_account_id uuid NOT NULL,
             amount bigint NOT NULL CHECK (amount > 0),
-            currency char(3) NOT NULL,
+            currency text NOT NULL CHECK (char_length(currency) = 3),
             code text NOT NULL,
             pending_id uuid,
             timeout_seconds integer,
@@ -65,21 +78,16 @@ def upgrade() -> None:
             CHECK (debit_account_id <> credit_account_id),
             CHECK ((kind IN ('post_pending', 'void_pending')) = (pending_id IS NOT NULL))
         );
-        CREATE UNIQUE INDEX ledger_transfers_seq ON ledger_transfers (seq);
         CREATE INDEX ledger_transfers_debit ON ledger_transfers (debit_account_id, seq);
         CREATE INDEX ledger_transfers_credit ON ledger_transfers (credit_account_id, seq);
 
-        CREATE FUNCTION ledger_transfers_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            RAISE EXCEPTION 'ledger transfers are immutable: % refused', TG_OP
-                USING ERRCODE = 'restrict_violation';
-        END $$;
+        -- Transfers are immutable: a correction is a new transfer, so history keeps both.
         CREATE TRIGGER ledger_transfers_no_update_delete
             BEFORE UPDATE OR DELETE ON ledger_transfers
-            FOR EACH ROW EXECUTE FUNCTION ledger_transfers_immutable();
+            FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
         CREATE TRIGGER ledger_transfers_no_truncate
             BEFORE TRUNCATE ON ledger_transfers
-            FOR EACH STATEMENT EXECUTE FUNCTION ledger_transfers_immutable();
+            FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 
         -- The life of each pending transfer: open until posted, voided or expired, exactly once.
         CREATE TABLE ledger_pending (
@@ -103,7 +111,7 @@ def downgrade() -> None:
         """
         DROP TABLE ledger_pending;
         DROP TABLE ledger_transfers;
-        DROP FUNCTION ledger_transfers_immutable();
         DROP TABLE ledger_accounts;
+        DROP FUNCTION ledger_refuse_change();
         """
     )

@@ -3,16 +3,21 @@
 This is the only code that changes account totals. It is set-based so that thousands of transfers cost
 a handful of round trips:
 
-1. read the pending transfers the batch refers to, and the open holds on its accounts that have
-   expired (their other accounts must be locked too);
+1. read the pending transfers the batch posts or voids, to learn their accounts;
 2. lock every account involved with one ``SELECT … ORDER BY id FOR UPDATE``: one fixed order, so two
    batches never deadlock;
-3. now that nobody else can move these accounts, re-read the pending states and the transfer ids
-   already stored (idempotency);
-4. release expired holds, then check and apply each transfer in order, in memory, exactly as the
-   database would (balance limits counting pending debits, frozen accounts, currencies, linked chains
-   rolled back together);
-5. write the new transfers with COPY and the new totals with one UPDATE.
+3. now that nobody else can move these accounts, read the holds on them (to release expired ones; a
+   hold whose other account is not locked yet is locked with NOWAIT, or the batch runs again with it)
+   and, where needed, the transfer ids already stored (idempotency);
+4. check and apply each transfer in order, in memory, exactly as the database would (balance limits
+   counting pending debits, frozen accounts, currencies, linked chains rolled back together);
+5. write the new transfers (a large batch streams them with binary COPY while later ones are still being
+   checked, so Python and PostgreSQL work at the same time) and the new totals with one UPDATE.
+
+Idempotency is optimistic: a new id is not looked up first, since the primary key refuses a duplicate
+anyway. When a duplicate turns up (a unique violation, or a refused transfer whose id exists), the
+caller runs the batch again with ``check_ids=True``, which looks every id up and answers from the
+stored transfer.
 
 The caller owns the transaction: commit after this returns, roll back on an exception.
 """
@@ -20,13 +25,14 @@ The caller owns the transaction: commit after this returns, roll back on an exce
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from psycopg import AsyncConnection
+from psycopg import errors as pg_errors
 
 from etcwallet.core.money import MAX_AMOUNT
 from etcwallet.ledger.errors import LedgerError
@@ -39,17 +45,49 @@ TRANSFER_COLUMNS = (
     "timeout_seconds, expires_at, metadata, created_at, debit_debits_after, debit_credits_after, "
     "credit_debits_after, credit_credits_after"
 )
-_COPY_TRANSFERS = (
-    "COPY ledger_transfers (id, kind, debit_account_id, credit_account_id, amount, currency, code, "
-    "pending_id, timeout_seconds, expires_at, metadata, created_at, debit_debits_after, "
-    "debit_credits_after, credit_debits_after, credit_credits_after) FROM STDIN"
+_INSERT_COLUMNS = (
+    "id, kind, debit_account_id, credit_account_id, amount, currency, code, pending_id, timeout_seconds, "
+    "expires_at, metadata, created_at, debit_debits_after, debit_credits_after, credit_debits_after, "
+    "credit_credits_after"
+)
+_INSERT_TYPES = [
+    "uuid", "text", "uuid", "uuid", "int8", "text", "text", "uuid", "int4", "timestamptz", "jsonb",
+    "timestamptz", "int8", "int8", "int8", "int8",
+]  # fmt: skip
+_COPY_TRANSFERS = f"COPY ledger_transfers ({_INSERT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_UNNEST_INSERT = (
+    f"INSERT INTO ledger_transfers ({_INSERT_COLUMNS}) SELECT * FROM unnest("
+    + ", ".join(f"%s::{t}[]" for t in _INSERT_TYPES)
+    + ")"
+)
+_PENDING_COLUMNS = (
+    "p.id, p.debit_account_id, p.credit_account_id, p.amount, p.expires_at, p.state, p.resolved_by, "
+    "p.resolved_at, t.code, t.currency FROM ledger_pending p JOIN ledger_transfers t ON t.id = p.id"
 )
 _PENDING_QUERY = (
-    "SELECT p.id, p.debit_account_id, p.credit_account_id, p.amount, p.expires_at, p.state, p.resolved_by, "
-    "p.resolved_at, t.code, t.currency FROM ledger_pending p JOIN ledger_transfers t ON t.id = p.id "
-    "WHERE p.id = ANY(%(ids)s::uuid[]) OR (p.state = 'open' AND p.expires_at <= %(now)s "
+    f"SELECT {_PENDING_COLUMNS} WHERE p.id = ANY(%(ids)s::uuid[]) OR (p.state = 'open' "
+    "AND p.expires_at <= %(now)s "
     "AND (p.debit_account_id = ANY(%(accounts)s::uuid[]) OR p.credit_account_id = ANY(%(accounts)s::uuid[])))"
 )
+_LOCK_ACCOUNTS = (
+    "SELECT id, currency, debits_must_not_exceed_credits, credits_must_not_exceed_debits, frozen, "
+    "debits_posted, credits_posted, debits_pending, credits_pending FROM ledger_accounts "
+    "WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
+)
+BULK_THRESHOLD = 256
+"""Batches larger than this stream their transfers with COPY while they are being checked."""
+
+
+class RetryBatch(Exception):
+    """The batch must run again in a new transaction: with more accounts locked, or with ids checked.
+
+    Raised before anything is committed; the caller rolls back and calls again with these hints.
+    """
+
+    def __init__(self, *, accounts: frozenset[UUID] = frozenset(), check_ids: bool = False) -> None:
+        super().__init__("ledger batch needs another attempt")
+        self.accounts = accounts
+        self.check_ids = check_ids
 
 
 def transfer_from_row(row: Sequence[Any]) -> Transfer:
@@ -138,6 +176,7 @@ class _Batch:
         self.existing = existing
         self.now = now
         self.created: list[Transfer] = []
+        self.flushed = 0
         self.created_ids: dict[UUID, Transfer] = {}
         # Snapshots taken while a linked chain is open, to undo it if a later member fails.
         self.chain_accounts: dict[UUID, tuple[int, int, int, int, bool]] | None = None
@@ -327,67 +366,127 @@ def _chains(requests: Sequence[TransferRequest]) -> list[tuple[int, int]]:
     return runs
 
 
+def _row(t: Transfer) -> tuple[Any, ...]:
+    metadata = json.dumps(t.metadata, ensure_ascii=False) if t.metadata else "{}"
+    return (
+        t.id, t.kind.value, t.debit_account_id, t.credit_account_id, t.amount, t.currency, t.code,
+        t.pending_id, t.timeout_seconds, t.expires_at, metadata, t.created_at, t.debit_debits_after,
+        t.debit_credits_after, t.credit_debits_after, t.credit_credits_after,
+    )  # fmt: skip
+
+
 async def apply_transfers(
-    conn: AsyncConnection[Any], requests: Sequence[TransferRequest], clock: Callable[[], datetime]
+    conn: AsyncConnection[Any],
+    requests: Sequence[TransferRequest],
+    clock: Callable[[], datetime],
+    *,
+    check_ids: bool = False,
+    extra_accounts: frozenset[UUID] = frozenset(),
+    bulk: bool | None = None,
 ) -> list[Result]:
     """Check and apply ``requests`` in order inside the caller's transaction; one result per request.
 
-    ``clock`` gives the batch its time (UTC). A refused transfer changes nothing; a linked chain is applied whole or not at all. The same id
-    with the same fields returns the stored transfer; with other fields, ``transfer_id_conflict``.
+    ``clock`` gives the batch its time (UTC). A refused transfer changes nothing; a linked chain is
+    applied whole or not at all. The same id with the same fields returns the stored transfer; with
+    other fields, ``transfer_id_conflict``. Raises :class:`RetryBatch` when the batch must run again.
+    ``bulk`` (default: more than ``BULK_THRESHOLD`` requests) streams with COPY, which needs a
+    connection outside pipeline mode; small batches use statements that pipeline.
     """
     if not requests:
         return []
-    now = clock()
+    if bulk is None:
+        bulk = len(requests) > BULK_THRESHOLD
     pending_ids = list({r.pending_id for r in requests if r.pending_id is not None})
     wanted = {a for r in requests for a in (r.debit_account_id, r.credit_account_id) if a is not None}
-
+    wanted |= extra_accounts
     async with conn.cursor() as cur:
-        await cur.execute(_PENDING_QUERY, {"ids": pending_ids, "now": now, "accounts": list(wanted)})
-        for row in await cur.fetchall():
-            wanted.add(row[1])
-            wanted.add(row[2])
+        if pending_ids:
+            await cur.execute(
+                "SELECT debit_account_id, credit_account_id FROM ledger_pending WHERE id = ANY(%s::uuid[])",
+                (pending_ids,),
+            )
+            for debit_id, credit_id in await cur.fetchall():
+                wanted.add(debit_id)
+                wanted.add(credit_id)
 
-        await cur.execute(
-            "SELECT id, currency, debits_must_not_exceed_credits, credits_must_not_exceed_debits, frozen, "
-            "debits_posted, credits_posted, debits_pending, credits_pending FROM ledger_accounts "
-            "WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
-            (list(wanted),),
-        )
+        await cur.execute(_LOCK_ACCOUNTS, (list(wanted),))
         accounts = {row[0]: _Acct(*row) for row in await cur.fetchall()}
-        # The time of the batch is read once the locks are held, so that an account's transfers carry
-        # times in the order they were applied, and a balance "as of" a time is well defined.
-        now = max(now, clock())
+        # The batch's time is read once the locks are held, so an account's transfers carry times in
+        # the order they were applied, and a balance "as of" a time is well defined.
+        now = clock()
 
-        # With the accounts locked, nobody can resolve these holds or store these ids concurrently.
-        await cur.execute(_PENDING_QUERY, {"ids": pending_ids, "now": now, "accounts": list(accounts)})
-        pendings = {
-            row[0]: _Pending(
-                id=row[0],
-                debit=row[1],
-                credit=row[2],
-                amount=row[3],
-                expires_at=row[4],
-                state=PendingState(row[5]),
-                resolved_by=row[6],
-                resolved_at=row[7],
-                code=row[8],
-                currency=row[9],
-            )  # fmt: skip
-            for row in await cur.fetchall()
-        }
-        await cur.execute(
-            f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY(%s::uuid[])",
-            (list({r.id for r in requests}),),
+        pendings: dict[UUID, _Pending] = {}
+        if pending_ids or any(a.dpend or a.cpend for a in accounts.values()):
+            await cur.execute(_PENDING_QUERY, {"ids": pending_ids, "now": now, "accounts": list(accounts)})
+            for row in await cur.fetchall():
+                pendings[row[0]] = _Pending(
+                    id=row[0], debit=row[1], credit=row[2], amount=row[3], expires_at=row[4],
+                    state=PendingState(row[5]), resolved_by=row[6], resolved_at=row[7], code=row[8],
+                    currency=row[9],
+                )  # fmt: skip
+            missing = {a for p in pendings.values() for a in (p.debit, p.credit)} - accounts.keys()
+            if missing:
+                await _lock_more(cur, missing, accounts)
+
+        lookup = (
+            [r.id for r in requests] if check_ids else [r.id for r in requests if r.pending_id is not None]
         )
-        existing = {row[0]: transfer_from_row(row) for row in await cur.fetchall()}
+        existing: dict[UUID, Transfer] = {}
+        if lookup:
+            await cur.execute(
+                f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY(%s::uuid[])", (lookup,)
+            )
+            existing = {row[0]: transfer_from_row(row) for row in await cur.fetchall()}
 
         batch = _Batch(accounts, pendings, existing, now)
         batch.expire_due()
-        results: list[Result | None] = [None] * len(requests)
-        for start, end in _chains(requests):
-            if end - start == 1 and not requests[start].linked:
-                results[start] = batch.apply(start, requests[start])
-                continue
+        if bulk:
+            async with cur.copy(_COPY_TRANSFERS) as copy:
+                copy.set_types(_INSERT_TYPES)
+
+                async def stream() -> None:
+                    for t in batch.created[batch.flushed :]:
+                        await copy.write_row(_row(t))
+                    batch.flushed = len(batch.created)
+
+                results = await _apply_all(batch, requests, stream)
+        else:
+            results = await _apply_all(batch, requests, None)
+            if batch.created:
+                columns = list(zip(*(_row(t) for t in batch.created), strict=True))
+                await cur.execute(_UNNEST_INSERT, [list(c) for c in columns])
+
+        if not check_ids:
+            refused = [r.id for r, out in zip(requests, results, strict=True) if isinstance(out, LedgerError)]
+            if refused:
+                await cur.execute(
+                    "SELECT 1 FROM ledger_transfers WHERE id = ANY(%s::uuid[]) LIMIT 1", (refused,)
+                )
+                if await cur.fetchone() is not None:
+                    raise RetryBatch(check_ids=True)
+        await _write_state(cur, batch)
+    return results
+
+
+async def _lock_more(cur: Any, missing: set[UUID], accounts: dict[UUID, _Acct]) -> None:
+    """Lock accounts found late (the other side of an expired hold) without waiting out of order."""
+    try:
+        async with cur.connection.transaction():
+            await cur.execute(_LOCK_ACCOUNTS.replace("FOR UPDATE", "FOR UPDATE NOWAIT"), (list(missing),))
+            for row in await cur.fetchall():
+                accounts[row[0]] = _Acct(*row)
+    except pg_errors.LockNotAvailable:
+        raise RetryBatch(accounts=frozenset(missing)) from None
+
+
+async def _apply_all(
+    batch: _Batch, requests: Sequence[TransferRequest], flush: Callable[[], Awaitable[None]] | None
+) -> list[Result]:
+    results: list[Result | None] = [None] * len(requests)
+    for start, end in _chains(requests):
+        if end - start == 1 and not requests[start].linked:
+            results[start] = batch.apply(start, requests[start])
+        else:
             batch.begin_chain()
             failure: LedgerError | None = None
             if requests[end - 1].linked:
@@ -401,47 +500,31 @@ async def apply_transfers(
                     results[i] = outcome
             if failure is None:
                 batch.end_chain()
-                continue
-            batch.rollback_chain()
-            for i in range(start, end):
-                results[i] = failure if i == failure.index else LedgerError("linked_event_failed", index=i)
-
-        await _write(cur, batch)
+            else:
+                batch.rollback_chain()
+                for i in range(start, end):
+                    results[i] = (
+                        failure if i == failure.index else LedgerError("linked_event_failed", index=i)
+                    )
+        if flush is not None and len(batch.created) - batch.flushed >= 64:
+            await flush()
+    if flush is not None:
+        await flush()
     return [r for r in results if r is not None]
 
 
-async def _write(cur: Any, batch: _Batch) -> None:
-    """Persist what the batch changed: new transfers, hold states, account totals."""
-    if batch.created:
-        async with cur.copy(_COPY_TRANSFERS) as copy:
-            for t in batch.created:
-                await copy.write_row(
-                    (
-                        t.id, t.kind.value, t.debit_account_id, t.credit_account_id, t.amount, t.currency,
-                        t.code, t.pending_id, t.timeout_seconds, t.expires_at,
-                        json.dumps(t.metadata, ensure_ascii=False), t.created_at, t.debit_debits_after,
-                        t.debit_credits_after, t.credit_debits_after, t.credit_credits_after,
-                    )
-                )  # fmt: skip
+async def _write_state(cur: Any, batch: _Batch) -> None:
+    """Persist what the batch changed besides the transfers: hold states and account totals."""
     new_pendings = [p for p in batch.pendings.values() if p.new]
     if new_pendings:
-        async with cur.copy(
-            "COPY ledger_pending (id, debit_account_id, credit_account_id, amount, expires_at, state, "
-            "resolved_by, resolved_at) FROM STDIN"
-        ) as copy:
-            for p in new_pendings:
-                await copy.write_row(
-                    (
-                        p.id,
-                        p.debit,
-                        p.credit,
-                        p.amount,
-                        p.expires_at,
-                        p.state.value,
-                        p.resolved_by,
-                        p.resolved_at,
-                    )
-                )
+        await cur.executemany(
+            "INSERT INTO ledger_pending (id, debit_account_id, credit_account_id, amount, expires_at, state, "
+            "resolved_by, resolved_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (p.id, p.debit, p.credit, p.amount, p.expires_at, p.state.value, p.resolved_by, p.resolved_at)
+                for p in new_pendings
+            ],
+        )
     resolved = [p for p in batch.pendings.values() if p.dirty and not p.new]
     if resolved:
         await cur.execute(
@@ -455,8 +538,6 @@ async def _write(cur: Any, batch: _Batch) -> None:
                 [p.resolved_at for p in resolved],
             ),
         )
-        if cur.rowcount != len(resolved):
-            raise RuntimeError("a pending transfer changed state while its accounts were locked")
     dirty = [a for a in batch.accounts.values() if a.dirty]
     if dirty:
         await cur.execute(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,14 +28,20 @@ from etcwallet.core import metrics
 from etcwallet.core.errors import DomainError
 from etcwallet.core.money import check_currency
 from etcwallet.ledger.chart import AccountCode, platform_accounts
-from etcwallet.ledger.engine import TRANSFER_COLUMNS, Result, apply_transfers, transfer_from_row
+from etcwallet.ledger.engine import (
+    BULK_THRESHOLD,
+    TRANSFER_COLUMNS,
+    Result,
+    RetryBatch,
+    apply_transfers,
+    transfer_from_row,
+)
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.types import Account, PendingState, Transfer, TransferRequest
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 8000
-_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, pg_errors.UniqueViolation)
 _ACCOUNT_COLUMNS = (
     "id, currency, code, owner, debits_must_not_exceed_credits, credits_must_not_exceed_debits, frozen, "
     "debits_posted, credits_posted, debits_pending, credits_pending, metadata, created_at"
@@ -276,23 +283,41 @@ class Ledger:
                 job.future.set_result(renumbered)
 
     async def _apply_with_retry(self, requests: list[TransferRequest], attempts: int = 8) -> list[Result]:
+        """Run a batch in its own transaction, again after a deadlock, a duplicate id or a late lock."""
+        check_ids, extra = False, frozenset[UUID]()
+        bulk = len(requests) > BULK_THRESHOLD
         for attempt in range(attempts):
+            started = time.perf_counter()
             try:
-                async with self.pool.connection() as conn, conn.transaction():
-                    started = self.clock()
-                    results = await apply_transfers(conn, requests, self.clock)
-                metrics.LEDGER_BATCH_SIZE.observe(len(requests))
-                metrics.LEDGER_BATCH_SECONDS.observe((self.clock() - started).total_seconds())
-                created = sum(1 for r in results if isinstance(r, Transfer))
-                metrics.LEDGER_TRANSFERS.labels("accepted").inc(created)
-                metrics.LEDGER_TRANSFERS.labels("refused").inc(len(results) - created)
-                return results
-            except _RETRYABLE as exc:
+                # Small batches pipeline BEGIN with the lock and the writes with COMMIT: two round
+                # trips in all. Bulk batches stream with COPY, which pipeline mode does not allow.
+                async with self.pool.connection() as conn, contextlib.AsyncExitStack() as stack:
+                    if not bulk:
+                        await stack.enter_async_context(conn.pipeline())
+                    await stack.enter_async_context(conn.transaction())
+                    results = await apply_transfers(
+                        conn, requests, self.clock, check_ids=check_ids, extra_accounts=extra, bulk=bulk
+                    )
+            except RetryBatch as retry:
+                check_ids = check_ids or retry.check_ids
+                extra = extra | retry.accounts
+                continue
+            except pg_errors.UniqueViolation:
+                check_ids = True
+                continue
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
                 if attempt == attempts - 1:
                     raise
                 log.info("ledger batch retried", extra={"reason": type(exc).__name__, "attempt": attempt + 1})
                 await asyncio.sleep(0.001 * 2**attempt)
-        raise AssertionError("unreachable")
+                continue
+            metrics.LEDGER_BATCH_SIZE.observe(len(requests))
+            metrics.LEDGER_BATCH_SECONDS.observe(time.perf_counter() - started)
+            created = sum(1 for r in results if isinstance(r, Transfer))
+            metrics.LEDGER_TRANSFERS.labels("accepted").inc(created)
+            metrics.LEDGER_TRANSFERS.labels("refused").inc(len(results) - created)
+            return results
+        raise RuntimeError(f"ledger batch did not settle after {attempts} attempts")
 
     async def get_transfer(self, transfer_id: UUID) -> Transfer | None:
         async with self.pool.connection() as conn:

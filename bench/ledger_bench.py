@@ -1,0 +1,351 @@
+"""Ledger throughput against pgbench TPC-B on the same PostgreSQL server, in the same run.
+
+Run with ``etcwallet bench ledger [--json] [--duration S] [--clients N]``. Phases:
+
+(a) pgbench TPC-B, N clients, prepared statements: the baseline;
+(b) single transfers through the service layer (``Ledger.create_transfer``), N concurrent workers;
+(c) single transfers over HTTP, N concurrent keep-alive clients against ``etcwallet serve``;
+(d) bulk calls of 8,000 transfers (``Ledger.create_transfers``).
+
+Each is printed as transfers per second and as a ratio to pgbench's TPS, since these machines are shared
+and noisy; only the ratio is comparable between runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+from uuid import UUID, uuid4
+
+from etcwallet.core.db import create_database, migrate, open_pool, pg_bin, start_embedded
+from etcwallet.ledger.chart import AccountCode
+from etcwallet.ledger.service import AccountSpec, Ledger, wallet_spec
+from etcwallet.ledger.types import TransferRequest
+
+ACCOUNTS = 1000
+FUNDING = 10**15
+ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
+
+
+@dataclass
+class Report:
+    pgbench_tps: float = 0.0
+    service_tps: float = 0.0
+    http_tps: float = 0.0
+    batch_tps: float = 0.0
+    http_p50_ms: float = 0.0
+    http_p99_ms: float = 0.0
+    notes: dict[str, object] = field(default_factory=dict)
+
+    def ratios(self) -> dict[str, float]:
+        base = self.pgbench_tps or 1.0
+        return {
+            "service_ratio": self.service_tps / base,
+            "http_ratio": self.http_tps / base,
+            "batch_ratio": self.batch_tps / base,
+        }
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "pgbench_tps": round(self.pgbench_tps, 1),
+            "service_tps": round(self.service_tps, 1),
+            "http_tps": round(self.http_tps, 1),
+            "batch_tps": round(self.batch_tps, 1),
+        }
+        out.update({k: round(v, 3) for k, v in self.ratios().items()})
+        out["http_p50_ms"] = round(self.http_p50_ms, 2)
+        out["http_p99_ms"] = round(self.http_p99_ms, 2)
+        return out
+
+
+def _say(json_output: bool, text: str) -> None:
+    print(text, file=sys.stderr if json_output else sys.stdout, flush=True)
+
+
+# --- (a) pgbench ---------------------------------------------------------------------------------------
+
+
+def run_pgbench(url: str, clients: int, duration: float) -> float:
+    """TPC-B with ``clients`` clients on its own database of the same server; returns TPS."""
+    bench_url = create_database(url, "etcw_pgbench")
+    parts = urlsplit(bench_url)
+    host = parse_qs(parts.query).get("host", [parts.hostname or "localhost"])[0]
+    common = ["-h", host, "-U", parts.username or "postgres"]
+    if parts.port:
+        common += ["-p", str(parts.port)]
+    env = dict(os.environ, PGPASSWORD=parts.password or "")
+    scale = max(clients, 16)
+    subprocess.run(
+        [str(pg_bin("pgbench")), "-i", "-q", "-s", str(scale), *common, "etcw_pgbench"],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    done = subprocess.run(
+        [
+            str(pg_bin("pgbench")), "-c", str(clients), "-j", "2", "-T", str(int(duration)), "-M", "prepared",
+            *common, "etcw_pgbench",
+        ],
+        check=True, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    match = re.search(r"tps = ([0-9.]+)", done.stdout)
+    if not match:
+        raise RuntimeError(f"pgbench printed no tps:\n{done.stdout}\n{done.stderr}")
+    return float(match.group(1))
+
+
+# --- shared set-up ---------------------------------------------------------------------------------------
+
+
+async def open_accounts(ledger: Ledger, n: int) -> list[UUID]:
+    """``n`` customer wallets (may not go below zero), each funded from one unconstrained account."""
+    source = await ledger.create_account(AccountSpec(uuid4(), "CNY", AccountCode.GENERAL.value, "bench:source"))
+    ids = [uuid4() for _ in range(n)]
+    for account_id in ids:
+        await ledger.create_account(wallet_spec(account_id, "bench:wallet"))
+    funding = [
+        TransferRequest(uuid4(), debit_account_id=source.id, credit_account_id=a, amount=FUNDING,
+                        currency="CNY", code="bench_funding")
+        for a in ids
+    ]  # fmt: skip
+    await ledger.create_transfers(funding)
+    return ids
+
+
+def random_transfer(accounts: list[UUID], rng: random.Random) -> TransferRequest:
+    debit, credit = rng.sample(accounts, 2)
+    return TransferRequest(
+        uuid4(), debit_account_id=debit, credit_account_id=credit, amount=rng.randint(1, 10_000),
+        currency="CNY", code="bench",
+    )  # fmt: skip
+
+
+# --- (b) service layer -------------------------------------------------------------------------------------
+
+
+async def bench_service(url: str, clients: int, duration: float) -> tuple[float, dict[str, object]]:
+    pool = await open_pool(url, 8)
+    ledger = Ledger(pool, writers=2)
+    await ledger.start()
+    try:
+        accounts = await open_accounts(ledger, ACCOUNTS)
+        deadline = time.perf_counter() + duration
+        counts = [0] * clients
+        refused = 0
+
+        async def worker(i: int) -> None:
+            nonlocal refused
+            rng = random.Random(i)
+            while time.perf_counter() < deadline:
+                try:
+                    await ledger.create_transfer(random_transfer(accounts, rng))
+                    counts[i] += 1
+                except Exception:
+                    refused += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(clients)))
+        elapsed = time.perf_counter() - started
+        return sum(counts) / elapsed, {"service_refused": refused}
+    finally:
+        await ledger.stop()
+        await pool.close()
+
+
+# --- (d) bulk calls ----------------------------------------------------------------------------------------
+
+
+async def bench_batch(url: str, duration: float) -> tuple[float, dict[str, object]]:
+    pool = await open_pool(url, 4)
+    ledger = Ledger(pool)
+    try:
+        accounts = await open_accounts(ledger, ACCOUNTS)
+        rng = random.Random(7)
+        total, refused, elapsed, calls = 0, 0, 0.0, 0
+        while elapsed < duration or calls < 3:
+            batch = [random_transfer(accounts, rng) for _ in range(8000)]
+            started = time.perf_counter()
+            results = await ledger.create_transfers(batch)
+            elapsed += time.perf_counter() - started
+            calls += 1
+            accepted = sum(1 for r in results if not isinstance(r, Exception))
+            total += accepted
+            refused += len(results) - accepted
+        return total / elapsed, {"batch_calls": calls, "batch_refused": refused}
+    finally:
+        await pool.close()
+
+
+# --- (c) HTTP ----------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the service exited before it was ready")
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /readyz HTTP/1.1\r\nHost: bench\r\n\r\n")
+            await writer.drain()
+            line = await reader.readline()
+            writer.close()
+            if b" 200 " in line:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the service did not become ready")
+
+
+async def _post(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: bytes
+) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on a kept-alive connection: a lean client, so the load generator stays cheap."""
+    writer.write(
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + ADMIN_TOKEN.encode() + b"\r\nContent-Length: "
+        + str(len(body)).encode() + b"\r\n\r\n" + body
+    )  # fmt: skip
+    status_line = await reader.readline()
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    payload = await reader.readexactly(length)
+    return int(status_line.split()[1]), payload
+
+
+async def bench_http(url: str, clients: int, duration: float, workers: int) -> tuple[float, float, float, dict[str, object]]:
+    pool = await open_pool(url, 2)
+    ledger = Ledger(pool)
+    accounts = await open_accounts(ledger, ACCOUNTS)
+    await pool.close()
+    port = free_port()
+    env = dict(
+        os.environ, ETCW_DATABASE_URL=url, ETCW_ADMIN_TOKEN=ADMIN_TOKEN, ETCW_ENV="production",
+        ETCW_LOG_LEVEL="WARNING", ETCW_PORT=str(port), ETCW_WORKERS=str(workers),
+    )  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "etcwallet.cli", "serve"], env=env)
+    try:
+        await wait_ready(port, proc)
+        deadline = time.perf_counter() + duration
+        latencies: list[float] = []
+        failures = 0
+
+        async def client(i: int) -> None:
+            nonlocal failures
+            rng = random.Random(1000 + i)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            while time.perf_counter() < deadline:
+                debit, credit = rng.sample(accounts, 2)
+                body = json.dumps({
+                    "id": str(uuid4()), "debit_account_id": str(debit), "credit_account_id": str(credit),
+                    "amount": {"amount": rng.randint(1, 10_000), "currency": "CNY"}, "code": "bench",
+                }).encode()  # fmt: skip
+                started = time.perf_counter()
+                status, _ = await _post(reader, writer, "/api/v1/ledger/transfers", body)
+                latencies.append(time.perf_counter() - started)
+                if status != 201:
+                    failures += 1
+            writer.close()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        elapsed = time.perf_counter() - started
+        ok = len(latencies) - failures
+        latencies.sort()
+        p50 = statistics.median(latencies) * 1000
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+        return ok / elapsed, p50, p99, {"http_failures": failures, "http_workers": workers}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# --- driver ------------------------------------------------------------------------------------------------
+
+
+async def run_all(url: str, clients: int, duration: float, json_output: bool, http_workers: int) -> Report:
+    report = Report()
+    _say(json_output, f"(a) pgbench TPC-B, {clients} clients, {duration:.0f} s ...")
+    report.pgbench_tps = await asyncio.to_thread(run_pgbench, url, clients, duration)
+    _say(json_output, f"    {report.pgbench_tps:,.0f} TPS")
+
+    service_url = create_database(url, "etcw_bench_service")
+    migrate(service_url)
+    _say(json_output, f"(b) service layer, {clients} workers ...")
+    report.service_tps, notes = await bench_service(service_url, clients, duration)
+    report.notes.update(notes)
+
+    http_url = create_database(url, "etcw_bench_http")
+    migrate(http_url)
+    _say(json_output, f"(c) HTTP, {clients} clients ...")
+    report.http_tps, report.http_p50_ms, report.http_p99_ms, notes = await bench_http(
+        http_url, clients, duration, http_workers
+    )
+    report.notes.update(notes)
+
+    batch_url = create_database(url, "etcw_bench_batch")
+    migrate(batch_url)
+    _say(json_output, "(d) bulk calls of 8,000 transfers ...")
+    report.batch_tps, notes = await bench_batch(batch_url, duration)
+    report.notes.update(notes)
+    return report
+
+
+def main(json_output: bool = False, duration: float = 20.0, clients: int = 16, http_workers: int = 2) -> None:
+    """Run every phase on one PostgreSQL server and print the figures (or one JSON object)."""
+    server_url = os.environ.get("ETCW_DATABASE_URL")
+    tmp = None
+    server = None
+    if not server_url:
+        tmp = Path(tempfile.mkdtemp(prefix="etcw-bench-"))
+        server = start_embedded(tmp / "pg")
+        server_url = server.url
+    try:
+        report = asyncio.run(run_all(server_url, clients, duration, json_output, http_workers))
+    finally:
+        if server is not None:
+            server.stop()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    data = report.as_dict()
+    if json_output:
+        print(json.dumps(data))
+        return
+    ratios = report.ratios()
+    print()
+    print(f"{'phase':<34}{'transfers/s':>14}{'× pgbench':>12}")
+    print(f"{'(a) pgbench TPC-B (baseline)':<34}{report.pgbench_tps:>14,.0f}{1.0:>12.2f}")
+    print(f"{'(b) service layer':<34}{report.service_tps:>14,.0f}{ratios['service_ratio']:>12.2f}")
+    print(f"{'(c) HTTP':<34}{report.http_tps:>14,.0f}{ratios['http_ratio']:>12.2f}")
+    print(f"{'(d) bulk, 8,000 a call':<34}{report.batch_tps:>14,.0f}{ratios['batch_ratio']:>12.2f}")
+    print(f"HTTP latency p50 {report.http_p50_ms:.1f} ms, p99 {report.http_p99_ms:.1f} ms; {report.notes}")
+
+
+if __name__ == "__main__":
+    main(json_output="--json" in sys.argv)
