@@ -317,7 +317,7 @@ async def run_all(url: str, clients: int, duration: float, json_output: bool, ht
     return report
 
 
-def main(json_output: bool = False, duration: float = 20.0, clients: int = 16, http_workers: int = 2) -> None:
+def main(json_output: bool = False, duration: float = 20.0, clients: int = 16, http_workers: int = 1) -> None:
     """Run every phase on one PostgreSQL server and print the figures (or one JSON object)."""
     server_url = os.environ.get("ETCW_DATABASE_URL")
     tmp = None

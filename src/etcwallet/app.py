@@ -23,6 +23,7 @@ from etcwallet.core.config import Settings, get_settings
 from etcwallet.core.db import DatabaseServer, connect_database, migrate, open_pool
 from etcwallet.core.errors import install_handlers
 from etcwallet.core.logging import configure_logging
+from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
 from etcwallet.ledger.service import Ledger
 
@@ -147,7 +148,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(ledger_hot_router)
     app.include_router(ledger_router)
+    # Routes are matched in order: the hot paths first, the documentation pages last.
+    hot = [r for r in app.router.routes if getattr(r, "path", "").startswith("/api/")]
+    app.router.routes[:] = hot + [r for r in app.router.routes if r not in hot]
     return app
 
 

@@ -65,6 +65,8 @@ def serve(
         workers=workers or settings.workers,
         log_config=None,
         access_log=False,
+        proxy_headers=False,
+        server_header=False,
     )
 
 
