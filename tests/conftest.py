@@ -1,8 +1,9 @@
 """Test fixtures: one real PostgreSQL server per run and a fresh database on it.
 
 With ``ETCW_DATABASE_URL`` set, the tests create their own database on that server; otherwise they start
-the embedded server in a temporary directory. Tests isolate themselves by opening their own accounts
-(random ids), so no cleanup between tests is needed and the ledger's global invariants keep holding.
+the embedded server in a temporary directory. Tests isolate themselves by creating their own accounts,
+customers and staff (random ids and names), so no cleanup between tests is needed and the ledger's global
+invariants keep holding.
 """
 
 from __future__ import annotations
@@ -10,32 +11,49 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from uuid import UUID, uuid4
 
+import httpx
+import pyotp
 import pytest
+from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
+os.environ["ETCW_ENV"] = "test"  # cheap argon2 parameters; read before any settings are built
+
+from etcwallet.app import Runtime, create_app
+from etcwallet.core.config import Settings, get_settings
+from etcwallet.core.crypto import Keys, load_keys
 from etcwallet.core.db import create_database, migrate, open_pool, start_embedded
+from etcwallet.identity import staff
+from etcwallet.identity.authz import OUTLET_ROLES, Role
 from etcwallet.ledger.service import Ledger
+
+get_settings.cache_clear()
+STAFF_PASSWORD = "Staff-pass-2026!"
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def tmp_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="etcw-test-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_root: Path) -> Iterator[str]:
     server_url = os.environ.get("ETCW_DATABASE_URL")
     server = None
-    tmp: Path | None = None
     if not server_url:
-        tmp = Path(tempfile.mkdtemp(prefix="etcw-test-"))
-        server = start_embedded(tmp / "pg")
+        server = start_embedded(tmp_root / "pg")
         server_url = server.url
     url = create_database(server_url, f"etcw_test_{os.getpid()}")
     migrate(url)
     yield url
     if server is not None:
         server.stop()
-    if tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +70,105 @@ async def ledger(pool: AsyncConnectionPool) -> AsyncIterator[Ledger]:
     await service.ensure_chart()
     yield service
     await service.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_root: Path) -> Settings:
+    return Settings(env="test", data_dir=tmp_root / "data")
+
+
+@pytest.fixture(scope="session")
+def keys(settings: Settings) -> Keys:
+    return load_keys(None, settings.data_dir, production=False)
+
+
+@pytest.fixture(scope="session")
+def runtime(pool: AsyncConnectionPool, ledger: Ledger, keys: Keys) -> Runtime:
+    return Runtime(pool=pool, ledger=ledger, keys=keys)
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, runtime: Runtime) -> FastAPI:
+    return create_app(settings, runtime=runtime)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the application (no network), with a distinct client IP per test."""
+    transport = httpx.ASGITransport(
+        app=app, client=(f"10.{os.getpid() % 250}.{uuid4().int % 250}.{uuid4().int % 250}", 50000)
+    )
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+StaffFactory = Callable[..., Awaitable[dict[str, str]]]
+
+
+@pytest.fixture
+async def outlet(pool: AsyncConnectionPool) -> staff.Outlet:
+    """A fresh self-operated outlet."""
+    async with pool.connection() as conn:
+        return await staff.create_outlet(
+            conn, code=f"T-{uuid4().hex[:10]}", name="测试网点", kind="self_operated", bank=None
+        )
+
+
+@pytest.fixture
+async def bank_outlet(pool: AsyncConnectionPool) -> staff.Outlet:
+    """A fresh bank outlet (兰州银行)."""
+    async with pool.connection() as conn:
+        return await staff.create_outlet(
+            conn, code=f"B-{uuid4().hex[:10]}", name="测试银行网点", kind="bank", bank="lanzhou_bank"
+        )
+
+
+async def sign_in_staff(
+    client: httpx.AsyncClient, username: str, password: str = STAFF_PASSWORD
+) -> dict[str, str]:
+    """Sign a staff member in over HTTP (enrolling TOTP at first sign-in); returns Authorization headers."""
+    step = await client.post("/api/v1/staff/auth/login", json={"username": username, "password": password})
+    assert step.status_code == 200, step.text
+    body = step.json()
+    secret = body["totp_enrollment"]["secret"] if body["totp_enrollment"] else STAFF_SECRETS[username]
+    STAFF_SECRETS[username] = secret
+    done = await client.post(
+        "/api/v1/staff/auth/totp", json={"ticket": body["ticket"], "code": pyotp.TOTP(secret).now()}
+    )
+    assert done.status_code == 200, done.text
+    return {"Authorization": f"Bearer {done.json()['access_token']}"}
+
+
+STAFF_SECRETS: dict[str, str] = {}
+
+
+@pytest.fixture
+async def make_staff(pool: AsyncConnectionPool, client: httpx.AsyncClient) -> StaffFactory:
+    """Create a staff member with a role (and an outlet for outlet roles) and sign them in: their headers."""
+
+    async def factory(role: Role, outlet_id: UUID | None = None) -> dict[str, str]:
+        if role in OUTLET_ROLES and outlet_id is None:
+            async with pool.connection() as conn:
+                kind, bank = ("bank", "icbc") if role is Role.BANK_OPERATOR else ("self_operated", None)
+                made = await staff.create_outlet(
+                    conn, code=f"F-{uuid4().hex[:10]}", name="网点", kind=kind, bank=bank
+                )
+                outlet_id = made.id
+        username = f"{role.value[:8]}.{uuid4().hex[:8]}"
+        async with pool.connection() as conn:
+            await staff.create_staff(
+                conn,
+                username=username,
+                display_name=username,
+                password=STAFF_PASSWORD,
+                role=role,
+                outlet_id=outlet_id,
+            )
+        return await sign_in_staff(client, username)
+
+    return factory
+
+
+@pytest.fixture
+async def finance_headers(make_staff: StaffFactory) -> dict[str, str]:
+    return await make_staff(Role.FINANCE)

@@ -42,16 +42,16 @@ def upgrade() -> None:
         );
         CREATE INDEX ledger_accounts_owner ON ledger_accounts (owner);
 
-        CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+        CREATE FUNCTION refuse_row_change() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             RAISE EXCEPTION 'ledger rows are never deleted or rewritten: % on % refused', TG_OP, TG_TABLE_NAME
                 USING ERRCODE = 'restrict_violation';
         END $$;
         -- Accounts are closed or frozen, never deleted: a transfer's accounts always exist.
         CREATE TRIGGER ledger_accounts_no_delete
-            BEFORE DELETE ON ledger_accounts FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+            BEFORE DELETE ON ledger_accounts FOR EACH ROW EXECUTE FUNCTION refuse_row_change();
         CREATE TRIGGER ledger_accounts_no_truncate
-            BEFORE TRUNCATE ON ledger_accounts FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+            BEFORE TRUNCATE ON ledger_accounts FOR EACH STATEMENT EXECUTE FUNCTION refuse_row_change();
 
         CREATE TABLE ledger_transfers (
             seq bigint GENERATED ALWAYS AS IDENTITY,
@@ -84,10 +84,10 @@ def upgrade() -> None:
         -- Transfers are immutable: a correction is a new transfer, so history keeps both.
         CREATE TRIGGER ledger_transfers_no_update_delete
             BEFORE UPDATE OR DELETE ON ledger_transfers
-            FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+            FOR EACH ROW EXECUTE FUNCTION refuse_row_change();
         CREATE TRIGGER ledger_transfers_no_truncate
             BEFORE TRUNCATE ON ledger_transfers
-            FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+            FOR EACH STATEMENT EXECUTE FUNCTION refuse_row_change();
 
         -- The life of each pending transfer: open until posted, voided or expired, exactly once.
         CREATE TABLE ledger_pending (
@@ -112,6 +112,6 @@ def downgrade() -> None:
         DROP TABLE ledger_pending;
         DROP TABLE ledger_transfers;
         DROP TABLE ledger_accounts;
-        DROP FUNCTION ledger_refuse_change();
+        DROP FUNCTION refuse_row_change();
         """
     )

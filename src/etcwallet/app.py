@@ -18,11 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from etcwallet import __version__
 from etcwallet.core import metrics
-from etcwallet.core.auth import load_admin_token
 from etcwallet.core.config import Settings, get_settings
+from etcwallet.core.crypto import Keys, load_keys
 from etcwallet.core.db import DatabaseServer, connect_database, migrate, open_pool
 from etcwallet.core.errors import install_handlers
 from etcwallet.core.logging import configure_logging
+from etcwallet.identity.sms import OutboxGateway, SmsGateway
+from etcwallet.identity.staff_api import admin as admin_router
+from etcwallet.identity.staff_api import router as staff_router
 from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
 from etcwallet.ledger.service import Ledger
@@ -32,10 +35,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Runtime:
-    """What a running application holds: the database, the pool and the services built on it."""
+    """What a running application holds: the database, the pool, the keys and the services built on them."""
 
     pool: AsyncConnectionPool
     ledger: Ledger
+    keys: Keys
+    sms: SmsGateway = field(default_factory=OutboxGateway)
     server: DatabaseServer | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -58,14 +63,19 @@ async def start_runtime(settings: Settings) -> Runtime:
     ledger = Ledger(pool, writers=settings.ledger_writers, max_batch=settings.ledger_max_batch)
     await ledger.start()
     await ledger.ensure_chart()
-    runtime = Runtime(pool=pool, ledger=ledger, server=server if settings.database_url is None else None)
+    runtime = Runtime(
+        pool=pool,
+        ledger=ledger,
+        keys=keys_from(settings),
+        server=server if settings.database_url is None else None,
+    )
     runtime.background.append(
         asyncio.create_task(ledger.run_expiry_sweeper(settings.ledger_expiry_interval_seconds))
     )
-    if settings.demo:
+    if settings.demo and not settings.is_production:
         from etcwallet.demo import load_demo_data
 
-        await load_demo_data(runtime.ledger)
+        await load_demo_data(runtime)
     return runtime
 
 
@@ -96,6 +106,17 @@ class MetricsMiddleware:
             metrics.HTTP_SECONDS.labels(scope["method"], route).observe(time.perf_counter() - started)
 
 
+def keys_from(settings: Settings) -> Keys:
+    """The encryption and look-up keys from configuration (generated once into the data directory in development)."""
+    return load_keys(
+        settings.secret("encryption_key"),
+        settings.data_dir,
+        settings.is_production,
+        old_keys=settings.secret("encryption_old_keys"),
+        lookup_key=settings.secret("lookup_key"),
+    )
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """Build the application; with ``runtime`` given (tests), it uses that instead of starting its own."""
     settings = settings or get_settings()
@@ -121,7 +142,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.admin_token = load_admin_token(settings)
     if runtime is not None:
         app.state.runtime = runtime
         app.state.ledger = runtime.ledger
@@ -150,6 +170,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app.include_router(ledger_hot_router)
     app.include_router(ledger_router)
+    app.include_router(staff_router)
+    app.include_router(admin_router)
     # Routes are matched in order: the hot paths first, the documentation pages last.
     hot = [r for r in app.router.routes if getattr(r, "path", "").startswith("/api/")]
     app.router.routes[:] = hot + [r for r in app.router.routes if r not in hot]

@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from etcwallet.core.auth import load_admin_token
 from etcwallet.core.config import get_settings
 from etcwallet.core.db import connect_database, migrate, open_pool
 from etcwallet.core.logging import configure_logging
@@ -24,6 +23,10 @@ ledger_app = typer.Typer(help="总账 · ledger chores", no_args_is_help=True)
 bench_app = typer.Typer(help="性能测试 · benchmarks", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(bench_app, name="bench")
+staff_app = typer.Typer(help="员工 · staff", no_args_is_help=True)
+audit_app = typer.Typer(help="审计 · audit log", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
+app.add_typer(audit_app, name="audit")
 console = Console(stderr=True)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -53,10 +56,9 @@ def serve(
     configure_logging(settings)
     url = _database_url()
     migrate(url)
-    token_note = "ETCW_ADMIN_TOKEN" if settings.admin_token else str(settings.data_dir / "admin-token")
-    load_admin_token(settings)
     host, port = host or settings.host, port or settings.port
-    console.print(f"[bold]etcwallet[/] http://{host}:{port}  (API docs: /docs, admin token: {token_note})")
+    demo = " · demo staff admin/finance/operator1/bank1, password Demo-etc-2026" if settings.demo else ""
+    console.print(f"[bold]etcwallet[/] http://{host}:{port}  (API docs: /docs{demo})")
     uvicorn.run(
         "etcwallet.app:create_app_from_env",
         factory=True,
@@ -78,10 +80,95 @@ def migrate_command() -> None:
     console.print("迁移完成 · migrations applied")
 
 
-@app.command("admin-token")
-def admin_token() -> None:
-    """Print the admin token the staff APIs accept (generated on first use outside production)."""
-    typer.echo(load_admin_token(get_settings()))
+@staff_app.command("create")
+def staff_create(
+    username: Annotated[str, typer.Option(help="sign-in name (lowercase)")],
+    display_name: Annotated[str, typer.Option(help="name shown to colleagues")],
+    role: Annotated[
+        str, typer.Option(help="administrator, finance, risk_officer, support_agent, outlet_operator, …")
+    ] = "administrator",
+    outlet_code: Annotated[str | None, typer.Option(help="outlet code, for outlet roles")] = None,
+    password_stdin: Annotated[bool, typer.Option(help="read the password from standard input")] = False,
+) -> None:
+    """Create a staff member (the first administrator, typically); TOTP is enrolled at first sign-in."""
+    from etcwallet.app import keys_from
+    from etcwallet.core.errors import DomainError
+    from etcwallet.identity import audit, staff
+    from etcwallet.identity.audit import AuditEvent
+    from etcwallet.identity.authz import Role
+
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if password_stdin
+        else typer.prompt("密码 / password", hide_input=True, confirmation_prompt=True)
+    )
+
+    async def run() -> str:
+        pool = await open_pool(_database_url(), 2)
+        try:
+            async with pool.connection() as conn, conn.transaction():
+                outlet_id = None
+                if outlet_code:
+                    cur = await conn.execute("SELECT id FROM outlets WHERE code = %s", (outlet_code,))
+                    row = await cur.fetchone()
+                    if row is None:
+                        raise DomainError(
+                            "outlet_not_found",
+                            404,
+                            "网点不存在",
+                            "no outlet with that code",
+                            field="outlet_code",
+                        )
+                    outlet_id = row[0]
+                member = await staff.create_staff(
+                    conn, username=username, display_name=display_name, password=password, role=Role(role),
+                    outlet_id=outlet_id,
+                )  # fmt: skip
+                await audit.append(
+                    conn,
+                    AuditEvent("system", "cli", "staff.create", "success", "staff", str(member.id),
+                               detail={"username": username, "role": role}),
+                )  # fmt: skip
+            return str(member.id)
+        finally:
+            await pool.close()
+
+    settings = get_settings()
+    configure_logging(settings)
+    keys_from(settings)
+    try:
+        staff_id = asyncio.run(run())
+    except DomainError as exc:
+        console.print(f"[red]{exc.zh} / {exc.en}[/]")
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"已创建员工 · staff created: {username} ({role}) {staff_id}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; exits 1 and names the first broken row if it does not hold."""
+    from etcwallet.identity import audit
+
+    async def run() -> audit.ChainReport:
+        pool = await open_pool(_database_url(), 2)
+        try:
+            async with pool.connection() as conn:
+                return await audit.verify(conn)
+        finally:
+            await pool.close()
+
+    configure_logging(get_settings())
+    report = asyncio.run(run())
+    if report.ok:
+        console.print(f"审计链完整 · audit chain intact: {report.rows} rows")
+        return
+    console.print(
+        f"[red]审计链断裂 · audit chain broken at seq {report.first_broken_seq}: {report.reason}[/]"
+    )
+    raise typer.Exit(1)
 
 
 @ledger_app.command("expire")

@@ -1,26 +1,72 @@
-"""Demo data for ``make run``: a few customer wallets with money in them, created idempotently."""
+"""Demo data for ``make run``: outlets, staff and a few customer wallets, created idempotently.
+
+Demo staff share one password, printed at start; they enroll TOTP at first sign-in like everyone else.
+Refused in production.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 from uuid import NAMESPACE_URL, uuid5
 
+from etcwallet.core.errors import DomainError
+from etcwallet.identity import staff
+from etcwallet.identity.authz import Role
 from etcwallet.ledger.chart import platform_account_id
-from etcwallet.ledger.service import Ledger, wallet_spec
+from etcwallet.ledger.service import wallet_spec
 from etcwallet.ledger.types import TransferRequest
+
+if TYPE_CHECKING:
+    from etcwallet.app import Runtime
 
 log = logging.getLogger(__name__)
 
+DEMO_STAFF_PASSWORD = "Demo-etc-2026"
 DEMO_CUSTOMERS = {"张伟": 50_000, "李娜": 12_345, "王芳": 800}
+DEMO_OUTLETS = [
+    ("GS-LZ-001", "兰州城关自营网点", "self_operated", None),
+    ("LZB-001", "兰州银行庆阳路网点", "bank", "lanzhou_bank"),
+    ("ICBC-001", "工商银行兰州分行网点", "bank", "icbc"),
+]
+DEMO_STAFF = [
+    ("admin", "演示管理员", Role.ADMINISTRATOR, None),
+    ("finance", "演示财务", Role.FINANCE, None),
+    ("operator1", "城关网点操作员", Role.OUTLET_OPERATOR, "GS-LZ-001"),
+    ("bank1", "兰州银行操作员", Role.BANK_OPERATOR, "LZB-001"),
+]
 
 
-async def load_demo_data(ledger: Ledger) -> None:
-    """Open one wallet per demo customer and top it up from the cash clearing account, once."""
+async def load_demo_data(runtime: Runtime) -> None:
+    """Open demo outlets, staff and wallets (each once) and top the wallets up from cash clearing."""
+    async with runtime.pool.connection() as conn:
+        outlets = {}
+        for code, name, kind, bank in DEMO_OUTLETS:
+            try:
+                outlets[code] = (
+                    await staff.create_outlet(conn, code=code, name=name, kind=kind, bank=bank)
+                ).id
+            except DomainError:
+                cur = await conn.execute("SELECT id FROM outlets WHERE code = %s", (code,))
+                row = await cur.fetchone()
+                assert row is not None
+                outlets[code] = row[0]
+        for username, display, role, outlet in DEMO_STAFF:
+            try:
+                await staff.create_staff(
+                    conn, username=username, display_name=display, password=DEMO_STAFF_PASSWORD, role=role,
+                    outlet_id=outlets[outlet] if outlet else None,
+                )  # fmt: skip
+            except DomainError as exc:
+                if exc.code != "username_taken":
+                    raise
+    log.info("demo staff", extra={"usernames": [s[0] for s in DEMO_STAFF], "password": DEMO_STAFF_PASSWORD})
+
     cash = platform_account_id("clearing.cash")
     for name, amount in DEMO_CUSTOMERS.items():
         account_id = uuid5(NAMESPACE_URL, f"etcwallet-demo:wallet:{name}")
-        await ledger.create_account(wallet_spec(account_id, f"demo:{name}"))
-        await ledger.create_transfer(
+        await runtime.ledger.create_account(wallet_spec(account_id, f"demo:{name}"))
+        await runtime.ledger.create_transfer(
             TransferRequest(
                 id=uuid5(NAMESPACE_URL, f"etcwallet-demo:topup:{name}"),
                 debit_account_id=cash,
@@ -30,7 +76,4 @@ async def load_demo_data(ledger: Ledger) -> None:
                 code="demo_topup",
                 metadata={"customer": name},
             )
-        )
-        log.info(
-            "demo wallet", extra={"customer": name, "account_id": str(account_id), "balance_fen": amount}
         )

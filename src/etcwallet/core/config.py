@@ -27,7 +27,13 @@ class Settings(BaseSettings):
     demo: bool = False
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
-    admin_token: SecretStr | None = None
+    encryption_key: SecretStr | None = Field(default=None, description="base64 AES-256 key (or id:base64)")
+    encryption_old_keys: SecretStr | None = Field(
+        default=None, description="id:base64,… keys kept for decryption"
+    )
+    lookup_key: SecretStr | None = Field(
+        default=None, description="base64 HMAC key for look-ups by secret value"
+    )
     db_pool_size: int = Field(default=12, ge=2, le=200)
     ledger_writers: int = Field(default=2, ge=1, le=32)
     ledger_max_batch: int = Field(default=8000, ge=1, le=8000)
@@ -36,6 +42,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    def secret(self, name: str) -> str | None:
+        value: SecretStr | None = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
 
 
 @lru_cache(maxsize=1)

@@ -153,7 +153,8 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         lang = negotiate(request.headers.get("accept-language"))
-        return problem_response(exc.status, exc.problem(lang, request.url.path))
+        headers = {"Retry-After": str(exc.extra["retry_after"])} if "retry_after" in exc.extra else None
+        return problem_response(exc.status, exc.problem(lang, request.url.path), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

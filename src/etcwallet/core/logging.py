@@ -8,6 +8,7 @@ import sys
 import structlog
 
 from etcwallet.core.config import Settings
+from etcwallet.core.masking import mask_secrets_processor
 
 
 def configure_logging(settings: Settings) -> None:
@@ -23,6 +24,7 @@ def configure_logging(settings: Settings) -> None:
         structlog.stdlib.ExtraAdder(),
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        mask_secrets_processor,
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -8,17 +8,21 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from etcwallet.core.auth import require_admin
 from etcwallet.core.errors import DomainError
 from etcwallet.core.http import body_schema, parse_body
 from etcwallet.core.i18n import negotiate
 from etcwallet.core.money import SignedMoney
+from etcwallet.identity.authz import Permission, require
 from etcwallet.ledger import schemas as s
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.service import AccountSpec, Ledger
 from etcwallet.ledger.types import TransferKind, TransferRequest
 
-router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
+can_read = require(Permission.LEDGER_READ)
+can_write = require(Permission.LEDGER_WRITE)
+READ = [Depends(can_read)]
+WRITE = [Depends(can_write)]
 # The busiest route, on a router of its own so it is matched first and checks the token itself rather
 # than through dependency solving; the authorization tests cover it like every other route.
 hot_router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
@@ -32,7 +36,9 @@ async def get_ledger(request: Request) -> Ledger:
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 
 
-@router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=s.AccountOut)
+@router.post(
+    "/accounts", status_code=status.HTTP_201_CREATED, response_model=s.AccountOut, dependencies=WRITE
+)
 async def create_account(body: s.AccountCreate, ledger: LedgerDep) -> s.AccountOut:
     from uuid import uuid4
 
@@ -50,17 +56,17 @@ async def create_account(body: s.AccountCreate, ledger: LedgerDep) -> s.AccountO
     return s.AccountOut.of(account)
 
 
-@router.get("/accounts/{account_id}", response_model=s.AccountOut)
+@router.get("/accounts/{account_id}", response_model=s.AccountOut, dependencies=READ)
 async def read_account(account_id: UUID, ledger: LedgerDep) -> s.AccountOut:
     return s.AccountOut.of(await ledger.get_account(account_id))
 
 
-@router.put("/accounts/{account_id}/frozen", response_model=s.AccountOut)
+@router.put("/accounts/{account_id}/frozen", response_model=s.AccountOut, dependencies=WRITE)
 async def freeze_account(account_id: UUID, body: s.FreezeRequest, ledger: LedgerDep) -> s.AccountOut:
     return s.AccountOut.of(await ledger.set_frozen(account_id, body.frozen))
 
 
-@router.get("/accounts/{account_id}/transfers", response_model=s.HistoryPage)
+@router.get("/accounts/{account_id}/transfers", response_model=s.HistoryPage, dependencies=READ)
 async def list_transfers(
     account_id: UUID,
     ledger: LedgerDep,
@@ -75,7 +81,7 @@ async def list_transfers(
     )
 
 
-@router.get("/accounts/{account_id}/balance", response_model=s.BalanceAsOf)
+@router.get("/accounts/{account_id}/balance", response_model=s.BalanceAsOf, dependencies=READ)
 async def balance_as_of(account_id: UUID, at: datetime, ledger: LedgerDep) -> s.BalanceAsOf:
     if at.tzinfo is None:
         raise DomainError(
@@ -95,7 +101,7 @@ async def balance_as_of(account_id: UUID, at: datetime, ledger: LedgerDep) -> s.
 )
 async def create_transfer(request: Request) -> Response:
     """Create one transfer. The busiest endpoint: it parses and answers without FastAPI's machinery."""
-    await require_admin(request)
+    await can_write(request)
     body = await parse_body(request, s.TransferCreate)
     ledger: Ledger = request.app.state.ledger
     transfer = await ledger.create_transfer(body.request())
@@ -104,13 +110,15 @@ async def create_transfer(request: Request) -> Response:
     )
 
 
-@router.post("/transfers/linked", status_code=status.HTTP_201_CREATED, response_model=s.LinkedOut)
+@router.post(
+    "/transfers/linked", status_code=status.HTTP_201_CREATED, response_model=s.LinkedOut, dependencies=WRITE
+)
 async def create_linked(body: s.LinkedCreate, ledger: LedgerDep) -> s.LinkedOut:
     transfers = await ledger.create_linked([t.request() for t in body.transfers])
     return s.LinkedOut(transfers=[s.TransferOut.of(t) for t in transfers])
 
 
-@router.post("/transfers/batch", response_model=s.BatchOut)
+@router.post("/transfers/batch", response_model=s.BatchOut, dependencies=WRITE)
 async def create_batch(body: s.BatchCreate, request: Request, ledger: LedgerDep) -> s.BatchOut:
     lang = negotiate(request.headers.get("accept-language"))
     results = await ledger.create_transfers([t.request(linked=t.linked) for t in body.transfers])
@@ -125,7 +133,10 @@ async def create_batch(body: s.BatchCreate, request: Request, ledger: LedgerDep)
 
 
 @router.post(
-    "/transfers/{pending_id}/post", status_code=status.HTTP_201_CREATED, response_model=s.TransferOut
+    "/transfers/{pending_id}/post",
+    status_code=status.HTTP_201_CREATED,
+    response_model=s.TransferOut,
+    dependencies=WRITE,
 )
 async def post_pending(pending_id: UUID, body: s.PostPending, ledger: LedgerDep) -> s.TransferOut:
     transfer = await ledger.create_transfer(
@@ -142,7 +153,10 @@ async def post_pending(pending_id: UUID, body: s.PostPending, ledger: LedgerDep)
 
 
 @router.post(
-    "/transfers/{pending_id}/void", status_code=status.HTTP_201_CREATED, response_model=s.TransferOut
+    "/transfers/{pending_id}/void",
+    status_code=status.HTTP_201_CREATED,
+    response_model=s.TransferOut,
+    dependencies=WRITE,
 )
 async def void_pending(pending_id: UUID, body: s.VoidPending, ledger: LedgerDep) -> s.TransferOut:
     transfer = await ledger.create_transfer(
@@ -153,7 +167,7 @@ async def void_pending(pending_id: UUID, body: s.VoidPending, ledger: LedgerDep)
     return s.TransferOut.of(transfer)
 
 
-@router.get("/transfers/{transfer_id}", response_model=s.TransferOut)
+@router.get("/transfers/{transfer_id}", response_model=s.TransferOut, dependencies=READ)
 async def read_transfer(transfer_id: UUID, ledger: LedgerDep) -> s.TransferOut:
     transfer = await ledger.get_transfer(transfer_id)
     if transfer is None:

@@ -1,0 +1,167 @@
+"""Masks for personal data in every response and log line, and a structlog processor applying them.
+
+Conventions: ID numbers keep the first and last 4 characters, phones the first 3 and last 4 digits, bank
+cards the first and last 4 digits, names the surname (first character). Short values show less, never all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, MutableMapping
+from functools import lru_cache
+from typing import Any
+
+STARS = "***"
+_SEPARATORS = re.compile(r"[\s\-]+")
+
+
+def _stars(value: str, head: int, tail: int) -> str:
+    n = len(value)
+    if head + tail >= n:  # too short to show anything safely
+        return "*" * n
+    return value[:head] + "*" * (n - head - tail) + (value[n - tail :] if tail else "")
+
+
+def mask_id_number(number: str) -> str:
+    """An ID number with only its first and last 4 characters visible (fewer when it is short)."""
+    value = _SEPARATORS.sub("", number)
+    keep = 4 if len(value) >= 12 else len(value) // 4
+    return _stars(value, keep, keep)
+
+
+def mask_phone(phone: str) -> str:
+    """A phone number with the first 3 and last 4 characters visible: 138****5678."""
+    value = _SEPARATORS.sub("", phone)
+    if len(value) >= 11:
+        return _stars(value, 3, 4)
+    keep = len(value) // 4
+    return _stars(value, keep, keep)
+
+
+def mask_bank_card(number: str) -> str:
+    """A bank card number as '6222 **** **** 0123': first and last 4 digits, in groups."""
+    value = _SEPARATORS.sub("", number)
+    if len(value) >= 12:
+        return f"{value[:4]} **** **** {value[-4:]}"
+    tail = len(value) // 4
+    return "****" + (f" {value[-tail:]}" if tail else "")
+
+
+def mask_name(name: str) -> str:
+    """A person's name with only the surname (first character) visible: 张三丰 -> 张**, 张三 -> 张*."""
+    value = name.strip()
+    if len(value) <= 1:
+        return "*" * len(value)
+    return value[0] + "*" * (len(value) - 1)
+
+
+# --- log processor -----------------------------------------------------------------------------------
+
+_SECRET_WORDS = frozenset(
+    {
+        "password", "passwd", "pwd", "passphrase", "pin", "secret", "secrets", "token", "tokens", "otp",
+        "totp", "cvv", "cvv2", "cvn", "apikey", "credential", "credentials", "authorization", "cookie",
+        "signature", "csrf",
+    }
+)  # fmt: skip
+_SECRET_KEY_SUFFIXES = ("api_key", "private_key", "secret_key", "encryption_key", "lookup_key", "access_key")
+# "code" alone is a one-time code; these prefixes make "<prefix>_code" one too ("status_code" is not).
+_SECRET_CODE_PREFIXES = frozenset(
+    {
+        "sms", "otp", "totp", "verify", "verification", "auth", "authorization", "captcha", "login",
+        "recovery", "backup", "reset", "activation", "confirm", "confirmation", "security", "pay",
+        "payment", "one_time",
+    }
+)  # fmt: skip
+# A trailing word that makes the key describe the value rather than hold it ("token_expires_at").
+_METADATA_SUFFIXES = frozenset(
+    {"id", "ids", "count", "type", "kind", "len", "length", "at", "expires", "expiry", "policy", "rule"}
+)
+_ID_KEYS = (
+    "id_number", "idnumber", "id_no", "id_card", "idcard", "id_card_no", "id_card_number", "resident_id",
+    "resident_id_number", "identity_number", "identity_card", "cert_no", "certificate_number",
+)  # fmt: skip
+_CARD_KEYS = ("bank_card", "bankcard", "bank_card_no", "bank_card_number", "card_pan", "pan")
+_PHONE_WORDS = frozenset({"phone", "mobile", "msisdn", "tel", "telephone"})
+_NAME_KEYS = frozenset(
+    {"real_name", "full_name", "legal_name", "holder_name", "cardholder_name", "customer_name"}
+)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _words(key: str) -> list[str]:
+    return [w for w in re.split(r"[_\-.\s]+", _CAMEL.sub("_", key).lower()) if w]
+
+
+def _ends_with(joined: str, names: tuple[str, ...] | frozenset[str]) -> bool:
+    return any(joined == n or joined.endswith("_" + n) for n in names)
+
+
+@lru_cache(maxsize=2048)
+def _masker(key: str) -> str | None:
+    """Which mask a log key calls for: 'secret', 'id', 'card', 'phone', 'name', or None."""
+    words = _words(key)
+    if not words:
+        return None
+    joined = "_".join(words)
+    if _ends_with(joined, _ID_KEYS):
+        return "id"
+    if _ends_with(joined, _CARD_KEYS):
+        return "card"
+    if len(words) > 1 and words[-1] in _METADATA_SUFFIXES:
+        return None
+    if any(w in _SECRET_WORDS for w in words) or _ends_with(joined, _SECRET_KEY_SUFFIXES):
+        return "secret"
+    if words[-1] == "code" and (len(words) == 1 or _ends_with("_".join(words[:-1]), _SECRET_CODE_PREFIXES)):
+        return "secret"
+    if any(w in _PHONE_WORDS for w in words):
+        return "phone"
+    if joined in _NAME_KEYS:
+        return "name"
+    return None
+
+
+def _apply(kind: str, value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, Mapping):
+        return {k: _apply(kind, v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_apply(kind, v) for v in value]
+    if kind == "secret":
+        return STARS
+    text = str(value)
+    if kind == "id":
+        return mask_id_number(text)
+    if kind == "phone":
+        return mask_phone(text)
+    if kind == "card":
+        return mask_bank_card(text)
+    return mask_name(text)
+
+
+def mask_mapping(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with sensitive keys masked, nested mappings and lists included."""
+    return {key: _mask_value(key, value) for key, value in data.items()}
+
+
+def _mask_value(key: Any, value: Any) -> Any:
+    kind = _masker(key) if isinstance(key, str) else None
+    if kind is not None:
+        return _apply(kind, value)
+    if isinstance(value, Mapping):
+        return mask_mapping(value)
+    if isinstance(value, list | tuple):
+        return [mask_mapping(v) if isinstance(v, Mapping) else v for v in value]
+    return value
+
+
+def mask_secrets_processor(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask ID numbers, phones, bank cards, names; replace passwords, tokens, codes with ***."""
+    for key in list(event_dict):
+        if key == "event":
+            continue
+        event_dict[key] = _mask_value(key, event_dict[key])
+    return event_dict

@@ -1,0 +1,1 @@
+"""Who is acting: customers, staff and outlets, sessions, second factors, roles and the audit log."""

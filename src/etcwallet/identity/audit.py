@@ -1,0 +1,132 @@
+"""The append-only audit log: who did what to what, when, from where, and how it ended.
+
+Each row carries the SHA-256 of the row before it and of its own content, so editing or deleting a row
+breaks the chain at that row (``etcwallet audit verify`` names it); the database also refuses UPDATE,
+DELETE and TRUNCATE. Appends are serialized with a transaction-scoped advisory lock, each in its own
+short transaction so that a refused action is still on the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+GENESIS = bytes(32)
+_AUDIT_LOCK = 0x45544357_41554449  # "ETCW" "AUDI": the advisory lock that orders appends
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One thing a person (or the system on their behalf) did."""
+
+    actor_type: str  # customer | staff | system | anonymous
+    actor_id: str | None
+    action: str  # e.g. customer.login, staff.create, ledger.transfer
+    outcome: str  # success | refused | failure
+    target_type: str | None = None
+    target_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _digest(prev: bytes, at: datetime, e: Mapping[str, Any]) -> bytes:
+    content = json.dumps(
+        [
+            at.astimezone(UTC).isoformat(),
+            e["actor_type"], e["actor_id"], e["action"], e["target_type"], e["target_id"], e["outcome"],
+            e["ip"], e["user_agent"], e["detail"],
+        ],
+        sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str,
+    )  # fmt: skip
+    return hashlib.sha256(prev + content.encode()).digest()
+
+
+async def append(conn: AsyncConnection[Any], event: AuditEvent) -> int:
+    """Append ``event`` inside the caller's transaction; returns its sequence number."""
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
+    cur = await conn.execute("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    row = await cur.fetchone()
+    prev = bytes(row[0]) if row else GENESIS
+    at = datetime.now(UTC)
+    fields = {
+        "actor_type": event.actor_type,
+        "actor_id": event.actor_id,
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "outcome": event.outcome,
+        "ip": event.ip,
+        "user_agent": (event.user_agent or "")[:512] or None,
+        "detail": json.loads(json.dumps(dict(event.detail), ensure_ascii=False, default=str)),
+    }
+    digest = _digest(prev, at, fields)
+    cur = await conn.execute(
+        "INSERT INTO audit_log (at, actor_type, actor_id, action, target_type, target_id, outcome, ip, "
+        "user_agent, detail, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "RETURNING seq",
+        (
+            at, fields["actor_type"], fields["actor_id"], fields["action"], fields["target_type"],
+            fields["target_id"], fields["outcome"], fields["ip"], fields["user_agent"],
+            Jsonb(fields["detail"]), prev, digest,
+        ),
+    )  # fmt: skip
+    seq_row = await cur.fetchone()
+    assert seq_row is not None
+    return int(seq_row[0])
+
+
+async def record(pool: AsyncConnectionPool, event: AuditEvent) -> int:
+    """Append ``event`` in a transaction of its own (so it stays even if the caller's work rolls back)."""
+    async with pool.connection() as conn, conn.transaction():
+        return await append(conn, event)
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    rows: int
+    first_broken_seq: int | None
+    reason: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_broken_seq is None
+
+
+async def verify(conn: AsyncConnection[Any], batch: int = 5000) -> ChainReport:
+    """Walk the whole chain; report the first row whose link or content does not hold."""
+    prev, last_seq, rows = GENESIS, 0, 0
+    while True:
+        cur = await conn.execute(
+            "SELECT seq, at, actor_type, actor_id, action, target_type, target_id, outcome, ip, user_agent, "
+            "detail, prev_hash, hash FROM audit_log WHERE seq > %s ORDER BY seq LIMIT %s",
+            (last_seq, batch),
+        )
+        page = await cur.fetchall()
+        if not page:
+            return ChainReport(rows, None, None)
+        for r in page:
+            seq, at = r[0], r[1]
+            fields = dict(
+                zip(
+                    ("actor_type", "actor_id", "action", "target_type", "target_id", "outcome", "ip",
+                     "user_agent", "detail"),
+                    r[2:11],
+                    strict=True,
+                )
+            )  # fmt: skip
+            if bytes(r[11]) != prev:
+                return ChainReport(
+                    rows, seq, "prev_hash does not match the row before (a row was removed or edited)"
+                )
+            if _digest(prev, at, fields) != bytes(r[12]):
+                return ChainReport(rows, seq, "content does not match its hash (the row was edited)")
+            prev, last_seq, rows = bytes(r[12]), seq, rows + 1

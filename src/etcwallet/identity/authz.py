@@ -1,0 +1,230 @@
+"""Who may do what: principals, roles, permissions and the FastAPI dependencies that enforce them.
+
+Every protected endpoint declares what it needs: ``Depends(require_customer)`` for a customer's own
+resources, ``Depends(require(Permission.X))`` for staff. Outlet-scoped staff (operators, supervisors,
+bank operators) see only their own outlet's records; services check that with :meth:`Principal.may_see_outlet`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from uuid import UUID
+
+from fastapi import Request
+
+from etcwallet.core.crypto import hash_token
+from etcwallet.core.errors import DomainError
+from etcwallet.identity import sessions
+
+
+class Role(StrEnum):
+    OUTLET_OPERATOR = "outlet_operator"
+    OUTLET_SUPERVISOR = "outlet_supervisor"
+    BANK_OPERATOR = "bank_operator"
+    FINANCE = "finance"
+    RISK_OFFICER = "risk_officer"
+    SUPPORT_AGENT = "support_agent"
+    ADMINISTRATOR = "administrator"
+
+
+ROLE_NAMES: dict[Role, tuple[str, str]] = {
+    Role.OUTLET_OPERATOR: ("网点操作员", "outlet operator"),
+    Role.OUTLET_SUPERVISOR: ("网点主管", "outlet supervisor"),
+    Role.BANK_OPERATOR: ("银行网点操作员", "bank operator"),
+    Role.FINANCE: ("财务", "finance"),
+    Role.RISK_OFFICER: ("风控专员", "risk officer"),
+    Role.SUPPORT_AGENT: ("客服", "support agent"),
+    Role.ADMINISTRATOR: ("系统管理员", "administrator"),
+}
+OUTLET_ROLES = frozenset({Role.OUTLET_OPERATOR, Role.OUTLET_SUPERVISOR, Role.BANK_OPERATOR})
+
+
+class Permission(StrEnum):
+    LEDGER_READ = "ledger.read"
+    LEDGER_WRITE = "ledger.write"
+    OUTLETS_READ = "outlets.read"
+    OUTLETS_MANAGE = "outlets.manage"
+    STAFF_READ = "staff.read"
+    STAFF_MANAGE = "staff.manage"
+    AUDIT_READ = "audit.read"
+    CUSTOMERS_READ = "customers.read"
+    CUSTOMERS_FREEZE = "customers.freeze"
+    ISSUANCE_OPERATE = "issuance.operate"
+    ISSUANCE_SUPERVISE = "issuance.supervise"
+    BANK_CARD_BIND = "bank_card.bind"
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.OUTLET_OPERATOR: frozenset(
+        {Permission.ISSUANCE_OPERATE, Permission.CUSTOMERS_READ, Permission.OUTLETS_READ}
+    ),
+    Role.OUTLET_SUPERVISOR: frozenset(
+        {
+            Permission.ISSUANCE_OPERATE,
+            Permission.ISSUANCE_SUPERVISE,
+            Permission.CUSTOMERS_READ,
+            Permission.OUTLETS_READ,
+            Permission.STAFF_READ,
+        }
+    ),
+    Role.BANK_OPERATOR: frozenset(
+        {
+            Permission.ISSUANCE_OPERATE,
+            Permission.BANK_CARD_BIND,
+            Permission.CUSTOMERS_READ,
+            Permission.OUTLETS_READ,
+        }
+    ),
+    Role.FINANCE: frozenset({Permission.LEDGER_READ, Permission.LEDGER_WRITE, Permission.OUTLETS_READ}),
+    Role.RISK_OFFICER: frozenset(
+        {
+            Permission.CUSTOMERS_READ,
+            Permission.CUSTOMERS_FREEZE,
+            Permission.AUDIT_READ,
+            Permission.LEDGER_READ,
+        }
+    ),
+    Role.SUPPORT_AGENT: frozenset({Permission.CUSTOMERS_READ, Permission.OUTLETS_READ}),
+    # Administrators run the platform's people and places; separation of duties keeps them off the money.
+    Role.ADMINISTRATOR: frozenset(
+        {
+            Permission.OUTLETS_READ,
+            Permission.OUTLETS_MANAGE,
+            Permission.STAFF_READ,
+            Permission.STAFF_MANAGE,
+            Permission.AUDIT_READ,
+        }
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of a request."""
+
+    kind: str  # "customer" | "staff"
+    id: UUID
+    session_id: UUID
+    role: Role | None = None
+    outlet_id: UUID | None = None
+    bank: str | None = None
+    stepped_up_at: datetime | None = None
+    csrf_token: str = ""
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        return ROLE_PERMISSIONS[self.role] if self.role else frozenset()
+
+    def may_see_outlet(self, outlet_id: UUID | None) -> bool:
+        """Outlet staff see their own outlet only; central roles see every outlet."""
+        if self.kind != "staff":
+            return False
+        if self.role in OUTLET_ROLES:
+            return outlet_id is not None and outlet_id == self.outlet_id
+        return True
+
+    def stepped_up_within(self, window: timedelta) -> bool:
+        return self.stepped_up_at is not None and datetime.now(UTC) - self.stepped_up_at <= window
+
+
+def unauthenticated() -> DomainError:
+    return DomainError(
+        "unauthenticated", 401, "请先登录（令牌缺失、无效或已过期）", "sign in first: the token is missing, invalid or expired",
+        field="Authorization",
+    )  # fmt: skip
+
+
+def forbidden(permission: str) -> DomainError:
+    return DomainError(
+        "forbidden", 403, "无权执行此操作", "you are not allowed to do this", extra={"permission": permission}
+    )
+
+
+def bearer_token(request: Request) -> str | None:
+    """The access token from ``Authorization: Bearer`` or the web session cookie."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.cookies.get("etcw_session")
+
+
+_PRINCIPAL_QUERY = (
+    "SELECT s.id, s.principal_type, s.principal_id, s.stepped_up_at, s.csrf_token, s.last_seen_at, "
+    "st.role, st.outlet_id, o.bank, st.status, c.status "
+    "FROM sessions s "
+    "LEFT JOIN staff st ON s.principal_type = 'staff' AND st.id = s.principal_id "
+    "LEFT JOIN outlets o ON o.id = st.outlet_id "
+    "LEFT JOIN customers c ON s.principal_type = 'customer' AND c.id = s.principal_id "
+    "WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.idle_expires_at > %s AND s.absolute_expires_at > %s"
+)
+
+
+async def load_principal(request: Request) -> Principal:
+    """Authenticate the request's session and load who is behind it (one query); 401 if not live."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    token = bearer_token(request)
+    if not token:
+        raise unauthenticated()
+    now = datetime.now(UTC)
+    async with request.app.state.runtime.pool.connection() as conn:
+        cur = await conn.execute(_PRINCIPAL_QUERY, (hash_token(token), now, now))
+        row = await cur.fetchone()
+        if row is None:
+            raise unauthenticated()
+        session_id, kind, principal_id, stepped_up_at, csrf, last_seen = row[:6]
+        if now - last_seen > sessions.TOUCH_EVERY:
+            await sessions.touch(conn, session_id, now)
+    if kind == "staff":
+        if row[9] != "active":
+            raise unauthenticated()
+        principal = Principal(
+            "staff", principal_id, session_id, Role(row[6]), row[7], row[8], stepped_up_at, csrf
+        )
+    else:
+        if row[10] != "active":
+            raise unauthenticated()
+        principal = Principal(
+            "customer", principal_id, session_id, stepped_up_at=stepped_up_at, csrf_token=csrf
+        )
+    # Cookie-borne sessions must echo the CSRF token on every unsafe request.
+    cookie_borne = "authorization" not in request.headers and request.method not in ("GET", "HEAD", "OPTIONS")
+    if cookie_borne and request.headers.get("x-csrf-token") != principal.csrf_token:
+        raise DomainError(
+            "csrf_failed", 403, "CSRF 校验失败", "CSRF token missing or wrong", field="X-CSRF-Token"
+        )
+    request.state.principal = principal
+    return principal
+
+
+async def require_customer(request: Request) -> Principal:
+    """A signed-in customer (for the customer's own resources)."""
+    principal = await load_principal(request)
+    if principal.kind != "customer":
+        raise forbidden("customer")
+    return principal
+
+
+async def require_staff(request: Request) -> Principal:
+    """Any signed-in staff member."""
+    principal = await load_principal(request)
+    if principal.kind != "staff":
+        raise forbidden("staff")
+    return principal
+
+
+def require(permission: Permission) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency admitting staff whose role grants ``permission``."""
+
+    async def dependency(request: Request) -> Principal:
+        principal = await require_staff(request)
+        if permission not in principal.permissions:
+            raise forbidden(permission.value)
+        return principal
+
+    dependency.__name__ = f"require_{permission.value.replace('.', '_')}"
+    return dependency

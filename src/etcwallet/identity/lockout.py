@@ -1,0 +1,61 @@
+"""Login lockout shared by customers and staff: 5 failures lock for 15 minutes, doubling on repeats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID
+
+from psycopg import AsyncConnection
+
+from etcwallet.core.errors import DomainError
+
+MAX_FAILURES = 5
+BASE_LOCK = timedelta(minutes=15)
+MAX_LOCK = timedelta(hours=24)
+
+Table = Literal["customers", "staff"]
+
+
+def lock_duration(previous_lockouts: int) -> timedelta:
+    """15 minutes, then 30, 60, … up to a day."""
+    lock: timedelta = BASE_LOCK * 2 ** min(previous_lockouts, 10)
+    return min(lock, MAX_LOCK)
+
+
+def locked_error(until: datetime) -> DomainError:
+    shown = until.astimezone(UTC).isoformat(timespec="seconds")
+    return DomainError(
+        "account_locked", 423, f"登录失败次数过多，账户已锁定至 {shown}", f"too many failed sign-ins: locked until {shown}",
+        extra={"locked_until": shown},
+    )  # fmt: skip
+
+
+def lock_in_force(locked_until: datetime | None) -> DomainError | None:
+    """The refusal to give while an account is locked, or None when it is not."""
+    if locked_until is not None and locked_until > datetime.now(UTC):
+        return locked_error(locked_until)
+    return None
+
+
+async def record_failure(conn: AsyncConnection[Any], table: Table, principal_id: UUID) -> datetime | None:
+    """Count a failed sign-in; returns the lock's end if this failure locked the account."""
+    cur = await conn.execute(
+        f"UPDATE {table} SET failed_logins = failed_logins + 1 WHERE id = %s RETURNING failed_logins, lockouts",
+        (principal_id,),
+    )
+    row = await cur.fetchone()
+    if row is None or row[0] < MAX_FAILURES:
+        return None
+    until = datetime.now(UTC) + lock_duration(row[1])
+    await conn.execute(
+        f"UPDATE {table} SET failed_logins = 0, lockouts = lockouts + 1, locked_until = %s WHERE id = %s",
+        (until, principal_id),
+    )
+    return until
+
+
+async def record_success(conn: AsyncConnection[Any], table: Table, principal_id: UUID) -> None:
+    await conn.execute(
+        f"UPDATE {table} SET failed_logins = 0, locked_until = NULL WHERE id = %s", (principal_id,)
+    )

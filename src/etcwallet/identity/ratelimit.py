@@ -1,0 +1,61 @@
+"""Rate limits shared by every worker process: fixed-window counters in PostgreSQL.
+
+Each authentication endpoint counts attempts per IP and per phone/username; past the limit the answer
+is 429 with ``Retry-After`` and nothing else happens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from etcwallet.core.errors import DomainError
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``count`` hits per ``window``."""
+
+    count: int
+    window: timedelta
+
+
+def _window_start(now: datetime, window: timedelta) -> datetime:
+    seconds = int(window.total_seconds())
+    epoch = int(now.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+
+
+def too_many(retry_after: int) -> DomainError:
+    return DomainError(
+        "rate_limited", 429, f"请求过于频繁，请 {retry_after} 秒后再试", f"too many attempts; try again in {retry_after} s",
+        extra={"retry_after": retry_after},
+    )  # fmt: skip
+
+
+async def hit(conn: AsyncConnection[Any], key: str, limit: Limit) -> None:
+    """Count one attempt against ``key``; raise a 429 problem once the window's limit is passed."""
+    now = datetime.now(UTC)
+    start = _window_start(now, limit.window)
+    cur = await conn.execute(
+        "INSERT INTO rate_limits (key, window_start, count) VALUES (%s, %s, 1) "
+        "ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 RETURNING count",
+        (key, start),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    if row[0] > limit.count:
+        retry_after = max(1, math.ceil((start + limit.window - now).total_seconds()))
+        raise too_many(retry_after)
+
+
+async def sweep(conn: AsyncConnection[Any], older_than: timedelta = timedelta(days=2)) -> int:
+    """Forget windows that can no longer matter."""
+    cur = await conn.execute(
+        "DELETE FROM rate_limits WHERE window_start < %s", (datetime.now(UTC) - older_than,)
+    )
+    return cur.rowcount

@@ -1,0 +1,114 @@
+"""Request and response bodies of the identity API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from etcwallet.identity.authz import Role
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Username = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[a-z][a-z0-9_.\-]*$")]
+Password = Annotated[str, Field(min_length=1, max_length=128)]
+BankCode = Literal["lanzhou_bank", "gansu_bank", "icbc", "abc", "rural_credit", "ccb", "psbc"]
+
+
+class OutletCreate(_Strict):
+    code: Annotated[str, Field(min_length=2, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")]
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: Literal["self_operated", "bank"]
+    bank: BankCode | None = None
+
+
+class OutletOut(BaseModel):
+    id: UUID
+    code: str
+    name: str
+    kind: str
+    bank: str | None
+    bank_name: str | None
+    active: bool
+    created_at: datetime
+
+
+class StaffCreate(_Strict):
+    username: Username
+    display_name: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Password
+    role: Role
+    outlet_id: UUID | None = None
+
+
+class StaffUpdate(_Strict):
+    role: Role | None = None
+    outlet_id: UUID | None = None
+    status: Literal["active", "disabled"] | None = None
+
+
+class StaffOut(BaseModel):
+    id: UUID
+    username: str
+    display_name: str
+    role: Role
+    role_name: str
+    outlet_id: UUID | None
+    status: str
+    created_at: datetime
+
+
+class StaffPasswordLogin(_Strict):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Password
+
+
+class TotpEnrollmentOut(BaseModel):
+    otpauth_uri: str
+    secret: str
+    qr_svg: str
+    qr_png_base64: str
+
+
+class LoginStepOut(BaseModel):
+    """Password accepted: send the TOTP code with this ticket (enroll first if ``totp_enrollment`` is set)."""
+
+    status: Literal["totp_required", "totp_enrollment_required"]
+    ticket: str
+    expires_at: datetime
+    totp_enrollment: TotpEnrollmentOut | None = None
+
+
+class SecondFactorLogin(_Strict):
+    ticket: Annotated[str, Field(min_length=10, max_length=128)]
+    code: Annotated[str, Field(min_length=6, max_length=16)]
+
+
+class SessionOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    csrf_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_at: datetime
+    absolute_expires_at: datetime
+
+
+class StaffSessionOut(SessionOut):
+    staff: StaffOut
+    recovery_codes: list[str] | None = None
+
+
+class RefreshRequest(_Strict):
+    refresh_token: Annotated[str, Field(min_length=10, max_length=128)]
+
+
+class AuditChainOut(BaseModel):
+    ok: bool
+    rows: int
+    first_broken_seq: int | None
+    reason: str | None

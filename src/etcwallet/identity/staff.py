@@ -1,0 +1,350 @@
+"""Outlets and staff: who works where, in which role, and how staff sign in (password + mandatory TOTP).
+
+Staff sign in in two steps: the password yields a short-lived login ticket; the TOTP code (or, at first
+sign-in, the code that confirms a new TOTP enrollment) turns the ticket into a session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from etcwallet.core.crypto import FieldCipher, hash_token, new_token
+from etcwallet.core.errors import DomainError
+from etcwallet.identity import audit, lockout, sessions, totp
+from etcwallet.identity.audit import AuditEvent
+from etcwallet.identity.authz import OUTLET_ROLES, Principal, Role
+from etcwallet.identity.passwords import DUMMY_HASH, hash_secret, verify_secret
+from etcwallet.identity.validators import validate_password
+
+BANKS: dict[str, tuple[str, str]] = {
+    "lanzhou_bank": ("兰州银行", "Bank of Lanzhou"),
+    "gansu_bank": ("甘肃银行", "Bank of Gansu"),
+    "icbc": ("工商银行", "ICBC"),
+    "abc": ("农业银行", "Agricultural Bank of China"),
+    "rural_credit": ("农信联社", "Rural Credit Union"),
+    "ccb": ("建设银行", "China Construction Bank"),
+    "psbc": ("邮储银行", "Postal Savings Bank of China"),
+}
+TICKET_LIFETIME = timedelta(minutes=5)
+TICKET_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Outlet:
+    id: UUID
+    code: str
+    name: str
+    kind: str
+    bank: str | None
+    active: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    id: UUID
+    username: str
+    display_name: str
+    role: Role
+    outlet_id: UUID | None
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LoginStep:
+    """The answer to a correct password: a ticket, and an enrollment when TOTP is not set up yet."""
+
+    ticket: str
+    expires_at: datetime
+    enrollment: totp.Enrollment | None
+
+
+@dataclass(frozen=True)
+class StaffLogin:
+    tokens: sessions.IssuedTokens
+    staff: StaffMember
+    recovery_codes: list[str] | None
+
+
+def _not_found(what: str) -> DomainError:
+    zh = {"outlet": "网点不存在", "staff": "员工不存在"}[what]
+    return DomainError(f"{what}_not_found", 404, zh, f"{what} not found", field=f"{what}_id")
+
+
+_INVALID_LOGIN = DomainError(
+    "invalid_credentials", 401, "用户名或密码错误", "wrong username or password", field="password"
+)
+_BAD_TICKET = DomainError(
+    "login_ticket_invalid", 401, "登录已过期，请重新输入密码", "the sign-in has expired: enter the password again",
+    field="ticket",
+)  # fmt: skip
+_BAD_CODE = DomainError(
+    "totp_invalid", 401, "动态验证码错误或已使用", "wrong or already used code", field="code"
+)
+
+_OUTLET_COLUMNS = "id, code, name, kind, bank, active, created_at"
+_STAFF_COLUMNS = "id, username, display_name, role, outlet_id, status, created_at"
+
+
+def _staff(row: Any) -> StaffMember:
+    return StaffMember(row[0], row[1], row[2], Role(row[3]), row[4], row[5], row[6])
+
+
+# --- outlets -------------------------------------------------------------------------------------------
+
+
+async def create_outlet(
+    conn: AsyncConnection[Any], *, code: str, name: str, kind: str, bank: str | None
+) -> Outlet:
+    """Open an outlet; a bank outlet names its bank, a self-operated one has none."""
+    if (kind == "bank") != (bank is not None):
+        raise DomainError(
+            "outlet_bank_mismatch", 422, "银行网点必须指定银行，自营网点不能指定银行",
+            "a bank outlet names its bank; a self-operated outlet has none", field="bank",
+        )  # fmt: skip
+    cur = await conn.execute(
+        f"INSERT INTO outlets (id, code, name, kind, bank) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (code) DO NOTHING "
+        f"RETURNING {_OUTLET_COLUMNS}",
+        (uuid4(), code, name, kind, bank),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise DomainError(
+            "outlet_code_taken", 409, "网点编号已存在", "an outlet with this code exists", field="code"
+        )
+    return Outlet(*row)
+
+
+async def get_outlet(conn: AsyncConnection[Any], outlet_id: UUID) -> Outlet:
+    cur = await conn.execute(f"SELECT {_OUTLET_COLUMNS} FROM outlets WHERE id = %s", (outlet_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise _not_found("outlet")
+    return Outlet(*row)
+
+
+async def list_outlets(conn: AsyncConnection[Any], viewer: Principal) -> list[Outlet]:
+    """Every outlet for central roles; outlet staff see only their own."""
+    if viewer.role in OUTLET_ROLES:
+        cur = await conn.execute(f"SELECT {_OUTLET_COLUMNS} FROM outlets WHERE id = %s", (viewer.outlet_id,))
+    else:
+        cur = await conn.execute(f"SELECT {_OUTLET_COLUMNS} FROM outlets ORDER BY code")
+    return [Outlet(*row) for row in await cur.fetchall()]
+
+
+# --- staff ---------------------------------------------------------------------------------------------
+
+
+async def _check_placement(conn: AsyncConnection[Any], role: Role, outlet_id: UUID | None) -> None:
+    if role not in OUTLET_ROLES:
+        if outlet_id is not None:
+            raise DomainError(
+                "outlet_not_allowed",
+                422,
+                "该角色不属于网点",
+                "this role does not belong to an outlet",
+                field="outlet_id",
+            )
+        return
+    if outlet_id is None:
+        raise DomainError(
+            "outlet_required",
+            422,
+            "网点角色必须指定网点",
+            "an outlet role needs an outlet",
+            field="outlet_id",
+        )
+    outlet = await get_outlet(conn, outlet_id)
+    if role is Role.BANK_OPERATOR and outlet.kind != "bank":
+        raise DomainError(
+            "bank_outlet_required", 422, "银行网点操作员只能属于银行网点", "a bank operator belongs to a bank outlet",
+            field="outlet_id",
+        )  # fmt: skip
+
+
+async def create_staff(
+    conn: AsyncConnection[Any],
+    *,
+    username: str,
+    display_name: str,
+    password: str,
+    role: Role,
+    outlet_id: UUID | None,
+) -> StaffMember:
+    """Create a staff account; the password must pass the policy, and TOTP is enrolled at first sign-in."""
+    validate_password(password, phone=None)
+    await _check_placement(conn, role, outlet_id)
+    cur = await conn.execute(
+        "INSERT INTO staff (id, username, display_name, password_hash, role, outlet_id) VALUES (%s, %s, %s, %s, %s, %s) "
+        f"ON CONFLICT (username) DO NOTHING RETURNING {_STAFF_COLUMNS}",
+        (uuid4(), username, display_name, hash_secret(password), role.value, outlet_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise DomainError("username_taken", 409, "用户名已存在", "the username is taken", field="username")
+    return _staff(row)
+
+
+async def get_staff(
+    conn: AsyncConnection[Any], staff_id: UUID, viewer: Principal | None = None
+) -> StaffMember:
+    """A staff member, if the viewer may see them (outlet staff: only their own outlet's)."""
+    cur = await conn.execute(f"SELECT {_STAFF_COLUMNS} FROM staff WHERE id = %s", (staff_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise _not_found("staff")
+    member = _staff(row)
+    if viewer is not None and viewer.role in OUTLET_ROLES and member.outlet_id != viewer.outlet_id:
+        raise _not_found("staff")  # 404, not 403: no hint that the record exists
+    return member
+
+
+async def list_staff(conn: AsyncConnection[Any], viewer: Principal) -> list[StaffMember]:
+    if viewer.role in OUTLET_ROLES:
+        cur = await conn.execute(
+            f"SELECT {_STAFF_COLUMNS} FROM staff WHERE outlet_id = %s ORDER BY username", (viewer.outlet_id,)
+        )
+    else:
+        cur = await conn.execute(f"SELECT {_STAFF_COLUMNS} FROM staff ORDER BY username")
+    return [_staff(row) for row in await cur.fetchall()]
+
+
+async def update_staff(
+    conn: AsyncConnection[Any],
+    staff_id: UUID,
+    *,
+    role: Role | None = None,
+    outlet_id: UUID | None = None,
+    clear_outlet: bool = False,
+    status: str | None = None,
+) -> tuple[StaffMember, StaffMember]:
+    """Change a staff member's role, outlet or status; disabling ends their sessions. Returns (old, new)."""
+    old = await get_staff(conn, staff_id)
+    new_role = role or old.role
+    new_outlet = None if clear_outlet else (outlet_id or old.outlet_id)
+    if new_role not in OUTLET_ROLES and role is not None and outlet_id is None:
+        new_outlet = None
+    await _check_placement(conn, new_role, new_outlet)
+    cur = await conn.execute(
+        f"UPDATE staff SET role = %s, outlet_id = %s, status = %s WHERE id = %s RETURNING {_STAFF_COLUMNS}",
+        (new_role.value, new_outlet, status or old.status, staff_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    new = _staff(row)
+    if new.status != "active" or new.role != old.role or new.outlet_id != old.outlet_id:
+        await sessions.revoke_all(conn, "staff", staff_id, "staff_changed")
+    return old, new
+
+
+# --- sign-in -------------------------------------------------------------------------------------------
+
+
+async def login_password(
+    pool: AsyncConnectionPool,
+    cipher: FieldCipher,
+    *,
+    username: str,
+    password: str,
+    ip: str | None,
+    ua: str | None,
+) -> LoginStep:
+    """Check the password; on success answer a login ticket (and a TOTP enrollment at first sign-in)."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT id, password_hash, status, locked_until FROM staff WHERE username = %s FOR UPDATE",
+            (username,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            verify_secret(DUMMY_HASH, password)
+            failure: DomainError | None = _INVALID_LOGIN
+            staff_id = None
+        else:
+            staff_id = row[0]
+            failure = lockout.lock_in_force(row[3])
+            if failure is None and (row[2] != "active" or not verify_secret(row[1], password)):
+                failure = _INVALID_LOGIN
+                until = await lockout.record_failure(conn, "staff", staff_id)
+                if until is not None:
+                    failure = lockout.locked_error(until)
+        if failure is None:
+            assert staff_id is not None
+            ticket = new_token()
+            expires = datetime.now(UTC) + TICKET_LIFETIME
+            await conn.execute(
+                "INSERT INTO login_tickets (ticket_hash, principal_type, principal_id, expires_at) "
+                "VALUES (%s, 'staff', %s, %s)",
+                (hash_token(ticket), staff_id, expires),
+            )
+            enrollment = None
+            if not await totp.is_enrolled(conn, "staff", staff_id):
+                enrollment = await totp.enroll(conn, cipher, "staff", staff_id, f"staff:{username}")
+    await audit.record(
+        pool,
+        AuditEvent(
+            "staff" if staff_id else "anonymous", str(staff_id) if staff_id else None, "staff.login.password",
+            "success" if failure is None else "refused", "staff", str(staff_id) if staff_id else None, ip, ua,
+            {"username": username} | ({"reason": failure.code} if failure else {}),
+        ),
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+    return LoginStep(ticket, expires, enrollment)
+
+
+async def login_second_factor(
+    pool: AsyncConnectionPool, cipher: FieldCipher, *, ticket: str, code: str, ip: str | None, ua: str | None
+) -> StaffLogin:
+    """Finish sign-in with a TOTP code (or a recovery code); the first code also confirms enrollment."""
+    recovery: list[str] | None = None
+    failure: DomainError | None = None
+    staff_id: UUID | None = None
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT principal_id FROM login_tickets WHERE ticket_hash = %s AND principal_type = 'staff' "
+            "AND used_at IS NULL AND expires_at > now() AND attempts < %s FOR UPDATE",
+            (hash_token(ticket), TICKET_ATTEMPTS),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            failure = _BAD_TICKET
+        else:
+            staff_id = row[0]
+            enrolled = await totp.is_enrolled(conn, "staff", staff_id)
+            ok = await totp.verify(conn, cipher, "staff", staff_id, code, confirming=not enrolled)
+            if not ok and enrolled and "-" in code:
+                ok = await totp.use_recovery_code(conn, "staff", staff_id, code)
+            if not ok:
+                failure = _BAD_CODE
+                await conn.execute(
+                    "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s",
+                    (hash_token(ticket),),
+                )
+            else:
+                await conn.execute(
+                    "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (hash_token(ticket),)
+                )
+                if not enrolled:
+                    recovery = await totp.issue_recovery_codes(conn, "staff", staff_id)
+                await lockout.record_success(conn, "staff", staff_id)
+                tokens = await sessions.create(conn, "staff", staff_id, ip=ip, user_agent=ua)
+                member = await get_staff(conn, staff_id)
+    await audit.record(
+        pool,
+        AuditEvent(
+            "staff" if staff_id else "anonymous", str(staff_id) if staff_id else None, "staff.login.totp",
+            "success" if failure is None else "refused", "staff", str(staff_id) if staff_id else None, ip, ua,
+            {"reason": failure.code} if failure else {"enrolled_now": recovery is not None},
+        ),
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+    return StaffLogin(tokens, member, recovery)

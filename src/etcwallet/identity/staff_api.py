@@ -1,0 +1,232 @@
+"""Staff sign-in and the administrators' management of outlets and staff."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from etcwallet.identity import audit, sessions
+from etcwallet.identity import schemas as s
+from etcwallet.identity import staff as service
+from etcwallet.identity.audit import AuditEvent
+from etcwallet.identity.authz import (
+    ROLE_NAMES,
+    Permission,
+    Principal,
+    require,
+    require_staff,
+    unauthenticated,
+)
+from etcwallet.identity.ratelimit import Limit, hit
+
+router = APIRouter(prefix="/api/v1/staff", tags=["staff"])
+admin = APIRouter(prefix="/api/v1/admin", tags=["administration"])
+
+LOGIN_PER_IP = Limit(30, timedelta(minutes=5))
+LOGIN_PER_USER = Limit(10, timedelta(minutes=5))
+
+
+def _client(request: Request) -> tuple[str | None, str | None]:
+    return (request.client.host if request.client else None), request.headers.get("user-agent")
+
+
+def staff_out(m: service.StaffMember) -> s.StaffOut:
+    zh, en = ROLE_NAMES[m.role]
+    return s.StaffOut(
+        id=m.id, username=m.username, display_name=m.display_name, role=m.role, role_name=f"{zh} / {en}",
+        outlet_id=m.outlet_id, status=m.status, created_at=m.created_at,
+    )  # fmt: skip
+
+
+def outlet_out(o: service.Outlet) -> s.OutletOut:
+    bank_name = " / ".join(service.BANKS[o.bank]) if o.bank else None
+    return s.OutletOut(
+        id=o.id, code=o.code, name=o.name, kind=o.kind, bank=o.bank, bank_name=bank_name, active=o.active,
+        created_at=o.created_at,
+    )  # fmt: skip
+
+
+async def _limit(request: Request, *keys: tuple[str, Limit]) -> None:
+    async with request.app.state.runtime.pool.connection() as conn:
+        for key, limit in keys:
+            await hit(conn, key, limit)
+
+
+@router.post("/auth/login", response_model=s.LoginStepOut)
+async def login(body: s.StaffPasswordLogin, request: Request) -> s.LoginStepOut:
+    """Step 1: username and password. Answers a ticket for step 2 (and a TOTP enrollment at first sign-in)."""
+    ip, ua = _client(request)
+    await _limit(
+        request, (f"staff-login:ip:{ip}", LOGIN_PER_IP), (f"staff-login:user:{body.username}", LOGIN_PER_USER)
+    )
+    rt = request.app.state.runtime
+    step = await service.login_password(
+        rt.pool, rt.keys.cipher, username=body.username, password=body.password, ip=ip, ua=ua
+    )
+    enrollment = None
+    if step.enrollment is not None:
+        e = step.enrollment
+        enrollment = s.TotpEnrollmentOut(
+            otpauth_uri=e.otpauth_uri, secret=e.secret, qr_svg=e.qr_svg, qr_png_base64=e.qr_png_base64
+        )
+    return s.LoginStepOut(
+        status="totp_enrollment_required" if enrollment else "totp_required",
+        ticket=step.ticket, expires_at=step.expires_at, totp_enrollment=enrollment,
+    )  # fmt: skip
+
+
+@router.post("/auth/totp", response_model=s.StaffSessionOut)
+async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSessionOut:
+    """Step 2: the TOTP code (or a recovery code). The first code after enrollment confirms it."""
+    ip, ua = _client(request)
+    await _limit(request, (f"staff-totp:ip:{ip}", LOGIN_PER_IP))
+    rt = request.app.state.runtime
+    done = await service.login_second_factor(
+        rt.pool, rt.keys.cipher, ticket=body.ticket, code=body.code, ip=ip, ua=ua
+    )
+    t = done.tokens
+    return s.StaffSessionOut(
+        access_token=t.access_token, refresh_token=t.refresh_token, csrf_token=t.csrf_token, expires_at=t.expires_at,
+        absolute_expires_at=t.absolute_expires_at, staff=staff_out(done.staff), recovery_codes=done.recovery_codes,
+    )  # fmt: skip
+
+
+@router.post("/auth/refresh", response_model=s.SessionOut)
+async def refresh(body: s.RefreshRequest, request: Request) -> s.SessionOut:
+    """Rotate the session's tokens; the old pair stops working."""
+    async with request.app.state.runtime.pool.connection() as conn:
+        tokens = await sessions.refresh(conn, body.refresh_token)
+    if tokens is None:
+        raise unauthenticated()
+    return s.SessionOut(
+        access_token=tokens.access_token, refresh_token=tokens.refresh_token, csrf_token=tokens.csrf_token,
+        expires_at=tokens.expires_at, absolute_expires_at=tokens.absolute_expires_at,
+    )  # fmt: skip
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(request: Request, me: Annotated[Principal, Depends(require_staff)]) -> Response:
+    async with request.app.state.runtime.pool.connection() as conn:
+        await sessions.revoke(conn, me.session_id, "logout")
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=s.StaffOut)
+async def whoami(request: Request, me: Annotated[Principal, Depends(require_staff)]) -> s.StaffOut:
+    async with request.app.state.runtime.pool.connection() as conn:
+        return staff_out(await service.get_staff(conn, me.id))
+
+
+# --- administration ------------------------------------------------------------------------------------
+
+
+async def _audit(
+    request: Request, me: Principal, action: str, target: tuple[str, str], detail: Mapping[str, object]
+) -> None:
+    ip, ua = _client(request)
+    await audit.record(
+        request.app.state.runtime.pool,
+        AuditEvent("staff", str(me.id), action, "success", target[0], target[1], ip, ua, detail),
+    )
+
+
+@admin.post("/outlets", status_code=status.HTTP_201_CREATED, response_model=s.OutletOut)
+async def create_outlet(
+    body: s.OutletCreate,
+    request: Request,
+    me: Annotated[Principal, Depends(require(Permission.OUTLETS_MANAGE))],
+) -> s.OutletOut:
+    async with request.app.state.runtime.pool.connection() as conn:
+        outlet = await service.create_outlet(
+            conn, code=body.code, name=body.name, kind=body.kind, bank=body.bank
+        )
+    await _audit(request, me, "outlet.create", ("outlet", str(outlet.id)), body.model_dump(mode="json"))
+    return outlet_out(outlet)
+
+
+@admin.get("/outlets", response_model=list[s.OutletOut])
+async def list_outlets(
+    request: Request, me: Annotated[Principal, Depends(require(Permission.OUTLETS_READ))]
+) -> list[s.OutletOut]:
+    async with request.app.state.runtime.pool.connection() as conn:
+        return [outlet_out(o) for o in await service.list_outlets(conn, me)]
+
+
+@admin.get("/outlets/{outlet_id}", response_model=s.OutletOut)
+async def read_outlet(
+    outlet_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.OUTLETS_READ))]
+) -> s.OutletOut:
+    if not me.may_see_outlet(outlet_id):
+        raise service._not_found("outlet")
+    async with request.app.state.runtime.pool.connection() as conn:
+        return outlet_out(await service.get_outlet(conn, outlet_id))
+
+
+@admin.post("/staff", status_code=status.HTTP_201_CREATED, response_model=s.StaffOut)
+async def create_staff(
+    body: s.StaffCreate, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
+) -> s.StaffOut:
+    async with request.app.state.runtime.pool.connection() as conn:
+        member = await service.create_staff(
+            conn, username=body.username, display_name=body.display_name, password=body.password, role=body.role,
+            outlet_id=body.outlet_id,
+        )  # fmt: skip
+    await _audit(
+        request,
+        me,
+        "staff.create",
+        ("staff", str(member.id)),
+        body.model_dump(mode="json", exclude={"password"}),
+    )
+    return staff_out(member)
+
+
+@admin.get("/staff", response_model=list[s.StaffOut])
+async def list_staff(
+    request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_READ))]
+) -> list[s.StaffOut]:
+    async with request.app.state.runtime.pool.connection() as conn:
+        return [staff_out(m) for m in await service.list_staff(conn, me)]
+
+
+@admin.get("/staff/{staff_id}", response_model=s.StaffOut)
+async def read_staff(
+    staff_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_READ))]
+) -> s.StaffOut:
+    async with request.app.state.runtime.pool.connection() as conn:
+        return staff_out(await service.get_staff(conn, staff_id, viewer=me))
+
+
+@admin.patch("/staff/{staff_id}", response_model=s.StaffOut)
+async def update_staff(
+    staff_id: UUID,
+    body: s.StaffUpdate,
+    request: Request,
+    me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))],
+) -> s.StaffOut:
+    async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+        old, new = await service.update_staff(
+            conn, staff_id, role=body.role, outlet_id=body.outlet_id, status=body.status
+        )
+    detail = {
+        "before": {"role": old.role.value, "outlet_id": str(old.outlet_id), "status": old.status},
+        "after": {"role": new.role.value, "outlet_id": str(new.outlet_id), "status": new.status},
+    }
+    await _audit(request, me, "staff.update", ("staff", str(staff_id)), detail)
+    return staff_out(new)
+
+
+@admin.get("/audit/verify", response_model=s.AuditChainOut)
+async def verify_audit(
+    request: Request, me: Annotated[Principal, Depends(require(Permission.AUDIT_READ))]
+) -> s.AuditChainOut:
+    """Walk the audit chain and name the first broken row, if any."""
+    async with request.app.state.runtime.pool.connection() as conn:
+        report = await audit.verify(conn)
+    return s.AuditChainOut(
+        ok=report.ok, rows=report.rows, first_broken_seq=report.first_broken_seq, reason=report.reason
+    )
