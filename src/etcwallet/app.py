@@ -23,6 +23,9 @@ from etcwallet.core.crypto import Keys, load_keys
 from etcwallet.core.db import DatabaseServer, connect_database, migrate, open_pool
 from etcwallet.core.errors import install_handlers
 from etcwallet.core.logging import configure_logging
+from etcwallet.identity.customer_api import router as customer_router
+from etcwallet.identity.dev_api import router as dev_router
+from etcwallet.identity.factors_api import router as factors_router
 from etcwallet.identity.sms import OutboxGateway, SmsGateway
 from etcwallet.identity.staff_api import admin as admin_router
 from etcwallet.identity.staff_api import router as staff_router
@@ -172,6 +175,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(ledger_router)
     app.include_router(staff_router)
     app.include_router(admin_router)
+    app.include_router(customer_router)
+    app.include_router(factors_router)
+    if not settings.is_production:
+        app.include_router(dev_router)
     # Routes are matched in order: the hot paths first, the documentation pages last.
     hot = [r for r in app.router.routes if getattr(r, "path", "").startswith("/api/")]
     app.router.routes[:] = hot + [r for r in app.router.routes if r not in hot]

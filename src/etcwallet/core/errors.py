@@ -72,6 +72,10 @@ class InvalidValue(ValueError):
         super().__init__(en)
         self.code, self.zh, self.en = code, zh, en
 
+    def at(self, field: str) -> DomainError:
+        """The same reason as a 422 domain error naming ``field`` (for values checked outside a schema)."""
+        return DomainError(self.code, 422, self.zh, self.en, field=field)
+
 
 def problem_response(
     status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
