@@ -30,14 +30,18 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID, uuid4
 
+from psycopg_pool import AsyncConnectionPool
+
+from etcwallet.core.crypto import generate_key
 from etcwallet.core.db import create_database, migrate, open_pool, pg_bin, start_embedded
+from etcwallet.identity import sessions, staff
+from etcwallet.identity.authz import Role
 from etcwallet.ledger.chart import AccountCode
 from etcwallet.ledger.service import AccountSpec, Ledger, wallet_spec
 from etcwallet.ledger.types import TransferRequest
 
 ACCOUNTS = 1000
 FUNDING = 10**15
-ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 
 
 @dataclass
@@ -112,7 +116,9 @@ def run_pgbench(url: str, clients: int, duration: float) -> float:
 
 async def open_accounts(ledger: Ledger, n: int) -> list[UUID]:
     """``n`` customer wallets (may not go below zero), each funded from one unconstrained account."""
-    source = await ledger.create_account(AccountSpec(uuid4(), "CNY", AccountCode.GENERAL.value, "bench:source"))
+    source = await ledger.create_account(
+        AccountSpec(uuid4(), "CNY", AccountCode.GENERAL.value, "bench:source")
+    )
     ids = [uuid4() for _ in range(n)]
     for account_id in ids:
         await ledger.create_account(wallet_spec(account_id, "bench:wallet"))
@@ -192,16 +198,27 @@ async def bench_batch(url: str, duration: float) -> tuple[float, dict[str, objec
 # --- (c) HTTP ----------------------------------------------------------------------------------------------
 
 
+async def finance_session(pool: AsyncConnectionPool) -> str:
+    """A finance staff member and a session for them: the bearer token the HTTP clients send."""
+    async with pool.connection() as conn:
+        member = await staff.create_staff(
+            conn, username=f"bench.{uuid4().hex[:8]}", display_name="bench", password="Bench-pass-2026!",
+            role=Role.FINANCE, outlet_id=None,
+        )  # fmt: skip
+        tokens = await sessions.create(conn, "staff", member.id, ip="127.0.0.1", user_agent="bench")
+    return tokens.access_token
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_ready(port: int, proc: asyncio.subprocess.Process, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc.returncode is not None:
             raise RuntimeError("the service exited before it was ready")
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -218,12 +235,12 @@ async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 
 
 
 async def _post(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: bytes
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: bytes, token: str
 ) -> tuple[int, bytes]:
     """One HTTP/1.1 request on a kept-alive connection: a lean client, so the load generator stays cheap."""
     writer.write(
         b"POST " + path.encode() + b" HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        b"Authorization: Bearer " + ADMIN_TOKEN.encode() + b"\r\nContent-Length: "
+        b"Authorization: Bearer " + token.encode() + b"\r\nContent-Length: "
         + str(len(body)).encode() + b"\r\n\r\n" + body
     )  # fmt: skip
     status_line = await reader.readline()
@@ -239,17 +256,21 @@ async def _post(
     return int(status_line.split()[1]), payload
 
 
-async def bench_http(url: str, clients: int, duration: float, workers: int) -> tuple[float, float, float, dict[str, object]]:
+async def bench_http(
+    url: str, clients: int, duration: float, workers: int
+) -> tuple[float, float, float, dict[str, object]]:
     pool = await open_pool(url, 2)
     ledger = Ledger(pool)
     accounts = await open_accounts(ledger, ACCOUNTS)
+    token = await finance_session(pool)
     await pool.close()
     port = free_port()
     env = dict(
-        os.environ, ETCW_DATABASE_URL=url, ETCW_ADMIN_TOKEN=ADMIN_TOKEN, ETCW_ENV="production",
+        os.environ, ETCW_DATABASE_URL=url, ETCW_ENV="production", ETCW_ENCRYPTION_KEY=generate_key(),
+        ETCW_LOOKUP_KEY=generate_key(),
         ETCW_LOG_LEVEL="WARNING", ETCW_PORT=str(port), ETCW_WORKERS=str(workers),
     )  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "etcwallet.cli", "serve"], env=env)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "etcwallet.cli", "serve", env=env)
     try:
         await wait_ready(port, proc)
         deadline = time.perf_counter() + duration
@@ -267,7 +288,7 @@ async def bench_http(url: str, clients: int, duration: float, workers: int) -> t
                     "amount": {"amount": rng.randint(1, 10_000), "currency": "CNY"}, "code": "bench",
                 }).encode()  # fmt: skip
                 started = time.perf_counter()
-                status, _ = await _post(reader, writer, "/api/v1/ledger/transfers", body)
+                status, _ = await _post(reader, writer, "/api/v1/ledger/transfers", body, token)
                 latencies.append(time.perf_counter() - started)
                 if status != 201:
                     failures += 1
@@ -283,7 +304,7 @@ async def bench_http(url: str, clients: int, duration: float, workers: int) -> t
         return ok / elapsed, p50, p99, {"http_failures": failures, "http_workers": workers}
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        await asyncio.wait_for(proc.wait(), 30)
 
 
 # --- driver ------------------------------------------------------------------------------------------------

@@ -27,6 +27,11 @@ staff_app = typer.Typer(help="员工 · staff", no_args_is_help=True)
 audit_app = typer.Typer(help="审计 · audit log", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
 app.add_typer(audit_app, name="audit")
+dev_app = typer.Typer(
+    help="开发工具（生产环境不可用）· development tools, absent in production", no_args_is_help=True
+)
+if not get_settings().is_production:
+    app.add_typer(dev_app, name="dev")
 console = Console(stderr=True)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -204,6 +209,26 @@ def bench_ledger(
     sys.modules["ledger_bench"] = module
     spec.loader.exec_module(module)
     module.main(json_output=json_output, duration=duration, clients=clients)
+
+
+@dev_app.command("sms-outbox")
+def dev_sms_outbox(
+    phone: Annotated[str | None, typer.Option(help="only messages to this number")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+) -> None:
+    """Show what the development SMS sink holds (messages a real gateway would have sent), newest first."""
+    from etcwallet.identity import sms
+
+    async def run() -> list[tuple[int, str, str, object]]:
+        pool = await open_pool(_database_url(), 2)
+        try:
+            async with pool.connection() as conn:
+                return list(await sms.outbox(conn, phone, limit))
+        finally:
+            await pool.close()
+
+    for _id, to, text, at in asyncio.run(run()):
+        typer.echo(f"{at}  {to}  {text}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ and hand out their bearer tokens.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from uuid import uuid4
 
@@ -45,6 +45,16 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def app(settings: Settings, pool: AsyncConnectionPool, ledger: Ledger) -> FastAPI:
     return create_app(settings, runtime=Runtime(pool=pool, ledger=ledger, keys=keys_from(settings)))
+
+
+@pytest.fixture(scope="session")
+def make_token(pool: AsyncConnectionPool) -> Callable[[Role], Awaitable[str]]:
+    """Open a new staff member in a role and a session for them; answers the bearer token."""
+
+    async def make(role: Role) -> str:
+        return await staff_token(pool, role)
+
+    return make
 
 
 @pytest.fixture(scope="session")

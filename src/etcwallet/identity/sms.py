@@ -120,7 +120,15 @@ async def send_code(
     await conn.execute(
         "INSERT INTO sms_codes (id, phone, purpose, code_hash, created_at, expires_at, ip) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (uuid4(), phone, purpose.value, _code_hash(lookup_key, phone, purpose, code), now, now + LIFETIME, ip),
+        (
+            uuid4(),
+            phone,
+            purpose.value,
+            _code_hash(lookup_key, phone, purpose, code),
+            now,
+            now + LIFETIME,
+            ip,
+        ),
     )
     text = f"【ETC服务钱包】您的{PURPOSE_TEXT[purpose]}验证码为 {code}，5分钟内有效。请勿告诉他人。"
     await gateway.send(conn, phone, text)
@@ -152,15 +160,17 @@ async def check_code(
     if row is None or row[3] <= now or row[2] >= MAX_ATTEMPTS:
         return EXPIRED_CODE
     candidate = code.strip()
-    if len(candidate) == 6 and candidate.isdigit():
-        if hmac.compare_digest(bytes(row[1]), _code_hash(lookup_key, phone, purpose, candidate)):
-            await conn.execute("UPDATE sms_codes SET consumed_at = %s WHERE id = %s", (now, row[0]))
-            return None
+    well_formed = len(candidate) == 6 and candidate.isdigit()
+    if well_formed and hmac.compare_digest(bytes(row[1]), _code_hash(lookup_key, phone, purpose, candidate)):
+        await conn.execute("UPDATE sms_codes SET consumed_at = %s WHERE id = %s", (now, row[0]))
+        return None
     await conn.execute("UPDATE sms_codes SET attempts = attempts + 1 WHERE id = %s", (row[0],))
     return WRONG_CODE
 
 
-async def outbox(conn: AsyncConnection[Any], phone: str | None, limit: int = 20) -> list[tuple[int, str, str, datetime]]:
+async def outbox(
+    conn: AsyncConnection[Any], phone: str | None, limit: int = 20
+) -> list[tuple[int, str, str, datetime]]:
     """What the development sink holds, newest first: (id, phone, text, time)."""
     if phone:
         cur = await conn.execute(
@@ -168,5 +178,7 @@ async def outbox(conn: AsyncConnection[Any], phone: str | None, limit: int = 20)
             (phone, limit),
         )
     else:
-        cur = await conn.execute("SELECT id, phone, body, created_at FROM sms_outbox ORDER BY id DESC LIMIT %s", (limit,))
+        cur = await conn.execute(
+            "SELECT id, phone, body, created_at FROM sms_outbox ORDER BY id DESC LIMIT %s", (limit,)
+        )
     return [(r[0], r[1], r[2], r[3]) for r in await cur.fetchall()]
