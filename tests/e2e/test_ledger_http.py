@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -240,7 +240,7 @@ async def test_read_unknown_transfer(client: httpx.AsyncClient) -> None:
 
 
 async def test_pending_then_post_in_full(client: httpx.AsyncClient) -> None:
-    source, wallet = await wallet_with(client, 10_000)
+    _, wallet = await wallet_with(client, 10_000)
     merchant = await open_account(client)
     hold = await move(client, wallet, merchant, 3_000, pending=True, timeout_seconds=3600)
     assert hold["kind"] == "pending"
@@ -496,9 +496,10 @@ async def test_balance_as_of_a_time(client: httpx.AsyncClient) -> None:
         assert await balance_at(t1) == money(700)
     assert await balance_at(t2) == money(1_000)
     assert await balance_at(t2 + timedelta(days=1)) == money(1_000)
-    # The same instant written in Beijing time.
-    beijing = (t2 + timedelta(minutes=1)).astimezone(datetime.now().astimezone().tzinfo)
-    assert await balance_at(beijing) == money(1_000)
+    # Times are compared as instants, whatever offset they are written with.
+    beijing = timezone(timedelta(hours=8))
+    assert await balance_at(t2.astimezone(beijing)) == money(1_000)
+    assert await balance_at((created_at - timedelta(seconds=1)).astimezone(beijing)) == money(0)
 
 
 async def test_balance_as_of_needs_a_zoned_time(client: httpx.AsyncClient) -> None:
@@ -509,9 +510,7 @@ async def test_balance_as_of_needs_a_zoned_time(client: httpx.AsyncClient) -> No
     assert_problem(resp, 422, "validation_failed", "at")
     resp = await client.get(f"{API}/accounts/{wallet}/balance")
     assert_problem(resp, 422, "validation_failed", "at")
-    resp = await client.get(
-        f"{API}/accounts/{uuid4()}/balance", params={"at": "2026-01-01T00:00:00+08:00"}
-    )
+    resp = await client.get(f"{API}/accounts/{uuid4()}/balance", params={"at": "2026-01-01T00:00:00+08:00"})
     assert_problem(resp, 404, "account_not_found", "account_id")
 
 
@@ -553,8 +552,9 @@ async def test_freeze_bad_requests(client: httpx.AsyncClient) -> None:
     _, wallet = await wallet_with(client, 0)
     resp = await client.put(f"{API}/accounts/{uuid4()}/frozen", json={"frozen": True})
     assert_problem(resp, 404, "account_not_found", "account_id")
-    resp = await client.put(f"{API}/accounts/{wallet}/frozen", json={"frozen": "maybe"})
-    assert_problem(resp, 422, "validation_failed", "frozen")
+    for frozen in ("maybe", "yes", "true", 1, None):
+        resp = await client.put(f"{API}/accounts/{wallet}/frozen", json={"frozen": frozen})
+        assert_problem(resp, 422, "validation_failed", "frozen")
     resp = await client.put(f"{API}/accounts/{wallet}/frozen", json={})
     assert_problem(resp, 422, "validation_failed", "frozen")
     resp = await client.put(f"{API}/accounts/not-a-uuid/frozen", json={"frozen": True})
@@ -636,9 +636,7 @@ async def test_same_account(client: httpx.AsyncClient) -> None:
     _, wallet = await wallet_with(client, 100)
     before = await snapshot(client, wallet)
     body = transfer_body(wallet, wallet, 1)
-    assert_problem(
-        await client.post(f"{API}/transfers", json=body), 422, "same_account", "credit_account_id"
-    )
+    assert_problem(await client.post(f"{API}/transfers", json=body), 422, "same_account", "credit_account_id")
     assert await snapshot(client, wallet) == before
     await assert_absent(client, body["id"])
 
@@ -652,7 +650,9 @@ async def test_pending_not_found(client: httpx.AsyncClient) -> None:
         await assert_absent(client, new_id)
     # A transfer that exists but is not a hold.
     source, wallet = await wallet_with(client, 100)
-    resp = await client.post(f"{API}/transfers/{(await move(client, source, wallet, 1))['id']}/post", json={"id": str(uuid4())})
+    resp = await client.post(
+        f"{API}/transfers/{(await move(client, source, wallet, 1))['id']}/post", json={"id": str(uuid4())}
+    )
     assert_problem(resp, 404, "pending_not_found", "pending_id")
 
 
@@ -709,9 +709,7 @@ async def test_amount_exceeds_pending(client: httpx.AsyncClient) -> None:
     hold = await move(client, wallet, fees, 300, pending=True)
     before = await snapshot(client, wallet, fees)
     post_id = str(uuid4())
-    resp = await client.post(
-        f"{API}/transfers/{hold['id']}/post", json={"id": post_id, "amount": money(301)}
-    )
+    resp = await client.post(f"{API}/transfers/{hold['id']}/post", json={"id": post_id, "amount": money(301)})
     body = assert_problem(resp, 422, "amount_exceeds_pending", "amount")
     assert body["pending_amount"] == 300
     assert await snapshot(client, wallet, fees) == before
@@ -821,10 +819,22 @@ _BAD_TRANSFERS: list[tuple[str, Any, int, str | None, str]] = [
     ("2**64", {"amount": {"amount": 2**64, "currency": "CNY"}}, 422, "validation_failed", "amount.amount"),
     ("10**40", {"amount": {"amount": 10**40, "currency": "CNY"}}, 422, "validation_failed", "amount.amount"),
     ("bare int", {"amount": 100}, 422, "validation_failed", "amount"),
-    ("unknown currency", {"amount": {"amount": 1, "currency": "XXX"}}, 422, "validation_failed", "amount.currency"),
+    (
+        "unknown currency",
+        {"amount": {"amount": 1, "currency": "XXX"}},
+        422,
+        "validation_failed",
+        "amount.currency",
+    ),
     ("lowercase", {"amount": {"amount": 1, "currency": "cny"}}, 422, "validation_failed", "amount.currency"),
     ("no currency", {"amount": {"amount": 1}}, 422, "validation_failed", "amount.currency"),
-    ("money extra", {"amount": {"amount": 1, "currency": "CNY", "fx": 1}}, 422, "validation_failed", "amount.fx"),
+    (
+        "money extra",
+        {"amount": {"amount": 1, "currency": "CNY", "fx": 1}},
+        422,
+        "validation_failed",
+        "amount.fx",
+    ),
     ("extra field", {"memo": "hi"}, 422, "validation_failed", "memo"),
     ("bad id", {"id": "not-a-uuid"}, 422, "validation_failed", "id"),
     ("int id", {"id": 12345}, 422, "validation_failed", "id"),
@@ -836,8 +846,14 @@ _BAD_TRANSFERS: list[tuple[str, Any, int, str | None, str]] = [
     ("zero timeout", {"pending": True, "timeout_seconds": 0}, 422, "validation_failed", "timeout_seconds"),
     ("float timeout", {"pending": True, "timeout_seconds": 1.5}, 422, "validation_failed", "timeout_seconds"),
     ("pending string", {"pending": "yes"}, 422, "validation_failed", "pending"),
+    ("pending 1", {"pending": 1}, 422, "validation_failed", "pending"),
+    ("pending 'false'", {"pending": "false"}, 422, "validation_failed", "pending"),
+    ("timeout, pending 'no'", {"pending": "no", "timeout_seconds": 5}, 422, "validation_failed", "pending"),
     ("big metadata", {"metadata": {"note": "x" * 5000}}, 422, "validation_failed", "metadata"),
     ("metadata list", {"metadata": ["a"]}, 422, "validation_failed", "metadata"),
+    ("metadata NUL", {"metadata": {"note": "a\u0000b"}}, 422, "validation_failed", "metadata"),
+    ("metadata NUL key", {"metadata": {"a\u0000": [{"b": 1}]}}, 422, "validation_failed", "metadata"),
+    ("metadata deep NUL", {"metadata": {"a": [{"b": ["\u0000"]}]}}, 422, "validation_failed", "metadata"),
     ("same account", "same", 422, "same_account", "credit_account_id"),
     ("unknown debit", "unknown-debit", 404, "account_not_found", "debit_account_id"),
     ("unknown credit", "unknown-credit", 404, "account_not_found", "credit_account_id"),
@@ -899,6 +915,24 @@ async def test_malformed_json_is_refused(client: httpx.AsyncClient, path: str, r
     body = assert_problem(resp, 422, "validation_failed")
     assert body["field"] == "body"
     assert body["errors"]
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+async def test_non_finite_metadata_is_refused(client: httpx.AsyncClient, token: str) -> None:
+    """Python's JSON reads NaN and Infinity, PostgreSQL's jsonb does not: a 422, never a 500."""
+    source, wallet = await wallet_with(client, 1_000)
+    before = await snapshot(client, source, wallet)
+    body = transfer_body(wallet, source, 100)
+    raw = json.dumps({**body, "metadata": {"rate": "@"}}).replace('"@"', token).encode()
+    resp = await client.post(f"{API}/transfers", content=raw, headers={"Content-Type": "application/json"})
+    assert_problem(resp, 422, "validation_failed", "metadata")
+    raw = json.dumps({"transfers": [{**body, "metadata": {"rate": "@"}}]}).replace('"@"', token).encode()
+    resp = await client.post(
+        f"{API}/transfers/linked", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert_problem(resp, 422, "validation_failed", "transfers.0.metadata")
+    assert await snapshot(client, source, wallet) == before
+    await assert_absent(client, body["id"])
 
 
 async def test_malformed_json_on_post_and_void(client: httpx.AsyncClient) -> None:
@@ -986,7 +1020,14 @@ async def test_bad_account_requests(client: httpx.AsyncClient) -> None:
         ({"id": "not-a-uuid"}, "id"),
         ({"extra": 1}, "extra"),
         ({"metadata": {"x": "y" * 5000}}, "metadata"),
-        ({"debits_must_not_exceed_credits": True, "credits_must_not_exceed_debits": True}, "body"),
+        ({"metadata": {"x": "a\u0000b"}}, "metadata"),
+        ({"owner": "a\u0000b"}, "owner"),
+        ({"owner": "x" * 129}, "owner"),
+        ({"debits_must_not_exceed_credits": "yes"}, "debits_must_not_exceed_credits"),
+        (
+            {"debits_must_not_exceed_credits": True, "credits_must_not_exceed_debits": True},
+            "credits_must_not_exceed_debits",
+        ),
     ]
     for spoil, field in cases:
         resp = await client.post(f"{API}/accounts", json={**good, **spoil})
@@ -1108,7 +1149,11 @@ async def test_authentication_is_required(
         ids = [str(uuid4()) for _ in range(5)]
         requests = [
             ("POST", "/transfers", transfer_body(wallet, fees, 1, transfer_id=ids[0])),
-            ("POST", "/transfers/linked", {"transfers": [transfer_body(wallet, fees, 1, transfer_id=ids[1])]}),
+            (
+                "POST",
+                "/transfers/linked",
+                {"transfers": [transfer_body(wallet, fees, 1, transfer_id=ids[1])]},
+            ),
             ("POST", "/transfers/batch", {"transfers": [transfer_body(wallet, fees, 1, transfer_id=ids[2])]}),
             ("POST", f"/transfers/{hold['id']}/post", {"id": ids[3]}),
             ("POST", f"/transfers/{hold['id']}/void", {"id": ids[4]}),
@@ -1124,8 +1169,14 @@ async def test_authentication_is_required(
             problem = assert_problem(resp, 401, "unauthenticated")
             assert problem["field"] == "Authorization", (name, path)
             assert "transfer" not in problem and "id" not in problem
-        # Bad input from an anonymous caller is still a 401: nothing about the body leaks out first.
-        resp = await anonymous.post(f"{API}/transfers", content=b"{", headers=headers)
+        # Bad input from an anonymous caller is still a 401: nothing about the request is judged first.
+        for method, path, _ in requests:
+            for raw in (b"{", b'{"x": 1}'):
+                resp = await anonymous.request(method, f"{API}{path}", content=raw, headers=headers)
+                assert_problem(resp, 401, "unauthenticated")
+        resp = await anonymous.get(f"{API}/accounts/not-a-uuid", headers=headers)
+        assert_problem(resp, 401, "unauthenticated")
+        resp = await anonymous.get(f"{API}/accounts/{wallet}/transfers?limit=0", headers=headers)
         assert_problem(resp, 401, "unauthenticated")
         for transfer_id in ids:
             await assert_absent(client, transfer_id)

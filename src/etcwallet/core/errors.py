@@ -122,6 +122,8 @@ def field_problems(errors: Sequence[Any]) -> list[FieldProblem]:
     for err in errors:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
         kind = str(err.get("type", "value_error"))
+        if kind == "json_invalid":
+            loc = []  # FastAPI puts the character position here; the whole body is what is wrong
         cause = (err.get("ctx") or {}).get("error")
         if kind == "value_error" and isinstance(cause, InvalidValue):
             problems.append(FieldProblem(".".join(loc) or "body", cause.code, cause.zh, cause.en))

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from etcwallet.core.errors import InvalidValue
 from etcwallet.core.money import MAX_AMOUNT, Currency, Money, SignedMoney
@@ -17,10 +17,39 @@ from etcwallet.ledger.types import Account, Transfer, TransferKind, TransferRequ
 
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.:\-]*$")]
 MAX_METADATA_BYTES = 4096
+# JSON true or false only: lax parsing would read "yes", "no", "0" or 1 as a flag that moves money.
+Flag = Annotated[bool, Field(strict=True)]
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise InvalidValue("nul_character", "不能包含空字符（U+0000）", "must not contain NUL (U+0000)")
+    return value
 
 
 def _small_metadata(value: dict[str, Any]) -> dict[str, Any]:
-    if len(json.dumps(value, ensure_ascii=False).encode()) > MAX_METADATA_BYTES:
+    # NaN, Infinity and NUL parse as JSON here but PostgreSQL's jsonb refuses them (a 500 otherwise).
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise InvalidValue(
+            "metadata_not_json", "附加信息不能包含 NaN 或 Infinity", "metadata must not hold NaN or Infinity"
+        ) from None
+    if _has_nul(value):
+        raise InvalidValue(
+            "nul_character", "附加信息不能包含空字符（U+0000）", "metadata must not contain NUL (U+0000)"
+        )
+    if len(text.encode()) > MAX_METADATA_BYTES:
         raise InvalidValue(
             "metadata_too_large",
             f"附加信息不能超过 {MAX_METADATA_BYTES} 字节",
@@ -42,20 +71,21 @@ class AccountCreate(_Strict):
     id: UUID | None = None
     currency: Currency
     code: AccountCode
-    owner: Annotated[str, Field(min_length=1, max_length=128)]
-    debits_must_not_exceed_credits: bool = False
-    credits_must_not_exceed_debits: bool = False
+    owner: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_no_nul)]
+    debits_must_not_exceed_credits: Flag = False
+    credits_must_not_exceed_debits: Flag = False
     metadata: Metadata = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _one_constraint(self) -> AccountCreate:
-        if self.debits_must_not_exceed_credits and self.credits_must_not_exceed_debits:
+    @field_validator("credits_must_not_exceed_debits")
+    @classmethod
+    def _one_constraint(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("debits_must_not_exceed_credits"):
             raise InvalidValue(
                 "conflicting_constraints",
                 "账户只能设置一种余额约束",
                 "an account takes at most one balance constraint",
             )
-        return self
+        return value
 
 
 class AccountTotals(BaseModel):
@@ -103,7 +133,7 @@ class AccountOut(BaseModel):
 
 
 class FreezeRequest(_Strict):
-    frozen: bool
+    frozen: Flag
 
 
 class TransferCreate(_Strict):
@@ -114,19 +144,21 @@ class TransferCreate(_Strict):
     credit_account_id: UUID
     amount: Money
     code: Code
-    pending: bool = False
+    pending: Flag = False
     timeout_seconds: Annotated[int | None, Field(strict=True, ge=1, le=366 * 86400)] = None
     metadata: Metadata = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _check(self) -> TransferCreate:
-        if self.timeout_seconds is not None and not self.pending:
+    @field_validator("timeout_seconds")
+    @classmethod
+    def _timeout_needs_pending(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # Named on the field itself (a model-level check would be reported against the whole body).
+        if value is not None and info.data.get("pending") is False:
             raise InvalidValue(
                 "timeout_without_pending",
                 "只有待定转账可以设置超时",
                 "timeout_seconds applies only to a pending transfer",
             )
-        return self
+        return value
 
     def request(self, linked: bool = False) -> TransferRequest:
         return TransferRequest(
@@ -165,7 +197,7 @@ class LinkedCreate(_Strict):
 
 
 class BatchItem(TransferCreate):
-    linked: bool = False
+    linked: Flag = False
 
 
 class BatchCreate(_Strict):
