@@ -1,5 +1,487 @@
-"""Placeholder router; being written."""
+"""A customer's second factors (TOTP, recovery codes, passkeys), step-up, and password-less passkey login.
 
-from fastapi import APIRouter
+Routes carry their full paths: ``/api/v1/me/factors/...`` for the signed-in customer and
+``/api/v1/customers/auth/passkey/...`` for signing in with a passkey.
 
-router = APIRouter()
+Adding or removing a factor needs a fresh step-up: otherwise a stolen session could enroll the thief's own
+authenticator and then pass every step-up with it. The first factor is therefore added after an SMS
+step-up, later ones after a step-up with an existing factor.
+
+WebAuthn relying party: for now the RP id is the request's host name and the origin is its scheme and
+host (``Host`` header), so the same build works on localhost, in tests and behind a domain. This is
+meant to become configuration (an RP id and a list of allowed origins) rather than trust the Host header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from etcwallet.core.errors import DomainError, InvalidValue
+from etcwallet.core.masking import mask_phone
+from etcwallet.identity import audit, passkeys, sessions, stepup, totp
+from etcwallet.identity.audit import AuditEvent
+from etcwallet.identity.authz import Principal, require_customer
+from etcwallet.identity.ratelimit import Limit, hit
+from etcwallet.identity.schemas import SessionOut, TotpEnrollmentOut
+from etcwallet.identity.validators import validate_mobile
+
+router = APIRouter(tags=["second factors"])
+
+ME = "/api/v1/me/factors"
+LOGIN = "/api/v1/customers/auth/passkey"
+PASSKEY_LOGIN_PER_IP = Limit(30, timedelta(minutes=5))
+PASSKEY_LOGIN_PER_PHONE = Limit(10, timedelta(minutes=5))
+
+Customer = Annotated[Principal, Depends(require_customer)]
+
+
+# --- bodies ----------------------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CodeIn(_Strict):
+    code: Annotated[str, Field(min_length=6, max_length=16)]
+
+
+class RecoveryCodesOut(BaseModel):
+    """Shown once: store them somewhere safe; each works once."""
+
+    recovery_codes: list[str]
+
+
+class CeremonyOut(BaseModel):
+    """Pass ``public_key`` to ``navigator.credentials.create/get``; send the answer with ``challenge_id``."""
+
+    challenge_id: UUID
+    expires_at: datetime
+    public_key: dict[str, Any]
+
+
+class PasskeyRegisterIn(_Strict):
+    challenge_id: UUID
+    credential: dict[str, Any]
+    name: Annotated[str | None, Field(max_length=passkeys.NAME_MAX)] = None
+
+
+class PasskeyAssertionIn(_Strict):
+    challenge_id: UUID
+    credential: dict[str, Any]
+
+
+class PasskeyLoginOptionsIn(_Strict):
+    phone: Annotated[str | None, Field(max_length=20)] = None
+
+
+class PasskeyOut(BaseModel):
+    id: UUID
+    name: str
+    transports: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class StepUpOut(BaseModel):
+    accepted_factors: list[str]
+    stepped_up: bool
+    stepped_up_at: datetime | None
+    factor: str | None
+    valid_until: datetime | None
+
+
+class SmsSentOut(BaseModel):
+    phone: str
+    expires_at: datetime
+    resend_after: datetime
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+
+
+def _client(request: Request) -> tuple[str | None, str | None]:
+    return (request.client.host if request.client else None), request.headers.get("user-agent")
+
+
+def relying_party(request: Request) -> tuple[str, str]:
+    """(RP id, origin) from the request: its host name, and scheme://host[:port]."""
+    host = request.url.hostname or "localhost"
+    return host, f"{request.url.scheme}://{request.url.netloc}"
+
+
+async def _audit(
+    request: Request,
+    actor: tuple[str, UUID | None],
+    action: str,
+    outcome: str,
+    *,
+    target: tuple[str, str] | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    ip, ua = _client(request)
+    if target is None and actor[1] is not None:
+        target = (actor[0], str(actor[1]))
+    await audit.record(
+        request.app.state.runtime.pool,
+        AuditEvent(
+            actor[0], str(actor[1]) if actor[1] else None, action, outcome,
+            target[0] if target else None, target[1] if target else None, ip, ua, dict(detail or {}),
+        ),
+    )  # fmt: skip
+
+
+def _me(p: Principal) -> tuple[str, UUID]:
+    return (p.kind, p.id)
+
+
+def _passkey_out(k: passkeys.Passkey) -> PasskeyOut:
+    return PasskeyOut(
+        id=k.id, name=k.name, transports=k.transports, created_at=k.created_at, last_used_at=k.last_used_at
+    )
+
+
+def _ceremony_out(c: passkeys.Ceremony) -> CeremonyOut:
+    return CeremonyOut(challenge_id=c.challenge_id, expires_at=c.expires_at, public_key=c.options)
+
+
+async def _step_up_out(request: Request, me: Principal) -> StepUpOut:
+    async with request.app.state.runtime.pool.connection() as conn:
+        st = await stepup.status(conn, me)
+    return StepUpOut(
+        accepted_factors=st.accepted_factors, stepped_up=st.stepped_up, stepped_up_at=st.stepped_up_at,
+        factor=st.factor, valid_until=st.valid_until,
+    )  # fmt: skip
+
+
+async def _phone_of(request: Request, customer_id: UUID) -> str:
+    async with request.app.state.runtime.pool.connection() as conn:
+        cur = await conn.execute("SELECT phone FROM customers WHERE id = %s", (customer_id,))
+        row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+TOTP_ALREADY = DomainError(
+    "totp_already_enrolled", 409, "已开启动态验证码，如需更换请先关闭", "TOTP is already enabled: turn it off first to replace it",
+)  # fmt: skip
+TOTP_NOT_ENROLLED = DomainError("totp_not_enrolled", 409, "尚未开启动态验证码", "TOTP is not enabled")
+TOTP_NOT_PENDING = DomainError(
+    "totp_not_pending", 409, "请先开始绑定动态验证码", "start TOTP enrollment first", field="code"
+)
+
+
+# --- TOTP ------------------------------------------------------------------------------------------------
+
+
+@router.post(f"{ME}/totp/enroll", response_model=TotpEnrollmentOut)
+async def totp_enroll(request: Request, me: Customer) -> TotpEnrollmentOut:
+    """Start TOTP enrollment (needs a fresh step-up): the secret, otpauth URI and its QR code (SVG/PNG)."""
+    await stepup.require_step_up(request, me)
+    rt = request.app.state.runtime
+    phone = await _phone_of(request, me.id)
+    async with rt.pool.connection() as conn, conn.transaction():
+        try:
+            e = await totp.enroll(conn, rt.keys.cipher, "customer", me.id, mask_phone(phone))
+        except ValueError:
+            raise TOTP_ALREADY from None
+    await _audit(request, _me(me), "factor.totp.enroll_start", "success")
+    return TotpEnrollmentOut(
+        otpauth_uri=e.otpauth_uri, secret=e.secret, qr_svg=e.qr_svg, qr_png_base64=e.qr_png_base64
+    )
+
+
+@router.post(f"{ME}/totp/confirm", response_model=RecoveryCodesOut)
+async def totp_confirm(body: CodeIn, request: Request, me: Customer) -> RecoveryCodesOut:
+    """Confirm TOTP with its first code; answers ten one-time recovery codes (shown only now)."""
+    rt = request.app.state.runtime
+    async with rt.pool.connection() as conn:
+        await hit(conn, f"step-up:customer:{me.id}", stepup.PROOF_LIMIT)
+    failure: DomainError | None = None
+    async with rt.pool.connection() as conn, conn.transaction():
+        if await totp.is_enrolled(conn, "customer", me.id):
+            failure = TOTP_ALREADY
+        else:
+            cur = await conn.execute(
+                "SELECT 1 FROM totp_factors WHERE principal_type = 'customer' AND principal_id = %s", (me.id,)
+            )
+            if await cur.fetchone() is None:
+                failure = TOTP_NOT_PENDING
+            elif not await totp.verify(conn, rt.keys.cipher, "customer", me.id, body.code, confirming=True):
+                failure = stepup.TOTP_INVALID
+            else:
+                codes = await totp.issue_recovery_codes(conn, "customer", me.id)
+                await sessions.mark_stepped_up(conn, me.session_id, "totp")
+    if failure is not None:
+        await _audit(request, _me(me), "factor.totp.enroll", "refused", detail={"reason": failure.code})
+        raise failure
+    await _audit(request, _me(me), "factor.totp.enroll", "success")
+    return RecoveryCodesOut(recovery_codes=codes)
+
+
+@router.delete(f"{ME}/totp", status_code=status.HTTP_204_NO_CONTENT)
+async def totp_remove(request: Request, me: Customer) -> Response:
+    """Turn TOTP off (needs a fresh step-up); its recovery codes go with it."""
+    await stepup.require_step_up(request, me)
+    async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "DELETE FROM totp_factors WHERE principal_type = 'customer' AND principal_id = %s", (me.id,)
+        )
+        await conn.execute(
+            "DELETE FROM recovery_codes WHERE principal_type = 'customer' AND principal_id = %s", (me.id,)
+        )
+        if cur.rowcount == 0:
+            raise TOTP_NOT_ENROLLED
+    await _audit(request, _me(me), "factor.totp.remove", "success")
+    return Response(status_code=204)
+
+
+@router.post(f"{ME}/recovery-codes/regenerate", response_model=RecoveryCodesOut)
+async def regenerate_recovery_codes(request: Request, me: Customer) -> RecoveryCodesOut:
+    """Replace the recovery codes with ten new ones (needs a fresh step-up); the old ones stop working."""
+    await stepup.require_step_up(request, me)
+    async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+        if not await totp.is_enrolled(conn, "customer", me.id):
+            raise TOTP_NOT_ENROLLED
+        codes = await totp.issue_recovery_codes(conn, "customer", me.id)
+    await _audit(request, _me(me), "factor.recovery_codes.regenerate", "success")
+    return RecoveryCodesOut(recovery_codes=codes)
+
+
+# --- passkeys --------------------------------------------------------------------------------------------
+
+
+@router.post(f"{ME}/passkeys/register/options", response_model=CeremonyOut)
+async def passkey_register_options(request: Request, me: Customer) -> CeremonyOut:
+    """Options to create a passkey (needs a fresh step-up); answer within five minutes."""
+    await stepup.require_step_up(request, me)
+    rp_id, _ = relying_party(request)
+    phone = mask_phone(await _phone_of(request, me.id))
+    async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+        ceremony = await passkeys.registration_options(
+            conn, principal_type="customer", principal_id=me.id, user_name=phone, display_name=phone,
+            rp_id=rp_id,
+        )  # fmt: skip
+    return _ceremony_out(ceremony)
+
+
+@router.post(f"{ME}/passkeys/register/verify", response_model=PasskeyOut, status_code=status.HTTP_201_CREATED)
+async def passkey_register_verify(body: PasskeyRegisterIn, request: Request, me: Customer) -> PasskeyOut:
+    """Store the passkey the authenticator created for the options' challenge."""
+    rp_id, origin = relying_party(request)
+    fingerprint = _fingerprint(body.credential)
+    try:
+        key = await passkeys.verify_registration(
+            request.app.state.runtime.pool, principal_type="customer", principal_id=me.id,
+            challenge_id=body.challenge_id, credential=body.credential, name=body.name, rp_id=rp_id, origin=origin,
+        )  # fmt: skip
+    except DomainError as exc:
+        await _audit(
+            request, _me(me), "factor.passkey.register", "refused",
+            detail={"reason": exc.code, "credential": fingerprint},
+        )  # fmt: skip
+        raise
+    await _audit(
+        request, _me(me), "factor.passkey.register", "success",
+        detail={"passkey_id": str(key.id), "name": key.name, "credential": fingerprint},
+    )  # fmt: skip
+    return _passkey_out(key)
+
+
+@router.get(f"{ME}/passkeys", response_model=list[PasskeyOut])
+async def passkey_list(request: Request, me: Customer) -> list[PasskeyOut]:
+    """The customer's passkeys."""
+    async with request.app.state.runtime.pool.connection() as conn:
+        return [_passkey_out(k) for k in await passkeys.list_passkeys(conn, "customer", me.id)]
+
+
+@router.delete(f"{ME}/passkeys/{{passkey_id}}", status_code=status.HTTP_204_NO_CONTENT)
+async def passkey_delete(passkey_id: UUID, request: Request, me: Customer) -> Response:
+    """Remove one of the customer's own passkeys (needs a fresh step-up); any other id is a 404."""
+    await stepup.require_step_up(request, me)
+    async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+        key = await passkeys.delete_passkey(conn, "customer", me.id, passkey_id)
+    await _audit(
+        request,
+        _me(me),
+        "factor.passkey.remove",
+        "success",
+        detail={"passkey_id": str(key.id), "name": key.name},
+    )
+    return Response(status_code=204)
+
+
+def _fingerprint(credential: Mapping[str, Any]) -> str | None:
+    raw = passkeys.credential_id_of(dict(credential))
+    return passkeys.credential_fingerprint(raw) if raw is not None else None
+
+
+# --- step-up ---------------------------------------------------------------------------------------------
+
+
+@router.get(f"{ME}/step-up", response_model=StepUpOut)
+async def step_up_status(request: Request, me: Customer) -> StepUpOut:
+    """Which factors the customer can prove, and whether this session is stepped up and until when."""
+    return await _step_up_out(request, me)
+
+
+async def _proved(
+    request: Request, me: Principal, factor: str, detail: Mapping[str, Any] | None = None
+) -> StepUpOut:
+    await _audit(request, _me(me), f"step_up.{factor}", "success", detail=detail)
+    return await _step_up_out(request, me)
+
+
+async def _refused(request: Request, me: Principal, factor: str, exc: DomainError) -> None:
+    await _audit(request, _me(me), f"step_up.{factor}", "refused", detail={"reason": exc.code})
+
+
+@router.post(f"{ME}/step-up/totp", response_model=StepUpOut)
+async def step_up_totp(body: CodeIn, request: Request, me: Customer) -> StepUpOut:
+    """Step up with an authenticator (TOTP) code."""
+    rt = request.app.state.runtime
+    try:
+        await stepup.prove_totp(rt.pool, rt.keys.cipher, me, body.code)
+    except DomainError as exc:
+        await _refused(request, me, "totp", exc)
+        raise
+    return await _proved(request, me, "totp")
+
+
+@router.post(f"{ME}/step-up/recovery", response_model=StepUpOut)
+async def step_up_recovery(body: CodeIn, request: Request, me: Customer) -> StepUpOut:
+    """Step up with a one-time recovery code (it is spent)."""
+    try:
+        await stepup.prove_recovery_code(request.app.state.runtime.pool, me, body.code)
+    except DomainError as exc:
+        await _refused(request, me, "recovery_code", exc)
+        raise
+    return await _proved(request, me, "recovery_code")
+
+
+@router.post(f"{ME}/step-up/passkey/options", response_model=CeremonyOut)
+async def step_up_passkey_options(request: Request, me: Customer) -> CeremonyOut:
+    """Options for a step-up assertion with one of the customer's passkeys."""
+    rp_id, _ = relying_party(request)
+    async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+        ceremony = await stepup.passkey_options(conn, me, rp_id)
+    return _ceremony_out(ceremony)
+
+
+@router.post(f"{ME}/step-up/passkey/verify", response_model=StepUpOut)
+async def step_up_passkey_verify(body: PasskeyAssertionIn, request: Request, me: Customer) -> StepUpOut:
+    """Step up with the passkey assertion answering the step-up options."""
+    rp_id, origin = relying_party(request)
+    try:
+        assertion = await stepup.prove_passkey(
+            request.app.state.runtime.pool, me, challenge_id=body.challenge_id, credential=body.credential,
+            rp_id=rp_id, origin=origin,
+        )  # fmt: skip
+    except DomainError as exc:
+        await _refused(request, me, "passkey", exc)
+        raise
+    return await _proved(request, me, "passkey", {"passkey_id": str(assertion.passkey_id)})
+
+
+@router.post(f"{ME}/step-up/sms/send", response_model=SmsSentOut, status_code=status.HTTP_202_ACCEPTED)
+async def step_up_sms_send(request: Request, me: Customer) -> SmsSentOut:
+    """Send a step-up code to the customer's phone (only when no TOTP or passkey is enrolled)."""
+    rt = request.app.state.runtime
+    ip, _ = _client(request)
+    try:
+        sent = await stepup.send_sms(rt.pool, rt.sms, rt.keys.lookup_key, me, ip=ip)
+    except DomainError as exc:
+        await _audit(request, _me(me), "step_up.sms.send", "refused", detail={"reason": exc.code})
+        raise
+    await _audit(request, _me(me), "step_up.sms.send", "success")
+    return SmsSentOut(
+        phone=mask_phone(sent.phone), expires_at=sent.expires_at, resend_after=sent.resend_after
+    )
+
+
+@router.post(f"{ME}/step-up/sms/verify", response_model=StepUpOut)
+async def step_up_sms_verify(body: CodeIn, request: Request, me: Customer) -> StepUpOut:
+    """Step up with the SMS code just sent."""
+    rt = request.app.state.runtime
+    try:
+        await stepup.prove_sms(rt.pool, rt.keys.lookup_key, me, body.code)
+    except DomainError as exc:
+        await _refused(request, me, "sms", exc)
+        raise
+    return await _proved(request, me, "sms")
+
+
+# --- password-less sign-in -------------------------------------------------------------------------------
+
+
+@router.post(f"{LOGIN}/options", response_model=CeremonyOut)
+async def passkey_login_options(request: Request, body: PasskeyLoginOptionsIn | None = None) -> CeremonyOut:
+    """Options to sign in with a passkey: any of this device's (no body), or a phone's (``phone`` hint)."""
+    rt = request.app.state.runtime
+    ip, _ = _client(request)
+    rp_id, _ = relying_party(request)
+    phone: str | None = None
+    if body is not None and body.phone:
+        try:
+            phone = validate_mobile(body.phone)
+        except InvalidValue as exc:
+            raise exc.at("phone") from None
+    async with rt.pool.connection() as conn:
+        await hit(conn, f"passkey-login:ip:{ip}", PASSKEY_LOGIN_PER_IP)
+        if phone:
+            await hit(conn, f"passkey-login:phone:{phone}", PASSKEY_LOGIN_PER_PHONE)
+    principal: tuple[str, UUID] | None = None
+    decoys: list[bytes] = []
+    async with rt.pool.connection() as conn, conn.transaction():
+        if phone:
+            cur = await conn.execute("SELECT id FROM customers WHERE phone = %s", (phone,))
+            row = await cur.fetchone()
+            principal = ("customer", row[0]) if row else None
+            decoys = [passkeys.decoy_credential_id(rt.keys.lookup_key, phone)]
+        ceremony = await passkeys.authentication_options(
+            conn, purpose="login", rp_id=rp_id, principal=principal, decoy_ids=decoys
+        )
+    return _ceremony_out(ceremony)
+
+
+@router.post(f"{LOGIN}/verify", response_model=SessionOut)
+async def passkey_login_verify(body: PasskeyAssertionIn, request: Request) -> SessionOut:
+    """Sign in with the passkey assertion answering the login options; answers the session's tokens."""
+    rt = request.app.state.runtime
+    ip, ua = _client(request)
+    rp_id, origin = relying_party(request)
+    async with rt.pool.connection() as conn:
+        await hit(conn, f"passkey-login:ip:{ip}", PASSKEY_LOGIN_PER_IP)
+    fingerprint = _fingerprint(body.credential)
+    try:
+        done = await passkeys.login(
+            rt.pool, challenge_id=body.challenge_id, credential=body.credential, rp_id=rp_id, origin=origin,
+            ip=ip, user_agent=ua,
+        )  # fmt: skip
+    except DomainError as exc:
+        await _audit(
+            request, ("anonymous", None), "customer.login.passkey", "refused",
+            detail={"reason": exc.code, "credential": fingerprint},
+        )  # fmt: skip
+        raise
+    except passkeys.LoginRefused as refused:
+        await _audit(
+            request, ("customer", refused.customer_id), "customer.login.passkey", "refused",
+            detail={"reason": refused.error.code, "credential": fingerprint},
+        )  # fmt: skip
+        raise refused.error from None
+    a, t = done.assertion, done.tokens
+    await _audit(
+        request, ("customer", a.principal_id), "customer.login.passkey", "success",
+        detail={"passkey_id": str(a.passkey_id), "session_id": str(t.session_id)},
+    )  # fmt: skip
+    return SessionOut(
+        access_token=t.access_token, refresh_token=t.refresh_token, csrf_token=t.csrf_token,
+        expires_at=t.expires_at, absolute_expires_at=t.absolute_expires_at,
+    )  # fmt: skip
