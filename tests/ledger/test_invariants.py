@@ -202,7 +202,8 @@ LAYOUT = {  # per currency: the accounts' limits
     "USD": ("none", "dmnec", "cmned"),
 }
 pick = st.integers(0, 10_000)  # an index, taken modulo the list it picks from
-amounts = st.integers(1, 1500)
+# A plain amount, or one just around the room left under a limit (the edge where bugs live).
+amounts = st.one_of(st.integers(1, 1500), st.integers(-2, 2).map(lambda d: ("edge", d)))
 timeouts = st.one_of(st.none(), st.integers(1, 30))
 move_op = st.tuples(st.just("move"), st.sampled_from(CURRENCIES), pick, pick, amounts, st.integers(0, 15))
 hold_op = st.tuples(st.just("hold"), st.sampled_from(CURRENCIES), pick, pick, amounts, timeouts)
@@ -245,6 +246,8 @@ class LedgerMachine(RuleBasedStateMachine):
             credit = others[j % len(others)]
             if i % 29 == 0:  # now and then, the same account on both sides
                 credit = debit
+            if isinstance(amount, tuple):
+                amount = max(1, self.room(debit, credit) + amount[1])
             if kind == "move":
                 if op[5] == 0:  # now and then, an account of the other currency
                     other = self.by_currency["USD" if currency == "CNY" else "CNY"]
@@ -260,6 +263,18 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             target = open_ids[op[1] % len(open_ids)]
         return post(target, op[2]) if kind == "post" else void(target)
+
+    def room(self, debit: UUID, credit: UUID) -> int:
+        """How much may move from ``debit`` to ``credit`` under their limits, counting live holds."""
+        d, c = self.model.accounts[debit], self.model.accounts[credit]
+        dpend, _ = self.model.pending(debit, self.now)
+        _, cpend = self.model.pending(credit, self.now)
+        room = 1000
+        if d.limit == "dmnec":
+            room = d.cp - d.dp - dpend
+        if c.limit == "cmned":
+            room = min(room, c.dp - c.cp - cpend) if d.limit == "dmnec" else c.dp - c.cp - cpend
+        return room
 
     def note_holds(self, reqs: list[TransferRequest]) -> None:
         for r in reqs:

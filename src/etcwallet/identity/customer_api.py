@@ -1,5 +1,399 @@
-"""Placeholder router; being written."""
+"""The customer API: register, sign in, passwords, devices, real-name profile, payment password, freezing.
 
-from fastapi import APIRouter
+A thin router over :mod:`etcwallet.identity.customers`: it rate-limits, parses, authorizes and shapes the
+answers. Routes under ``/me`` are registered before ``/{customer_id}`` so that ``me`` is never read as an id.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from etcwallet.core.masking import mask_phone
+from etcwallet.identity import customer_schemas as s
+from etcwallet.identity import customers as service
+from etcwallet.identity.authz import Permission, Principal, require, require_customer
+from etcwallet.identity.ratelimit import Limit, hit
+from etcwallet.identity.sessions import IssuedTokens, Session
+from etcwallet.identity.sms import Purpose, SentCode
+
+router = APIRouter(prefix="/api/v1/customers", tags=["customers"])
+
+# Read at call time, so a test may lower one with monkeypatch.
+SMS_PER_IP = Limit(20, timedelta(minutes=10))
+AUTH_PER_IP = Limit(30, timedelta(minutes=5))
+AUTH_PER_PHONE = Limit(20, timedelta(minutes=15))
+REFRESH_PER_IP = Limit(60, timedelta(minutes=5))
+SENSITIVE_PER_CUSTOMER = Limit(20, timedelta(minutes=15))
+
+Me = Annotated[Principal, Depends(require_customer)]
+
+
+def _client(request: Request) -> service.Client:
+    return service.Client(request.client.host if request.client else None, request.headers.get("user-agent"))
+
+
+async def _limit(request: Request, *keys: tuple[str, Limit]) -> None:
+    """Count this attempt against each key (each in its own transaction); 429 with Retry-After past a limit."""
+    async with request.app.state.runtime.pool.connection() as conn:
+        for key, limit in keys:
+            async with conn.transaction():
+                await hit(conn, key, limit)
+
+
+async def _auth_limits(request: Request, endpoint: str, phone: str | None = None) -> None:
+    ip = _client(request).ip
+    keys = [(f"customer-{endpoint}:ip:{ip}", AUTH_PER_IP)]
+    if phone is not None:
+        keys.append((f"customer-auth:phone:{phone}", AUTH_PER_PHONE))
+    await _limit(request, *keys)
+
+
+def _tokens(t: IssuedTokens) -> s.TokensOut:
+    return s.TokensOut(
+        access_token=t.access_token, refresh_token=t.refresh_token, csrf_token=t.csrf_token,
+        expires_at=t.expires_at, absolute_expires_at=t.absolute_expires_at,
+    )  # fmt: skip
+
+
+def _sign_in_out(result: service.SignIn) -> s.LoginOut:
+    if result.tokens is not None:
+        return s.LoginOut(status="signed_in", **_tokens(result.tokens).model_dump())
+    return s.LoginOut(
+        status="second_factor_required", ticket=result.ticket, ticket_expires_at=result.ticket_expires_at,
+        factors=list(result.factors),
+    )  # fmt: skip
+
+
+def _sent_out(sent: SentCode) -> s.SmsCodeSentOut:
+    return s.SmsCodeSentOut(
+        phone_masked=mask_phone(sent.phone), purpose=sent.purpose.value, expires_at=sent.expires_at,
+        resend_after=sent.resend_after,
+    )  # fmt: skip
+
+
+def _customer_out(c: service.Customer) -> s.CustomerOut:
+    return s.CustomerOut(id=c.id, phone_masked=mask_phone(c.phone), status=c.status, created_at=c.created_at)
+
+
+def _state_out(c: service.Customer, ended: int = 0) -> s.AccountStateOut:
+    by = None if c.frozen_by is None else ("staff" if c.frozen_by.startswith("staff") else "customer")
+    return s.AccountStateOut(
+        id=c.id, status=c.status, frozen_reason=c.frozen_reason, frozen_by=by, frozen_at=c.frozen_at,
+        sessions_ended=ended,
+    )  # fmt: skip
+
+
+def _profile_out(p: service.Profile) -> s.ProfileOut:
+    return s.ProfileOut(
+        name_masked=p.name_masked, id_type=p.id_type, id_number_masked=p.id_number_masked,
+        verified_at=p.verified_at, updated_at=p.updated_at,
+    )  # fmt: skip
+
+
+def _pin_out(p: service.PinState) -> s.PaymentPasswordOut:
+    return s.PaymentPasswordOut(
+        set=p.set, locked=p.locked, failed_attempts=p.failed_attempts, remaining_attempts=p.remaining_attempts
+    )
+
+
+def _session_out(x: Session, current: UUID) -> s.SessionItemOut:
+    return s.SessionItemOut(
+        id=x.id, created_at=x.created_at, last_seen_at=x.last_seen_at, expires_at=x.idle_expires_at,
+        absolute_expires_at=x.absolute_expires_at, ip=x.ip, user_agent=x.user_agent, current=x.id == current,
+    )  # fmt: skip
+
+
+def _two_factor_out(t: service.TwoFactorState) -> s.TwoFactorOut:
+    return s.TwoFactorOut(totp=t.totp, passkeys=t.passkeys, recovery_codes_left=t.recovery_codes_left)
+
+
+# --- before signing in -----------------------------------------------------------------------------------
+
+
+@router.post("/sms-codes", status_code=status.HTTP_202_ACCEPTED, response_model=s.SmsCodeSentOut)
+async def request_sms_code(body: s.SmsCodeRequest, request: Request) -> s.SmsCodeSentOut:
+    """Send a verification code; the answer is the same whether or not the number is registered."""
+    client = _client(request)
+    await _limit(request, (f"customer-sms:ip:{client.ip}", SMS_PER_IP))
+    rt = request.app.state.runtime
+    sent = await service.request_code(
+        rt.pool, rt.sms, rt.keys.lookup_key, phone=body.phone, purpose=Purpose(body.purpose), client=client
+    )
+    return _sent_out(sent)
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=s.RegisterOut)
+async def register(body: s.RegisterRequest, request: Request) -> s.RegisterOut:
+    """Open an account with phone, password and SMS code (purpose register); answers a signed-in session."""
+    await _auth_limits(request, "register", body.phone)
+    rt = request.app.state.runtime
+    customer, tokens = await service.register(
+        rt.pool, rt.keys.lookup_key, phone=body.phone, password=body.password, sms_code=body.sms_code,
+        client=_client(request),
+    )  # fmt: skip
+    return s.RegisterOut(customer=_customer_out(customer), **_tokens(tokens).model_dump())
+
+
+@router.post("/login", response_model=s.LoginOut)
+async def login(body: s.LoginRequest, request: Request) -> s.LoginOut:
+    """Sign in with phone and password; answers tokens, or a ticket when a second factor is owed."""
+    await _auth_limits(request, "login", body.phone)
+    rt = request.app.state.runtime
+    result = await service.login_password(
+        rt.pool, phone=body.phone, password=body.password, client=_client(request)
+    )
+    return _sign_in_out(result)
+
+
+@router.post("/login/sms", response_model=s.LoginOut)
+async def login_sms(body: s.SmsLoginRequest, request: Request) -> s.LoginOut:
+    """Sign in with an SMS code (purpose login) instead of the password."""
+    await _auth_limits(request, "login", body.phone)
+    rt = request.app.state.runtime
+    result = await service.login_sms(
+        rt.pool, rt.keys.lookup_key, phone=body.phone, sms_code=body.sms_code, client=_client(request)
+    )
+    return _sign_in_out(result)
+
+
+@router.post("/login/totp", response_model=s.LoginOut)
+async def login_totp(body: s.SecondFactorRequest, request: Request) -> s.LoginOut:
+    """Finish a sign-in with the ticket and a TOTP code (or a one-time recovery code)."""
+    await _auth_limits(request, "second-factor")
+    rt = request.app.state.runtime
+    tokens = await service.login_second_factor(
+        rt.pool, rt.keys.cipher, ticket=body.ticket, code=body.code, client=_client(request)
+    )
+    return s.LoginOut(status="signed_in", **_tokens(tokens).model_dump())
+
+
+@router.post("/password/forgot", response_model=s.PasswordChangedOut)
+async def forgot_password(body: s.ForgotPasswordRequest, request: Request) -> s.PasswordChangedOut:
+    """Set a new password with an SMS code (purpose reset_password); every session ends."""
+    await _auth_limits(request, "forgot", body.phone)
+    rt = request.app.state.runtime
+    ended = await service.reset_password(
+        rt.pool, rt.keys.lookup_key, phone=body.phone, sms_code=body.sms_code, new_password=body.new_password,
+        client=_client(request),
+    )  # fmt: skip
+    return s.PasswordChangedOut(sessions_ended=ended)
+
+
+@router.post("/auth/refresh", response_model=s.TokensOut)
+async def refresh(body: s.RefreshRequest, request: Request) -> s.TokensOut:
+    """Rotate the session's tokens: the old access and refresh tokens stop working."""
+    await _limit(request, (f"customer-refresh:ip:{_client(request).ip}", REFRESH_PER_IP))
+    tokens = await service.refresh(request.app.state.runtime.pool, body.refresh_token, _client(request))
+    return _tokens(tokens)
+
+
+@router.post("/unfreeze", response_model=None, status_code=status.HTTP_403_FORBIDDEN)
+async def request_unfreeze(body: s.SelfUnfreezeRequest, request: Request) -> None:
+    """A frozen customer asking to unfreeze themself: always refused, saying staff must do it (403 unfreeze_needs_staff)."""
+    await _auth_limits(request, "unfreeze", body.phone)
+    await service.request_self_unfreeze(
+        request.app.state.runtime.pool, phone=body.phone, password=body.password, client=_client(request)
+    )
+
+
+# --- the signed-in customer ------------------------------------------------------------------------------
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(request: Request, me: Me) -> Response:
+    """End this session."""
+    await service.logout(
+        request.app.state.runtime.pool, customer_id=me.id, session_id=me.session_id, client=_client(request)
+    )
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=s.MeOut)
+async def whoami(request: Request, me: Me) -> s.MeOut:
+    """The signed-in customer's account, masked, with what is set up (profile, payment password, factors)."""
+    rt = request.app.state.runtime
+    async with rt.pool.connection() as conn:
+        d = await service.detail(conn, rt.keys.cipher, me.id)
+    base = _customer_out(d.customer)
+    return s.MeOut(
+        **base.model_dump(), profile_set=d.profile is not None, payment_password=_pin_out(d.pin),
+        two_factor=_two_factor_out(d.two_factor),
+    )  # fmt: skip
+
+
+@router.post("/me/sms-codes", status_code=status.HTTP_202_ACCEPTED, response_model=s.SmsCodeSentOut)
+async def request_own_sms_code(body: s.OwnSmsCodeRequest, request: Request, me: Me) -> s.SmsCodeSentOut:
+    """Send a code to my own phone (payment password, profile change)."""
+    client = _client(request)
+    await _limit(request, (f"customer-sms:ip:{client.ip}", SMS_PER_IP))
+    rt = request.app.state.runtime
+    sent = await service.request_own_code(
+        rt.pool, rt.sms, rt.keys.lookup_key, customer_id=me.id, purpose=Purpose(body.purpose), client=client
+    )
+    return _sent_out(sent)
+
+
+@router.post("/me/password", response_model=s.PasswordChangedOut)
+async def change_password(body: s.ChangePasswordRequest, request: Request, me: Me) -> s.PasswordChangedOut:
+    """Change my password; every other session ends."""
+    await _limit(request, (f"customer-password:id:{me.id}", SENSITIVE_PER_CUSTOMER))
+    ended = await service.change_password(
+        request.app.state.runtime.pool, customer_id=me.id, session_id=me.session_id,
+        old_password=body.old_password, new_password=body.new_password, client=_client(request),
+    )  # fmt: skip
+    return s.PasswordChangedOut(sessions_ended=ended)
+
+
+@router.get("/me/sessions", response_model=list[s.SessionItemOut])
+async def list_sessions(request: Request, me: Me) -> list[s.SessionItemOut]:
+    """My signed-in devices, most recently used first; ``current`` marks this one."""
+    async with request.app.state.runtime.pool.connection() as conn:
+        live = await service.list_sessions(conn, me.id)
+    return [_session_out(x, me.session_id) for x in live]
+
+
+@router.delete("/me/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def end_session(session_id: UUID, request: Request, me: Me) -> Response:
+    """Sign one of my devices out (only my own: anything else is a 404)."""
+    await service.end_session(
+        request.app.state.runtime.pool, customer_id=me.id, session_id=session_id, client=_client(request)
+    )
+    return Response(status_code=204)
+
+
+@router.get("/me/profile", response_model=s.ProfileOut)
+async def read_profile(request: Request, me: Me) -> s.ProfileOut:
+    """My real-name profile, masked (404 profile_missing when none is on file)."""
+    rt = request.app.state.runtime
+    async with rt.pool.connection() as conn:
+        profile = await service.get_profile(conn, rt.keys.cipher, me.id)
+    if profile is None:
+        raise service.PROFILE_MISSING
+    return _profile_out(profile)
+
+
+@router.put("/me/profile", response_model=s.ProfileOut)
+async def set_profile(body: s.ProfileRequest, request: Request, me: Me) -> s.ProfileOut:
+    """Record my real name and ID; changing data already on file needs an SMS code (purpose profile_change)."""
+    await _limit(request, (f"customer-profile:id:{me.id}", SENSITIVE_PER_CUSTOMER))
+    rt = request.app.state.runtime
+    profile = await service.set_profile(
+        rt.pool, rt.keys, customer_id=me.id, name=body.name, id_type=body.id_type, id_number=body.id_number,
+        sms_code=body.sms_code, client=_client(request),
+    )  # fmt: skip
+    return _profile_out(profile)
+
+
+@router.get("/me/payment-password", response_model=s.PaymentPasswordOut)
+async def payment_password_state(request: Request, me: Me) -> s.PaymentPasswordOut:
+    """Whether my payment password is set or locked, and how many tries are left."""
+    async with request.app.state.runtime.pool.connection() as conn:
+        return _pin_out(await service.pin_state(conn, me.id))
+
+
+@router.put("/me/payment-password", response_model=s.PaymentPasswordOut)
+async def set_payment_password(
+    body: s.PaymentPasswordSetRequest, request: Request, me: Me
+) -> s.PaymentPasswordOut:
+    """Set my 6-digit payment password the first time, with an SMS code (purpose reset_payment_password)."""
+    await _limit(request, (f"customer-pin:id:{me.id}", SENSITIVE_PER_CUSTOMER))
+    rt = request.app.state.runtime
+    await service.set_payment_password(
+        rt.pool, rt.keys.lookup_key, customer_id=me.id, pin=body.pin, sms_code=body.sms_code,
+        client=_client(request),
+    )  # fmt: skip
+    async with rt.pool.connection() as conn:
+        return _pin_out(await service.pin_state(conn, me.id))
+
+
+@router.post("/me/payment-password/verify", response_model=s.PinVerifiedOut)
+async def verify_payment_password(
+    body: s.PaymentPasswordVerifyRequest, request: Request, me: Me
+) -> s.PinVerifiedOut:
+    """Check my payment password (5 wrong tries lock it)."""
+    await service.check_payment_password(request.app.state.runtime.pool, me.id, body.pin, _client(request))
+    return s.PinVerifiedOut()
+
+
+@router.post("/me/payment-password/reset", response_model=s.PaymentPasswordOut)
+async def reset_payment_password(
+    body: s.PaymentPasswordResetRequest, request: Request, me: Me
+) -> s.PaymentPasswordOut:
+    """Reset (and unlock) my payment password with an SMS code and the ID number of my real-name profile."""
+    await _limit(request, (f"customer-pin:id:{me.id}", SENSITIVE_PER_CUSTOMER))
+    rt = request.app.state.runtime
+    await service.reset_payment_password(
+        rt.pool, rt.keys, customer_id=me.id, sms_code=body.sms_code, id_number=body.id_number,
+        new_pin=body.new_pin, client=_client(request),
+    )  # fmt: skip
+    async with rt.pool.connection() as conn:
+        return _pin_out(await service.pin_state(conn, me.id))
+
+
+@router.post("/me/freeze", response_model=s.AccountStateOut)
+async def freeze_self(request: Request, me: Me, body: s.SelfFreezeRequest | None = None) -> s.AccountStateOut:
+    """Freeze my own account (lost phone, suspected fraud): every session ends; only staff can unfreeze."""
+    reason = body.reason if body is not None and body.reason else service.SELF_FREEZE_REASON
+    customer, ended = await service.freeze(
+        request.app.state.runtime.pool, customer_id=me.id, reason=reason, by=("customer", me.id),
+        client=_client(request),
+    )  # fmt: skip
+    return _state_out(customer, ended)
+
+
+# --- staff -----------------------------------------------------------------------------------------------
+
+
+@router.get("/{customer_id}", response_model=s.StaffCustomerOut)
+async def read_customer(
+    customer_id: UUID,
+    request: Request,
+    staff: Annotated[Principal, Depends(require(Permission.CUSTOMERS_READ))],
+) -> s.StaffCustomerOut:
+    """Support look-up of one customer: masked data only; the look-up itself is audited."""
+    rt = request.app.state.runtime
+    async with rt.pool.connection() as conn:
+        d = await service.detail(conn, rt.keys.cipher, customer_id)
+    await service.audit_staff_read(
+        rt.pool, staff_id=staff.id, customer_id=customer_id, client=_client(request)
+    )
+    c = d.customer
+    state = _state_out(c)
+    return s.StaffCustomerOut(
+        id=c.id, phone_masked=mask_phone(c.phone), status=c.status, frozen_reason=c.frozen_reason,
+        frozen_by=state.frozen_by, frozen_at=c.frozen_at, locked_until=c.locked_until, created_at=c.created_at,
+        profile=_profile_out(d.profile) if d.profile else None, payment_password=_pin_out(d.pin),
+        two_factor=_two_factor_out(d.two_factor), live_sessions=d.live_sessions,
+    )  # fmt: skip
+
+
+@router.post("/{customer_id}/freeze", response_model=s.AccountStateOut)
+async def freeze_customer(
+    customer_id: UUID,
+    body: s.StaffFreezeRequest,
+    request: Request,
+    staff: Annotated[Principal, Depends(require(Permission.CUSTOMERS_FREEZE))],
+) -> s.AccountStateOut:
+    """Risk staff freeze an account with a reason the customer will be shown; every session ends."""
+    customer, ended = await service.freeze(
+        request.app.state.runtime.pool, customer_id=customer_id, reason=body.reason, by=("staff", staff.id),
+        client=_client(request),
+    )  # fmt: skip
+    return _state_out(customer, ended)
+
+
+@router.post("/{customer_id}/unfreeze", response_model=s.AccountStateOut)
+async def unfreeze_customer(
+    customer_id: UUID,
+    request: Request,
+    staff: Annotated[Principal, Depends(require(Permission.CUSTOMERS_FREEZE))],
+) -> s.AccountStateOut:
+    """Risk staff lift a freeze (and any sign-in lockout)."""
+    customer = await service.unfreeze(
+        request.app.state.runtime.pool, customer_id=customer_id, staff_id=staff.id, client=_client(request)
+    )
+    return _state_out(customer)

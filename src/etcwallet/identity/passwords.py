@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from functools import lru_cache
 
 from argon2 import PasswordHasher
@@ -35,5 +37,21 @@ def verify_secret(stored_hash: str, candidate: str) -> bool:
         return False
 
 
-# Verifying against this when the user does not exist keeps the answer time the same either way.
-DUMMY_HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("etcwallet-dummy")
+def dummy_hash() -> str:
+    """A hash with the same cost as real ones: verifying against it for an unknown user takes as long."""
+    return _dummy(get_settings().env == "test")
+
+
+@lru_cache(maxsize=2)
+def _dummy(fast: bool) -> str:
+    return _hasher(fast).hash(secrets.token_urlsafe(16))
+
+
+async def hash_secret_async(secret: str) -> str:
+    """:func:`hash_secret` off the event loop (argon2id takes ~100 ms by design)."""
+    return await asyncio.to_thread(hash_secret, secret)
+
+
+async def verify_secret_async(stored_hash: str, candidate: str) -> bool:
+    """:func:`verify_secret` off the event loop."""
+    return await asyncio.to_thread(verify_secret, stored_hash, candidate)

@@ -19,7 +19,7 @@ from etcwallet.core.errors import DomainError
 from etcwallet.identity import audit, lockout, sessions, totp
 from etcwallet.identity.audit import AuditEvent
 from etcwallet.identity.authz import OUTLET_ROLES, Principal, Role
-from etcwallet.identity.passwords import DUMMY_HASH, hash_secret, verify_secret
+from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
 from etcwallet.identity.validators import validate_password
 
 BANKS: dict[str, tuple[str, str]] = {
@@ -184,7 +184,7 @@ async def create_staff(
     cur = await conn.execute(
         "INSERT INTO staff (id, username, display_name, password_hash, role, outlet_id) VALUES (%s, %s, %s, %s, %s, %s) "
         f"ON CONFLICT (username) DO NOTHING RETURNING {_STAFF_COLUMNS}",
-        (uuid4(), username, display_name, hash_secret(password), role.value, outlet_id),
+        (uuid4(), username, display_name, await hash_secret_async(password), role.value, outlet_id),
     )
     row = await cur.fetchone()
     if row is None:
@@ -264,13 +264,13 @@ async def login_password(
         )
         row = await cur.fetchone()
         if row is None:
-            verify_secret(DUMMY_HASH, password)
+            await verify_secret_async(dummy_hash(), password)
             failure: DomainError | None = _INVALID_LOGIN
             staff_id = None
         else:
             staff_id = row[0]
             failure = lockout.lock_in_force(row[3])
-            if failure is None and (row[2] != "active" or not verify_secret(row[1], password)):
+            if failure is None and (row[2] != "active" or not await verify_secret_async(row[1], password)):
                 failure = _INVALID_LOGIN
                 until = await lockout.record_failure(conn, "staff", staff_id)
                 if until is not None:

@@ -1,0 +1,268 @@
+"""Request and response bodies of the customer API (registration, sign-in, sessions, profile, PIN, freezing)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from etcwallet.core.errors import InvalidValue
+from etcwallet.identity.validators import validate_mobile
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _six_digits(code: str, what: str, zh: str, en: str) -> str:
+    value = code.strip()
+    if len(value) != 6 or not (value.isascii() and value.isdigit()):
+        raise InvalidValue(f"{what}_format", zh, en)
+    return value
+
+
+def _sms_code(code: str) -> str:
+    return _six_digits(code, "sms_code", "验证码应为6位数字", "the verification code is 6 digits")
+
+
+def _pin(pin: str) -> str:
+    return _six_digits(pin, "pin", "支付密码应为6位数字", "the payment password is 6 digits")
+
+
+Phone = Annotated[str, Field(min_length=1, max_length=20), AfterValidator(validate_mobile)]
+SmsCode = Annotated[str, Field(min_length=1, max_length=12), AfterValidator(_sms_code)]
+Password = Annotated[str, Field(min_length=1, max_length=128)]
+Pin = Annotated[str, Field(min_length=1, max_length=12), AfterValidator(_pin)]
+IdType = Literal["resident_id", "passport", "hk_macao_permit", "taiwan_permit", "military_id"]
+IdNumber = Annotated[str, Field(min_length=1, max_length=32)]
+Reason = Annotated[str, Field(min_length=1, max_length=200)]
+
+PublicSmsPurpose = Literal["register", "login", "reset_password"]
+OwnSmsPurpose = Literal["reset_payment_password", "profile_change"]
+
+
+# --- SMS codes -------------------------------------------------------------------------------------------
+
+
+class SmsCodeRequest(_Strict):
+    """Ask for a code to a phone number (before signing in)."""
+
+    phone: Phone
+    purpose: PublicSmsPurpose
+
+
+class OwnSmsCodeRequest(_Strict):
+    """Ask for a code to the signed-in customer's own phone."""
+
+    purpose: OwnSmsPurpose
+
+
+class SmsCodeSentOut(BaseModel):
+    """Always the same shape, whether or not the number is registered."""
+
+    phone_masked: str
+    purpose: str
+    expires_at: datetime
+    resend_after: datetime
+
+
+# --- registration and sign-in ----------------------------------------------------------------------------
+
+
+class RegisterRequest(_Strict):
+    phone: Phone
+    password: Password
+    sms_code: SmsCode
+
+
+class LoginRequest(_Strict):
+    phone: Phone
+    password: Password
+
+
+class SmsLoginRequest(_Strict):
+    phone: Phone
+    sms_code: SmsCode
+
+
+class SecondFactorRequest(_Strict):
+    ticket: Annotated[str, Field(min_length=10, max_length=128)]
+    code: Annotated[str, Field(min_length=6, max_length=16)]
+
+
+class RefreshRequest(_Strict):
+    refresh_token: Annotated[str, Field(min_length=10, max_length=128)]
+
+
+class CustomerOut(BaseModel):
+    id: UUID
+    phone_masked: str
+    status: str
+    created_at: datetime
+
+
+class TokensOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    csrf_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_at: datetime
+    absolute_expires_at: datetime
+
+
+class RegisterOut(TokensOut):
+    customer: CustomerOut
+
+
+class LoginOut(BaseModel):
+    """Signed in (tokens), or the password was right and a second factor is owed (ticket and factors)."""
+
+    status: Literal["signed_in", "second_factor_required"]
+    access_token: str | None = None
+    refresh_token: str | None = None
+    csrf_token: str | None = None
+    token_type: Literal["Bearer"] | None = None
+    expires_at: datetime | None = None
+    absolute_expires_at: datetime | None = None
+    ticket: str | None = None
+    ticket_expires_at: datetime | None = None
+    factors: list[str] = Field(default_factory=list)
+
+
+# --- passwords -------------------------------------------------------------------------------------------
+
+
+class ForgotPasswordRequest(_Strict):
+    phone: Phone
+    sms_code: SmsCode
+    new_password: Password
+
+
+class ChangePasswordRequest(_Strict):
+    old_password: Password
+    new_password: Password
+
+
+class PasswordChangedOut(BaseModel):
+    sessions_ended: int
+
+
+# --- sessions (devices) ----------------------------------------------------------------------------------
+
+
+class SessionItemOut(BaseModel):
+    id: UUID
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    absolute_expires_at: datetime
+    ip: str | None
+    user_agent: str | None
+    current: bool
+
+
+# --- real-name profile -----------------------------------------------------------------------------------
+
+
+class ProfileRequest(_Strict):
+    """Real-name data; changing data already on file also needs an SMS code (purpose profile_change)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    id_type: IdType
+    id_number: IdNumber
+    sms_code: SmsCode | None = None
+
+
+class ProfileOut(BaseModel):
+    """Masked only: the full name and number never leave the server."""
+
+    name_masked: str
+    id_type: str
+    id_number_masked: str
+    verified_at: datetime | None
+    updated_at: datetime
+
+
+# --- payment password ------------------------------------------------------------------------------------
+
+
+class PaymentPasswordSetRequest(_Strict):
+    pin: Pin
+    sms_code: SmsCode
+
+
+class PaymentPasswordVerifyRequest(_Strict):
+    pin: Pin
+
+
+class PaymentPasswordResetRequest(_Strict):
+    sms_code: SmsCode
+    id_number: IdNumber
+    new_pin: Pin
+
+
+class PaymentPasswordOut(BaseModel):
+    set: bool
+    locked: bool
+    failed_attempts: int
+    remaining_attempts: int
+
+
+class PinVerifiedOut(BaseModel):
+    verified: Literal[True] = True
+
+
+# --- account state ---------------------------------------------------------------------------------------
+
+
+class SelfFreezeRequest(_Strict):
+    reason: Reason | None = None
+
+
+class StaffFreezeRequest(_Strict):
+    reason: Reason
+
+
+class SelfUnfreezeRequest(_Strict):
+    phone: Phone
+    password: Password
+
+
+class AccountStateOut(BaseModel):
+    id: UUID
+    status: str
+    frozen_reason: str | None
+    frozen_by: str | None
+    frozen_at: datetime | None
+    sessions_ended: int = 0
+
+
+class TwoFactorOut(BaseModel):
+    totp: bool
+    passkeys: int
+    recovery_codes_left: int
+
+
+class MeOut(CustomerOut):
+    profile_set: bool
+    payment_password: PaymentPasswordOut
+    two_factor: TwoFactorOut
+
+
+class StaffCustomerOut(BaseModel):
+    """What support and risk staff see of a customer: masked data only."""
+
+    id: UUID
+    phone_masked: str
+    status: str
+    frozen_reason: str | None
+    frozen_by: str | None
+    frozen_at: datetime | None
+    locked_until: datetime | None
+    created_at: datetime
+    profile: ProfileOut | None
+    payment_password: PaymentPasswordOut
+    two_factor: TwoFactorOut
+    live_sessions: int

@@ -1,0 +1,1166 @@
+"""Customers: registration, sign-in, passwords, devices, real-name profile, payment password and freezing.
+
+Rules that run through this module:
+
+- Nothing tells a stranger whether a phone number is registered. SMS codes for login and password reset
+  on an unknown number (and for registration on a known one) are created but sent nowhere, so cooldowns,
+  caps and answers are the same either way; a wrong password on an unknown number is verified against a
+  dummy hash with the same cost as a real one.
+- A code or password try is counted even when the answer is a refusal: those checks commit before the
+  refusal is raised. Anything else that is refused changes nothing.
+- Every authentication event and every change is written to the audit log, with phone numbers and ID
+  numbers masked and no password, PIN or code in it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from psycopg import AsyncConnection
+from psycopg.errors import UniqueViolation
+from psycopg_pool import AsyncConnectionPool
+
+from etcwallet.core.crypto import FieldCipher, Keys, hash_token, keyed_hash, new_token
+from etcwallet.core.errors import DomainError, InvalidValue
+from etcwallet.core.masking import mask_id_number, mask_name, mask_phone
+from etcwallet.identity import audit, lockout, sessions, sms, totp
+from etcwallet.identity.audit import AuditEvent
+from etcwallet.identity.authz import unauthenticated
+from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
+from etcwallet.identity.sms import Purpose, SentCode, SmsGateway
+from etcwallet.identity.validators import (
+    validate_password,
+    validate_payment_password,
+    validate_resident_id,
+)
+
+CUSTOMER = "customer"
+TICKET_LIFETIME = timedelta(minutes=5)
+TICKET_ATTEMPTS = 5
+PIN_MAX_FAILURES = 5
+ID_TYPES = ("resident_id", "passport", "hk_macao_permit", "taiwan_permit", "military_id")
+NAME_CONTEXT = b"customer_profiles.name"
+ID_NUMBER_CONTEXT = b"customer_profiles.id_number"
+SELF_FREEZE_REASON = "本人申请冻结"
+
+# Purposes a code is really sent for only when the phone is registered, and the one for when it is not.
+_NEEDS_ACCOUNT = frozenset({Purpose.LOGIN, Purpose.RESET_PASSWORD})
+_NEEDS_NO_ACCOUNT = frozenset({Purpose.REGISTER})
+
+
+@dataclass(frozen=True)
+class Client:
+    """Where a request came from: kept on the session and in the audit log."""
+
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: UUID
+    phone: str
+    status: str
+    frozen_reason: str | None
+    frozen_by: str | None
+    frozen_at: datetime | None
+    locked_until: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """A correct first factor: tokens, or (when a second factor is owed) a ticket and the factors accepted."""
+
+    customer_id: UUID
+    tokens: sessions.IssuedTokens | None
+    ticket: str | None = None
+    ticket_expires_at: datetime | None = None
+    factors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The real-name profile as anyone outside the database sees it: masked."""
+
+    name_masked: str
+    id_type: str
+    id_number_masked: str
+    birth_date: date | None
+    verified_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PinState:
+    set: bool
+    locked: bool
+    failed_attempts: int
+
+    @property
+    def remaining_attempts(self) -> int:
+        return 0 if self.locked or not self.set else max(0, PIN_MAX_FAILURES - self.failed_attempts)
+
+
+@dataclass(frozen=True)
+class TwoFactorState:
+    totp: bool
+    passkeys: int
+    recovery_codes_left: int
+
+
+@dataclass(frozen=True)
+class CustomerDetail:
+    """Everything the customer (or support staff) may see about an account, masked."""
+
+    customer: Customer
+    profile: Profile | None
+    pin: PinState
+    two_factor: TwoFactorState
+    live_sessions: int
+
+
+# --- refusals --------------------------------------------------------------------------------------------
+
+INVALID_CREDENTIALS = DomainError(
+    "invalid_credentials", 401, "手机号或密码错误", "wrong phone number or password", field="password"
+)
+PHONE_REGISTERED = DomainError(
+    "phone_registered", 409, "该手机号已注册，请直接登录", "this phone number is already registered: sign in", field="phone"
+)  # fmt: skip
+BAD_TICKET = DomainError(
+    "login_ticket_invalid", 401, "登录已过期，请重新输入密码", "the sign-in has expired: enter the password again",
+    field="ticket",
+)  # fmt: skip
+BAD_SECOND_FACTOR = DomainError(
+    "second_factor_invalid", 401, "动态验证码或恢复码错误或已使用", "wrong or already used code", field="code"
+)
+OLD_PASSWORD_WRONG = DomainError(
+    "old_password_wrong", 403, "原密码错误", "the current password is wrong", field="old_password"
+)
+PASSWORD_UNCHANGED = DomainError(
+    "password_unchanged", 422, "新密码不能与原密码相同", "the new password must differ from the current one",
+    field="new_password",
+)  # fmt: skip
+SESSION_NOT_FOUND = DomainError(
+    "session_not_found", 404, "会话不存在或已结束", "no such session, or it has ended", field="session_id"
+)
+CUSTOMER_NOT_FOUND = DomainError(
+    "customer_not_found", 404, "客户不存在", "customer not found", field="customer_id"
+)
+PROFILE_MISSING = DomainError("profile_missing", 404, "尚未完成实名登记", "no real-name profile on file yet")
+PROFILE_REQUIRED = DomainError(
+    "profile_required", 409, "请先完成实名登记", "register your real name and ID first"
+)
+PROFILE_CODE_REQUIRED = DomainError(
+    "sms_code_required", 422, "修改已登记的实名信息需要短信验证码（用途 profile_change）",
+    "changing real-name data on file needs an SMS code (purpose profile_change)", field="sms_code",
+)  # fmt: skip
+ID_NUMBER_TAKEN = DomainError(
+    "id_number_registered", 409, "该证件号码已被其他账户登记", "this ID number is registered to another account",
+    field="id_number",
+)  # fmt: skip
+ID_NUMBER_MISMATCH = DomainError(
+    "id_number_mismatch", 422, "证件号码与实名登记信息不符", "the ID number does not match the real-name profile",
+    field="id_number",
+)  # fmt: skip
+PIN_NOT_SET = DomainError(
+    "payment_password_not_set", 409, "尚未设置支付密码", "no payment password has been set", field="pin"
+)
+PIN_ALREADY_SET = DomainError(
+    "payment_password_exists", 409, "支付密码已设置；如需更改请使用重置（短信验证码加证件号码）",
+    "a payment password is already set: reset it with an SMS code and your ID number", field="pin",
+)  # fmt: skip
+PIN_LOCKED = DomainError(
+    "payment_password_locked", 423, "支付密码错误次数过多，已锁定；请通过短信验证码和证件号码重置",
+    "too many wrong payment passwords: it is locked; reset it with an SMS code and your ID number",
+    field="pin", extra={"remaining_attempts": 0},
+)  # fmt: skip
+UNFREEZE_NEEDS_STAFF = DomainError(
+    "unfreeze_needs_staff", 403, "账户解冻需由客服或风控人员办理，请联系客服或到网点",
+    "unfreezing an account needs staff: contact customer service or visit an outlet",
+    extra={"unfreeze_by": "staff"},
+)  # fmt: skip
+NOT_FROZEN = DomainError("account_not_frozen", 409, "账户未冻结", "the account is not frozen")
+
+
+def pin_wrong(remaining: int) -> DomainError:
+    """A wrong payment password, saying how many tries are left before it locks."""
+    return DomainError(
+        "payment_password_wrong", 403, f"支付密码错误，还可尝试 {remaining} 次", f"wrong payment password: {remaining} tries left",
+        field="pin", extra={"remaining_attempts": remaining},
+    )  # fmt: skip
+
+
+def frozen_error(customer: Customer) -> DomainError:
+    """The refusal for a frozen account: the reason, since when, by whom (customer or staff), and how to undo it."""
+    reason = customer.frozen_reason or "—"
+    by = "staff" if (customer.frozen_by or "").startswith("staff") else "customer"
+    at = customer.frozen_at.astimezone(UTC).isoformat(timespec="seconds") if customer.frozen_at else None
+    return DomainError(
+        "account_frozen", 403, f"账户已冻结（原因：{reason}），解冻请联系客服或到网点办理",
+        f"the account is frozen (reason: {reason}); to unfreeze it, contact customer service or visit an outlet",
+        extra={"frozen_reason": reason, "frozen_by": by, "frozen_at": at, "unfreeze_by": "staff"},
+    )  # fmt: skip
+
+
+def closed_error() -> DomainError:
+    return DomainError("account_closed", 403, "账户已注销", "the account has been closed")
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+
+
+class _SilentGateway:
+    """A gateway that sends nothing: the code exists (so cooldowns and caps apply) but nobody receives it."""
+
+    async def send(self, conn: AsyncConnection[Any], phone: str, text: str) -> None:
+        return None
+
+
+_SILENT = _SilentGateway()
+
+
+async def _audit(
+    pool: AsyncConnectionPool,
+    client: Client,
+    action: str,
+    outcome: str,
+    *,
+    customer_id: UUID | None,
+    failure: DomainError | None = None,
+    actor: tuple[str, str | None] | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    data = dict(detail or {})
+    if failure is not None:
+        data["reason"] = failure.code
+    actor_type, actor_id = actor or (
+        (CUSTOMER, str(customer_id)) if customer_id is not None else ("anonymous", None)
+    )
+    await audit.record(
+        pool,
+        AuditEvent(
+            actor_type, actor_id, action, outcome, CUSTOMER, str(customer_id) if customer_id else None,
+            client.ip, client.user_agent, data,
+        ),
+    )  # fmt: skip
+
+
+def _outcome(failure: DomainError | None) -> str:
+    return "success" if failure is None else "refused"
+
+
+def _claimant(customer_id: UUID | None, proven: bool) -> tuple[str, str | None]:
+    """Before sign-in the caller is the customer only once they have proved it; until then anonymous."""
+    return (CUSTOMER, str(customer_id)) if proven and customer_id is not None else ("anonymous", None)
+
+
+_CUSTOMER_COLUMNS = "id, phone, status, frozen_reason, frozen_by, frozen_at, locked_until, created_at"
+
+
+async def get_customer(
+    conn: AsyncConnection[Any], customer_id: UUID, *, for_update: bool = False
+) -> Customer:
+    """A customer by id; 404 when there is none."""
+    lock = " FOR UPDATE" if for_update else ""
+    cur = await conn.execute(f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id = %s{lock}", (customer_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise CUSTOMER_NOT_FOUND
+    return Customer(*row)
+
+
+async def _by_phone(conn: AsyncConnection[Any], phone: str) -> tuple[Customer, str] | None:
+    cur = await conn.execute(
+        f"SELECT {_CUSTOMER_COLUMNS}, password_hash FROM customers WHERE phone = %s", (phone,)
+    )
+    row = await cur.fetchone()
+    return None if row is None else (Customer(*row[:8]), row[8])
+
+
+def _status_refusal(customer: Customer) -> DomainError | None:
+    if customer.status == "frozen":
+        return frozen_error(customer)
+    if customer.status == "closed":
+        return closed_error()
+    return None
+
+
+# --- SMS codes -------------------------------------------------------------------------------------------
+
+
+async def request_code(
+    pool: AsyncConnectionPool,
+    gateway: SmsGateway,
+    lookup_key: bytes,
+    *,
+    phone: str,
+    purpose: Purpose,
+    client: Client,
+) -> SentCode:
+    """Send a code, or (when the number's registration makes it pointless) create one silently: same answer."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT id FROM customers WHERE phone = %s", (phone,))
+        row = await cur.fetchone()
+    registered = row is not None
+    send = not (
+        (purpose in _NEEDS_ACCOUNT and not registered) or (purpose in _NEEDS_NO_ACCOUNT and registered)
+    )
+    failure: DomainError | None = None
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            sent = await sms.send_code(
+                conn, gateway if send else _SILENT, lookup_key, phone=phone, purpose=purpose, ip=client.ip
+            )
+    except DomainError as exc:
+        failure = exc
+    await _audit(
+        pool, client, "customer.sms_code.request", _outcome(failure), customer_id=row[0] if row else None,
+        failure=failure, actor=("anonymous", None),
+        detail={"phone": mask_phone(phone), "purpose": purpose.value, "delivered": send and failure is None},
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+    return sent
+
+
+async def request_own_code(
+    pool: AsyncConnectionPool,
+    gateway: SmsGateway,
+    lookup_key: bytes,
+    *,
+    customer_id: UUID,
+    purpose: Purpose,
+    client: Client,
+) -> SentCode:
+    """Send a code to the signed-in customer's own phone (payment password, profile change)."""
+    async with pool.connection() as conn:
+        customer = await get_customer(conn, customer_id)
+    failure: DomainError | None = None
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            sent = await sms.send_code(
+                conn, gateway, lookup_key, phone=customer.phone, purpose=purpose, ip=client.ip
+            )
+    except DomainError as exc:
+        failure = exc
+    await _audit(
+        pool, client, "customer.sms_code.request", _outcome(failure), customer_id=customer_id, failure=failure,
+        detail={"phone": mask_phone(customer.phone), "purpose": purpose.value, "delivered": failure is None},
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+    return sent
+
+
+# --- registration and sign-in ----------------------------------------------------------------------------
+
+
+async def register(
+    pool: AsyncConnectionPool,
+    lookup_key: bytes,
+    *,
+    phone: str,
+    password: str,
+    sms_code: str,
+    client: Client,
+) -> tuple[Customer, sessions.IssuedTokens]:
+    """Open an account for a phone proved by an SMS code, with a password that passes the policy; signs in."""
+    try:
+        validate_password(password, phone=phone)
+    except InvalidValue as exc:
+        raise exc.at("password") from None
+    failure: DomainError | None = None
+    customer: Customer | None = None
+    async with pool.connection() as conn, conn.transaction():
+        failure = await sms.check_code(conn, lookup_key, phone=phone, purpose=Purpose.REGISTER, code=sms_code)
+        if failure is None:
+            cur = await conn.execute(
+                f"INSERT INTO customers (id, phone, password_hash) VALUES (%s, %s, %s) "
+                f"ON CONFLICT (phone) DO NOTHING RETURNING {_CUSTOMER_COLUMNS}",
+                (uuid4(), phone, await hash_secret_async(password)),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                failure = PHONE_REGISTERED
+            else:
+                customer = Customer(*row)
+                tokens = await sessions.create(
+                    conn, CUSTOMER, customer.id, ip=client.ip, user_agent=client.user_agent
+                )
+    await _audit(
+        pool, client, "customer.register", _outcome(failure), customer_id=customer.id if customer else None,
+        failure=failure, actor=_claimant(customer.id if customer else None, failure is None),
+        detail={"phone": mask_phone(phone)},
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+    assert customer is not None
+    return customer, tokens
+
+
+async def second_factors(conn: AsyncConnection[Any], customer_id: UUID) -> tuple[str, ...]:
+    """The second factors a customer has enrolled, as the login answer names them."""
+    factors: list[str] = []
+    if await totp.is_enrolled(conn, CUSTOMER, customer_id):
+        factors += ["totp", "recovery_code"]
+    cur = await conn.execute(
+        "SELECT 1 FROM passkeys WHERE principal_type = 'customer' AND principal_id = %s LIMIT 1",
+        (customer_id,),
+    )
+    if await cur.fetchone() is not None:
+        factors.append("passkey")
+    return tuple(factors)
+
+
+async def _after_first_factor(conn: AsyncConnection[Any], customer_id: UUID, client: Client) -> SignIn:
+    """Tokens, or a login ticket when the customer has a second factor."""
+    factors = await second_factors(conn, customer_id)
+    if factors:
+        ticket = new_token()
+        expires = datetime.now(UTC) + TICKET_LIFETIME
+        await conn.execute(
+            "INSERT INTO login_tickets (ticket_hash, principal_type, principal_id, expires_at) "
+            "VALUES (%s, 'customer', %s, %s)",
+            (hash_token(ticket), customer_id, expires),
+        )
+        return SignIn(customer_id, None, ticket, expires, factors)
+    await lockout.record_success(conn, "customers", customer_id)
+    tokens = await sessions.create(conn, CUSTOMER, customer_id, ip=client.ip, user_agent=client.user_agent)
+    return SignIn(customer_id, tokens)
+
+
+async def _check_password(
+    conn: AsyncConnection[Any], phone: str, password: str
+) -> tuple[Customer | None, DomainError | None]:
+    """Phone and password, with lockout: (customer if known, refusal or None). Same cost for unknown phones."""
+    found = await _by_phone(conn, phone)
+    if found is None:
+        await verify_secret_async(dummy_hash(), password)
+        return None, INVALID_CREDENTIALS
+    customer, stored = found
+    locked = lockout.lock_in_force(customer.locked_until)
+    if locked is not None:
+        return customer, locked
+    if not await verify_secret_async(stored, password):
+        until = await lockout.record_failure(conn, "customers", customer.id)
+        return customer, INVALID_CREDENTIALS if until is None else lockout.locked_error(until)
+    return customer, _status_refusal(customer)
+
+
+async def login_password(pool: AsyncConnectionPool, *, phone: str, password: str, client: Client) -> SignIn:
+    """Sign in with phone and password (lockout, frozen accounts refused, second factor when enrolled)."""
+    result: SignIn | None = None
+    async with pool.connection() as conn, conn.transaction():
+        customer, failure = await _check_password(conn, phone, password)
+        if failure is None:
+            assert customer is not None
+            result = await _after_first_factor(conn, customer.id, client)
+    await _audit(
+        pool, client, "customer.login.password", _outcome(failure),
+        customer_id=customer.id if customer else None, failure=failure,
+        actor=_claimant(customer.id if customer else None, failure is None),
+        detail={"phone": mask_phone(phone)} | ({"factors": list(result.factors)} if result else {}),
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+    assert result is not None
+    return result
+
+
+async def login_sms(
+    pool: AsyncConnectionPool, lookup_key: bytes, *, phone: str, sms_code: str, client: Client
+) -> SignIn:
+    """Sign in with an SMS code (purpose login) instead of the password; the same rules otherwise."""
+    result: SignIn | None = None
+    customer: Customer | None = None
+    async with pool.connection() as conn, conn.transaction():
+        failure = await sms.check_code(conn, lookup_key, phone=phone, purpose=Purpose.LOGIN, code=sms_code)
+        if failure is None:
+            found = await _by_phone(conn, phone)
+            if found is None:
+                failure = sms.WRONG_CODE  # only reachable by guessing a code nobody was sent
+            else:
+                customer = found[0]
+                failure = lockout.lock_in_force(customer.locked_until) or _status_refusal(customer)
+                if failure is None:
+                    result = await _after_first_factor(conn, customer.id, client)
+    await _audit(
+        pool, client, "customer.login.sms", _outcome(failure), customer_id=customer.id if customer else None,
+        failure=failure, actor=_claimant(customer.id if customer else None, failure is None),
+        detail={"phone": mask_phone(phone)},
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+    assert result is not None
+    return result
+
+
+async def login_second_factor(
+    pool: AsyncConnectionPool, cipher: FieldCipher, *, ticket: str, code: str, client: Client
+) -> sessions.IssuedTokens:
+    """Finish a sign-in with a TOTP code or a recovery code; a wrong code counts toward the lockout."""
+    failure: DomainError | None = None
+    customer_id: UUID | None = None
+    factor = "totp"
+    ticket_hash = hash_token(ticket)
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT principal_id FROM login_tickets WHERE ticket_hash = %s AND principal_type = 'customer' "
+            "AND used_at IS NULL AND expires_at > now() AND attempts < %s FOR UPDATE",
+            (ticket_hash, TICKET_ATTEMPTS),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            failure = BAD_TICKET
+        else:
+            customer_id = row[0]
+            customer = await get_customer(conn, row[0])
+            failure = lockout.lock_in_force(customer.locked_until) or _status_refusal(customer)
+        if failure is None and customer_id is not None:
+            ok = await totp.verify(conn, cipher, CUSTOMER, customer_id, code)
+            if not ok and not (len(code.strip()) == 6 and code.strip().isdigit()):
+                factor = "recovery_code"
+                ok = await totp.use_recovery_code(conn, CUSTOMER, customer_id, code)
+            if ok:
+                await conn.execute(
+                    "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (ticket_hash,)
+                )
+                await lockout.record_success(conn, "customers", customer_id)
+                tokens = await sessions.create(
+                    conn, CUSTOMER, customer_id, ip=client.ip, user_agent=client.user_agent
+                )
+                await sessions.mark_stepped_up(conn, tokens.session_id, factor)
+            else:
+                await conn.execute(
+                    "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s", (ticket_hash,)
+                )
+                until = await lockout.record_failure(conn, "customers", customer_id)
+                failure = BAD_SECOND_FACTOR if until is None else lockout.locked_error(until)
+    await _audit(
+        pool, client, "customer.login.second_factor", _outcome(failure), customer_id=customer_id,
+        failure=failure, actor=_claimant(customer_id, failure is None), detail={"factor": factor},
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+    return tokens
+
+
+async def refresh(pool: AsyncConnectionPool, refresh_token: str, client: Client) -> sessions.IssuedTokens:
+    """Rotate a customer session's tokens (the old pair stops working); 401 if it is not live."""
+    tokens: sessions.IssuedTokens | None = None
+    customer_id: UUID | None = None
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT s.principal_id FROM sessions s JOIN customers c ON c.id = s.principal_id "
+            "WHERE s.refresh_hash = %s AND s.principal_type = 'customer' AND c.status = 'active'",
+            (hash_token(refresh_token),),
+        )
+        row = await cur.fetchone()
+        if row is not None:
+            customer_id = row[0]
+            tokens = await sessions.refresh(conn, refresh_token)
+    failure = None if tokens is not None else unauthenticated()
+    await _audit(
+        pool, client, "customer.session.refresh", _outcome(failure), customer_id=customer_id, failure=failure,
+        actor=_claimant(customer_id, failure is None),
+        detail={"session_id": str(tokens.session_id)} if tokens else {},
+    )  # fmt: skip
+    if tokens is None:
+        raise unauthenticated()
+    return tokens
+
+
+async def logout(pool: AsyncConnectionPool, *, customer_id: UUID, session_id: UUID, client: Client) -> None:
+    """End the current session."""
+    async with pool.connection() as conn:
+        await sessions.revoke(conn, session_id, "logout")
+    await _audit(
+        pool,
+        client,
+        "customer.logout",
+        "success",
+        customer_id=customer_id,
+        detail={"session_id": str(session_id)},
+    )
+
+
+# --- passwords -------------------------------------------------------------------------------------------
+
+
+async def reset_password(
+    pool: AsyncConnectionPool,
+    lookup_key: bytes,
+    *,
+    phone: str,
+    sms_code: str,
+    new_password: str,
+    client: Client,
+) -> int:
+    """Forgot password: an SMS code sets a new one, clears the lockout and ends every session (how many)."""
+    try:
+        validate_password(new_password, phone=phone)
+    except InvalidValue as exc:
+        raise exc.at("new_password") from None
+    customer_id: UUID | None = None
+    ended = 0
+    async with pool.connection() as conn, conn.transaction():
+        failure = await sms.check_code(
+            conn, lookup_key, phone=phone, purpose=Purpose.RESET_PASSWORD, code=sms_code
+        )
+        if failure is None:
+            cur = await conn.execute("SELECT id FROM customers WHERE phone = %s FOR UPDATE", (phone,))
+            row = await cur.fetchone()
+            if row is None:
+                failure = sms.WRONG_CODE  # only reachable by guessing a code nobody was sent
+            else:
+                customer_id = row[0]
+                await conn.execute(
+                    "UPDATE customers SET password_hash = %s, password_changed_at = now(), failed_logins = 0, "
+                    "locked_until = NULL WHERE id = %s",
+                    (await hash_secret_async(new_password), customer_id),
+                )
+                ended = await sessions.revoke_all(conn, CUSTOMER, row[0], "password_reset")
+    await _audit(
+        pool, client, "customer.password.reset", _outcome(failure), customer_id=customer_id, failure=failure,
+        actor=_claimant(customer_id, failure is None),
+        detail={"phone": mask_phone(phone), "sessions_ended": ended},
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+    return ended
+
+
+async def change_password(
+    pool: AsyncConnectionPool,
+    *,
+    customer_id: UUID,
+    session_id: UUID,
+    old_password: str,
+    new_password: str,
+    client: Client,
+) -> int:
+    """Change the password knowing the current one; ends every other session (how many)."""
+    failure: DomainError | None = None
+    ended = 0
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT phone, password_hash, locked_until FROM customers WHERE id = %s FOR UPDATE",
+            (customer_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise CUSTOMER_NOT_FOUND
+        try:
+            validate_password(new_password, phone=row[0])
+        except InvalidValue as exc:
+            raise exc.at("new_password") from None
+        failure = lockout.lock_in_force(row[2])
+        if failure is None and not await verify_secret_async(row[1], old_password):
+            until = await lockout.record_failure(conn, "customers", customer_id)
+            failure = OLD_PASSWORD_WRONG if until is None else lockout.locked_error(until)
+        if failure is None and new_password == old_password:
+            failure = PASSWORD_UNCHANGED
+        if failure is None:
+            await conn.execute(
+                "UPDATE customers SET password_hash = %s, password_changed_at = now(), failed_logins = 0 "
+                "WHERE id = %s",
+                (await hash_secret_async(new_password), customer_id),
+            )
+            ended = await sessions.revoke_all(
+                conn, CUSTOMER, customer_id, "password_changed", keep=session_id
+            )
+    await _audit(
+        pool, client, "customer.password.change", _outcome(failure), customer_id=customer_id, failure=failure,
+        detail={"sessions_ended": ended},
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+    return ended
+
+
+# --- sessions (devices) ----------------------------------------------------------------------------------
+
+
+async def list_sessions(conn: AsyncConnection[Any], customer_id: UUID) -> list[sessions.Session]:
+    """The customer's live sessions (their signed-in devices), most recently used first."""
+    return await sessions.list_live(conn, CUSTOMER, customer_id)
+
+
+async def end_session(
+    pool: AsyncConnectionPool, *, customer_id: UUID, session_id: UUID, client: Client
+) -> None:
+    """End one of the customer's own sessions; anybody else's (or an ended one) is a 404."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE sessions SET revoked_at = now(), revoked_reason = 'ended_by_customer' WHERE id = %s "
+            "AND principal_type = 'customer' AND principal_id = %s AND revoked_at IS NULL "
+            "AND idle_expires_at > now() AND absolute_expires_at > now()",
+            (session_id, customer_id),
+        )
+        found = cur.rowcount == 1
+    failure = None if found else SESSION_NOT_FOUND
+    await _audit(
+        pool, client, "customer.session.end", _outcome(failure), customer_id=customer_id, failure=failure,
+        detail={"session_id": str(session_id)},
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+
+
+# --- real-name profile -----------------------------------------------------------------------------------
+
+_SEPARATORS = re.compile(r"[\s\-]+")
+_NAME = re.compile(r"[^\W\d_](?:[^\W\d_]|[ ·・.'\-])*")
+_ID_FORMATS: dict[str, tuple[re.Pattern[str], str, str]] = {
+    "passport": (re.compile(r"[A-Z0-9]{5,17}"), "护照号码应为5–17位字母或数字", "a passport number has 5 to 17 letters or digits"),
+    "hk_macao_permit": (
+        re.compile(r"[HM][0-9]{8}(?:[0-9]{2})?"), "港澳居民来往内地通行证号码应为H或M加8位或10位数字",
+        "a Hong Kong/Macao permit number is H or M followed by 8 or 10 digits",
+    ),
+    "taiwan_permit": (
+        re.compile(r"[0-9]{8}|[0-9A-Z]{10}"), "台湾居民来往大陆通行证号码应为8位数字或10位字母数字",
+        "a Taiwan permit number has 8 digits or 10 letters and digits",
+    ),
+    "military_id": (
+        re.compile(r"[\u4e00-\u9fffA-Z0-9]{4,20}"), "军官证号码应为4–20位汉字、字母或数字",
+        "a military ID number has 4 to 20 Chinese characters, letters or digits",
+    ),
+}  # fmt: skip
+
+
+def normalize_id_number(number: str) -> str:
+    """The stored form of an ID number: full-width folded, no spaces or hyphens, upper case."""
+    return _SEPARATORS.sub("", unicodedata.normalize("NFKC", number)).upper()
+
+
+def check_id_number(id_type: str, number: str) -> tuple[str, date | None]:
+    """The normalized number and (for a resident ID) its birth date; InvalidValue when it is not valid."""
+    if id_type == "resident_id":
+        rid = validate_resident_id(number)
+        return rid.number, rid.birth_date
+    if id_type not in _ID_FORMATS:
+        raise InvalidValue("id_type", "不支持的证件类型", "unsupported ID type")
+    value = normalize_id_number(number)
+    pattern, zh, en = _ID_FORMATS[id_type]
+    if not pattern.fullmatch(value):
+        raise InvalidValue("id_format", zh, en)
+    return value, None
+
+
+def check_name(name: str) -> str:
+    """A person's name: letters (any script), with the middle dot, spaces, periods, apostrophes, hyphens."""
+    value = " ".join(unicodedata.normalize("NFKC", name).split())
+    if not value or len(value) > 64 or not _NAME.fullmatch(value):
+        raise InvalidValue(
+            "name_format", "姓名只能包含文字和间隔号（·），不能有数字或符号",
+            "a name has letters and separators (·, space, hyphen) only, no digits or symbols",
+        )  # fmt: skip
+    return value
+
+
+def _id_hash(id_type: str, number: str, lookup_key: bytes) -> bytes:
+    del id_type  # the index is (id_type, hash): the type is a separate column, not part of the hash
+    return keyed_hash(normalize_id_number(number), lookup_key)
+
+
+async def find_customer_by_id_number(
+    conn: AsyncConnection[Any], lookup_key: bytes, id_type: str, number: str
+) -> UUID | None:
+    """The customer whose real-name profile holds this ID number: one indexed keyed-hash look-up, no decryption."""
+    cur = await conn.execute(
+        "SELECT customer_id FROM customer_profiles WHERE id_type = %s AND id_number_hash = %s",
+        (id_type, _id_hash(id_type, number, lookup_key)),
+    )
+    row = await cur.fetchone()
+    return None if row is None else UUID(str(row[0]))
+
+
+_PROFILE_COLUMNS = "name_enc, id_type, id_number_masked, birth_date, verified_at, updated_at, id_number_hash"
+
+
+def _profile(cipher: FieldCipher, row: Any) -> Profile:
+    name = cipher.decrypt(bytes(row[0]), context=NAME_CONTEXT)
+    return Profile(mask_name(name), row[1], row[2], row[3], row[4], row[5])
+
+
+async def get_profile(conn: AsyncConnection[Any], cipher: FieldCipher, customer_id: UUID) -> Profile | None:
+    """The customer's real-name profile, masked; None when none is on file."""
+    cur = await conn.execute(
+        f"SELECT {_PROFILE_COLUMNS} FROM customer_profiles WHERE customer_id = %s", (customer_id,)
+    )
+    row = await cur.fetchone()
+    return None if row is None else _profile(cipher, row)
+
+
+async def set_profile(
+    pool: AsyncConnectionPool,
+    keys: Keys,
+    *,
+    customer_id: UUID,
+    name: str,
+    id_type: str,
+    id_number: str,
+    sms_code: str | None,
+    client: Client,
+) -> Profile:
+    """Record (or, with an SMS code, change) the real-name profile: encrypted, keyed-hashed, one ID per customer."""
+    try:
+        clean_name = check_name(name)
+    except InvalidValue as exc:
+        raise exc.at("name") from None
+    try:
+        number, birth = check_id_number(id_type, id_number)
+    except InvalidValue as exc:
+        raise exc.at("id_number") from None
+    digest = _id_hash(id_type, number, keys.lookup_key)
+    masked = mask_id_number(number)
+    failure: DomainError | None = None
+    changed = False
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            customer = await get_customer(conn, customer_id, for_update=True)
+            cur = await conn.execute(
+                f"SELECT {_PROFILE_COLUMNS} FROM customer_profiles WHERE customer_id = %s FOR UPDATE",
+                (customer_id,),
+            )
+            current = await cur.fetchone()
+            same = current is not None and (
+                current[1] == id_type
+                and hmac.compare_digest(bytes(current[6]), digest)
+                and _stored_name(keys.cipher, current[0]) == clean_name
+            )
+            if current is not None and not same:
+                if sms_code is None:
+                    failure = PROFILE_CODE_REQUIRED
+                else:
+                    failure = await sms.check_code(
+                        conn,
+                        keys.lookup_key,
+                        phone=customer.phone,
+                        purpose=Purpose.PROFILE_CHANGE,
+                        code=sms_code,
+                    )
+            if failure is None and not same:
+                other = await find_customer_by_id_number(conn, keys.lookup_key, id_type, number)
+                if other is not None and other != customer_id:
+                    failure = ID_NUMBER_TAKEN
+            if failure is None and not same:
+                await conn.execute(
+                    "INSERT INTO customer_profiles (customer_id, name_enc, id_type, id_number_enc, id_number_hash, "
+                    "id_number_masked, birth_date, verified_at, updated_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, now()) ON CONFLICT (customer_id) DO UPDATE SET "
+                    "name_enc = EXCLUDED.name_enc, id_type = EXCLUDED.id_type, id_number_enc = EXCLUDED.id_number_enc, "
+                    "id_number_hash = EXCLUDED.id_number_hash, id_number_masked = EXCLUDED.id_number_masked, "
+                    "birth_date = EXCLUDED.birth_date, verified_at = NULL, updated_at = now()",
+                    (
+                        customer_id, keys.cipher.encrypt(clean_name, context=NAME_CONTEXT), id_type,
+                        keys.cipher.encrypt(number, context=ID_NUMBER_CONTEXT), digest, masked, birth,
+                    ),
+                )  # fmt: skip
+                changed = True
+            profile = await get_profile(conn, keys.cipher, customer_id)
+    except UniqueViolation:
+        failure = ID_NUMBER_TAKEN  # a concurrent registration of the same number won the race
+    await _audit(
+        pool, client, "customer.profile.set", _outcome(failure), customer_id=customer_id, failure=failure,
+        detail={"id_type": id_type, "id_number": masked, "changed": changed},
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+    assert profile is not None
+    return profile
+
+
+def _stored_name(cipher: FieldCipher, blob: Any) -> str:
+    """The stored name, decrypted (only ever compared, never answered)."""
+    return cipher.decrypt(bytes(blob), context=NAME_CONTEXT)
+
+
+# --- payment password ------------------------------------------------------------------------------------
+
+
+async def pin_state(conn: AsyncConnection[Any], customer_id: UUID) -> PinState:
+    """Whether a payment password is set, locked, and how many wrong tries it has seen."""
+    cur = await conn.execute(
+        "SELECT failed_attempts, locked_at FROM payment_passwords WHERE customer_id = %s", (customer_id,)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return PinState(False, False, 0)
+    return PinState(True, row[1] is not None, row[0])
+
+
+async def _pin_context(conn: AsyncConnection[Any], customer_id: UUID) -> tuple[str, date | None]:
+    cur = await conn.execute(
+        "SELECT c.phone, p.birth_date FROM customers c LEFT JOIN customer_profiles p ON p.customer_id = c.id "
+        "WHERE c.id = %s",
+        (customer_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise CUSTOMER_NOT_FOUND
+    return row[0], row[1]
+
+
+def _check_pin(pin: str, field: str, phone: str, birth: date | None) -> None:
+    try:
+        validate_payment_password(pin, birth_date=birth, phone=phone)
+    except InvalidValue as exc:
+        raise exc.at(field) from None
+
+
+async def set_payment_password(
+    pool: AsyncConnectionPool,
+    lookup_key: bytes,
+    *,
+    customer_id: UUID,
+    pin: str,
+    sms_code: str,
+    client: Client,
+) -> None:
+    """Set the 6-digit payment password the first time, proved by an SMS code (purpose reset_payment_password)."""
+    failure: DomainError | None = None
+    async with pool.connection() as conn, conn.transaction():
+        phone, birth = await _pin_context(conn, customer_id)
+        _check_pin(pin, "pin", phone, birth)
+        if (await pin_state(conn, customer_id)).set:
+            raise PIN_ALREADY_SET
+        failure = await sms.check_code(
+            conn, lookup_key, phone=phone, purpose=Purpose.RESET_PAYMENT_PASSWORD, code=sms_code
+        )
+        if failure is None:
+            cur = await conn.execute(
+                "INSERT INTO payment_passwords (customer_id, password_hash) VALUES (%s, %s) "
+                "ON CONFLICT (customer_id) DO NOTHING",
+                (customer_id, await hash_secret_async(pin)),
+            )
+            if cur.rowcount != 1:
+                failure = PIN_ALREADY_SET
+    await _audit(
+        pool,
+        client,
+        "customer.payment_password.set",
+        _outcome(failure),
+        customer_id=customer_id,
+        failure=failure,
+    )
+    if failure is not None:
+        raise failure
+
+
+async def verify_payment_password(
+    conn: AsyncConnection[Any], customer_id: UUID, pin: str
+) -> DomainError | None:
+    """Check a payment password: None when right, else the refusal (wrong with tries left, locked, or not set).
+
+    A wrong try is counted and the 5th locks it, so run this in a transaction that commits even when the
+    answer is a refusal (or use :func:`check_payment_password`, which does).
+    """
+    cur = await conn.execute(
+        "SELECT password_hash, failed_attempts, locked_at FROM payment_passwords WHERE customer_id = %s "
+        "FOR UPDATE",
+        (customer_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return PIN_NOT_SET
+    if row[2] is not None:
+        return PIN_LOCKED
+    if await verify_secret_async(row[0], pin):
+        if row[1]:
+            await conn.execute(
+                "UPDATE payment_passwords SET failed_attempts = 0 WHERE customer_id = %s", (customer_id,)
+            )
+        return None
+    cur = await conn.execute(
+        "UPDATE payment_passwords SET failed_attempts = failed_attempts + 1, "
+        "locked_at = CASE WHEN failed_attempts + 1 >= %s THEN now() END WHERE customer_id = %s "
+        "RETURNING failed_attempts",
+        (PIN_MAX_FAILURES, customer_id),
+    )
+    counted = await cur.fetchone()
+    assert counted is not None
+    remaining = PIN_MAX_FAILURES - counted[0]
+    return PIN_LOCKED if remaining <= 0 else pin_wrong(remaining)
+
+
+async def check_payment_password(
+    pool: AsyncConnectionPool, customer_id: UUID, pin: str, client: Client, *, purpose: str = "verify"
+) -> None:
+    """Verify a payment password in a transaction of its own (tries always counted); raises the refusal."""
+    async with pool.connection() as conn, conn.transaction():
+        failure = await verify_payment_password(conn, customer_id, pin)
+    await _audit(
+        pool, client, "customer.payment_password.verify", _outcome(failure), customer_id=customer_id,
+        failure=failure, detail={"purpose": purpose},
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+
+
+async def reset_payment_password(
+    pool: AsyncConnectionPool,
+    keys: Keys,
+    *,
+    customer_id: UUID,
+    sms_code: str,
+    id_number: str,
+    new_pin: str,
+    client: Client,
+) -> None:
+    """Reset (and unlock) the payment password with an SMS code plus the ID number on the real-name profile."""
+    failure: DomainError | None = None
+    async with pool.connection() as conn, conn.transaction():
+        phone, birth = await _pin_context(conn, customer_id)
+        cur = await conn.execute(
+            "SELECT id_type, id_number_hash FROM customer_profiles WHERE customer_id = %s", (customer_id,)
+        )
+        profile = await cur.fetchone()
+        if profile is None:
+            raise PROFILE_REQUIRED
+        _check_pin(new_pin, "new_pin", phone, birth)
+        failure = await sms.check_code(
+            conn, keys.lookup_key, phone=phone, purpose=Purpose.RESET_PAYMENT_PASSWORD, code=sms_code
+        )
+        # The code is spent even when the ID number is wrong: each guess at the number costs a new SMS.
+        if failure is None and not hmac.compare_digest(
+            bytes(profile[1]), _id_hash(profile[0], id_number, keys.lookup_key)
+        ):
+            failure = ID_NUMBER_MISMATCH
+        if failure is None:
+            await conn.execute(
+                "INSERT INTO payment_passwords (customer_id, password_hash) VALUES (%s, %s) "
+                "ON CONFLICT (customer_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, "
+                "failed_attempts = 0, locked_at = NULL, updated_at = now()",
+                (customer_id, await hash_secret_async(new_pin)),
+            )
+    await _audit(
+        pool, client, "customer.payment_password.reset", _outcome(failure), customer_id=customer_id,
+        failure=failure, detail={"id_number": mask_id_number(normalize_id_number(id_number))},
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+
+
+# --- freezing --------------------------------------------------------------------------------------------
+
+
+async def freeze(
+    pool: AsyncConnectionPool,
+    *,
+    customer_id: UUID,
+    reason: str,
+    by: tuple[str, UUID],
+    client: Client,
+) -> tuple[Customer, int]:
+    """Freeze an account (by the customer or by staff): logins refused, every session ended. Idempotent."""
+    actor_type, actor_id = by
+    frozen_by = CUSTOMER if actor_type == CUSTOMER else f"staff:{actor_id}"
+    async with pool.connection() as conn, conn.transaction():
+        before = await get_customer(conn, customer_id, for_update=True)
+        if before.status == "active":
+            await conn.execute(
+                "UPDATE customers SET status = 'frozen', frozen_reason = %s, frozen_by = %s, frozen_at = now() "
+                "WHERE id = %s",
+                (reason, frozen_by, customer_id),
+            )
+        ended = await sessions.revoke_all(conn, CUSTOMER, customer_id, "frozen")
+        after = await get_customer(conn, customer_id)
+    await _audit(
+        pool, client, "customer.freeze", "success" if before.status == "active" else "unchanged",
+        customer_id=customer_id, actor=(actor_type, str(actor_id)),
+        detail={"reason": reason, "status_before": before.status, "sessions_ended": ended},
+    )  # fmt: skip
+    return after, ended
+
+
+async def unfreeze(
+    pool: AsyncConnectionPool, *, customer_id: UUID, staff_id: UUID, client: Client
+) -> Customer:
+    """Staff lift a freeze (and any login lockout). Unfreezing an active account changes nothing."""
+    async with pool.connection() as conn, conn.transaction():
+        before = await get_customer(conn, customer_id, for_update=True)
+        if before.status == "frozen":
+            await conn.execute(
+                "UPDATE customers SET status = 'active', frozen_reason = NULL, frozen_by = NULL, frozen_at = NULL, "
+                "failed_logins = 0, locked_until = NULL WHERE id = %s",
+                (customer_id,),
+            )
+        after = await get_customer(conn, customer_id)
+    await _audit(
+        pool, client, "customer.unfreeze", "success" if before.status == "frozen" else "unchanged",
+        customer_id=customer_id, actor=("staff", str(staff_id)),
+        detail={"status_before": before.status, "frozen_reason_before": before.frozen_reason},
+    )  # fmt: skip
+    return after
+
+
+async def request_self_unfreeze(
+    pool: AsyncConnectionPool, *, phone: str, password: str, client: Client
+) -> None:
+    """A customer asks to unfreeze their own account: credentials checked as at sign-in, then referred to staff."""
+    async with pool.connection() as conn, conn.transaction():
+        customer, failure = await _check_password(conn, phone, password)
+    proven = customer is not None and (failure is None or failure.code == "account_frozen")
+    if proven:
+        failure = NOT_FROZEN if failure is None else UNFREEZE_NEEDS_STAFF
+    assert failure is not None
+    await _audit(
+        pool, client, "customer.unfreeze.self", "refused", customer_id=customer.id if customer else None,
+        failure=failure, actor=_claimant(customer.id if customer else None, proven),
+        detail={"phone": mask_phone(phone)},
+    )  # fmt: skip
+    raise failure
+
+
+# --- read models -----------------------------------------------------------------------------------------
+
+
+async def two_factor_state(conn: AsyncConnection[Any], customer_id: UUID) -> TwoFactorState:
+    """Which second factors the customer has: TOTP, how many passkeys, how many recovery codes are left."""
+    cur = await conn.execute(
+        "SELECT (SELECT count(*) FROM totp_factors WHERE principal_type = 'customer' AND principal_id = %(id)s "
+        "AND confirmed_at IS NOT NULL), "
+        "(SELECT count(*) FROM passkeys WHERE principal_type = 'customer' AND principal_id = %(id)s), "
+        "(SELECT count(*) FROM recovery_codes WHERE principal_type = 'customer' AND principal_id = %(id)s "
+        "AND used_at IS NULL)",
+        {"id": customer_id},
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return TwoFactorState(bool(row[0]), int(row[1]), int(row[2]))
+
+
+async def detail(conn: AsyncConnection[Any], cipher: FieldCipher, customer_id: UUID) -> CustomerDetail:
+    """The whole masked picture of one account (for the customer themself or for support staff)."""
+    customer = await get_customer(conn, customer_id)
+    cur = await conn.execute(
+        "SELECT count(*) FROM sessions WHERE principal_type = 'customer' AND principal_id = %s "
+        "AND revoked_at IS NULL AND idle_expires_at > now() AND absolute_expires_at > now()",
+        (customer_id,),
+    )
+    live = await cur.fetchone()
+    return CustomerDetail(
+        customer,
+        await get_profile(conn, cipher, customer_id),
+        await pin_state(conn, customer_id),
+        await two_factor_state(conn, customer_id),
+        int(live[0]) if live else 0,
+    )
+
+
+async def audit_staff_read(
+    pool: AsyncConnectionPool, *, staff_id: UUID, customer_id: UUID, client: Client
+) -> None:
+    """Record that a staff member looked a customer up."""
+    await _audit(
+        pool, client, "customer.read", "success", customer_id=customer_id, actor=("staff", str(staff_id))
+    )
