@@ -53,10 +53,7 @@ async def _auth_limits(request: Request, endpoint: str, phone: str | None = None
 
 
 def _tokens(t: IssuedTokens) -> s.TokensOut:
-    return s.TokensOut(
-        access_token=t.access_token, refresh_token=t.refresh_token, csrf_token=t.csrf_token,
-        expires_at=t.expires_at, absolute_expires_at=t.absolute_expires_at,
-    )  # fmt: skip
+    return s.TokensOut.of(t)
 
 
 def _sign_in_out(result: service.SignIn) -> s.LoginOut:

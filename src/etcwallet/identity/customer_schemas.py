@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from etcwallet.core.errors import InvalidValue
+from etcwallet.identity.schemas import SessionOut
 from etcwallet.identity.validators import validate_mobile
 
 
@@ -103,13 +104,7 @@ class CustomerOut(BaseModel):
     created_at: datetime
 
 
-class TokensOut(BaseModel):
-    access_token: str
-    refresh_token: str
-    csrf_token: str
-    token_type: Literal["Bearer"] = "Bearer"
-    expires_at: datetime
-    absolute_expires_at: datetime
+TokensOut = SessionOut
 
 
 class RegisterOut(TokensOut):

@@ -481,7 +481,4 @@ async def passkey_login_verify(body: PasskeyAssertionIn, request: Request) -> Se
         request, ("customer", a.principal_id), "customer.login.passkey", "success",
         detail={"passkey_id": str(a.passkey_id), "session_id": str(t.session_id)},
     )  # fmt: skip
-    return SessionOut(
-        access_token=t.access_token, refresh_token=t.refresh_token, csrf_token=t.csrf_token,
-        expires_at=t.expires_at, absolute_expires_at=t.absolute_expires_at,
-    )  # fmt: skip
+    return SessionOut.of(t)

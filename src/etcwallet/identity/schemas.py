@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from etcwallet.identity.authz import Role
+from etcwallet.identity.sessions import IssuedTokens
 
 
 class _Strict(BaseModel):
@@ -90,12 +91,21 @@ class SecondFactorLogin(_Strict):
 
 
 class SessionOut(BaseModel):
+    """A new session's tokens, shown once: only their hashes are stored."""
+
     access_token: str
     refresh_token: str
     csrf_token: str
     token_type: Literal["Bearer"] = "Bearer"
     expires_at: datetime
     absolute_expires_at: datetime
+
+    @classmethod
+    def of(cls, t: IssuedTokens) -> SessionOut:
+        return cls(
+            access_token=t.access_token, refresh_token=t.refresh_token, csrf_token=t.csrf_token,
+            expires_at=t.expires_at, absolute_expires_at=t.absolute_expires_at,
+        )  # fmt: skip
 
 
 class StaffSessionOut(SessionOut):

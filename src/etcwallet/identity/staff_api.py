@@ -90,9 +90,8 @@ async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSess
     )
     t = done.tokens
     return s.StaffSessionOut(
-        access_token=t.access_token, refresh_token=t.refresh_token, csrf_token=t.csrf_token, expires_at=t.expires_at,
-        absolute_expires_at=t.absolute_expires_at, staff=staff_out(done.staff), recovery_codes=done.recovery_codes,
-    )  # fmt: skip
+        **s.SessionOut.of(t).model_dump(), staff=staff_out(done.staff), recovery_codes=done.recovery_codes
+    )
 
 
 @router.post("/auth/refresh", response_model=s.SessionOut)
@@ -102,10 +101,7 @@ async def refresh(body: s.RefreshRequest, request: Request) -> s.SessionOut:
         tokens = await sessions.refresh(conn, body.refresh_token)
     if tokens is None:
         raise unauthenticated()
-    return s.SessionOut(
-        access_token=tokens.access_token, refresh_token=tokens.refresh_token, csrf_token=tokens.csrf_token,
-        expires_at=tokens.expires_at, absolute_expires_at=tokens.absolute_expires_at,
-    )  # fmt: skip
+    return s.SessionOut.of(tokens)
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
