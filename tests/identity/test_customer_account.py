@@ -9,7 +9,18 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.identity.authz import Role
 
-from .customer_helpers import BASE, EN, assert_problem, has_cjk, login, new_resident_id, register, sign_in
+from .customer_helpers import (
+    BASE,
+    EN,
+    assert_problem,
+    has_cjk,
+    login,
+    new_resident_id,
+    outbox,
+    register,
+    send_code,
+    sign_in,
+)
 
 
 async def test_risk_staff_freeze_and_unfreeze(
@@ -75,12 +86,56 @@ async def test_customer_freezes_their_own_account(client: httpx.AsyncClient) -> 
     for s in (me, other):
         assert (await client.get(f"{BASE}/me", headers=s.headers)).status_code == 401
     body = assert_problem(await login(client, me.phone), 403, "account_frozen")
-    assert body["frozen_by"] == "customer" and body["unfreeze_by"] == "staff"
+    assert body["frozen_by"] == "customer" and body["unfreeze_by"] == "customer_sms"
+    unfreeze = {"phone": me.phone, "password": me.password}
     assert_problem(
-        await client.post(f"{BASE}/unfreeze", json={"phone": me.phone, "password": me.password}),
-        403,
-        "unfreeze_needs_staff",
+        await client.post(f"{BASE}/unfreeze", json=unfreeze), 403, "unfreeze_needs_sms_code", "sms_code"
     )
+
+
+async def test_self_frozen_account_unfreezes_with_password_and_sms_code(client: httpx.AsyncClient) -> None:
+    me = await register(client)
+    assert (await client.post(f"{BASE}/me/freeze", headers=me.headers)).status_code == 200
+    code = await send_code(client, me.phone, "unfreeze")
+    wrong = "000000" if code != "000000" else "111111"
+    r = await client.post(
+        f"{BASE}/unfreeze", json={"phone": me.phone, "password": "Wrong-pass-2026", "sms_code": code}
+    )
+    assert_problem(r, 401, "invalid_credentials")
+    r = await client.post(
+        f"{BASE}/unfreeze", json={"phone": me.phone, "password": me.password, "sms_code": wrong}
+    )
+    assert_problem(r, 422, "sms_code_invalid", "sms_code")
+    assert_problem(await login(client, me.phone), 403, "account_frozen")
+    r = await client.post(
+        f"{BASE}/unfreeze", json={"phone": me.phone, "password": me.password, "sms_code": code}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "active"
+    assert (await login(client, me.phone)).status_code == 200
+    r = await client.post(
+        f"{BASE}/unfreeze", json={"phone": me.phone, "password": me.password, "sms_code": code}
+    )
+    assert_problem(r, 409, "account_not_frozen")
+
+
+async def test_staff_frozen_account_cannot_be_unfrozen_by_sms(
+    client: httpx.AsyncClient, make_staff: object
+) -> None:
+    me = await register(client)
+    risk = await make_staff(Role.RISK_OFFICER)  # type: ignore[operator]
+    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "可疑交易"}, headers=risk)
+    assert r.status_code == 200, r.text
+    body = assert_problem(await login(client, me.phone), 403, "account_frozen")
+    assert body["frozen_by"] == "staff" and body["unfreeze_by"] == "staff"
+    sent = await client.post(f"{BASE}/sms-codes", json={"phone": me.phone, "purpose": "unfreeze"})
+    assert sent.status_code == 202  # the same answer as for a self-frozen account ...
+    assert not any("账户解冻" in text for text in await outbox(client, me.phone))  # ... but nothing is sent
+    r = await client.post(
+        f"{BASE}/unfreeze", json={"phone": me.phone, "password": me.password, "sms_code": "123456"}
+    )
+    assert_problem(r, 403, "unfreeze_needs_staff")
+    assert_problem(await login(client, me.phone), 403, "account_frozen")
 
 
 async def test_freezing_needs_the_permission(client: httpx.AsyncClient, make_staff: object) -> None:

@@ -188,13 +188,19 @@ async def refresh(body: s.RefreshRequest, request: Request) -> s.TokensOut:
     return _tokens(tokens)
 
 
-@router.post("/unfreeze", response_model=None, status_code=status.HTTP_403_FORBIDDEN)
-async def request_unfreeze(body: s.SelfUnfreezeRequest, request: Request) -> None:
-    """A frozen customer asking to unfreeze themself: always refused, saying staff must do it (403 unfreeze_needs_staff)."""
+@router.post("/unfreeze", response_model=s.AccountStateOut)
+async def request_unfreeze(body: s.SelfUnfreezeRequest, request: Request) -> s.AccountStateOut:
+    """Unfreeze an account you froze yourself (password + SMS code, purpose ``unfreeze``).
+
+    An account frozen by staff answers 403 ``unfreeze_needs_staff``.
+    """
     await _auth_limits(request, "unfreeze", body.phone)
-    await service.request_self_unfreeze(
-        request.app.state.runtime.pool, phone=body.phone, password=body.password, client=_client(request)
-    )
+    rt = request.app.state.runtime
+    customer = await service.request_self_unfreeze(
+        rt.pool, rt.keys.lookup_key, phone=body.phone, password=body.password, sms_code=body.sms_code,
+        client=_client(request),
+    )  # fmt: skip
+    return _state_out(customer)
 
 
 # --- the signed-in customer ------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ IdType = Literal["resident_id", "passport", "hk_macao_permit", "taiwan_permit", 
 IdNumber = Annotated[str, Field(min_length=1, max_length=32)]
 Reason = Annotated[str, Field(min_length=1, max_length=200)]
 
-PublicSmsPurpose = Literal["register", "login", "reset_password"]
+PublicSmsPurpose = Literal["register", "login", "reset_password", "unfreeze"]
 OwnSmsPurpose = Literal["reset_payment_password", "profile_change"]
 
 
@@ -221,8 +221,11 @@ class StaffFreezeRequest(_Strict):
 
 
 class SelfUnfreezeRequest(_Strict):
+    """Unfreeze an account you froze yourself: password plus an SMS code (purpose ``unfreeze``)."""
+
     phone: Phone
     password: Password
+    sms_code: SmsCode | None = None
 
 
 class AccountStateOut(BaseModel):

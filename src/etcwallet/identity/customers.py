@@ -183,9 +183,13 @@ PIN_LOCKED = DomainError(
     field="pin", extra={"remaining_attempts": 0},
 )  # fmt: skip
 UNFREEZE_NEEDS_STAFF = DomainError(
-    "unfreeze_needs_staff", 403, "账户解冻需由客服或风控人员办理，请联系客服或到网点",
-    "unfreezing an account needs staff: contact customer service or visit an outlet",
+    "unfreeze_needs_staff", 403, "该账户由客服或风控冻结，解冻需由工作人员办理，请联系客服或到网点",
+    "this account was frozen by staff: unfreezing it needs staff; contact customer service or visit an outlet",
     extra={"unfreeze_by": "staff"},
+)  # fmt: skip
+UNFREEZE_NEEDS_SMS = DomainError(
+    "unfreeze_needs_sms_code", 403, "自助解冻需要短信验证码（用途 unfreeze）", "to unfreeze your account, add an SMS code (purpose unfreeze)",
+    field="sms_code", extra={"unfreeze_by": "customer_sms"},
 )  # fmt: skip
 NOT_FROZEN = DomainError("account_not_frozen", 409, "账户未冻结", "the account is not frozen")
 
@@ -203,11 +207,26 @@ def frozen_error(customer: Customer) -> DomainError:
     reason = customer.frozen_reason or "—"
     by = "staff" if (customer.frozen_by or "").startswith("staff") else "customer"
     at = customer.frozen_at.astimezone(UTC).isoformat(timespec="seconds") if customer.frozen_at else None
+    if by == "customer":
+        zh_how, en_how, unfreeze_by = (
+            "可凭密码和短信验证码自助解冻",
+            "unfreeze it yourself with your password and an SMS code",
+            "customer_sms",
+        )
+    else:
+        zh_how, en_how, unfreeze_by = (
+            "解冻请联系客服或到网点办理",
+            "to unfreeze it, contact customer service or visit an outlet",
+            "staff",
+        )
     return DomainError(
-        "account_frozen", 403, f"账户已冻结（原因：{reason}），解冻请联系客服或到网点办理",
-        f"the account is frozen (reason: {reason}); to unfreeze it, contact customer service or visit an outlet",
-        extra={"frozen_reason": reason, "frozen_by": by, "frozen_at": at, "unfreeze_by": "staff"},
+        "account_frozen", 403, f"账户已冻结（原因：{reason}），{zh_how}", f"the account is frozen (reason: {reason}); {en_how}",
+        extra={"frozen_reason": reason, "frozen_by": by, "frozen_at": at, "unfreeze_by": unfreeze_by},
     )  # fmt: skip
+
+
+def _self_frozen(customer: Customer) -> bool:
+    return customer.status == "frozen" and customer.frozen_by == CUSTOMER
 
 
 def closed_error() -> DomainError:
@@ -313,6 +332,11 @@ async def request_code(
     send = not (
         (purpose in _NEEDS_ACCOUNT and not registered) or (purpose in _NEEDS_NO_ACCOUNT and registered)
     )
+    if purpose is Purpose.UNFREEZE:
+        # Only an account its owner froze can be unfrozen by SMS; anything else gets the same silent answer.
+        async with pool.connection() as conn:
+            found = await _by_phone(conn, phone)
+        send = found is not None and _self_frozen(found[0])
     failure: DomainError | None = None
     try:
         async with pool.connection() as conn, conn.transaction():
@@ -1104,21 +1128,49 @@ async def unfreeze(
 
 
 async def request_self_unfreeze(
-    pool: AsyncConnectionPool, *, phone: str, password: str, client: Client
-) -> None:
-    """A customer asks to unfreeze their own account: credentials checked as at sign-in, then referred to staff."""
+    pool: AsyncConnectionPool,
+    lookup_key: bytes,
+    *,
+    phone: str,
+    password: str,
+    sms_code: str | None,
+    client: Client,
+) -> Customer:
+    """Unfreeze an account its owner froze, with the password plus an SMS code (the step-up).
+
+    An account frozen by staff stays frozen: the answer says staff must lift it.
+    """
     async with pool.connection() as conn, conn.transaction():
         customer, failure = await _check_password(conn, phone, password)
-    proven = customer is not None and (failure is None or failure.code == "account_frozen")
-    if proven:
-        failure = NOT_FROZEN if failure is None else UNFREEZE_NEEDS_STAFF
-    assert failure is not None
+        proven = customer is not None and (failure is None or failure.code == "account_frozen")
+        if proven:
+            assert customer is not None
+            if failure is None:
+                failure = NOT_FROZEN
+            elif not _self_frozen(customer):
+                failure = UNFREEZE_NEEDS_STAFF
+            elif sms_code is None:
+                failure = UNFREEZE_NEEDS_SMS
+            else:
+                failure = await sms.check_code(
+                    conn, lookup_key, phone=phone, purpose=Purpose.UNFREEZE, code=sms_code
+                )
+            if failure is None:
+                await conn.execute(
+                    "UPDATE customers SET status = 'active', frozen_reason = NULL, frozen_by = NULL, frozen_at = NULL, "
+                    "failed_logins = 0, locked_until = NULL WHERE id = %s",
+                    (customer.id,),
+                )
+                customer = await get_customer(conn, customer.id)
     await _audit(
-        pool, client, "customer.unfreeze.self", "refused", customer_id=customer.id if customer else None,
+        pool, client, "customer.unfreeze.self", _outcome(failure), customer_id=customer.id if customer else None,
         failure=failure, actor=_claimant(customer.id if customer else None, proven),
-        detail={"phone": mask_phone(phone)},
+        detail={"phone": mask_phone(phone), "factor": "password+sms"},
     )  # fmt: skip
-    raise failure
+    if failure is not None:
+        raise failure
+    assert customer is not None
+    return customer
 
 
 # --- read models -----------------------------------------------------------------------------------------

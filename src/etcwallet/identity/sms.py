@@ -41,6 +41,7 @@ class Purpose(StrEnum):
     CHANGE_PHONE = "change_phone"
     PROFILE_CHANGE = "profile_change"
     BANK_CARD = "bank_card"
+    UNFREEZE = "unfreeze"
 
 
 PURPOSE_TEXT: dict[Purpose, str] = {
@@ -52,6 +53,7 @@ PURPOSE_TEXT: dict[Purpose, str] = {
     Purpose.CHANGE_PHONE: "更换手机号",
     Purpose.PROFILE_CHANGE: "修改用户信息",
     Purpose.BANK_CARD: "绑定银行卡",
+    Purpose.UNFREEZE: "账户解冻",
 }
 
 
