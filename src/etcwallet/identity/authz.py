@@ -7,13 +7,16 @@ bank operators) see only their own outlet's records; services check that with :m
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 from fastapi import Request
+from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import hash_token
 from etcwallet.core.errors import DomainError
@@ -152,33 +155,86 @@ def bearer_token(request: Request) -> str | None:
 
 
 _PRINCIPAL_QUERY = (
-    "SELECT s.id, s.principal_type, s.principal_id, s.stepped_up_at, s.csrf_token, s.last_seen_at, "
+    "SELECT s.token_hash, s.id, s.principal_type, s.principal_id, s.stepped_up_at, s.csrf_token, s.last_seen_at, "
     "st.role, st.outlet_id, o.bank, st.status, c.status "
     "FROM sessions s "
     "LEFT JOIN staff st ON s.principal_type = 'staff' AND st.id = s.principal_id "
     "LEFT JOIN outlets o ON o.id = st.outlet_id "
     "LEFT JOIN customers c ON s.principal_type = 'customer' AND c.id = s.principal_id "
-    "WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.idle_expires_at > %s AND s.absolute_expires_at > %s"
+    "WHERE s.token_hash = ANY(%s) AND s.revoked_at IS NULL AND s.idle_expires_at > %s "
+    "AND s.absolute_expires_at > %s"
 )
 
 
+class SessionLookup:
+    """Looks sessions up for concurrent requests together: one query for every token waiting at the time.
+
+    Every request still reads the session from the database (so revocation takes effect at once in every
+    worker), but a busy process pays one round trip per batch of requests rather than per request.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self._waiting: dict[bytes, list[asyncio.Future[tuple[Any, ...] | None]]] = {}
+        self._runner: asyncio.Task[None] | None = None
+
+    async def find(self, token_hash: bytes) -> tuple[Any, ...] | None:
+        """The live session row for ``token_hash`` (joined with its principal), or None."""
+        future: asyncio.Future[tuple[Any, ...] | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(token_hash, []).append(future)
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, {}
+            try:
+                rows = await self._query(list(batch))
+            except Exception as exc:
+                for futures in batch.values():
+                    for f in futures:
+                        if not f.done():
+                            f.set_exception(exc)
+                continue
+            for token_hash, futures in batch.items():
+                row = rows.get(token_hash)
+                for f in futures:
+                    if not f.done():
+                        f.set_result(row)
+
+    async def _query(self, hashes: list[bytes]) -> dict[bytes, tuple[Any, ...]]:
+        now = datetime.now(UTC)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_PRINCIPAL_QUERY, (hashes, now, now))
+            rows = {bytes(r[0]): tuple(r[1:]) for r in await cur.fetchall()}
+            stale = [r[0] for r in rows.values() if now - r[5] > sessions.TOUCH_EVERY]
+            if stale:
+                await sessions.touch_many(conn, stale, now)
+        return rows
+
+
+def session_lookup(request: Request) -> SessionLookup:
+    """The application's session look-up (one per process, created on first use)."""
+    lookup: SessionLookup | None = getattr(request.app.state, "session_lookup", None)
+    if lookup is None:
+        lookup = SessionLookup(request.app.state.runtime.pool)
+        request.app.state.session_lookup = lookup
+    return lookup
+
+
 async def load_principal(request: Request) -> Principal:
-    """Authenticate the request's session and load who is behind it (one query); 401 if not live."""
+    """Authenticate the request's session and load who is behind it; 401 if not live."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     token = bearer_token(request)
     if not token:
         raise unauthenticated()
-    now = datetime.now(UTC)
-    async with request.app.state.runtime.pool.connection() as conn:
-        cur = await conn.execute(_PRINCIPAL_QUERY, (hash_token(token), now, now))
-        row = await cur.fetchone()
-        if row is None:
-            raise unauthenticated()
-        session_id, kind, principal_id, stepped_up_at, csrf, last_seen = row[:6]
-        if now - last_seen > sessions.TOUCH_EVERY:
-            await sessions.touch(conn, session_id, now)
+    row = await session_lookup(request).find(hash_token(token))
+    if row is None:
+        raise unauthenticated()
+    session_id, kind, principal_id, stepped_up_at, csrf = row[:5]
     if kind == "staff":
         if row[9] != "active":
             raise unauthenticated()

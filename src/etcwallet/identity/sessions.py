@@ -101,6 +101,15 @@ async def authenticate(conn: AsyncConnection[Any], access_token: str) -> Session
     return session
 
 
+async def touch_many(conn: AsyncConnection[Any], session_ids: list[UUID], now: datetime) -> None:
+    """Restart the idle timer of several sessions at once."""
+    await conn.execute(
+        "UPDATE sessions SET last_seen_at = %s, idle_expires_at = least(%s, absolute_expires_at) "
+        "WHERE id = ANY(%s::uuid[])",
+        (now, now + IDLE, session_ids),
+    )
+
+
 async def touch(conn: AsyncConnection[Any], session_id: UUID, now: datetime) -> None:
     """Restart the idle timer (written at most every ``TOUCH_EVERY``, not on every request)."""
     await conn.execute(
