@@ -333,25 +333,12 @@ class _Batch:
         pending_id: UUID | None,
         expires_at: datetime | None,
     ) -> Transfer:
+        # Positional, in Transfer's field order: this runs once per transfer in bulk batches.
         transfer = Transfer(
-            id=req.id,
-            seq=None,
-            kind=req.kind,
-            debit_account_id=debit.id,
-            credit_account_id=credit.id,
-            amount=amount,
-            currency=currency,
-            code=code,
-            pending_id=pending_id,
-            timeout_seconds=req.timeout_seconds if req.kind is TransferKind.PENDING else None,
-            expires_at=expires_at,
-            metadata=req.metadata,
-            created_at=self.now,
-            debit_debits_after=debit.dp,
-            debit_credits_after=debit.cp,
-            credit_debits_after=credit.dp,
-            credit_credits_after=credit.cp,
-        )
+            req.id, None, req.kind, debit.id, credit.id, amount, currency, code, pending_id,
+            req.timeout_seconds if req.kind is TransferKind.PENDING else None, expires_at, req.metadata,
+            self.now, debit.dp, debit.cp, credit.dp, credit.cp,
+        )  # fmt: skip
         self.created.append(transfer)
         self.created_ids[req.id] = transfer
         return transfer
