@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     encryption_old_keys: SecretStr | None = Field(
         default=None, description="id:base64,… keys kept for decryption"
     )
+    webauthn_rp_id: str | None = Field(
+        default=None, description="passkey relying-party id, e.g. wallet.example.cn"
+    )
+    webauthn_origin: str | None = Field(default=None, description="the web origin passkeys are used from")
     lookup_key: SecretStr | None = Field(
         default=None, description="base64 HMAC key for look-ups by secret value"
     )

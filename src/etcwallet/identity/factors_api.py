@@ -111,7 +111,18 @@ def _client(request: Request) -> tuple[str | None, str | None]:
 
 
 def relying_party(request: Request) -> tuple[str, str]:
-    """(RP id, origin) from the request: its host name, and scheme://host[:port]."""
+    """(RP id, origin) for WebAuthn: from configuration, or in development from the request's own host.
+
+    Production must configure ``ETCW_WEBAUTHN_RP_ID`` and ``ETCW_WEBAUTHN_ORIGIN``: a Host header is the
+    client's to choose, and a passkey is bound to the RP id it was registered for.
+    """
+    settings = request.app.state.settings
+    if settings.webauthn_rp_id and settings.webauthn_origin:
+        return settings.webauthn_rp_id, settings.webauthn_origin
+    if settings.is_production:
+        raise DomainError(
+            "passkeys_not_configured", 503, "通行密钥尚未配置", "passkeys are not configured on this server"
+        )
     host = request.url.hostname or "localhost"
     return host, f"{request.url.scheme}://{request.url.netloc}"
 
