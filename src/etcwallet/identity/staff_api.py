@@ -97,6 +97,8 @@ async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSess
 @router.post("/auth/refresh", response_model=s.SessionOut)
 async def refresh(body: s.RefreshRequest, request: Request) -> s.SessionOut:
     """Rotate the session's tokens; the old pair stops working."""
+    ip, _ = _client(request)
+    await _limit(request, (f"staff-refresh:ip:{ip}", LOGIN_PER_IP))
     async with request.app.state.runtime.pool.connection() as conn:
         tokens = await sessions.refresh(conn, body.refresh_token)
     if tokens is None:
