@@ -9,8 +9,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
@@ -22,6 +23,7 @@ from etcwallet.core.config import Settings, get_settings
 from etcwallet.core.crypto import Keys, load_keys
 from etcwallet.core.db import DatabaseServer, connect_database, migrate, open_pool
 from etcwallet.core.errors import install_handlers
+from etcwallet.core.http import HotRoutes
 from etcwallet.core.logging import configure_logging
 from etcwallet.identity.customer_api import router as customer_router
 from etcwallet.identity.dev_api import router as dev_router
@@ -109,6 +111,22 @@ class MetricsMiddleware:
             metrics.HTTP_SECONDS.labels(scope["method"], route).observe(time.perf_counter() - started)
 
 
+class EtcwalletAPI(FastAPI):
+    """FastAPI with a fast lane (:class:`~etcwallet.core.http.HotRoutes`) in front of its middleware."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hot_routers: list[APIRouter] = []
+
+    def include_hot_router(self, router: APIRouter) -> None:
+        """Include ``router`` (for the documentation) and serve its routes from the fast lane."""
+        self.hot_routers.append(router)
+        self.include_router(router)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return HotRoutes(super().build_middleware_stack(), self.hot_routers)
+
+
 def keys_from(settings: Settings) -> Keys:
     """The encryption and look-up keys from configuration (generated once into the data directory in development)."""
     return load_keys(
@@ -138,7 +156,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             if own:
                 await rt.close()
 
-    app = FastAPI(
+    app = EtcwalletAPI(
         title="etcwallet",
         version=__version__,
         description="ETC 发行、钱包与通行费清分 · ETC issuance, wallet and toll clearing",
@@ -171,7 +189,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(ledger_hot_router)
+    app.include_hot_router(ledger_hot_router)
     app.include_router(ledger_router)
     app.include_router(staff_router)
     app.include_router(admin_router)
@@ -179,9 +197,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(factors_router)
     if not settings.is_production:
         app.include_router(dev_router)
-    # Routes are matched in order: the hot paths first, the documentation pages last.
-    hot = [r for r in app.router.routes if getattr(r, "path", "").startswith("/api/")]
-    app.router.routes[:] = hot + [r for r in app.router.routes if r not in hot]
     return app
 
 

@@ -153,42 +153,64 @@ def validation_problem(problems: Sequence[FieldProblem], lang: Lang) -> dict[str
     }
 
 
+async def domain_problem(request: Request, exc: DomainError) -> JSONResponse:
+    """The problem+json answer for a domain refusal (with ``Retry-After`` when it says when to retry)."""
+    lang = negotiate(request.headers.get("accept-language"))
+    headers = {"Retry-After": str(exc.extra["retry_after"])} if "retry_after" in exc.extra else None
+    return problem_response(exc.status, exc.problem(lang, request.url.path), headers)
+
+
+async def validation_response(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """The 422 problem+json answer naming every field that failed validation."""
+    lang = negotiate(request.headers.get("accept-language"))
+    return problem_response(422, validation_problem(field_problems(exc.errors()), lang))
+
+
+async def unexpected_problem(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged with its traceback, answered as a 500 problem that reveals nothing internal."""
+    logging.getLogger("etcwallet.errors").error(
+        "unhandled error", exc_info=exc, extra={"path": request.url.path}
+    )
+    lang = negotiate(request.headers.get("accept-language"))
+    body = {
+        "type": "about:blank",
+        "title": pick(lang, "服务器内部错误", "Internal server error"),
+        "status": 500,
+    }
+    return problem_response(500, body)
+
+
+_HTTP_TITLES = {
+    401: ("需要登录或令牌无效", "Authentication required"),
+    403: ("无权执行此操作", "Not allowed"),
+    404: ("未找到", "Not found"),
+    405: ("不支持该请求方法", "Method not allowed"),
+    413: ("请求体太大", "Request body too large"),
+}
+
+
+async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Plain HTTP errors (unknown route, wrong method, …) as problem+json."""
+    lang = negotiate(request.headers.get("accept-language"))
+    zh, en = _HTTP_TITLES.get(exc.status_code, ("请求失败", str(exc.detail)))
+    body = {"type": "about:blank", "title": pick(lang, zh, en), "status": exc.status_code}
+    return problem_response(exc.status_code, body, getattr(exc, "headers", None))
+
+
+async def problem_for(request: Request, exc: Exception) -> JSONResponse:
+    """The answer the application's handlers give for ``exc``: for code that runs outside FastAPI's."""
+    if isinstance(exc, DomainError):
+        return await domain_problem(request, exc)
+    if isinstance(exc, RequestValidationError):
+        return await validation_response(request, exc)
+    if isinstance(exc, StarletteHTTPException):
+        return await http_problem(request, exc)
+    return await unexpected_problem(request, exc)
+
+
 def install_handlers(app: FastAPI) -> None:
     """Make every refusal problem+json: domain errors, validation failures and plain HTTP errors."""
-
-    @app.exception_handler(DomainError)
-    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
-        lang = negotiate(request.headers.get("accept-language"))
-        headers = {"Retry-After": str(exc.extra["retry_after"])} if "retry_after" in exc.extra else None
-        return problem_response(exc.status, exc.problem(lang, request.url.path), headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        lang = negotiate(request.headers.get("accept-language"))
-        return problem_response(422, validation_problem(field_problems(exc.errors()), lang))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logging.getLogger("etcwallet.errors").error(
-            "unhandled error", exc_info=exc, extra={"path": request.url.path}
-        )
-        lang = negotiate(request.headers.get("accept-language"))
-        body = {
-            "type": "about:blank",
-            "title": pick(lang, "服务器内部错误", "Internal server error"),
-            "status": 500,
-        }
-        return problem_response(500, body)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        lang = negotiate(request.headers.get("accept-language"))
-        titles = {
-            401: ("需要登录或令牌无效", "Authentication required"),
-            403: ("无权执行此操作", "Not allowed"),
-            404: ("未找到", "Not found"),
-            405: ("不支持该请求方法", "Method not allowed"),
-        }
-        zh, en = titles.get(exc.status_code, ("请求失败", str(exc.detail)))
-        body = {"type": "about:blank", "title": pick(lang, zh, en), "status": exc.status_code}
-        return problem_response(exc.status_code, body, getattr(exc, "headers", None))
+    app.add_exception_handler(DomainError, domain_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_response)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, unexpected_problem)

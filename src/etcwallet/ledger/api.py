@@ -23,8 +23,8 @@ can_read = require(Permission.LEDGER_READ)
 can_write = require(Permission.LEDGER_WRITE)
 READ = [Depends(can_read)]
 WRITE = [Depends(can_write)]
-# The busiest route, on a router of its own so it is matched first and checks the token itself rather
-# than through dependency solving; the authorization tests cover it like every other route.
+# The busiest route, served by the fast lane (etcwallet.core.http.HotRoutes): it checks the token itself
+# rather than through dependency solving; the authorization tests cover it like every other route.
 hot_router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
 
 
