@@ -35,6 +35,7 @@ from psycopg import AsyncConnection
 from psycopg import errors as pg_errors
 
 from etcwallet.core.money import MAX_AMOUNT
+from etcwallet.ledger import pgcopy
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.types import PendingState, Transfer, TransferKind, TransferRequest
 
@@ -45,11 +46,7 @@ TRANSFER_COLUMNS = (
     "timeout_seconds, expires_at, metadata, created_at, debit_debits_after, debit_credits_after, "
     "credit_debits_after, credit_credits_after"
 )
-_INSERT_COLUMNS = (
-    "id, kind, debit_account_id, credit_account_id, amount, currency, code, pending_id, timeout_seconds, "
-    "expires_at, metadata, created_at, debit_debits_after, debit_credits_after, credit_debits_after, "
-    "credit_credits_after"
-)
+_INSERT_COLUMNS = pgcopy.COLUMNS
 _INSERT_TYPES = [
     "uuid", "text", "uuid", "uuid", "int8", "text", "text", "uuid", "int4", "timestamptz", "jsonb",
     "timestamptz", "int8", "int8", "int8", "int8",
@@ -370,15 +367,6 @@ def _json_row(t: Transfer, created_at: str) -> list[Any]:
     ]  # fmt: skip
 
 
-def _row(t: Transfer) -> tuple[Any, ...]:
-    metadata = json.dumps(t.metadata, ensure_ascii=False) if t.metadata else "{}"
-    return (
-        t.id, t.kind.value, t.debit_account_id, t.credit_account_id, t.amount, t.currency, t.code,
-        t.pending_id, t.timeout_seconds, t.expires_at, metadata, t.created_at, t.debit_debits_after,
-        t.debit_credits_after, t.credit_debits_after, t.credit_credits_after,
-    )  # fmt: skip
-
-
 async def apply_transfers(
     conn: AsyncConnection[Any],
     requests: Sequence[TransferRequest],
@@ -446,14 +434,16 @@ async def apply_transfers(
         batch.expire_due()
         if bulk:
             async with cur.copy(_COPY_TRANSFERS) as copy:
-                copy.set_types(_INSERT_TYPES)
+                encoder = pgcopy.RowEncoder(now)
+                await copy.write(pgcopy.HEADER)
 
                 async def stream() -> None:
-                    for t in batch.created[batch.flushed :]:
-                        await copy.write_row(_row(t))
+                    rows = batch.created[batch.flushed :]
                     batch.flushed = len(batch.created)
+                    await copy.write(b"".join(map(encoder.encode, rows)))
 
                 results = await _apply_all(batch, requests, stream)
+                await copy.write(pgcopy.TRAILER)
         else:
             results = await _apply_all(batch, requests, None)
             if batch.created:
@@ -486,13 +476,28 @@ async def _lock_more(cur: Any, missing: set[UUID], accounts: dict[UUID, _Acct]) 
         raise RetryBatch(accounts=frozenset(missing)) from None
 
 
+FLUSH_EVERY = 256
+"""A streaming batch hands its rows to COPY this many at a time, so PostgreSQL works while Python checks."""
+
+
 async def _apply_all(
     batch: _Batch, requests: Sequence[TransferRequest], flush: Callable[[], Awaitable[None]] | None
 ) -> list[Result]:
-    results: list[Result | None] = [None] * len(requests)
+    if not any(r.linked for r in requests):
+        # No chains: the common bulk case, without the bookkeeping linked chains need.
+        results: list[Result] = []
+        apply = batch.apply
+        for i, req in enumerate(requests):
+            results.append(apply(i, req))
+            if flush is not None and len(batch.created) - batch.flushed >= FLUSH_EVERY:
+                await flush()
+        if flush is not None:
+            await flush()
+        return results
+    slots: list[Result | None] = [None] * len(requests)
     for start, end in _chains(requests):
         if end - start == 1 and not requests[start].linked:
-            results[start] = batch.apply(start, requests[start])
+            slots[start] = batch.apply(start, requests[start])
         else:
             batch.begin_chain()
             failure: LedgerError | None = None
@@ -504,20 +509,18 @@ async def _apply_all(
                     if isinstance(outcome, LedgerError):
                         failure = outcome
                         break
-                    results[i] = outcome
+                    slots[i] = outcome
             if failure is None:
                 batch.end_chain()
             else:
                 batch.rollback_chain()
                 for i in range(start, end):
-                    results[i] = (
-                        failure if i == failure.index else LedgerError("linked_event_failed", index=i)
-                    )
-        if flush is not None and len(batch.created) - batch.flushed >= 64:
+                    slots[i] = failure if i == failure.index else LedgerError("linked_event_failed", index=i)
+        if flush is not None and len(batch.created) - batch.flushed >= FLUSH_EVERY:
             await flush()
     if flush is not None:
         await flush()
-    return [r for r in results if r is not None]
+    return [r for r in slots if r is not None]
 
 
 async def _write_state(cur: Any, batch: _Batch) -> None:
