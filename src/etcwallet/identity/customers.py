@@ -590,7 +590,7 @@ async def refresh(pool: AsyncConnectionPool, refresh_token: str, client: Client)
         row = await cur.fetchone()
         if row is not None:
             customer_id = row[0]
-            tokens = await sessions.refresh(conn, refresh_token)
+            tokens = await sessions.refresh(conn, "customer", refresh_token)
     failure = None if tokens is not None else unauthenticated()
     await _audit(
         pool, client, "customer.session.refresh", _outcome(failure), customer_id=customer_id, failure=failure,

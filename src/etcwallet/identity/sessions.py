@@ -118,17 +118,21 @@ async def touch(conn: AsyncConnection[Any], session_id: UUID, now: datetime) -> 
     )
 
 
-async def refresh(conn: AsyncConnection[Any], refresh_token: str) -> IssuedTokens | None:
-    """Rotate both tokens of a live session; the old ones stop working. None if the session is not live."""
+async def refresh(conn: AsyncConnection[Any], principal_type: str, refresh_token: str) -> IssuedTokens | None:
+    """Rotate both tokens of a live session of ``principal_type``; the old ones stop working.
+
+    None if no such session is live: a customer's refresh token does nothing at the staff endpoint.
+    """
     now = _now()
     access, new_refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     cur = await conn.execute(
         "UPDATE sessions SET token_hash = %s, refresh_hash = %s, last_seen_at = %s, "
         "idle_expires_at = least(%s, absolute_expires_at) "
-        "WHERE refresh_hash = %s AND revoked_at IS NULL AND idle_expires_at > %s AND absolute_expires_at > %s "
-        "RETURNING id, csrf_token, idle_expires_at, absolute_expires_at",
-        (hash_token(access), hash_token(new_refresh), now, now + IDLE, hash_token(refresh_token), now, now),
-    )
+        "WHERE refresh_hash = %s AND principal_type = %s AND revoked_at IS NULL AND idle_expires_at > %s "
+        "AND absolute_expires_at > %s RETURNING id, csrf_token, idle_expires_at, absolute_expires_at",
+        (hash_token(access), hash_token(new_refresh), now, now + IDLE, hash_token(refresh_token), principal_type,
+         now, now),
+    )  # fmt: skip
     row = await cur.fetchone()
     if row is None:
         return None

@@ -18,7 +18,7 @@ from etcwallet.core.crypto import FieldCipher, hash_token, new_token
 from etcwallet.core.errors import DomainError
 from etcwallet.identity import audit, lockout, sessions, totp
 from etcwallet.identity.audit import AuditEvent
-from etcwallet.identity.authz import OUTLET_ROLES, Principal, Role
+from etcwallet.identity.authz import OUTLET_ROLES, Principal, Role, unauthenticated
 from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
 from etcwallet.identity.validators import validate_password
 
@@ -348,3 +348,44 @@ async def login_second_factor(
     if failure is not None:
         raise failure
     return StaffLogin(tokens, member, recovery)
+
+
+async def refresh_session(
+    pool: AsyncConnectionPool, refresh_token: str, *, ip: str | None, ua: str | None
+) -> sessions.IssuedTokens:
+    """Rotate an active staff member's session tokens (audited); 401 for any other token."""
+    staff_id: UUID | None = None
+    tokens: sessions.IssuedTokens | None = None
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT s.principal_id FROM sessions s JOIN staff st ON st.id = s.principal_id "
+            "WHERE s.refresh_hash = %s AND s.principal_type = 'staff' AND st.status = 'active'",
+            (hash_token(refresh_token),),
+        )
+        row = await cur.fetchone()
+        if row is not None:
+            staff_id = row[0]
+            tokens = await sessions.refresh(conn, "staff", refresh_token)
+    actor = str(staff_id) if tokens is not None and staff_id else None
+    await audit.record(
+        pool,
+        AuditEvent(
+            "staff" if actor else "anonymous", actor, "staff.session.refresh",
+            "success" if tokens else "refused", "session", str(tokens.session_id) if tokens else None, ip, ua,
+        ),
+    )  # fmt: skip
+    if tokens is None:
+        raise unauthenticated()
+    return tokens
+
+
+async def logout(
+    pool: AsyncConnectionPool, *, staff_id: UUID, session_id: UUID, ip: str | None, ua: str | None
+) -> None:
+    """End the staff member's current session (audited)."""
+    async with pool.connection() as conn:
+        await sessions.revoke(conn, session_id, "logout")
+    await audit.record(
+        pool,
+        AuditEvent("staff", str(staff_id), "staff.logout", "success", "session", str(session_id), ip, ua),
+    )

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from etcwallet.identity import audit, sessions
+from etcwallet.identity import audit
 from etcwallet.identity import schemas as s
 from etcwallet.identity import staff as service
 from etcwallet.identity.audit import AuditEvent
@@ -19,7 +19,6 @@ from etcwallet.identity.authz import (
     Principal,
     require,
     require_staff,
-    unauthenticated,
 )
 from etcwallet.identity.ratelimit import Limit, hit
 
@@ -97,19 +96,18 @@ async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSess
 @router.post("/auth/refresh", response_model=s.SessionOut)
 async def refresh(body: s.RefreshRequest, request: Request) -> s.SessionOut:
     """Rotate the session's tokens; the old pair stops working."""
-    ip, _ = _client(request)
+    ip, ua = _client(request)
     await _limit(request, (f"staff-refresh:ip:{ip}", LOGIN_PER_IP))
-    async with request.app.state.runtime.pool.connection() as conn:
-        tokens = await sessions.refresh(conn, body.refresh_token)
-    if tokens is None:
-        raise unauthenticated()
+    tokens = await service.refresh_session(request.app.state.runtime.pool, body.refresh_token, ip=ip, ua=ua)
     return s.SessionOut.of(tokens)
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(request: Request, me: Annotated[Principal, Depends(require_staff)]) -> Response:
-    async with request.app.state.runtime.pool.connection() as conn:
-        await sessions.revoke(conn, me.session_id, "logout")
+    ip, ua = _client(request)
+    await service.logout(
+        request.app.state.runtime.pool, staff_id=me.id, session_id=me.session_id, ip=ip, ua=ua
+    )
     return Response(status_code=204)
 
 
