@@ -1292,3 +1292,36 @@ async def test_docs_and_openapi(anonymous: httpx.AsyncClient) -> None:
 async def test_unknown_route_is_a_problem(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get(f"{API}/nothing-here"), 404)
     assert_problem(await client.delete(f"{API}/transfers"), 405)
+
+
+# --- characters PostgreSQL cannot store, and bodies too large for the fast lane ------------------------
+
+
+async def test_nul_character_in_metadata_is_refused(client: httpx.AsyncClient) -> None:
+    """PostgreSQL's jsonb cannot hold NUL: refused as a 422 on the field, and nothing moves."""
+    source, wallet = await wallet_with(client, 100)
+    body = transfer_body(source, wallet, 5)
+    body["metadata"] = {"plate": ["甘A", {"note": "a\u0000b"}]}
+    before = await snapshot(client, source, wallet)
+    resp = await client.post(f"{API}/transfers", json=body)
+    problem = assert_problem(resp, 422, "validation_failed", "metadata")
+    assert problem["errors"][0]["code"] == "nul_character"
+    assert await snapshot(client, source, wallet) == before
+    assert (await client.get(f"{API}/transfers/{body['id']}")).status_code == 404
+
+
+async def test_nul_character_in_account_owner_is_refused(client: httpx.AsyncClient) -> None:
+    resp = await client.post(
+        f"{API}/accounts", json={"id": str(uuid4()), "currency": "CNY", "code": "general", "owner": "a\u0000"}
+    )
+    problem = assert_problem(resp, 422, "validation_failed", "owner")
+    assert problem["errors"][0]["code"] == "nul_character"
+
+
+async def test_oversized_transfer_body_is_refused(client: httpx.AsyncClient) -> None:
+    source, wallet = await wallet_with(client, 100)
+    body = transfer_body(source, wallet, 5)
+    body["padding"] = "x" * 70_000
+    resp = await client.post(f"{API}/transfers", json=body)
+    assert_problem(resp, 413, "body_too_large", "body")
+    assert (await client.get(f"{API}/transfers/{body['id']}")).status_code == 404

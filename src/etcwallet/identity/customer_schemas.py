@@ -6,15 +6,12 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from etcwallet.core.errors import InvalidValue
+from etcwallet.core.schemas import RequestModel
 from etcwallet.identity.schemas import SessionOut
 from etcwallet.identity.validators import validate_mobile
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def _six_digits(code: str, what: str, zh: str, en: str) -> str:
@@ -47,14 +44,14 @@ OwnSmsPurpose = Literal["reset_payment_password", "profile_change"]
 # --- SMS codes -------------------------------------------------------------------------------------------
 
 
-class SmsCodeRequest(_Strict):
+class SmsCodeRequest(RequestModel):
     """Ask for a code to a phone number (before signing in)."""
 
     phone: Phone
     purpose: PublicSmsPurpose
 
 
-class OwnSmsCodeRequest(_Strict):
+class OwnSmsCodeRequest(RequestModel):
     """Ask for a code to the signed-in customer's own phone."""
 
     purpose: OwnSmsPurpose
@@ -72,28 +69,28 @@ class SmsCodeSentOut(BaseModel):
 # --- registration and sign-in ----------------------------------------------------------------------------
 
 
-class RegisterRequest(_Strict):
+class RegisterRequest(RequestModel):
     phone: Phone
     password: Password
     sms_code: SmsCode
 
 
-class LoginRequest(_Strict):
+class LoginRequest(RequestModel):
     phone: Phone
     password: Password
 
 
-class SmsLoginRequest(_Strict):
+class SmsLoginRequest(RequestModel):
     phone: Phone
     sms_code: SmsCode
 
 
-class SecondFactorRequest(_Strict):
+class SecondFactorRequest(RequestModel):
     ticket: Annotated[str, Field(min_length=10, max_length=128)]
     code: Annotated[str, Field(min_length=6, max_length=16)]
 
 
-class RefreshRequest(_Strict):
+class RefreshRequest(RequestModel):
     refresh_token: Annotated[str, Field(min_length=10, max_length=128)]
 
 
@@ -129,13 +126,13 @@ class LoginOut(BaseModel):
 # --- passwords -------------------------------------------------------------------------------------------
 
 
-class ForgotPasswordRequest(_Strict):
+class ForgotPasswordRequest(RequestModel):
     phone: Phone
     sms_code: SmsCode
     new_password: Password
 
 
-class ChangePasswordRequest(_Strict):
+class ChangePasswordRequest(RequestModel):
     old_password: Password
     new_password: Password
 
@@ -161,7 +158,7 @@ class SessionItemOut(BaseModel):
 # --- real-name profile -----------------------------------------------------------------------------------
 
 
-class ProfileRequest(_Strict):
+class ProfileRequest(RequestModel):
     """Real-name data; changing data already on file also needs an SMS code (purpose profile_change)."""
 
     name: Annotated[str, Field(min_length=1, max_length=64)]
@@ -183,16 +180,16 @@ class ProfileOut(BaseModel):
 # --- payment password ------------------------------------------------------------------------------------
 
 
-class PaymentPasswordSetRequest(_Strict):
+class PaymentPasswordSetRequest(RequestModel):
     pin: Pin
     sms_code: SmsCode
 
 
-class PaymentPasswordVerifyRequest(_Strict):
+class PaymentPasswordVerifyRequest(RequestModel):
     pin: Pin
 
 
-class PaymentPasswordResetRequest(_Strict):
+class PaymentPasswordResetRequest(RequestModel):
     sms_code: SmsCode
     id_number: IdNumber
     new_pin: Pin
@@ -212,15 +209,15 @@ class PinVerifiedOut(BaseModel):
 # --- account state ---------------------------------------------------------------------------------------
 
 
-class SelfFreezeRequest(_Strict):
+class SelfFreezeRequest(RequestModel):
     reason: Reason | None = None
 
 
-class StaffFreezeRequest(_Strict):
+class StaffFreezeRequest(RequestModel):
     reason: Reason
 
 
-class SelfUnfreezeRequest(_Strict):
+class SelfUnfreezeRequest(RequestModel):
     """Unfreeze an account you froze yourself: password plus an SMS code (purpose ``unfreeze``)."""
 
     phone: Phone

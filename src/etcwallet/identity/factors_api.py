@@ -20,10 +20,11 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_phone
+from etcwallet.core.schemas import RequestModel
 from etcwallet.identity import audit, passkeys, sessions, stepup, totp
 from etcwallet.identity.audit import AuditEvent
 from etcwallet.identity.authz import Principal, require_customer
@@ -44,11 +45,7 @@ Customer = Annotated[Principal, Depends(require_customer)]
 # --- bodies ----------------------------------------------------------------------------------------------
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CodeIn(_Strict):
+class CodeIn(RequestModel):
     code: Annotated[str, Field(min_length=6, max_length=16)]
 
 
@@ -66,18 +63,18 @@ class CeremonyOut(BaseModel):
     public_key: dict[str, Any]
 
 
-class PasskeyRegisterIn(_Strict):
+class PasskeyRegisterIn(RequestModel):
     challenge_id: UUID
     credential: dict[str, Any]
     name: Annotated[str | None, Field(max_length=passkeys.NAME_MAX)] = None
 
 
-class PasskeyAssertionIn(_Strict):
+class PasskeyAssertionIn(RequestModel):
     challenge_id: UUID
     credential: dict[str, Any]
 
 
-class PasskeyLoginOptionsIn(_Strict):
+class PasskeyLoginOptionsIn(RequestModel):
     phone: Annotated[str | None, Field(max_length=20)] = None
 
 

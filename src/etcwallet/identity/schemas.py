@@ -6,22 +6,18 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from etcwallet.core.schemas import RequestModel
 from etcwallet.identity.authz import Role
 from etcwallet.identity.sessions import IssuedTokens
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
 
 Username = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[a-z][a-z0-9_.\-]*$")]
 Password = Annotated[str, Field(min_length=1, max_length=128)]
 BankCode = Literal["lanzhou_bank", "gansu_bank", "icbc", "abc", "rural_credit", "ccb", "psbc"]
 
 
-class OutletCreate(_Strict):
+class OutletCreate(RequestModel):
     code: Annotated[str, Field(min_length=2, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")]
     name: Annotated[str, Field(min_length=1, max_length=64)]
     kind: Literal["self_operated", "bank"]
@@ -39,7 +35,7 @@ class OutletOut(BaseModel):
     created_at: datetime
 
 
-class StaffCreate(_Strict):
+class StaffCreate(RequestModel):
     username: Username
     display_name: Annotated[str, Field(min_length=1, max_length=64)]
     password: Password
@@ -47,7 +43,7 @@ class StaffCreate(_Strict):
     outlet_id: UUID | None = None
 
 
-class StaffUpdate(_Strict):
+class StaffUpdate(RequestModel):
     role: Role | None = None
     outlet_id: UUID | None = None
     status: Literal["active", "disabled"] | None = None
@@ -64,7 +60,7 @@ class StaffOut(BaseModel):
     created_at: datetime
 
 
-class StaffPasswordLogin(_Strict):
+class StaffPasswordLogin(RequestModel):
     username: Annotated[str, Field(min_length=1, max_length=64)]
     password: Password
 
@@ -85,7 +81,7 @@ class LoginStepOut(BaseModel):
     totp_enrollment: TotpEnrollmentOut | None = None
 
 
-class SecondFactorLogin(_Strict):
+class SecondFactorLogin(RequestModel):
     ticket: Annotated[str, Field(min_length=10, max_length=128)]
     code: Annotated[str, Field(min_length=6, max_length=16)]
 
@@ -113,7 +109,7 @@ class StaffSessionOut(SessionOut):
     recovery_codes: list[str] | None = None
 
 
-class RefreshRequest(_Strict):
+class RefreshRequest(RequestModel):
     refresh_token: Annotated[str, Field(min_length=10, max_length=128)]
 
 

@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
 
 from etcwallet.core.errors import InvalidValue
 from etcwallet.core.money import MAX_AMOUNT, Currency, Money, SignedMoney
+from etcwallet.core.schemas import RequestModel
 from etcwallet.ledger.chart import AccountCode
 from etcwallet.ledger.service import HistoryEntry
 from etcwallet.ledger.types import Account, Transfer, TransferKind, TransferRequest
@@ -61,11 +62,7 @@ def _small_metadata(value: dict[str, Any]) -> dict[str, Any]:
 Metadata = Annotated[dict[str, Any], AfterValidator(_small_metadata)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AccountCreate(_Strict):
+class AccountCreate(RequestModel):
     """Open an account. Send your own ``id`` to make the call safe to retry."""
 
     id: UUID | None = None
@@ -132,11 +129,11 @@ class AccountOut(BaseModel):
         )
 
 
-class FreezeRequest(_Strict):
+class FreezeRequest(RequestModel):
     frozen: Flag
 
 
-class TransferCreate(_Strict):
+class TransferCreate(RequestModel):
     """Move ``amount`` from the debit account to the credit account, now or as a hold (``pending``)."""
 
     id: UUID
@@ -175,7 +172,7 @@ class TransferCreate(_Strict):
         )
 
 
-class PostPending(_Strict):
+class PostPending(RequestModel):
     """Post a hold: all of it, or a smaller ``amount`` (the rest is released)."""
 
     id: UUID
@@ -183,14 +180,14 @@ class PostPending(_Strict):
     metadata: Metadata = Field(default_factory=dict)
 
 
-class VoidPending(_Strict):
+class VoidPending(RequestModel):
     """Release a hold without moving money."""
 
     id: UUID
     metadata: Metadata = Field(default_factory=dict)
 
 
-class LinkedCreate(_Strict):
+class LinkedCreate(RequestModel):
     """Transfers that commit together or not at all."""
 
     transfers: Annotated[list[TransferCreate], Field(min_length=1, max_length=8000)]
@@ -200,7 +197,7 @@ class BatchItem(TransferCreate):
     linked: Flag = False
 
 
-class BatchCreate(_Strict):
+class BatchCreate(RequestModel):
     """Up to 8,000 independent transfers (``linked`` chains one to the next) in one transaction."""
 
     transfers: Annotated[list[BatchItem], Field(min_length=1, max_length=8000)]
