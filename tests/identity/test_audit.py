@@ -411,13 +411,6 @@ async def test_verify_endpoint_names_the_broken_row(
         root.setLevel(level)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (latent): audit.append hashes the detail as Python serializes it, but verify re-reads it from "
-    "jsonb, which normalizes numbers (1e16 comes back as the integer 10000000000000000): a genuine row "
-    "whose detail holds such a float is reported as tampered",
-)
 async def test_a_row_with_a_large_float_in_its_detail_verifies(fresh_database: Callable[[], str]) -> None:
     url = fresh_database()
     pool = await open_pool(url, 2)

@@ -50,6 +50,15 @@ def _digest(prev: bytes, at: datetime, e: Mapping[str, Any]) -> bytes:
     return hashlib.sha256(prev + content.encode()).digest()
 
 
+async def _as_stored(conn: AsyncConnection[Any], detail: Mapping[str, Any]) -> Any:
+    """The detail as jsonb will give it back (numbers normalised, keys ordered), so that verify agrees."""
+    plain = json.loads(json.dumps(dict(detail), ensure_ascii=False, default=str))
+    cur = await conn.execute("SELECT %s::jsonb", (Jsonb(plain),))
+    row = await cur.fetchone()
+    assert row is not None
+    return row[0]
+
+
 async def append(conn: AsyncConnection[Any], event: AuditEvent) -> int:
     """Append ``event`` inside the caller's transaction; returns its sequence number."""
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
@@ -66,7 +75,7 @@ async def append(conn: AsyncConnection[Any], event: AuditEvent) -> int:
         "outcome": event.outcome,
         "ip": event.ip,
         "user_agent": (event.user_agent or "")[:512] or None,
-        "detail": json.loads(json.dumps(dict(event.detail), ensure_ascii=False, default=str)),
+        "detail": await _as_stored(conn, event.detail),
     }
     digest = _digest(prev, at, fields)
     cur = await conn.execute(

@@ -15,7 +15,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import FieldCipher, hash_token, new_token
-from etcwallet.core.errors import DomainError
+from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.identity import audit, lockout, sessions, totp
 from etcwallet.identity.audit import AuditEvent
 from etcwallet.identity.authz import OUTLET_ROLES, Principal, Role, unauthenticated
@@ -179,7 +179,10 @@ async def create_staff(
     outlet_id: UUID | None,
 ) -> StaffMember:
     """Create a staff account; the password must pass the policy, and TOTP is enrolled at first sign-in."""
-    validate_password(password, phone=None)
+    try:
+        validate_password(password, phone=None)
+    except InvalidValue as refused:
+        raise refused.at("password") from None
     await _check_placement(conn, role, outlet_id)
     cur = await conn.execute(
         "INSERT INTO staff (id, username, display_name, password_hash, role, outlet_id) VALUES (%s, %s, %s, %s, %s, %s) "
@@ -309,8 +312,9 @@ async def login_second_factor(
     staff_id: UUID | None = None
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
-            "SELECT principal_id FROM login_tickets WHERE ticket_hash = %s AND principal_type = 'staff' "
-            "AND used_at IS NULL AND expires_at > now() AND attempts < %s FOR UPDATE",
+            "SELECT t.principal_id FROM login_tickets t JOIN staff st ON st.id = t.principal_id "
+            "WHERE t.ticket_hash = %s AND t.principal_type = 'staff' AND st.status = 'active' "
+            "AND t.used_at IS NULL AND t.expires_at > now() AND t.attempts < %s FOR UPDATE OF t",
             (hash_token(ticket), TICKET_ATTEMPTS),
         )
         row = await cur.fetchone()

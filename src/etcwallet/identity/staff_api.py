@@ -9,6 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
+from etcwallet.core.errors import DomainError
 from etcwallet.identity import audit
 from etcwallet.identity import schemas as s
 from etcwallet.identity import staff as service
@@ -121,12 +122,19 @@ async def whoami(request: Request, me: Annotated[Principal, Depends(require_staf
 
 
 async def _audit(
-    request: Request, me: Principal, action: str, target: tuple[str, str], detail: Mapping[str, object]
+    request: Request,
+    me: Principal,
+    action: str,
+    target: tuple[str, str | None],
+    detail: Mapping[str, object],
+    refused: DomainError | None = None,
 ) -> None:
+    """Record an administrative action; a refused one too, with the reason it was refused."""
     ip, ua = _client(request)
+    outcome, detail = ("refused", {**detail, "reason": refused.code}) if refused else ("success", detail)
     await audit.record(
         request.app.state.runtime.pool,
-        AuditEvent("staff", str(me.id), action, "success", target[0], target[1], ip, ua, detail),
+        AuditEvent("staff", str(me.id), action, outcome, target[0], target[1], ip, ua, detail),
     )
 
 
@@ -136,10 +144,14 @@ async def create_outlet(
     request: Request,
     me: Annotated[Principal, Depends(require(Permission.OUTLETS_MANAGE))],
 ) -> s.OutletOut:
-    async with request.app.state.runtime.pool.connection() as conn:
-        outlet = await service.create_outlet(
-            conn, code=body.code, name=body.name, kind=body.kind, bank=body.bank
-        )
+    try:
+        async with request.app.state.runtime.pool.connection() as conn:
+            outlet = await service.create_outlet(
+                conn, code=body.code, name=body.name, kind=body.kind, bank=body.bank
+            )
+    except DomainError as refused:
+        await _audit(request, me, "outlet.create", ("outlet", None), body.model_dump(mode="json"), refused)
+        raise
     await _audit(request, me, "outlet.create", ("outlet", str(outlet.id)), body.model_dump(mode="json"))
     return outlet_out(outlet)
 
@@ -166,18 +178,17 @@ async def read_outlet(
 async def create_staff(
     body: s.StaffCreate, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
 ) -> s.StaffOut:
-    async with request.app.state.runtime.pool.connection() as conn:
-        member = await service.create_staff(
-            conn, username=body.username, display_name=body.display_name, password=body.password, role=body.role,
-            outlet_id=body.outlet_id,
-        )  # fmt: skip
-    await _audit(
-        request,
-        me,
-        "staff.create",
-        ("staff", str(member.id)),
-        body.model_dump(mode="json", exclude={"password"}),
-    )
+    detail = body.model_dump(mode="json", exclude={"password"})
+    try:
+        async with request.app.state.runtime.pool.connection() as conn:
+            member = await service.create_staff(
+                conn, username=body.username, display_name=body.display_name, password=body.password,
+                role=body.role, outlet_id=body.outlet_id,
+            )  # fmt: skip
+    except DomainError as refused:
+        await _audit(request, me, "staff.create", ("staff", None), detail, refused)
+        raise
+    await _audit(request, me, "staff.create", ("staff", str(member.id)), detail)
     return staff_out(member)
 
 
@@ -204,14 +215,24 @@ async def update_staff(
     request: Request,
     me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))],
 ) -> s.StaffOut:
-    async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
-        old, new = await service.update_staff(
-            conn, staff_id, role=body.role, outlet_id=body.outlet_id, status=body.status
-        )
-    detail = {
-        "before": {"role": old.role.value, "outlet_id": str(old.outlet_id), "status": old.status},
-        "after": {"role": new.role.value, "outlet_id": str(new.outlet_id), "status": new.status},
-    }
+    try:
+        async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+            old, new = await service.update_staff(
+                conn, staff_id, role=body.role, outlet_id=body.outlet_id, status=body.status
+            )
+    except DomainError as refused:
+        asked = body.model_dump(mode="json", exclude_unset=True)
+        await _audit(request, me, "staff.update", ("staff", str(staff_id)), {"asked": asked}, refused)
+        raise
+
+    def placement(m: service.StaffMember) -> dict[str, str | None]:
+        return {
+            "role": m.role.value,
+            "outlet_id": str(m.outlet_id) if m.outlet_id else None,
+            "status": m.status,
+        }
+
+    detail = {"before": placement(old), "after": placement(new)}
     await _audit(request, me, "staff.update", ("staff", str(staff_id)), detail)
     return staff_out(new)
 
