@@ -8,12 +8,15 @@ listening only on a Unix socket, and stops it when the process exits. With a URL
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.config import Settings
@@ -91,6 +94,24 @@ def migrate(url: str) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
     command.upgrade(cfg, "head")
+
+
+@asynccontextmanager
+async def autocommit(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection in autocommit mode: each statement is its own transaction, one round trip.
+
+    Pooled connections otherwise open a transaction implicitly, which costs a ``BEGIN`` and a ``COMMIT``
+    round trip around a single read. The connection goes back to the pool as it came.
+    """
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        try:
+            yield conn
+        finally:
+            if not conn.closed:
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    await conn.execute("ROLLBACK")  # a transaction the caller began and did not end
+                await conn.set_autocommit(False)
 
 
 async def open_pool(url: str, size: int) -> AsyncConnectionPool:

@@ -19,6 +19,7 @@ from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import hash_token
+from etcwallet.core.db import autocommit
 from etcwallet.core.errors import DomainError
 from etcwallet.identity import sessions
 
@@ -205,7 +206,7 @@ class SessionLookup:
 
     async def _query(self, hashes: list[bytes]) -> dict[bytes, tuple[Any, ...]]:
         now = datetime.now(UTC)
-        async with self.pool.connection() as conn:
+        async with autocommit(self.pool) as conn:
             cur = await conn.execute(_PRINCIPAL_QUERY, (hashes, now, now))
             rows = {bytes(r[0]): tuple(r[1:]) for r in await cur.fetchall()}
             stale = [r[0] for r in rows.values() if now - r[5] > sessions.TOUCH_EVERY]

@@ -25,13 +25,13 @@ The caller owns the transaction: commit after this returns, roll back on an exce
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from psycopg import AsyncConnection
+from psycopg import AsyncClientCursor, AsyncConnection, AsyncCursor
 from psycopg import errors as pg_errors
 
 from etcwallet.core.money import MAX_AMOUNT
@@ -367,6 +367,52 @@ def _json_row(t: Transfer, created_at: str) -> list[Any]:
     ]  # fmt: skip
 
 
+class _Statements:
+    """Runs the engine's SQL inside the caller's transaction, one round trip per statement."""
+
+    def __init__(self, cur: AsyncCursor[Any]) -> None:
+        self.cur = cur
+
+    async def rows(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
+        await self.cur.execute(query, params)
+        return await self.cur.fetchall()
+
+    async def write(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> None:
+        await self.cur.execute(query, params)
+
+    async def finish(self) -> None:
+        """Nothing is held back: the caller commits."""
+
+
+class _OneTrip(_Statements):
+    """Runs a small batch in two round trips: ``BEGIN`` with the first read, the writes with ``COMMIT``.
+
+    Client-side binding lets several statements travel in one simple-protocol message, which costs far
+    less Python per batch than the extended protocol's message-by-message exchange. The connection is in
+    autocommit mode and the transaction is spelled out, so the first read opens it and ``finish`` ends it.
+    """
+
+    def __init__(self, cur: AsyncClientCursor[Any]) -> None:
+        super().__init__(cur)
+        self.client = cur
+        self.begun = False
+        self.pending_writes: list[str] = []
+
+    async def rows(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
+        if self.begun:
+            return await super().rows(query, params)
+        self.begun = True
+        await self.cur.execute("BEGIN; " + self.client.mogrify(query, params))
+        self.cur.nextset()  # past BEGIN's empty result
+        return await self.cur.fetchall()
+
+    async def write(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> None:
+        self.pending_writes.append(self.client.mogrify(query, params))
+
+    async def finish(self) -> None:
+        await self.cur.execute("; ".join([*self.pending_writes, "COMMIT"]))
+
+
 async def apply_transfers(
     conn: AsyncConnection[Any],
     requests: Sequence[TransferRequest],
@@ -381,99 +427,125 @@ async def apply_transfers(
     ``clock`` gives the batch its time (UTC). A refused transfer changes nothing; a linked chain is
     applied whole or not at all. The same id with the same fields returns the stored transfer; with
     other fields, ``transfer_id_conflict``. Raises :class:`RetryBatch` when the batch must run again.
-    ``bulk`` (default: more than ``BULK_THRESHOLD`` requests) streams with COPY, which needs a
-    connection outside pipeline mode; small batches use statements that pipeline.
+    ``bulk`` (default: more than ``BULK_THRESHOLD`` requests) streams the transfers with COPY.
+    The caller commits; :func:`apply_and_commit` runs a small batch in a transaction of its own instead.
     """
-    if not requests:
-        return []
     if bulk is None:
         bulk = len(requests) > BULK_THRESHOLD
+    async with conn.cursor() as cur:
+        return await _apply(_Statements(cur), requests, clock, check_ids, extra_accounts, bulk)
+
+
+async def apply_and_commit(
+    conn: AsyncConnection[Any],
+    requests: Sequence[TransferRequest],
+    clock: Callable[[], datetime],
+    *,
+    check_ids: bool = False,
+    extra_accounts: frozenset[UUID] = frozenset(),
+) -> list[Result]:
+    """:func:`apply_transfers` for a small batch in its own transaction, committed in two round trips.
+
+    ``conn`` must be in autocommit mode (``etcwallet.core.db.autocommit``): the transaction is spelled
+    out in the same messages as the work. On a failure the caller's context rolls it back.
+    """
+    async with AsyncClientCursor(conn) as cur:
+        return await _apply(_OneTrip(cur), requests, clock, check_ids, extra_accounts, bulk=False)
+
+
+async def _apply(
+    db: _Statements,
+    requests: Sequence[TransferRequest],
+    clock: Callable[[], datetime],
+    check_ids: bool,
+    extra_accounts: frozenset[UUID],
+    bulk: bool,
+) -> list[Result]:
+    if not requests:
+        return []
     pending_ids = list({r.pending_id for r in requests if r.pending_id is not None})
     wanted = {a for r in requests for a in (r.debit_account_id, r.credit_account_id) if a is not None}
     wanted |= extra_accounts
-    async with conn.cursor() as cur:
-        if pending_ids:
-            await cur.execute(
-                "SELECT debit_account_id, credit_account_id FROM ledger_pending WHERE id = ANY(%s::uuid[])",
-                (pending_ids,),
-            )
-            for debit_id, credit_id in await cur.fetchall():
-                wanted.add(debit_id)
-                wanted.add(credit_id)
+    if pending_ids:
+        for debit_id, credit_id in await db.rows(
+            "SELECT debit_account_id, credit_account_id FROM ledger_pending WHERE id = ANY(%s::uuid[])",
+            (uuid_array(pending_ids),),
+        ):
+            wanted.add(debit_id)
+            wanted.add(credit_id)
 
-        await cur.execute(_LOCK_ACCOUNTS, (uuid_array(wanted),))
-        accounts = {row[0]: _Acct(*row) for row in await cur.fetchall()}
-        # The batch's time is read once the locks are held, so an account's transfers carry times in
-        # the order they were applied, and a balance "as of" a time is well defined.
-        now = clock()
+    accounts = {row[0]: _Acct(*row) for row in await db.rows(_LOCK_ACCOUNTS, (uuid_array(wanted),))}
+    # The batch's time is read once the locks are held, so an account's transfers carry times in
+    # the order they were applied, and a balance "as of" a time is well defined.
+    now = clock()
 
-        pendings: dict[UUID, _Pending] = {}
-        if pending_ids or any(a.dpend or a.cpend for a in accounts.values()):
-            await cur.execute(_PENDING_QUERY, {"ids": pending_ids, "now": now, "accounts": list(accounts)})
-            for row in await cur.fetchall():
-                pendings[row[0]] = _Pending(
-                    id=row[0], debit=row[1], credit=row[2], amount=row[3], expires_at=row[4],
-                    state=PendingState(row[5]), resolved_by=row[6], resolved_at=row[7], code=row[8],
-                    currency=row[9],
-                )  # fmt: skip
-            missing = {a for p in pendings.values() for a in (p.debit, p.credit)} - accounts.keys()
-            if missing:
-                await _lock_more(cur, missing, accounts)
+    pendings: dict[UUID, _Pending] = {}
+    if pending_ids or any(a.dpend or a.cpend for a in accounts.values()):
+        params = {"ids": uuid_array(pending_ids), "now": now, "accounts": uuid_array(accounts)}
+        for row in await db.rows(_PENDING_QUERY, params):
+            pendings[row[0]] = _Pending(
+                id=row[0], debit=row[1], credit=row[2], amount=row[3], expires_at=row[4],
+                state=PendingState(row[5]), resolved_by=row[6], resolved_at=row[7], code=row[8],
+                currency=row[9],
+            )  # fmt: skip
+        missing = {a for p in pendings.values() for a in (p.debit, p.credit)} - accounts.keys()
+        if missing:
+            await _lock_more(db, missing, accounts)
 
-        lookup = (
-            [r.id for r in requests] if check_ids else [r.id for r in requests if r.pending_id is not None]
+    lookup = [r.id for r in requests] if check_ids else [r.id for r in requests if r.pending_id is not None]
+    existing: dict[UUID, Transfer] = {}
+    if lookup:
+        rows = await db.rows(
+            f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY(%s::uuid[])",
+            (uuid_array(lookup),),
         )
-        existing: dict[UUID, Transfer] = {}
-        if lookup:
-            await cur.execute(
-                f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY(%s::uuid[])", (lookup,)
-            )
-            existing = {row[0]: transfer_from_row(row) for row in await cur.fetchall()}
+        existing = {row[0]: transfer_from_row(row) for row in rows}
 
-        batch = _Batch(accounts, pendings, existing, now)
-        batch.expire_due()
-        if bulk:
-            async with cur.copy(_COPY_TRANSFERS) as copy:
-                encoder = pgcopy.RowEncoder(now)
-                await copy.write(pgcopy.HEADER)
+    batch = _Batch(accounts, pendings, existing, now)
+    batch.expire_due()
+    if bulk:
+        async with db.cur.copy(_COPY_TRANSFERS) as copy:
+            encoder = pgcopy.RowEncoder(now)
+            await copy.write(pgcopy.HEADER)
 
-                async def stream() -> None:
-                    rows = batch.created[batch.flushed :]
-                    batch.flushed = len(batch.created)
-                    await copy.write(b"".join(map(encoder.encode, rows)))
+            async def stream() -> None:
+                rows = batch.created[batch.flushed :]
+                batch.flushed = len(batch.created)
+                await copy.write(b"".join(map(encoder.encode, rows)))
 
-                results = await _apply_all(batch, requests, stream)
-                await copy.write(pgcopy.TRAILER)
-        else:
-            results = await _apply_all(batch, requests, None)
-            if batch.created:
-                stamp = now.isoformat()
-                rows = json.dumps([_json_row(t, stamp) for t in batch.created], ensure_ascii=False)
-                await cur.execute(_JSON_INSERT, (rows,))
+            results = await _apply_all(batch, requests, stream)
+            await copy.write(pgcopy.TRAILER)
+    else:
+        results = await _apply_all(batch, requests, None)
+        if batch.created:
+            stamp = now.isoformat()
+            rows_json = json.dumps([_json_row(t, stamp) for t in batch.created], ensure_ascii=False)
+            await db.write(_JSON_INSERT, (rows_json,))
 
-        if not check_ids:
-            refused = [r.id for r, out in zip(requests, results, strict=True) if isinstance(out, LedgerError)]
-            if refused:
-                await cur.execute(
-                    "SELECT 1 FROM ledger_transfers WHERE id = ANY(%s::uuid[]) LIMIT 1", (refused,)
-                )
-                if await cur.fetchone() is not None:
-                    raise RetryBatch(check_ids=True)
-        await _write_state(cur, batch)
+    if not check_ids:
+        refused = [r.id for r, out in zip(requests, results, strict=True) if isinstance(out, LedgerError)]
+        if refused and await db.rows(
+            "SELECT 1 FROM ledger_transfers WHERE id = ANY(%s::uuid[]) LIMIT 1", (uuid_array(refused),)
+        ):
+            raise RetryBatch(check_ids=True)
+    await _write_state(db, batch)
+    await db.finish()
     return results
 
 
-async def _lock_more(cur: Any, missing: set[UUID], accounts: dict[UUID, _Acct]) -> None:
-    """Lock accounts found late (the other side of an expired hold) without waiting out of order."""
+async def _lock_more(db: _Statements, missing: set[UUID], accounts: dict[UUID, _Acct]) -> None:
+    """Lock accounts found late (the other side of an expired hold) without waiting out of order.
+
+    If another transaction holds one, the batch runs again from the start with it locked in order.
+    """
     try:
-        async with cur.connection.transaction():
-            await cur.execute(
-                _LOCK_ACCOUNTS.replace("FOR UPDATE", "FOR UPDATE NOWAIT"), (uuid_array(missing),)
-            )
-            for row in await cur.fetchall():
-                accounts[row[0]] = _Acct(*row)
+        rows = await db.rows(
+            _LOCK_ACCOUNTS.replace("FOR UPDATE", "FOR UPDATE NOWAIT"), (uuid_array(missing),)
+        )
     except pg_errors.LockNotAvailable:
         raise RetryBatch(accounts=frozenset(missing)) from None
+    for row in rows:
+        accounts[row[0]] = _Acct(*row)
 
 
 FLUSH_EVERY = 256
@@ -523,35 +595,43 @@ async def _apply_all(
     return [r for r in slots if r is not None]
 
 
-async def _write_state(cur: Any, batch: _Batch) -> None:
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+async def _write_state(db: _Statements, batch: _Batch) -> None:
     """Persist what the batch changed besides the transfers: hold states and account totals."""
     new_pendings = [p for p in batch.pendings.values() if p.new]
     if new_pendings:
-        await cur.executemany(
+        holds = [
+            [str(p.id), str(p.debit), str(p.credit), p.amount, _iso(p.expires_at), p.state.value,
+             str(p.resolved_by) if p.resolved_by else None, _iso(p.resolved_at)]
+            for p in new_pendings
+        ]  # fmt: skip
+        await db.write(
             "INSERT INTO ledger_pending (id, debit_account_id, credit_account_id, amount, expires_at, state, "
-            "resolved_by, resolved_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                (p.id, p.debit, p.credit, p.amount, p.expires_at, p.state.value, p.resolved_by, p.resolved_at)
-                for p in new_pendings
-            ],
+            "resolved_by, resolved_at) SELECT (h->>0)::uuid, (h->>1)::uuid, (h->>2)::uuid, (h->>3)::bigint, "
+            "(h->>4)::timestamptz, h->>5, (h->>6)::uuid, (h->>7)::timestamptz "
+            "FROM json_array_elements(%s::json) AS h",
+            (json.dumps(holds),),
         )
     resolved = [p for p in batch.pendings.values() if p.dirty and not p.new]
     if resolved:
-        await cur.execute(
-            "UPDATE ledger_pending p SET state = u.state, resolved_by = u.resolved_by, "
-            "resolved_at = u.resolved_at FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::timestamptz[]) "
-            "AS u(id, state, resolved_by, resolved_at) WHERE p.id = u.id AND p.state = 'open'",
-            (
-                [p.id for p in resolved],
-                [p.state.value for p in resolved],
-                [p.resolved_by for p in resolved],
-                [p.resolved_at for p in resolved],
-            ),
+        ends = [
+            [str(p.id), p.state.value, str(p.resolved_by) if p.resolved_by else None,
+             p.resolved_at.isoformat() if p.resolved_at else None]
+            for p in resolved
+        ]  # fmt: skip
+        await db.write(
+            "UPDATE ledger_pending p SET state = u->>1, resolved_by = (u->>2)::uuid, "
+            "resolved_at = (u->>3)::timestamptz FROM json_array_elements(%s::json) AS u "
+            "WHERE p.id = (u->>0)::uuid AND p.state = 'open'",
+            (json.dumps(ends),),
         )
     dirty = [a for a in batch.accounts.values() if a.dirty]
     if dirty:
         totals = json.dumps([[str(a.id), a.dp, a.cp, a.dpend, a.cpend] for a in dirty])
-        await cur.execute(
+        await db.write(
             "UPDATE ledger_accounts a SET debits_posted = (u->>1)::bigint, credits_posted = (u->>2)::bigint, "
             "debits_pending = (u->>3)::bigint, credits_pending = (u->>4)::bigint "
             "FROM json_array_elements(%s::json) AS u WHERE a.id = (u->>0)::uuid",

@@ -33,6 +33,7 @@ from etcwallet.ledger.engine import (
     TRANSFER_COLUMNS,
     Result,
     RetryBatch,
+    apply_and_commit,
     apply_transfers,
     transfer_from_row,
 )
@@ -289,15 +290,23 @@ class Ledger:
         for attempt in range(attempts):
             started = time.perf_counter()
             try:
-                # Small batches pipeline BEGIN with the lock and the writes with COMMIT: two round
-                # trips in all. Bulk batches stream with COPY, which pipeline mode does not allow.
-                async with self.pool.connection() as conn, contextlib.AsyncExitStack() as stack:
-                    if not bulk:
-                        await stack.enter_async_context(conn.pipeline())
-                    await stack.enter_async_context(conn.transaction())
-                    results = await apply_transfers(
-                        conn, requests, self.clock, check_ids=check_ids, extra_accounts=extra, bulk=bulk
-                    )
+                # Small batches send BEGIN with the lock and the writes with COMMIT: two round trips
+                # in all. Bulk batches stream their transfers with COPY.
+                async with self.pool.connection() as conn:
+                    if bulk:
+                        async with conn.transaction():
+                            results = await apply_transfers(
+                                conn,
+                                requests,
+                                self.clock,
+                                check_ids=check_ids,
+                                extra_accounts=extra,
+                                bulk=True,
+                            )
+                    else:
+                        results = await apply_and_commit(
+                            conn, requests, self.clock, check_ids=check_ids, extra_accounts=extra
+                        )
             except RetryBatch as retry:
                 check_ids = check_ids or retry.check_ids
                 extra = extra | retry.accounts
