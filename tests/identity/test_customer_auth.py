@@ -289,6 +289,22 @@ async def test_lockout_after_five_failures_growing_on_repeat(
     assert await scalar(pool, "SELECT failed_logins FROM customers WHERE id = %s", me.id) == 0
 
 
+async def test_an_unknown_phone_locks_exactly_like_a_registered_one(client: httpx.AsyncClient) -> None:
+    """The lockout must not reveal registration: a phone nobody holds is counted and locked the same way."""
+    registered, unknown = (await register(client)).phone, new_phone()
+
+    async def attempts(phone: str) -> list[tuple[int, str]]:
+        answers = [await login(client, phone, "Wrong-pass-123") for _ in range(6)]
+        answers.append(await login(client, phone))  # the right password (for the registered one) too
+        return [(r.status_code, r.json()["code"]) for r in answers]
+
+    seen = await attempts(registered)
+    assert seen == [(401, "invalid_credentials")] * 4 + [(423, "account_locked")] * 3
+    assert await attempts(unknown) == seen
+    a, b = (await login(client, registered)).json(), (await login(client, unknown)).json()
+    assert set(a) == set(b) and a["title"].split("至")[0] == b["title"].split("至")[0]
+
+
 async def test_login_rate_limits_per_ip_and_per_phone(
     client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -791,6 +791,22 @@ async def test_repeated_wrong_passwords_lock_the_account_and_say_until_when(clie
     assert all(x["actor_type"] == "staff" and x["actor_id"] == str(member.id) for x in rows)
 
 
+async def test_an_unknown_username_locks_exactly_like_a_real_one(client, pool) -> None:
+    """Five failures lock a username nobody holds too, so a 423 does not reveal that an account exists."""
+    member, ghost = await new_staff(pool), username()
+
+    async def attempts(name: str) -> list[tuple[int, str]]:
+        answers = [await password_step(client, name, "Wrong-pass-2026!") for _ in range(6)]
+        answers.append(await password_step(client, name))
+        return [(r.status_code, r.json()["code"]) for r in answers]
+
+    seen = await attempts(member.username)
+    assert seen == [(401, "invalid_credentials")] * 4 + [(423, "account_locked")] * 3
+    assert await attempts(ghost) == seen
+    rows = await audit_rows(pool, action="staff.login.password", detail_username=ghost)
+    assert [x["detail"]["reason"] for x in rows] == ["invalid_credentials"] * 4 + ["account_locked"] * 3
+
+
 async def test_unknown_username_answers_like_a_wrong_password(client, pool) -> None:
     member = await new_staff(pool)
     ghost = username()

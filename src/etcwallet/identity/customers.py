@@ -467,8 +467,12 @@ async def _check_password(
     """Phone and password, with lockout: (customer if known, refusal or None). Same cost for unknown phones."""
     found = await _by_phone(conn, phone)
     if found is None:
+        locked = await lockout.unknown_lock_in_force(conn, "customers", phone)
+        if locked is not None:
+            return None, locked
         await verify_secret_async(dummy_hash(), password)
-        return None, INVALID_CREDENTIALS
+        until = await lockout.record_unknown_failure(conn, "customers", phone)
+        return None, INVALID_CREDENTIALS if until is None else lockout.locked_error(until)
     customer, stored = found
     locked = lockout.lock_in_force(customer.locked_until)
     if locked is not None:

@@ -1,4 +1,8 @@
-"""Login lockout shared by customers and staff: 5 failures lock for 15 minutes, doubling on repeats."""
+"""Login lockout shared by customers and staff: 5 failures lock for 15 minutes, doubling on repeats.
+
+An identifier with no account behind it (a phone nobody registered, a username nobody holds) is counted
+and locked the same way, so the answers never tell a registered identifier from an unknown one.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
+from etcwallet.core.crypto import hash_token
 from etcwallet.core.errors import DomainError
 
 MAX_FAILURES = 5
@@ -59,3 +64,42 @@ async def record_success(conn: AsyncConnection[Any], table: Table, principal_id:
     await conn.execute(
         f"UPDATE {table} SET failed_logins = 0, locked_until = NULL WHERE id = %s", (principal_id,)
     )
+
+
+def _identity(table: Table, identifier: str) -> bytes:
+    return hash_token(f"{table}:{identifier}")
+
+
+async def unknown_lock_in_force(
+    conn: AsyncConnection[Any], table: Table, identifier: str
+) -> DomainError | None:
+    """The refusal to give while an identifier without an account is locked, or None."""
+    cur = await conn.execute(
+        "SELECT locked_until FROM unknown_login_failures WHERE identity_hash = %s",
+        (_identity(table, identifier),),
+    )
+    row = await cur.fetchone()
+    return lock_in_force(row[0]) if row else None
+
+
+async def record_unknown_failure(
+    conn: AsyncConnection[Any], table: Table, identifier: str
+) -> datetime | None:
+    """Count a failed sign-in at an identifier without an account, exactly as :func:`record_failure` does."""
+    key = _identity(table, identifier)
+    cur = await conn.execute(
+        "INSERT INTO unknown_login_failures (identity_hash, failed_logins) VALUES (%s, 1) "
+        "ON CONFLICT (identity_hash) DO UPDATE SET failed_logins = unknown_login_failures.failed_logins + 1, "
+        "updated_at = now() RETURNING failed_logins, lockouts",
+        (key,),
+    )
+    row = await cur.fetchone()
+    if row is None or row[0] < MAX_FAILURES:
+        return None
+    until = datetime.now(UTC) + lock_duration(row[1])
+    await conn.execute(
+        "UPDATE unknown_login_failures SET failed_logins = 0, lockouts = lockouts + 1, locked_until = %s "
+        "WHERE identity_hash = %s",
+        (until, key),
+    )
+    return until

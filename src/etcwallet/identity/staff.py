@@ -266,10 +266,13 @@ async def login_password(
             (username,),
         )
         row = await cur.fetchone()
+        staff_id = None
         if row is None:
-            await verify_secret_async(dummy_hash(), password)
-            failure: DomainError | None = _INVALID_LOGIN
-            staff_id = None
+            failure: DomainError | None = await lockout.unknown_lock_in_force(conn, "staff", username)
+            if failure is None:
+                await verify_secret_async(dummy_hash(), password)
+                until = await lockout.record_unknown_failure(conn, "staff", username)
+                failure = _INVALID_LOGIN if until is None else lockout.locked_error(until)
         else:
             staff_id = row[0]
             failure = lockout.lock_in_force(row[3])
