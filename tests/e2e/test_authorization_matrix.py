@@ -156,6 +156,8 @@ PUBLIC: frozenset[tuple[str, str]] = frozenset(
         ("POST", f"{C}/login"),
         ("POST", f"{C}/login/sms"),
         ("POST", f"{C}/login/totp"),
+        ("POST", f"{C}/login/passkey/options"),
+        ("POST", f"{C}/login/passkey"),
         ("POST", f"{C}/password/forgot"),
         ("POST", f"{C}/auth/refresh"),
         ("POST", f"{C}/unfreeze"),

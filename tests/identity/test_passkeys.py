@@ -407,3 +407,70 @@ async def test_list_and_delete_only_own_passkeys(client, pool):
     # Staff are not customers here.
     r = await client.get(f"{ME}/passkeys")
     assert r.status_code == 401
+
+
+# --- a passkey as the second step of a password sign-in --------------------------------------------------
+
+SECOND = "/api/v1/customers/login/passkey"
+
+
+async def password_ticket(client: Any, phone: str) -> dict:
+    r = await client.post("/api/v1/customers/login", json={"phone": phone, "password": "Pass-word-2026"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] != "signed_in" and "passkey" in body["factors"], body
+    return body
+
+
+async def test_password_then_passkey_signs_in(client, pool):
+    customer_id, phone, device, key = await customer_with_passkey(client, pool)
+    step = await password_ticket(client, phone)
+    r = await client.post(f"{SECOND}/options", json={"ticket": step["ticket"]})
+    assert r.status_code == 200, r.text
+    options = r.json()
+    assert [c["id"] for c in options["public_key"]["allowCredentials"]] == [
+        b64url(k) for k in device.credentials
+    ]
+    before = await live_sessions(pool, customer_id)
+    answer = {
+        "ticket": step["ticket"],
+        "challenge_id": options["challenge_id"],
+        "credential": device.get(options, ORIGIN),
+    }
+    r = await client.post(SECOND, json=answer)
+    assert r.status_code == 200, r.text
+    me = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    step_up = (await client.get(f"{ME}/step-up", headers=me)).json()
+    assert step_up["stepped_up"] is True and step_up["factor"] == "passkey"
+    assert await live_sessions(pool, customer_id) == before + 1
+    assert await sign_count(pool, key["id"]) == 1
+    assert ("customer.login.second_factor", "success") in await audit_actions(pool, customer_id)
+
+    # The ticket and the challenge are spent: replaying the same answer opens nothing.
+    r = await client.post(SECOND, json=answer)
+    assert r.status_code in (401, 422) and r.headers["content-type"].startswith("application/problem+json")
+    assert await live_sessions(pool, customer_id) == before + 1
+
+
+async def test_second_step_refuses_another_customers_passkey(client, pool):
+    _, phone, _, _ = await customer_with_passkey(client, pool)
+    other_id, _, other_device, other_key = await customer_with_passkey(client, pool)
+    step = await password_ticket(client, phone)
+    options = (await client.post(f"{SECOND}/options", json={"ticket": step["ticket"]})).json()
+    # The other customer's authenticator answers a challenge bound to the first customer.
+    forged = other_device.get(
+        {**options, "public_key": {**options["public_key"], "allowCredentials": []}}, ORIGIN
+    )
+    r = await client.post(
+        SECOND, json={"ticket": step["ticket"], "challenge_id": options["challenge_id"], "credential": forged}
+    )
+    assert r.status_code == 401, r.text
+    assert await sign_count(pool, other_key["id"]) == 0
+    assert await live_sessions(pool, other_id) == 1  # only the session that registered the key
+
+
+async def test_second_step_with_a_bad_ticket_is_refused(client):
+    r = await client.post(f"{SECOND}/options", json={"ticket": "not-a-real-ticket-000"})
+    assert r.status_code == 401 and r.json()["code"] == "login_ticket_invalid", r.text
+    r = await client.post(f"{SECOND}/options", json={"ticket": "short"})
+    assert r.status_code == 422 and r.json()["field"] == "ticket"

@@ -29,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.core.crypto import FieldCipher, Keys, hash_token, keyed_hash, new_token
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_id_number, mask_name, mask_phone
-from etcwallet.identity import audit, lockout, sessions, sms, totp
+from etcwallet.identity import audit, lockout, passkeys, sessions, sms, totp
 from etcwallet.identity.audit import AuditEvent
 from etcwallet.identity.authz import unauthenticated
 from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
@@ -575,6 +575,84 @@ async def login_second_factor(
     await _audit(
         pool, client, "customer.login.second_factor", _outcome(failure), customer_id=customer_id,
         failure=failure, actor=_claimant(customer_id, failure is None), detail={"factor": factor},
+    )  # fmt: skip
+    if failure is not None:
+        raise failure
+    return tokens
+
+
+_LIVE_TICKET = (
+    "SELECT principal_id FROM login_tickets WHERE ticket_hash = %s AND principal_type = 'customer' "
+    "AND used_at IS NULL AND expires_at > now() AND attempts < %s"
+)
+
+
+async def passkey_second_factor_options(
+    pool: AsyncConnectionPool, *, ticket: str, rp_id: str
+) -> passkeys.Ceremony:
+    """Options to finish a password sign-in with one of the ticket's customer's passkeys."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(_LIVE_TICKET, (hash_token(ticket), TICKET_ATTEMPTS))
+        row = await cur.fetchone()
+        if row is None:
+            raise BAD_TICKET
+        return await passkeys.authentication_options(
+            conn, purpose="login", rp_id=rp_id, principal=(CUSTOMER, row[0])
+        )
+
+
+async def login_second_factor_passkey(
+    pool: AsyncConnectionPool,
+    *,
+    ticket: str,
+    challenge_id: UUID,
+    credential: dict[str, Any],
+    rp_id: str,
+    origin: str,
+    client: Client,
+) -> sessions.IssuedTokens:
+    """Finish a password sign-in with a passkey assertion answering :func:`passkey_second_factor_options`."""
+    ticket_hash = hash_token(ticket)
+    customer_id: UUID | None = None
+    failure: DomainError | None = None
+    async with pool.connection() as conn:
+        cur = await conn.execute(_LIVE_TICKET, (ticket_hash, TICKET_ATTEMPTS))
+        row = await cur.fetchone()
+    if row is None:
+        failure = BAD_TICKET
+    else:
+        customer_id = row[0]
+        try:
+            challenge, _ = await passkeys.take_challenge(pool, challenge_id, "login", (CUSTOMER, customer_id))
+            async with pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(_LIVE_TICKET + " FOR UPDATE", (ticket_hash, TICKET_ATTEMPTS))
+                if await cur.fetchone() is None:
+                    raise BAD_TICKET  # spent by a concurrent attempt
+                customer = await get_customer(conn, customer_id)
+                refusal = lockout.lock_in_force(customer.locked_until) or _status_refusal(customer)
+                if refusal is not None:
+                    raise refusal
+                await passkeys.verify_assertion(
+                    conn, challenge=challenge, credential=credential, rp_id=rp_id, origin=origin,
+                    principal=(CUSTOMER, customer_id), principal_type=CUSTOMER,
+                )  # fmt: skip
+                await conn.execute(
+                    "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (ticket_hash,)
+                )
+                await lockout.record_success(conn, "customers", customer_id)
+                tokens = await sessions.create(
+                    conn, CUSTOMER, customer_id, ip=client.ip, user_agent=client.user_agent
+                )
+                await sessions.mark_stepped_up(conn, tokens.session_id, "passkey")
+        except DomainError as refused:
+            failure = refused
+            async with pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s", (ticket_hash,)
+                )
+    await _audit(
+        pool, client, "customer.login.second_factor", _outcome(failure), customer_id=customer_id,
+        failure=failure, actor=_claimant(customer_id, failure is None), detail={"factor": "passkey"},
     )  # fmt: skip
     if failure is not None:
         raise failure

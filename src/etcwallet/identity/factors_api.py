@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_phone
 from etcwallet.core.schemas import RequestModel
-from etcwallet.identity import audit, passkeys, sessions, stepup, totp
+from etcwallet.identity import audit, customers, passkeys, sessions, stepup, totp
 from etcwallet.identity.audit import AuditEvent
 from etcwallet.identity.authz import Principal, require_customer
 from etcwallet.identity.ratelimit import Limit, hit
@@ -423,6 +423,45 @@ async def step_up_sms_verify(body: CodeIn, request: Request, me: Customer) -> St
         await _refused(request, me, "sms", exc)
         raise
     return await _proved(request, me, "sms")
+
+
+# --- a passkey as the second step of a password sign-in -------------------------------------------------
+
+
+class TicketIn(RequestModel):
+    ticket: Annotated[str, Field(min_length=10, max_length=128)]
+
+
+class TicketAssertionIn(PasskeyAssertionIn):
+    ticket: Annotated[str, Field(min_length=10, max_length=128)]
+
+
+@router.post("/api/v1/customers/login/passkey/options", response_model=CeremonyOut)
+async def login_passkey_options(body: TicketIn, request: Request) -> CeremonyOut:
+    """Options to finish a password sign-in (its ``ticket``) with one of the customer's passkeys."""
+    rt = request.app.state.runtime
+    ip, _ = _client(request)
+    async with rt.pool.connection() as conn:
+        await hit(conn, f"customer-second-factor:ip:{ip}", PASSKEY_LOGIN_PER_IP)
+    rp_id, _ = relying_party(request)
+    return _ceremony_out(
+        await customers.passkey_second_factor_options(rt.pool, ticket=body.ticket, rp_id=rp_id)
+    )
+
+
+@router.post("/api/v1/customers/login/passkey", response_model=SessionOut)
+async def login_passkey(body: TicketAssertionIn, request: Request) -> SessionOut:
+    """Finish a password sign-in with the passkey assertion answering those options: the session's tokens."""
+    rt = request.app.state.runtime
+    ip, ua = _client(request)
+    async with rt.pool.connection() as conn:
+        await hit(conn, f"customer-second-factor:ip:{ip}", PASSKEY_LOGIN_PER_IP)
+    rp_id, origin = relying_party(request)
+    tokens = await customers.login_second_factor_passkey(
+        rt.pool, ticket=body.ticket, challenge_id=body.challenge_id, credential=body.credential, rp_id=rp_id,
+        origin=origin, client=customers.Client(ip, ua),
+    )  # fmt: skip
+    return SessionOut.of(tokens)
 
 
 # --- password-less sign-in -------------------------------------------------------------------------------
