@@ -34,6 +34,7 @@ from uuid import UUID, uuid4
 import uvloop
 from psycopg_pool import AsyncConnectionPool
 
+from etcwallet.core.config import Settings
 from etcwallet.core.crypto import generate_key
 from etcwallet.core.db import create_database, migrate, open_pool, pg_bin, start_embedded
 from etcwallet.identity import sessions, staff
@@ -146,7 +147,7 @@ def random_transfer(accounts: list[UUID], rng: random.Random) -> TransferRequest
 
 async def bench_service(url: str, clients: int, duration: float) -> tuple[float, dict[str, object]]:
     pool = await open_pool(url, 8)
-    ledger = Ledger(pool, writers=2)
+    ledger = Ledger(pool, writers=Settings().ledger_writers)  # as `etcwallet serve` runs it
     await ledger.start()
     try:
         accounts = await open_accounts(ledger, ACCOUNTS)

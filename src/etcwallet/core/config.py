@@ -39,7 +39,7 @@ class Settings(BaseSettings):
         default=None, description="base64 HMAC key for look-ups by secret value"
     )
     db_pool_size: int = Field(default=12, ge=2, le=200)
-    ledger_writers: int = Field(default=2, ge=1, le=32)
+    ledger_writers: int = Field(default=1, ge=1, le=32)
     ledger_max_batch: int = Field(default=8000, ge=1, le=8000)
     ledger_expiry_interval_seconds: float = Field(default=5.0, gt=0)
 

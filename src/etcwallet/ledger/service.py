@@ -88,7 +88,7 @@ class Ledger:
         self,
         pool: AsyncConnectionPool,
         *,
-        writers: int = 2,
+        writers: int = 1,
         max_batch: int = MAX_BATCH,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
