@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from etcwallet.core.errors import DomainError
 from etcwallet.core.http import body_schema, parse_body
 from etcwallet.core.i18n import negotiate
+from etcwallet.core.ids import new_id
 from etcwallet.core.money import SignedMoney
 from etcwallet.identity.authz import Permission, require
 from etcwallet.ledger import schemas as s
@@ -40,11 +41,9 @@ LedgerDep = Annotated[Ledger, Depends(get_ledger)]
     "/accounts", status_code=status.HTTP_201_CREATED, response_model=s.AccountOut, dependencies=WRITE
 )
 async def create_account(body: s.AccountCreate, ledger: LedgerDep) -> s.AccountOut:
-    from uuid import uuid4
-
     account = await ledger.create_account(
         AccountSpec(
-            id=body.id or uuid4(),
+            id=body.id or new_id(),
             currency=body.currency,
             code=body.code.value,
             owner=body.owner,
