@@ -58,6 +58,7 @@ class RowEncoder:
         self._created = created_at
         self._created_at = timestamptz(created_at)
         self._texts: dict[str, bytes] = {}
+        self._plain: dict[tuple[str, str, str], tuple[struct.Struct, bytes, bytes]] = {}
 
     def _text(self, value: str) -> bytes:
         encoded = self._texts.get(value)
@@ -66,8 +67,31 @@ class RowEncoder:
             encoded = self._texts[value] = struct.pack(">i", len(raw)) + raw
         return encoded
 
+    def _plain_shape(self, key: tuple[str, str, str]) -> tuple[struct.Struct, bytes, bytes]:
+        """One struct for a plain row of this kind, currency and code: the constant columns baked in."""
+        kind = self._text(key[0])
+        middle = self._text(key[1]) + self._text(key[2]) + _NULL * 3 + _EMPTY_JSONB + self._created_at
+        shape = struct.Struct(f">hi16s{len(kind)}si16si16siq{len(middle)}siqiqiqiq"), kind, middle
+        self._plain[key] = shape
+        return shape
+
     def encode(self, t: Transfer) -> bytes:
         """One row: the transfer's columns in :data:`COLUMNS` order."""
+        if (
+            t.pending_id is None
+            and t.timeout_seconds is None
+            and t.expires_at is None
+            and not t.metadata
+            and t.created_at is self._created
+        ):
+            # The common bulk row (a plain transfer): one pack call, the constant columns prebuilt.
+            key = (t.kind.value, t.currency, t.code)
+            packer, kind, middle = self._plain.get(key) or self._plain_shape(key)
+            return packer.pack(
+                16, 16, t.id.bytes, kind, 16, t.debit_account_id.bytes, 16, t.credit_account_id.bytes,
+                8, t.amount, middle, 8, t.debit_debits_after, 8, t.debit_credits_after,
+                8, t.credit_debits_after, 8, t.credit_credits_after,
+            )  # fmt: skip
         text = self._text
         if t.metadata:
             raw = json.dumps(t.metadata, ensure_ascii=False).encode()
