@@ -38,6 +38,7 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.core.config import Settings
 from etcwallet.core.crypto import generate_key
 from etcwallet.core.db import create_database, migrate, open_pool, pg_bin, start_embedded
+from etcwallet.core.gc_tuning import tune_for_service
 from etcwallet.core.ids import new_id
 from etcwallet.identity import sessions, staff
 from etcwallet.identity.authz import Role
@@ -317,6 +318,7 @@ async def bench_http(
 
 async def run_all(url: str, clients: int, duration: float, json_output: bool, http_workers: int) -> Report:
     report = Report()
+    tune_for_service()  # as `etcwallet serve` does once it is ready: (b) and (d) run in this process
     _say(json_output, f"(a) pgbench TPC-B, {clients} clients, {duration:.0f} s ...")
     report.pgbench_tps = await asyncio.to_thread(run_pgbench, url, clients, duration)
     _say(json_output, f"    {report.pgbench_tps:,.0f} TPS")

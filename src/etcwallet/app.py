@@ -23,6 +23,7 @@ from etcwallet.core.config import Settings, get_settings
 from etcwallet.core.crypto import Keys, load_keys
 from etcwallet.core.db import DatabaseServer, connect_database, migrate, open_pool
 from etcwallet.core.errors import install_handlers
+from etcwallet.core.gc_tuning import tune_for_service
 from etcwallet.core.http import HotRoutes
 from etcwallet.core.logging import configure_logging
 from etcwallet.identity.customer_api import router as customer_router
@@ -149,6 +150,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt = runtime or await start_runtime(settings)
         app.state.runtime = rt
         app.state.ledger = rt.ledger
+        if own:
+            tune_for_service()
         log.info("etcwallet ready", extra={"version": __version__, "env": settings.env})
         try:
             yield
