@@ -26,6 +26,7 @@ from etcwallet.core.errors import install_handlers
 from etcwallet.core.gc_tuning import tune_for_service
 from etcwallet.core.http import HotRoutes
 from etcwallet.core.logging import configure_logging
+from etcwallet.identity import housekeeping as identity_housekeeping
 from etcwallet.identity.customer_api import router as customer_router
 from etcwallet.identity.dev_api import router as dev_router
 from etcwallet.identity.factors_api import router as factors_router
@@ -77,6 +78,9 @@ async def start_runtime(settings: Settings) -> Runtime:
     )
     runtime.background.append(
         asyncio.create_task(ledger.run_expiry_sweeper(settings.ledger_expiry_interval_seconds))
+    )
+    runtime.background.append(
+        asyncio.create_task(identity_housekeeping.run(pool, settings.housekeeping_interval_seconds))
     )
     if settings.demo and not settings.is_production:
         from etcwallet.demo import load_demo_data

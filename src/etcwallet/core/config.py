@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     ledger_writers: int = Field(default=1, ge=1, le=32)
     ledger_max_batch: int = Field(default=8000, ge=1, le=8000)
     ledger_expiry_interval_seconds: float = Field(default=5.0, gt=0)
+    housekeeping_interval_seconds: float = Field(default=3600.0, gt=0)
 
     @property
     def is_production(self) -> bool:

@@ -53,9 +53,11 @@ async def hit(conn: AsyncConnection[Any], key: str, limit: Limit) -> None:
         raise too_many(retry_after)
 
 
-async def sweep(conn: AsyncConnection[Any], older_than: timedelta = timedelta(days=2)) -> int:
+async def sweep(
+    conn: AsyncConnection[Any], older_than: timedelta = timedelta(days=2), now: datetime | None = None
+) -> int:
     """Forget windows that can no longer matter."""
     cur = await conn.execute(
-        "DELETE FROM rate_limits WHERE window_start < %s", (datetime.now(UTC) - older_than,)
+        "DELETE FROM rate_limits WHERE window_start < %s", ((now or datetime.now(UTC)) - older_than,)
     )
     return cur.rowcount

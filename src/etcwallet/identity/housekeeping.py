@@ -1,0 +1,59 @@
+"""Forgetting what identity no longer needs: spent counters, codes, tickets and challenges.
+
+Rate-limit windows, SMS codes, sign-in tickets, passkey challenges and the lockout counters of
+identifiers without an account are written on every attempt, by anyone, so without a sweep those tables
+grow with every attacker's try. Old SMS code hashes are also worth deleting for their own sake: a hash
+of six digits is quickly reversed. The audit log keeps the record of what happened; sessions are kept
+as each customer's device history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from etcwallet.identity import ratelimit
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOWS_KEPT = timedelta(days=2)
+"""The longest window is a day; a window older than two can no longer count against anyone."""
+SPENT_KEPT = timedelta(days=1)
+"""Codes, tickets and challenges are kept a day past their expiry, for support to see what happened."""
+UNKNOWN_FAILURES_KEPT = timedelta(days=30)
+"""How long a failing identifier without an account keeps its lockout history once it is unlocked."""
+
+
+async def sweep(conn: AsyncConnection[Any], now: datetime | None = None) -> dict[str, int]:
+    """Delete what no check can need any more; returns how many rows left each table."""
+    now = now or datetime.now(UTC)
+    deleted = {"rate_limits": await ratelimit.sweep(conn, RATE_WINDOWS_KEPT, now)}
+    spent = now - SPENT_KEPT
+    for table in ("sms_codes", "login_tickets", "webauthn_challenges"):
+        cur = await conn.execute(f"DELETE FROM {table} WHERE expires_at < %s", (spent,))
+        deleted[table] = cur.rowcount
+    cur = await conn.execute(
+        "DELETE FROM unknown_login_failures WHERE updated_at < %s AND (locked_until IS NULL OR locked_until < %s)",
+        (now - UNKNOWN_FAILURES_KEPT, now),
+    )
+    deleted["unknown_login_failures"] = cur.rowcount
+    return deleted
+
+
+async def run(pool: AsyncConnectionPool, interval: float) -> None:
+    """Sweep every ``interval`` seconds until cancelled."""
+    while True:
+        try:
+            async with pool.connection() as conn:
+                deleted = await sweep(conn)
+            if any(deleted.values()):
+                log.info("identity housekeeping", extra={"deleted": deleted})
+        except (psycopg.Error, OSError):
+            log.exception("identity housekeeping failed")
+        await asyncio.sleep(interval)
