@@ -416,13 +416,51 @@ async def test_idle_expiry_refresh_rotation_and_revocation(
     new_access, new_refresh = r.json()["access_token"], r.json()["refresh_token"]
     assert new_access != live.access and new_refresh != live.refresh
     assert (await client.get(f"{BASE}/me", headers=live.headers)).status_code == 401
-    assert (
-        await client.post(f"{BASE}/auth/refresh", json={"refresh_token": live.refresh})
-    ).status_code == 401
     assert (await client.get(f"{BASE}/me", headers=bearer(new_access))).status_code == 200
     assert (await client.post(f"{BASE}/auth/logout", headers=bearer(new_access))).status_code == 204
     assert (await client.get(f"{BASE}/me", headers=bearer(new_access))).status_code == 401
     assert (await client.post(f"{BASE}/auth/refresh", json={"refresh_token": new_refresh})).status_code == 401
+
+
+async def test_a_replayed_refresh_token_ends_the_session(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool
+) -> None:
+    me = await register(client)
+    other = await sign_in(client, me)
+    r = await client.post(f"{BASE}/auth/refresh", json={"refresh_token": me.refresh})
+    assert r.status_code == 200, r.text
+    rotated = r.json()
+    assert (await client.get(f"{BASE}/me", headers=bearer(rotated["access_token"]))).status_code == 200
+
+    # Someone presents the replaced refresh token: a second holder of this session's tokens.
+    replay = await client.post(f"{BASE}/auth/refresh", json={"refresh_token": me.refresh})
+    assert_problem(replay, 401, "refresh_token_reused")
+    assert "重新登录" in replay.json()["title"]
+    # The session has ended for both holders; the customer's other device is untouched.
+    assert (await client.get(f"{BASE}/me", headers=bearer(rotated["access_token"]))).status_code == 401
+    assert_problem(
+        await client.post(f"{BASE}/auth/refresh", json={"refresh_token": rotated["refresh_token"]}),
+        401, "unauthenticated",
+    )  # fmt: skip
+    assert (await client.get(f"{BASE}/me", headers=other.headers)).status_code == 200
+    # Presenting it again finds no live session: a plain 401, nothing else ends.
+    assert_problem(
+        await client.post(f"{BASE}/auth/refresh", json={"refresh_token": me.refresh}), 401, "unauthenticated"
+    )
+    assert (await client.get(f"{BASE}/me", headers=other.headers)).status_code == 200
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT revoked_reason FROM sessions WHERE principal_id = %s AND revoked_at IS NOT NULL", (me.id,)
+        )
+        assert [row[0] for row in await cur.fetchall()] == ["refresh_token_reused"]
+        cur = await conn.execute(
+            "SELECT outcome, detail->>'reason' FROM audit_log WHERE action = 'customer.session.refresh' "
+            "AND target_id = %s ORDER BY seq",
+            (str(me.id),),
+        )
+        assert await cur.fetchall() == [
+            ("success", None), ("refused", "refresh_token_reused"), ("refused", "unauthenticated")
+        ]  # fmt: skip
 
 
 async def test_devices_list_and_end_only_your_own(client: httpx.AsyncClient) -> None:

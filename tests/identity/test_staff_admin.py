@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -698,17 +699,45 @@ async def test_refresh_rotates_both_tokens(client, pool) -> None:
     assert new["access_token"] != session["access_token"] and new["refresh_token"] != session["refresh_token"]
     assert new["absolute_expires_at"] == session["absolute_expires_at"]  # refreshing never extends it
     assert (await me(client, bearer(new["access_token"])))["id"] == str(member.id)
-    # the old pair stops working
+    # the old access token stops working
     assert_problem(await client.get(ME, headers=bearer(session["access_token"])), 401, code="unauthenticated")
-    r = await client.post(f"{AUTH}/refresh", json={"refresh_token": session["refresh_token"]})
-    assert_problem(r, 401, code="unauthenticated")
-    # the new refresh token works (once)
+    # the new refresh token works
     r = await client.post(f"{AUTH}/refresh", json={"refresh_token": new["refresh_token"]})
     assert r.status_code == 200, r.text
-    assert_problem(await client.post(f"{AUTH}/refresh", json={"refresh_token": new["refresh_token"]}), 401)
+    assert (await me(client, bearer(r.json()["access_token"])))["id"] == str(member.id)
     assert_problem(
         await client.post(f"{AUTH}/refresh", json={"refresh_token": "short"}), 422, field="refresh_token"
     )
+
+
+async def test_a_replayed_refresh_token_ends_the_session(client, pool) -> None:
+    member = await new_staff(pool)
+    session = await full_sign_in(client, member.username)
+    other = await full_sign_in(client, member.username)
+    r = await client.post(f"{AUTH}/refresh", json={"refresh_token": session["refresh_token"]})
+    assert r.status_code == 200, r.text
+    rotated = r.json()
+    replay = await client.post(
+        f"{AUTH}/refresh", json={"refresh_token": session["refresh_token"]}, headers=UA
+    )
+    assert_problem(replay, 401, code="refresh_token_reused", field="refresh_token")
+    # both holders lose the session; the member's other session stays
+    assert_problem(await client.get(ME, headers=bearer(rotated["access_token"])), 401, code="unauthenticated")
+    r = await client.post(f"{AUTH}/refresh", json={"refresh_token": rotated["refresh_token"]})
+    assert_problem(r, 401, code="unauthenticated")
+    assert (await me(client, bearer(other["access_token"])))["id"] == str(member.id)
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id::text FROM sessions WHERE principal_id = %s AND revoked_reason = 'refresh_token_reused'",
+            (member.id,),
+        )
+        (ended,) = await cur.fetchall()
+        cur = await conn.execute(
+            "SELECT outcome, target_id, detail->>'reason', detail->>'staff_id' FROM audit_log "
+            "WHERE action = 'staff.session.refresh' AND user_agent = %s ORDER BY seq DESC LIMIT 1",
+            (UA["User-Agent"],),
+        )
+        assert await cur.fetchone() == ("refused", ended[0], "refresh_token_reused", str(member.id))
 
 
 async def test_logout_ends_the_session(client, pool) -> None:
@@ -732,7 +761,7 @@ async def test_refresh_and_logout_are_audited(client, pool) -> None:
     r = await client.post(f"{AUTH}/refresh", json={"refresh_token": session["refresh_token"]}, headers=UA)
     assert r.status_code == 200
     access = r.json()["access_token"]
-    r = await client.post(f"{AUTH}/refresh", json={"refresh_token": session["refresh_token"]}, headers=UA)
+    r = await client.post(f"{AUTH}/refresh", json={"refresh_token": secrets.token_urlsafe(32)}, headers=UA)
     assert r.status_code == 401
     r = await client.post(f"{AUTH}/logout", headers=bearer(access) | UA)
     assert r.status_code == 204

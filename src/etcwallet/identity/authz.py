@@ -141,6 +141,15 @@ def unauthenticated() -> DomainError:
     )  # fmt: skip
 
 
+def refresh_token_reused() -> DomainError:
+    """The answer to a replayed refresh token: its session has just been ended."""
+    return DomainError(
+        "refresh_token_reused", 401, "该刷新令牌已被使用过，为安全起见会话已结束，请重新登录",
+        "this refresh token was already used: the session has been ended for safety, sign in again",
+        field="refresh_token",
+    )  # fmt: skip
+
+
 def forbidden(permission: str) -> DomainError:
     return DomainError(
         "forbidden", 403, "无权执行此操作", "you are not allowed to do this", extra={"permission": permission}

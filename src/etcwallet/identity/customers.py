@@ -31,7 +31,7 @@ from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_id_number, mask_name, mask_phone
 from etcwallet.identity import audit, lockout, passkeys, sessions, sms, totp
 from etcwallet.identity.audit import AuditEvent
-from etcwallet.identity.authz import unauthenticated
+from etcwallet.identity.authz import refresh_token_reused, unauthenticated
 from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
 from etcwallet.identity.sms import Purpose, SentCode, SmsGateway
 from etcwallet.identity.validators import (
@@ -663,6 +663,7 @@ async def refresh(pool: AsyncConnectionPool, refresh_token: str, client: Client)
     """Rotate a customer session's tokens (the old pair stops working); 401 if it is not live."""
     tokens: sessions.IssuedTokens | None = None
     customer_id: UUID | None = None
+    ended: tuple[UUID, UUID] | None = None
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "SELECT s.principal_id FROM sessions s JOIN customers c ON c.id = s.principal_id "
@@ -673,14 +674,19 @@ async def refresh(pool: AsyncConnectionPool, refresh_token: str, client: Client)
         if row is not None:
             customer_id = row[0]
             tokens = await sessions.refresh(conn, "customer", refresh_token)
-    failure = None if tokens is not None else unauthenticated()
+        else:
+            ended = await sessions.end_on_reuse(conn, "customer", refresh_token)
+            customer_id = ended[1] if ended else None
+    failure = None if tokens is not None else refresh_token_reused() if ended else unauthenticated()
+    session_id = tokens.session_id if tokens else ended[0] if ended else None
     await _audit(
         pool, client, "customer.session.refresh", _outcome(failure), customer_id=customer_id, failure=failure,
         actor=_claimant(customer_id, failure is None),
-        detail={"session_id": str(tokens.session_id)} if tokens else {},
+        detail={"session_id": str(session_id)} if session_id else {},
     )  # fmt: skip
-    if tokens is None:
-        raise unauthenticated()
+    if failure is not None:
+        raise failure
+    assert tokens is not None
     return tokens
 
 

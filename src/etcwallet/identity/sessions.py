@@ -1,7 +1,8 @@
 """Sessions: opaque random tokens stored only as hashes; 30 minutes idle, 12 hours absolute.
 
 A session holds an access token and a refresh token. Refreshing rotates both (the old pair stops
-working) but never extends the absolute lifetime. Revoking ends a session at once; changing a password
+working) but never extends the absolute lifetime; presenting the replaced refresh token again ends
+the session (:func:`end_on_reuse`). Revoking ends a session at once; changing a password
 or freezing an account revokes every other session of that principal.
 """
 
@@ -126,8 +127,8 @@ async def refresh(conn: AsyncConnection[Any], principal_type: str, refresh_token
     now = _now()
     access, new_refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     cur = await conn.execute(
-        "UPDATE sessions SET token_hash = %s, refresh_hash = %s, last_seen_at = %s, "
-        "idle_expires_at = least(%s, absolute_expires_at) "
+        "UPDATE sessions SET token_hash = %s, previous_refresh_hash = refresh_hash, refresh_hash = %s, "
+        "last_seen_at = %s, idle_expires_at = least(%s, absolute_expires_at) "
         "WHERE refresh_hash = %s AND principal_type = %s AND revoked_at IS NULL AND idle_expires_at > %s "
         "AND absolute_expires_at > %s RETURNING id, csrf_token, idle_expires_at, absolute_expires_at",
         (hash_token(access), hash_token(new_refresh), now, now + IDLE, hash_token(refresh_token), principal_type,
@@ -137,6 +138,28 @@ async def refresh(conn: AsyncConnection[Any], principal_type: str, refresh_token
     if row is None:
         return None
     return IssuedTokens(row[0], access, new_refresh, row[1], row[2], row[3])
+
+
+REUSED = "refresh_token_reused"
+
+
+async def end_on_reuse(
+    conn: AsyncConnection[Any], principal_type: str, refresh_token: str
+) -> tuple[UUID, UUID] | None:
+    """End the live session whose *previous* refresh token this is; its (id, principal id), or None.
+
+    A rotated refresh token presented again means two parties hold the session's tokens, one of them
+    a thief, and nobody can tell which: the session ends for both. A client that retries a refresh whose
+    answer it lost signs in again; that is the price of catching the theft.
+    """
+    cur = await conn.execute(
+        "UPDATE sessions SET revoked_at = %s, revoked_reason = %s "
+        "WHERE previous_refresh_hash = %s AND principal_type = %s AND revoked_at IS NULL "
+        "RETURNING id, principal_id",
+        (_now(), REUSED, hash_token(refresh_token), principal_type),
+    )
+    row = await cur.fetchone()
+    return (row[0], row[1]) if row else None
 
 
 async def revoke(conn: AsyncConnection[Any], session_id: UUID, reason: str) -> bool:

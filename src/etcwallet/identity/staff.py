@@ -18,7 +18,7 @@ from etcwallet.core.crypto import FieldCipher, hash_token, new_token
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.identity import audit, lockout, sessions, totp
 from etcwallet.identity.audit import AuditEvent
-from etcwallet.identity.authz import OUTLET_ROLES, Principal, Role, unauthenticated
+from etcwallet.identity.authz import OUTLET_ROLES, Principal, Role, refresh_token_reused, unauthenticated
 from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
 from etcwallet.identity.validators import validate_password
 
@@ -363,6 +363,7 @@ async def refresh_session(
     """Rotate an active staff member's session tokens (audited); 401 for any other token."""
     staff_id: UUID | None = None
     tokens: sessions.IssuedTokens | None = None
+    ended: tuple[UUID, UUID] | None = None
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "SELECT s.principal_id FROM sessions s JOIN staff st ON st.id = s.principal_id "
@@ -373,14 +374,20 @@ async def refresh_session(
         if row is not None:
             staff_id = row[0]
             tokens = await sessions.refresh(conn, "staff", refresh_token)
+        else:
+            ended = await sessions.end_on_reuse(conn, "staff", refresh_token)
     actor = str(staff_id) if tokens is not None and staff_id else None
+    session_id = tokens.session_id if tokens else ended[0] if ended else None
     await audit.record(
         pool,
         AuditEvent(
             "staff" if actor else "anonymous", actor, "staff.session.refresh",
-            "success" if tokens else "refused", "session", str(tokens.session_id) if tokens else None, ip, ua,
+            "success" if tokens else "refused", "session", str(session_id) if session_id else None, ip, ua,
+            {"reason": sessions.REUSED, "staff_id": str(ended[1])} if ended else {},
         ),
     )  # fmt: skip
+    if ended:
+        raise refresh_token_reused()
     if tokens is None:
         raise unauthenticated()
     return tokens
