@@ -153,15 +153,31 @@ def staff_create(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the audit log's hash chain; exits 1 and names the first broken row if it does not hold."""
+def audit_verify(
+    anchor: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="SEQ:HASH of a row recorded earlier (repeatable); catches rows deleted from the end"
+        ),
+    ] = None,
+) -> None:
+    """Check the audit log's hash chain; exits 1 and names the first broken row if it does not hold.
+
+    On success it prints the head (last row's seq and hash): keep it outside the database and pass it
+    as ``--anchor`` next time.
+    """
     from etcwallet.identity import audit
+
+    try:
+        anchors = [audit.Anchor.parse(text) for text in anchor or []]
+    except ValueError as exc:
+        raise typer.BadParameter(f"锚点格式错误 · {exc}", param_hint="--anchor") from None
 
     async def run() -> audit.ChainReport:
         pool = await open_pool(_database_url(), 2)
         try:
             async with pool.connection() as conn:
-                return await audit.verify(conn)
+                return await audit.verify(conn, anchors=anchors)
         finally:
             await pool.close()
 
@@ -169,6 +185,8 @@ def audit_verify() -> None:
     report = asyncio.run(run())
     if report.ok:
         console.print(f"审计链完整 · audit chain intact: {report.rows} rows")
+        if report.head_seq is not None:
+            console.print(f"链头 · head: {report.head_seq}:{report.head_hash}")
         return
     console.print(
         f"[red]审计链断裂 · audit chain broken at seq {report.first_broken_seq}: {report.reason}[/]"

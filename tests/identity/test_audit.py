@@ -395,7 +395,17 @@ async def test_verify_endpoint_names_the_broken_row(
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             headers = await sign_in_staff(c, "auditor.one")
             r = await c.get(VERIFY, headers=headers)
-            assert r.json() == {"ok": True, "rows": 8, "first_broken_seq": None, "reason": None}
+            body = r.json()
+            assert {k: body[k] for k in ("ok", "rows", "first_broken_seq", "reason")} == {
+                "ok": True, "rows": 8, "first_broken_seq": None, "reason": None
+            }  # fmt: skip
+            head = f"{body['head_seq']}:{body['head_hash']}"
+            assert body["head_seq"] >= seqs[-1] and len(body["head_hash"]) == 64
+            r = await c.get(VERIFY, headers=headers, params={"anchor": head})
+            assert r.json()["ok"] is True
+            for bad in ("12", "x:" + "0" * 64, f"{body['head_seq']}:zz", f"1:{'0' * 63}"):
+                r = await c.get(VERIFY, headers=headers, params={"anchor": bad})
+                assert r.status_code == 422 and r.json()["field"] == "anchor", (bad, r.text)
             tamper(
                 url,
                 'UPDATE audit_log SET detail = detail || \'{"role": "finance"}\' WHERE seq = %s',
@@ -422,6 +432,52 @@ async def test_a_row_with_a_large_float_in_its_detail_verifies(fresh_database: C
         await pool.close()
     report = await verify_url(url)
     assert report.ok, report
+
+
+async def test_an_anchor_catches_rows_deleted_from_the_end(
+    fresh_database: Callable[[], str], keys: Keys
+) -> None:
+    url = fresh_database()
+    seqs = await write_history(url, keys)
+    before = await verify_url(url)
+    assert before.ok and before.head_seq == seqs[-1] and before.head_hash is not None
+    anchor = audit.Anchor.parse(f"{before.head_seq}:{before.head_hash}")
+
+    tamper(url, "DELETE FROM audit_log WHERE seq >= %s", (seqs[-2],))
+
+    # What is left still links up: the chain alone cannot tell.
+    alone = await verify_url(url)
+    assert alone.ok and alone.head_seq == seqs[-3]
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        anchored = await audit.verify(conn, anchors=[anchor])
+    assert not anchored.ok and anchored.first_broken_seq == seqs[-1]
+    assert anchored.reason is not None and "deleted from the end" in anchored.reason
+    assert anchored.rows == len(seqs) - 2
+
+
+async def test_an_anchor_with_another_hash_means_the_log_was_rewritten(
+    fresh_database: Callable[[], str], keys: Keys
+) -> None:
+    url = fresh_database()
+    seqs = await write_history(url, keys)
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        fine = await audit.verify(conn, anchors=[audit.Anchor(seqs[2], bytes(range(32)))])
+        gap = await audit.verify(conn, anchors=[audit.Anchor(0, bytes(32))])
+    assert (fine.ok, fine.first_broken_seq, fine.rows) == (False, seqs[2], 2)
+    assert fine.reason is not None and "rewritten" in fine.reason
+    assert not gap.ok and gap.reason == "no row has the anchored seq"
+
+
+@pytest.mark.parametrize(
+    "text", ["", "12", "12:", ":" + "a" * 64, "-1:" + "a" * 64, "3:" + "g" * 64, "3:abc"]
+)
+def test_anchor_text_must_be_seq_and_64_hex_digits(text: str) -> None:
+    with pytest.raises(ValueError, match=r"SEQ:HASH|64 hex"):
+        audit.Anchor.parse(text)
+
+
+def test_anchor_text_parses() -> None:
+    assert audit.Anchor.parse(" 42:" + "ab" * 32 + "\n") == audit.Anchor(42, bytes([0xAB]) * 32)
 
 
 # --- the command line ----------------------------------------------------------------------------------
@@ -579,3 +635,30 @@ def test_cli_verify_names_the_first_broken_row(cli_database) -> None:
     result = run("audit", "verify")
     assert result.exit_code == 1, result.output
     assert f"seq {seqs[2]}" in result.flat and "removed" in result.flat
+
+
+def test_cli_verify_prints_the_head_and_checks_anchors(cli_database) -> None:
+    run, url = cli_database, cli_database.url
+    for i in range(3):
+        result = run(
+            "staff", "create", "--username", f"admin.{i}", "--display-name", f"管理员{i}", "--password-stdin",
+            input="Good-pass-2026!\n",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    seqs = [r["seq"] for r in sync_rows(url)]
+    result = run("audit", "verify")
+    assert result.exit_code == 0, result.output
+    match = re.search(r"head: (\d+:[0-9a-f]{64})", result.flat)
+    assert match is not None, result.output
+    head = match.group(1)
+    assert head.startswith(f"{seqs[-1]}:")
+    assert run("audit", "verify", "--anchor", head).exit_code == 0
+
+    tamper(url, "DELETE FROM audit_log WHERE seq = %s", (seqs[-1],))
+    assert run("audit", "verify").exit_code == 0  # the shortened chain still links up
+    result = run("audit", "verify", "--anchor", head)
+    assert result.exit_code == 1, result.output
+    assert f"seq {seqs[-1]}" in result.flat and "deleted from the end" in result.flat
+
+    bad = run("audit", "verify", "--anchor", "not-an-anchor")
+    assert bad.exit_code == 2 and "SEQ:HASH" in bad.flat, bad.output

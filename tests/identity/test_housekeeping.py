@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.identity import housekeeping
+from etcwallet.identity import audit, housekeeping
+from etcwallet.identity.audit import AuditEvent
 
 NOW = datetime.now(UTC)
 LONG_AGO = NOW - timedelta(days=45)
@@ -105,7 +108,11 @@ async def test_sweep_deletes_spent_rows_and_keeps_live_ones(pool: AsyncConnectio
         assert deleted[table] >= 1, (table, deleted)
 
 
-async def test_the_background_task_sweeps_until_cancelled(pool: AsyncConnectionPool) -> None:
+async def test_the_background_task_sweeps_until_cancelled(
+    pool: AsyncConnectionPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=housekeeping.__name__)
+    seq = await audit.record(pool, AuditEvent("system", "test", "test.housekeeping", "success"))
     async with pool.connection() as conn:
         old_code = await _sms_code(conn, LONG_AGO)
     task = asyncio.create_task(housekeeping.run(pool, interval=0.05))
@@ -121,3 +128,10 @@ async def test_the_background_task_sweeps_until_cancelled(pool: AsyncConnectionP
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled()
+    # Each round logs the audit head as an anchor that verifies against the log.
+    anchors = [r.anchor for r in caplog.records if r.getMessage() == "audit chain head"]  # type: ignore[attr-defined]
+    assert anchors, caplog.text
+    parsed = audit.Anchor.parse(anchors[-1])
+    assert parsed.seq >= seq
+    async with pool.connection() as conn:
+        assert (await audit.verify(conn, anchors=[parsed])).ok

@@ -2,7 +2,8 @@
 
 Each row carries the SHA-256 of the row before it and of its own content, so editing or deleting a row
 breaks the chain at that row (``etcwallet audit verify`` names it); the database also refuses UPDATE,
-DELETE and TRUNCATE. Appends are serialized with a transaction-scoped advisory lock, each in its own
+DELETE and TRUNCATE. Rows deleted from the end leave a chain that still links up: verifying against an
+:class:`Anchor` (a row's hash recorded elsewhere earlier) catches that too. Appends are serialized with a transaction-scoped advisory lock, each in its own
 short transaction so that a refused action is still on the record.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -104,15 +105,54 @@ class ChainReport:
     rows: int
     first_broken_seq: int | None
     reason: str | None
+    head_seq: int | None = None
+    """The last row that verified, and its hash (hex): the anchor to keep somewhere else."""
+    head_hash: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.first_broken_seq is None
 
 
-async def verify(conn: AsyncConnection[Any], batch: int = 5000) -> ChainReport:
-    """Walk the whole chain; report the first row whose link or content does not hold."""
+async def head(conn: AsyncConnection[Any]) -> tuple[int, str] | None:
+    """The newest row's seq and hash (hex), unverified: for logging as an anchor, not for trusting."""
+    cur = await conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    row = await cur.fetchone()
+    return (row[0], bytes(row[1]).hex()) if row else None
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A row's hash recorded outside the database (a ticket, a log archive, a printed report).
+
+    The chain alone cannot show rows deleted from its end: what remains still links up. A row
+    anchored earlier that is gone, or has another hash, shows it.
+    """
+
+    seq: int
+    hash: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        """``SEQ:HASH`` with the hash as 64 hex digits, as ``etcwallet audit verify`` prints it."""
+        seq_text, sep, hash_text = text.strip().partition(":")
+        if not sep or not seq_text.isdigit() or len(hash_text) != 64:
+            raise ValueError("an anchor is SEQ:HASH, the hash 64 hex digits")
+        try:
+            return cls(int(seq_text), bytes.fromhex(hash_text))
+        except ValueError:
+            raise ValueError("an anchor's hash is 64 hex digits") from None
+
+
+async def verify(
+    conn: AsyncConnection[Any], batch: int = 5000, anchors: Sequence[Anchor] = ()
+) -> ChainReport:
+    """Walk the whole chain; report the first row whose link or content does not hold.
+
+    Each of ``anchors`` must still be there with the hash recorded for it.
+    """
     prev, last_seq, rows = GENESIS, 0, 0
+    wanted = {a.seq: a.hash for a in anchors}
     while True:
         cur = await conn.execute(
             "SELECT seq, at, actor_type, actor_id, action, target_type, target_id, outcome, ip, user_agent, "
@@ -121,7 +161,16 @@ async def verify(conn: AsyncConnection[Any], batch: int = 5000) -> ChainReport:
         )
         page = await cur.fetchall()
         if not page:
-            return ChainReport(rows, None, None)
+            head = (last_seq, prev.hex()) if rows else (None, None)
+            if wanted:
+                seq = min(wanted)
+                reason = (
+                    "an anchored row is missing (rows were deleted from the end of the log)"
+                    if seq > last_seq
+                    else "no row has the anchored seq"
+                )
+                return ChainReport(rows, seq, reason, *head)
+            return ChainReport(rows, None, None, *head)
         for r in page:
             seq, at = r[0], r[1]
             fields = dict(
@@ -138,4 +187,9 @@ async def verify(conn: AsyncConnection[Any], batch: int = 5000) -> ChainReport:
                 )
             if _digest(prev, at, fields) != bytes(r[12]):
                 return ChainReport(rows, seq, "content does not match its hash (the row was edited)")
+            anchored = wanted.pop(seq, None)
+            if anchored is not None and anchored != bytes(r[12]):
+                return ChainReport(
+                    rows, seq, "the row's hash is not the one anchored for it (the log was rewritten)"
+                )
             prev, last_seq, rows = bytes(r[12]), seq, rows + 1

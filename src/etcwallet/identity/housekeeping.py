@@ -3,8 +3,8 @@
 Rate-limit windows, SMS codes, sign-in tickets, passkey challenges and the lockout counters of
 identifiers without an account are written on every attempt, by anyone, so without a sweep those tables
 grow with every attacker's try. Old SMS code hashes are also worth deleting for their own sake: a hash
-of six digits is quickly reversed. The audit log keeps the record of what happened; sessions are kept
-as each customer's device history.
+of six digits is quickly reversed. The audit log keeps the record of what happened (each round logs its
+head as an anchor); sessions are kept as each customer's device history.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.identity import ratelimit
+from etcwallet.identity import audit, ratelimit
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,20 @@ async def sweep(conn: AsyncConnection[Any], now: datetime | None = None) -> dict
 
 
 async def run(pool: AsyncConnectionPool, interval: float) -> None:
-    """Sweep every ``interval`` seconds until cancelled."""
+    """Sweep every ``interval`` seconds until cancelled.
+
+    Each round also logs the audit log's head: shipped with the logs, those lines are anchors kept
+    outside the database, against which ``etcwallet audit verify --anchor`` finds deleted tail rows.
+    """
     while True:
         try:
             async with pool.connection() as conn:
                 deleted = await sweep(conn)
+                newest = await audit.head(conn)
             if any(deleted.values()):
                 log.info("identity housekeeping", extra={"deleted": deleted})
+            if newest is not None:
+                log.info("audit chain head", extra={"anchor": f"{newest[0]}:{newest[1]}"})
         except (psycopg.Error, OSError):
             log.exception("identity housekeeping failed")
         await asyncio.sleep(interval)

@@ -118,3 +118,5 @@ class AuditChainOut(BaseModel):
     rows: int
     first_broken_seq: int | None
     reason: str | None
+    head_seq: int | None = Field(description="the last row that verified: record it with head_hash elsewhere")
+    head_hash: str | None

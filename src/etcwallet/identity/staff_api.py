@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from etcwallet.core.errors import DomainError
 from etcwallet.identity import audit
@@ -239,11 +239,24 @@ async def update_staff(
 
 @admin.get("/audit/verify", response_model=s.AuditChainOut)
 async def verify_audit(
-    request: Request, me: Annotated[Principal, Depends(require(Permission.AUDIT_READ))]
+    request: Request,
+    me: Annotated[Principal, Depends(require(Permission.AUDIT_READ))],
+    anchor: Annotated[
+        list[str] | None,
+        Query(description="SEQ:HASH of a row recorded earlier (repeatable)", max_length=100),
+    ] = None,
 ) -> s.AuditChainOut:
-    """Walk the audit chain and name the first broken row, if any."""
+    """Walk the audit chain and name the first broken row, if any; answer the head to anchor next time."""
+    try:
+        anchors = [audit.Anchor.parse(text) for text in anchor or []]
+    except ValueError:
+        raise DomainError(
+            "invalid_anchor", 422, "锚点格式应为 序号:64位十六进制哈希", "an anchor is SEQ:HASH, the hash 64 hex digits",
+            field="anchor",
+        ) from None  # fmt: skip
     async with request.app.state.runtime.pool.connection() as conn:
-        report = await audit.verify(conn)
+        report = await audit.verify(conn, anchors=anchors)
     return s.AuditChainOut(
-        ok=report.ok, rows=report.rows, first_broken_seq=report.first_broken_seq, reason=report.reason
-    )
+        ok=report.ok, rows=report.rows, first_broken_seq=report.first_broken_seq, reason=report.reason,
+        head_seq=report.head_seq, head_hash=report.head_hash,
+    )  # fmt: skip
