@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.app import Runtime
-from etcwallet.identity import customer_api, passwords, totp
+from etcwallet.identity import customer_api, lockout, passwords, totp
 from etcwallet.identity.passwords import hash_secret
 from etcwallet.identity.ratelimit import Limit
 
@@ -287,6 +287,50 @@ async def test_lockout_after_five_failures_growing_on_repeat(
         )
     assert (await login(client, me.phone)).status_code == 200
     assert await scalar(pool, "SELECT failed_logins FROM customers WHERE id = %s", me.id) == 0
+
+
+@pytest.mark.parametrize("registered", [True, False], ids=["registered", "unknown"])
+async def test_failures_and_escalation_are_forgotten_after_a_quiet_day(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool, registered: bool
+) -> None:
+    """Old failures do not count toward a lock, and a lock long ago does not lengthen today's; a phone
+    nobody holds forgets on the same schedule, so the answers still do not reveal registration."""
+    phone = (await register(client)).phone if registered else new_phone()
+    table, where = (
+        ("customers", "phone = %s") if registered
+        else ("unknown_login_failures", "identity_hash = %s")
+    )  # fmt: skip
+    key: object = phone if registered else lockout._identity("customers", phone)
+
+    async def age(sql: str) -> None:
+        async with pool.connection() as conn:
+            await conn.execute(f"UPDATE {table} SET {sql} WHERE {where}", (key,))
+
+    async def fail(times: int) -> list[int]:
+        return [(await login(client, phone, "Wrong-pass-123")).status_code for _ in range(times)]
+
+    assert await fail(4) == [401] * 4
+    await age("last_failed_at = now() - interval '25 hours'")  # a day and more of quiet
+    assert await fail(4) == [401] * 4  # the count started again: four, not eight
+    r = await login(client, phone, "Wrong-pass-123")
+    first = datetime.fromisoformat(assert_problem(r, 423, "account_locked")["locked_until"])
+    assert timedelta(minutes=14) < first - datetime.now(UTC) <= timedelta(minutes=15)
+
+    # Within a day of that lock's end, the next lock doubles.
+    await age("locked_until = now() - interval '1 second'")
+    assert await fail(4) == [401] * 4
+    second = datetime.fromisoformat(
+        assert_problem(await login(client, phone, "Wrong-pass-123"), 423, "account_locked")["locked_until"]
+    )
+    assert timedelta(minutes=29) < second - datetime.now(UTC) <= timedelta(minutes=30)
+
+    # More than a day after the last lock ended, a new lock is the first again.
+    await age("locked_until = now() - interval '25 hours', last_lock_until = now() - interval '25 hours'")
+    assert await fail(4) == [401] * 4
+    third = datetime.fromisoformat(
+        assert_problem(await login(client, phone, "Wrong-pass-123"), 423, "account_locked")["locked_until"]
+    )
+    assert timedelta(minutes=14) < third - datetime.now(UTC) <= timedelta(minutes=15)
 
 
 async def test_an_unknown_phone_locks_exactly_like_a_registered_one(client: httpx.AsyncClient) -> None:

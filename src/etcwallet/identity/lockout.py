@@ -1,5 +1,8 @@
 """Login lockout shared by customers and staff: 5 failures lock for 15 minutes, doubling on repeats.
 
+Both counts forget after a quiet day (:data:`MEMORY`): a failure more than a day after the previous one
+starts the count again, and a lock doubles the previous one only if that one ended less than a day before.
+
 An identifier with no account behind it (a phone nobody registered, a username nobody holds) is counted
 and locked the same way, so the answers never tell a registered identifier from an unknown one.
 """
@@ -18,6 +21,8 @@ from etcwallet.core.errors import DomainError
 MAX_FAILURES = 5
 BASE_LOCK = timedelta(minutes=15)
 MAX_LOCK = timedelta(hours=24)
+MEMORY = timedelta(days=1)
+"""Failures and lock escalation older than this are forgotten: the count starts again."""
 
 Table = Literal["customers", "staff"]
 
@@ -43,19 +48,29 @@ def lock_in_force(locked_until: datetime | None) -> DomainError | None:
     return None
 
 
+def _next_lock(lockouts: int, last_lock_until: datetime | None, now: datetime) -> tuple[int, datetime]:
+    """The lock count after this lock, and when this lock ends: escalation continues only within a day."""
+    recent = last_lock_until is not None and now - last_lock_until < MEMORY
+    previous = lockouts if recent else 0
+    return previous + 1, now + lock_duration(previous)
+
+
 async def record_failure(conn: AsyncConnection[Any], table: Table, principal_id: UUID) -> datetime | None:
     """Count a failed sign-in; returns the lock's end if this failure locked the account."""
+    now = datetime.now(UTC)
     cur = await conn.execute(
-        f"UPDATE {table} SET failed_logins = failed_logins + 1 WHERE id = %s RETURNING failed_logins, lockouts",
-        (principal_id,),
+        f"UPDATE {table} SET failed_logins = CASE WHEN last_failed_at > %s THEN failed_logins + 1 ELSE 1 END, "
+        "last_failed_at = %s WHERE id = %s RETURNING failed_logins, lockouts, last_lock_until",
+        (now - MEMORY, now, principal_id),
     )
     row = await cur.fetchone()
     if row is None or row[0] < MAX_FAILURES:
         return None
-    until = datetime.now(UTC) + lock_duration(row[1])
+    lockouts, until = _next_lock(row[1], row[2], now)
     await conn.execute(
-        f"UPDATE {table} SET failed_logins = 0, lockouts = lockouts + 1, locked_until = %s WHERE id = %s",
-        (until, principal_id),
+        f"UPDATE {table} SET failed_logins = 0, lockouts = %s, locked_until = %s, last_lock_until = %s "
+        "WHERE id = %s",
+        (lockouts, until, until, principal_id),
     )
     return until
 
@@ -87,19 +102,22 @@ async def record_unknown_failure(
 ) -> datetime | None:
     """Count a failed sign-in at an identifier without an account, exactly as :func:`record_failure` does."""
     key = _identity(table, identifier)
+    now = datetime.now(UTC)
     cur = await conn.execute(
-        "INSERT INTO unknown_login_failures (identity_hash, failed_logins) VALUES (%s, 1) "
-        "ON CONFLICT (identity_hash) DO UPDATE SET failed_logins = unknown_login_failures.failed_logins + 1, "
-        "updated_at = now() RETURNING failed_logins, lockouts",
-        (key,),
+        "INSERT INTO unknown_login_failures (identity_hash, failed_logins, last_failed_at) VALUES (%s, 1, %s) "
+        "ON CONFLICT (identity_hash) DO UPDATE SET failed_logins = CASE "
+        "WHEN unknown_login_failures.last_failed_at > %s THEN unknown_login_failures.failed_logins + 1 ELSE 1 END, "
+        "last_failed_at = excluded.last_failed_at, updated_at = now() "
+        "RETURNING failed_logins, lockouts, last_lock_until",
+        (key, now, now - MEMORY),
     )
     row = await cur.fetchone()
     if row is None or row[0] < MAX_FAILURES:
         return None
-    until = datetime.now(UTC) + lock_duration(row[1])
+    lockouts, until = _next_lock(row[1], row[2], now)
     await conn.execute(
-        "UPDATE unknown_login_failures SET failed_logins = 0, lockouts = lockouts + 1, locked_until = %s "
-        "WHERE identity_hash = %s",
-        (until, key),
+        "UPDATE unknown_login_failures SET failed_logins = 0, lockouts = %s, locked_until = %s, "
+        "last_lock_until = %s WHERE identity_hash = %s",
+        (lockouts, until, until, key),
     )
     return until
