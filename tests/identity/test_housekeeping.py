@@ -53,9 +53,9 @@ async def _challenge(conn: AsyncConnection[Any], expires_at: datetime) -> UUID:
 async def _unknown(conn: AsyncConnection[Any], updated_at: datetime, locked_until: datetime | None) -> bytes:
     key = os.urandom(32)
     await conn.execute(
-        "INSERT INTO unknown_login_failures (identity_hash, failed_logins, lockouts, locked_until, updated_at) "
-        "VALUES (%s, 0, 1, %s, %s)",
-        (key, locked_until, updated_at),
+        "INSERT INTO unknown_login_failures (identity_hash, failed_logins, lockouts, locked_until, "
+        "last_lock_until, last_failed_at, updated_at) VALUES (%s, 0, 1, %s, %s, %s, %s)",
+        (key, locked_until, locked_until, updated_at, updated_at),
     )
     return key
 
@@ -82,6 +82,7 @@ async def test_sweep_deletes_spent_rows_and_keeps_live_ones(pool: AsyncConnectio
         forgotten = await _unknown(conn, LONG_AGO, LONG_AGO + timedelta(minutes=15))
         still_locked = await _unknown(conn, LONG_AGO, NOW + timedelta(hours=1))
         recent_failures = await _unknown(conn, RECENT, None)
+        lock_just_ended = await _unknown(conn, LONG_AGO, RECENT)  # its escalation is still remembered
         old_window = await _window(conn, NOW - timedelta(days=3))
         todays_window = await _window(conn, NOW.replace(hour=0, minute=0, second=0, microsecond=0))
 
@@ -96,6 +97,7 @@ async def test_sweep_deletes_spent_rows_and_keeps_live_ones(pool: AsyncConnectio
         assert not await _exists(conn, "unknown_login_failures", "identity_hash", forgotten)
         assert await _exists(conn, "unknown_login_failures", "identity_hash", still_locked)
         assert await _exists(conn, "unknown_login_failures", "identity_hash", recent_failures)
+        assert await _exists(conn, "unknown_login_failures", "identity_hash", lock_just_ended)
         assert not await _exists(conn, "rate_limits", "key", old_window)
         assert await _exists(conn, "rate_limits", "key", todays_window)
     for table in (

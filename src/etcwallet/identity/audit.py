@@ -3,8 +3,9 @@
 Each row carries the SHA-256 of the row before it and of its own content, so editing or deleting a row
 breaks the chain at that row (``etcwallet audit verify`` names it); the database also refuses UPDATE,
 DELETE and TRUNCATE. Rows deleted from the end leave a chain that still links up: verifying against an
-:class:`Anchor` (a row's hash recorded elsewhere earlier) catches that too. Appends are serialized with a transaction-scoped advisory lock, each in its own
-short transaction so that a refused action is still on the record.
+:class:`Anchor` (a row's hash recorded elsewhere earlier) catches that too. Appends are serialized with
+a transaction-scoped advisory lock, each in its own short transaction so that a refused action is still
+on the record.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.identity import audit, ratelimit
+from etcwallet.identity import audit, lockout, ratelimit
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,6 @@ RATE_WINDOWS_KEPT = timedelta(days=2)
 """The longest window is a day; a window older than two can no longer count against anyone."""
 SPENT_KEPT = timedelta(days=1)
 """Codes, tickets and challenges are kept a day past their expiry, for support to see what happened."""
-UNKNOWN_FAILURES_KEPT = timedelta(days=30)
-"""How long a failing identifier without an account keeps its lockout history once it is unlocked."""
 
 
 async def sweep(conn: AsyncConnection[Any], now: datetime | None = None) -> dict[str, int]:
@@ -38,9 +36,13 @@ async def sweep(conn: AsyncConnection[Any], now: datetime | None = None) -> dict
     for table in ("sms_codes", "login_tickets", "webauthn_challenges"):
         cur = await conn.execute(f"DELETE FROM {table} WHERE expires_at < %s", (spent,))
         deleted[table] = cur.rowcount
+    # A row whose last failure and last lock are both older than the lockout's memory counts for
+    # nothing any more: deleting it answers exactly as keeping it would.
+    forgotten = now - lockout.MEMORY
     cur = await conn.execute(
-        "DELETE FROM unknown_login_failures WHERE updated_at < %s AND (locked_until IS NULL OR locked_until < %s)",
-        (now - UNKNOWN_FAILURES_KEPT, now),
+        "DELETE FROM unknown_login_failures WHERE updated_at < %s "
+        "AND coalesce(greatest(locked_until, last_lock_until), '-infinity') < %s",
+        (forgotten, forgotten),
     )
     deleted["unknown_login_failures"] = cur.rowcount
     return deleted
