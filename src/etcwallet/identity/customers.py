@@ -661,28 +661,14 @@ async def login_second_factor_passkey(
 
 async def refresh(pool: AsyncConnectionPool, refresh_token: str, client: Client) -> sessions.IssuedTokens:
     """Rotate a customer session's tokens (the old pair stops working); 401 if it is not live."""
-    tokens: sessions.IssuedTokens | None = None
-    customer_id: UUID | None = None
-    ended: tuple[UUID, UUID] | None = None
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "SELECT s.principal_id FROM sessions s JOIN customers c ON c.id = s.principal_id "
-            "WHERE s.refresh_hash = %s AND s.principal_type = 'customer' AND c.status = 'active'",
-            (hash_token(refresh_token),),
-        )
-        row = await cur.fetchone()
-        if row is not None:
-            customer_id = row[0]
-            tokens = await sessions.refresh(conn, "customer", refresh_token)
-        else:
-            ended = await sessions.end_on_reuse(conn, "customer", refresh_token)
-            customer_id = ended[1] if ended else None
-    failure = None if tokens is not None else refresh_token_reused() if ended else unauthenticated()
-    session_id = tokens.session_id if tokens else ended[0] if ended else None
+        rotation = await sessions.rotate(conn, "customer", refresh_token)
+    tokens, customer_id = rotation.tokens, rotation.principal_id
+    failure = None if tokens is not None else refresh_token_reused() if rotation.reused else unauthenticated()
     await _audit(
         pool, client, "customer.session.refresh", _outcome(failure), customer_id=customer_id, failure=failure,
         actor=_claimant(customer_id, failure is None),
-        detail={"session_id": str(session_id)} if session_id else {},
+        detail={"session_id": str(rotation.session_id)} if rotation.session_id else {},
     )  # fmt: skip
     if failure is not None:
         raise failure

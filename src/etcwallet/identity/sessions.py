@@ -2,7 +2,7 @@
 
 A session holds an access token and a refresh token. Refreshing rotates both (the old pair stops
 working) but never extends the absolute lifetime; presenting the replaced refresh token again ends
-the session (:func:`end_on_reuse`). Revoking ends a session at once; changing a password
+the session (:func:`rotate`). Revoking ends a session at once; changing a password
 or freezing an account revokes every other session of that principal.
 """
 
@@ -141,25 +141,46 @@ async def refresh(conn: AsyncConnection[Any], principal_type: str, refresh_token
 
 
 REUSED = "refresh_token_reused"
+_PRINCIPAL_TABLES = {"customer": "customers", "staff": "staff"}
 
 
-async def end_on_reuse(
-    conn: AsyncConnection[Any], principal_type: str, refresh_token: str
-) -> tuple[UUID, UUID] | None:
-    """End the live session whose *previous* refresh token this is; its (id, principal id), or None.
+@dataclass(frozen=True)
+class Rotation:
+    """How a refresh ended: new tokens, a session ended because its old token came back, or neither."""
+
+    principal_id: UUID | None
+    session_id: UUID | None
+    tokens: IssuedTokens | None
+    reused: bool
+
+
+async def rotate(conn: AsyncConnection[Any], principal_type: str, refresh_token: str) -> Rotation:
+    """Refresh the session of an active principal of ``principal_type``, or end it on reuse.
 
     A rotated refresh token presented again means two parties hold the session's tokens, one of them
     a thief, and nobody can tell which: the session ends for both. A client that retries a refresh whose
-    answer it lost signs in again; that is the price of catching the theft.
+    answer it lost signs in again; that is the price of catching the theft. Run inside a transaction.
     """
+    table = _PRINCIPAL_TABLES[principal_type]
+    cur = await conn.execute(
+        f"SELECT s.principal_id FROM sessions s JOIN {table} p ON p.id = s.principal_id "
+        "WHERE s.refresh_hash = %s AND s.principal_type = %s AND p.status = 'active'",
+        (hash_token(refresh_token), principal_type),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        tokens = await refresh(conn, principal_type, refresh_token)
+        return Rotation(row[0], tokens.session_id if tokens else None, tokens, reused=False)
     cur = await conn.execute(
         "UPDATE sessions SET revoked_at = %s, revoked_reason = %s "
         "WHERE previous_refresh_hash = %s AND principal_type = %s AND revoked_at IS NULL "
         "RETURNING id, principal_id",
         (_now(), REUSED, hash_token(refresh_token), principal_type),
     )
-    row = await cur.fetchone()
-    return (row[0], row[1]) if row else None
+    ended = await cur.fetchone()
+    if ended is None:
+        return Rotation(None, None, None, reused=False)
+    return Rotation(ended[1], ended[0], None, reused=True)
 
 
 async def revoke(conn: AsyncConnection[Any], session_id: UUID, reason: str) -> bool:

@@ -361,32 +361,20 @@ async def refresh_session(
     pool: AsyncConnectionPool, refresh_token: str, *, ip: str | None, ua: str | None
 ) -> sessions.IssuedTokens:
     """Rotate an active staff member's session tokens (audited); 401 for any other token."""
-    staff_id: UUID | None = None
-    tokens: sessions.IssuedTokens | None = None
-    ended: tuple[UUID, UUID] | None = None
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "SELECT s.principal_id FROM sessions s JOIN staff st ON st.id = s.principal_id "
-            "WHERE s.refresh_hash = %s AND s.principal_type = 'staff' AND st.status = 'active'",
-            (hash_token(refresh_token),),
-        )
-        row = await cur.fetchone()
-        if row is not None:
-            staff_id = row[0]
-            tokens = await sessions.refresh(conn, "staff", refresh_token)
-        else:
-            ended = await sessions.end_on_reuse(conn, "staff", refresh_token)
-    actor = str(staff_id) if tokens is not None and staff_id else None
-    session_id = tokens.session_id if tokens else ended[0] if ended else None
+        rotation = await sessions.rotate(conn, "staff", refresh_token)
+    tokens = rotation.tokens
+    actor = str(rotation.principal_id) if tokens is not None and rotation.principal_id else None
+    session_id = rotation.session_id
     await audit.record(
         pool,
         AuditEvent(
             "staff" if actor else "anonymous", actor, "staff.session.refresh",
             "success" if tokens else "refused", "session", str(session_id) if session_id else None, ip, ua,
-            {"reason": sessions.REUSED, "staff_id": str(ended[1])} if ended else {},
+            {"reason": sessions.REUSED, "staff_id": str(rotation.principal_id)} if rotation.reused else {},
         ),
     )  # fmt: skip
-    if ended:
+    if rotation.reused:
         raise refresh_token_reused()
     if tokens is None:
         raise unauthenticated()
