@@ -85,8 +85,12 @@ class SmsLoginRequest(RequestModel):
     sms_code: SmsCode
 
 
+LoginTicket = Annotated[str, Field(min_length=10, max_length=128)]
+"""The ticket a password sign-in answers while a second factor is still owed."""
+
+
 class SecondFactorRequest(RequestModel):
-    ticket: Annotated[str, Field(min_length=10, max_length=128)]
+    ticket: LoginTicket
     code: Annotated[str, Field(min_length=6, max_length=16)]
 
 

@@ -28,6 +28,7 @@ from etcwallet.core.schemas import RequestModel
 from etcwallet.identity import audit, customers, passkeys, sessions, stepup, totp
 from etcwallet.identity.audit import AuditEvent
 from etcwallet.identity.authz import Principal, require_customer
+from etcwallet.identity.customer_schemas import LoginTicket
 from etcwallet.identity.ratelimit import Limit, hit
 from etcwallet.identity.schemas import SessionOut, TotpEnrollmentOut
 from etcwallet.identity.validators import validate_mobile
@@ -429,37 +430,41 @@ async def step_up_sms_verify(body: CodeIn, request: Request, me: Customer) -> St
 
 
 class TicketIn(RequestModel):
-    ticket: Annotated[str, Field(min_length=10, max_length=128)]
+    ticket: LoginTicket
 
 
 class TicketAssertionIn(PasskeyAssertionIn):
-    ticket: Annotated[str, Field(min_length=10, max_length=128)]
+    ticket: LoginTicket
+
+
+async def _second_factor_attempt(request: Request) -> customers.Client:
+    """Count a passkey second-step call against its IP's limit; the caller, for the audit."""
+    ip, ua = _client(request)
+    async with request.app.state.runtime.pool.connection() as conn:
+        await hit(conn, f"customer-second-factor:ip:{ip}", PASSKEY_LOGIN_PER_IP)
+    return customers.Client(ip, ua)
 
 
 @router.post("/api/v1/customers/login/passkey/options", response_model=CeremonyOut)
 async def login_passkey_options(body: TicketIn, request: Request) -> CeremonyOut:
     """Options to finish a password sign-in (its ``ticket``) with one of the customer's passkeys."""
-    rt = request.app.state.runtime
-    ip, _ = _client(request)
-    async with rt.pool.connection() as conn:
-        await hit(conn, f"customer-second-factor:ip:{ip}", PASSKEY_LOGIN_PER_IP)
+    await _second_factor_attempt(request)
     rp_id, _ = relying_party(request)
     return _ceremony_out(
-        await customers.passkey_second_factor_options(rt.pool, ticket=body.ticket, rp_id=rp_id)
+        await customers.passkey_second_factor_options(
+            request.app.state.runtime.pool, ticket=body.ticket, rp_id=rp_id
+        )
     )
 
 
 @router.post("/api/v1/customers/login/passkey", response_model=SessionOut)
 async def login_passkey(body: TicketAssertionIn, request: Request) -> SessionOut:
     """Finish a password sign-in with the passkey assertion answering those options: the session's tokens."""
-    rt = request.app.state.runtime
-    ip, ua = _client(request)
-    async with rt.pool.connection() as conn:
-        await hit(conn, f"customer-second-factor:ip:{ip}", PASSKEY_LOGIN_PER_IP)
+    client = await _second_factor_attempt(request)
     rp_id, origin = relying_party(request)
     tokens = await customers.login_second_factor_passkey(
-        rt.pool, ticket=body.ticket, challenge_id=body.challenge_id, credential=body.credential, rp_id=rp_id,
-        origin=origin, client=customers.Client(ip, ua),
+        request.app.state.runtime.pool, ticket=body.ticket, challenge_id=body.challenge_id,
+        credential=body.credential, rp_id=rp_id, origin=origin, client=client,
     )  # fmt: skip
     return SessionOut.of(tokens)
 
