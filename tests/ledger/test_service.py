@@ -22,7 +22,7 @@ from psycopg import errors as pg_errors
 
 from etcwallet.core.errors import DomainError
 from etcwallet.ledger.errors import LedgerError
-from etcwallet.ledger.service import MAX_BATCH, AccountSpec, Ledger, wallet_spec
+from etcwallet.ledger.service import HISTORY_BLOCK_SHIFT, MAX_BATCH, AccountSpec, Ledger, wallet_spec
 from etcwallet.ledger.types import Account, PendingState, Transfer, TransferKind, TransferRequest
 
 # --- builders ------------------------------------------------------------------------------------
@@ -920,6 +920,51 @@ async def test_balance_as_of(timed: Ledger, clock: FakeClock) -> None:
     # The unconstrained source account, seen from its side.
     assert (await timed.balance_as_of(source.id, t2.created_at))[1] == -50
     await refused(timed.balance_as_of(uuid4(), start), "account_not_found")
+
+
+async def skip_to_block_end(ledger: Ledger, left: int) -> None:
+    """Move the transfer sequence so that only ``left`` values remain in its current history block."""
+    async with ledger.pool.connection() as conn:
+        cur = await conn.execute("SELECT last_value FROM ledger_transfers_seq_seq")
+        row = await cur.fetchone()
+        assert row is not None
+        block_end = ((row[0] >> HISTORY_BLOCK_SHIFT) + 1) << HISTORY_BLOCK_SHIFT
+        await conn.execute("SELECT setval('ledger_transfers_seq_seq', %s)", (block_end - 1 - left,))
+
+
+async def test_history_and_balance_as_of_across_index_blocks(timed: Ledger, clock: FakeClock) -> None:
+    """History is indexed per block of 8,192 seqs: pages and "as of" must not notice where blocks end."""
+    source = await open_account(timed)
+    wallet = await timed.create_account(wallet_spec(uuid4(), "c"))
+    made: list[Transfer] = []
+    for i in range(14):
+        if i % 3 == 0:
+            await skip_to_block_end(timed, left=i % 2)
+        clock.advance(1)
+        if i % 4 == 3:
+            created = await timed.create_transfer(move(wallet.id, source.id, 5))
+        else:
+            created = await timed.create_transfer(move(source.id, wallet.id, 10 + i))
+        stored = await timed.get_transfer(created.id)
+        assert stored is not None
+        made.append(stored)
+    assert len({t.seq >> HISTORY_BLOCK_SHIFT for t in made if t.seq is not None}) >= 5
+
+    seen: list[Any] = []
+    cursor: int | None = None
+    while True:
+        entries, cursor = await timed.history(wallet.id, before_seq=cursor, limit=4)
+        seen.extend(entries)
+        if cursor is None:
+            break
+    assert [e.transfer.id for e in seen] == [t.id for t in reversed(made)]
+
+    balance = 0
+    for t in made:
+        balance += t.amount if t.credit_account_id == wallet.id else -t.amount
+        assert (await timed.balance_as_of(wallet.id, t.created_at))[1] == balance
+        assert (await timed.balance_as_of(wallet.id, t.created_at + timedelta(microseconds=1)))[1] == balance
+    assert (await timed.get_account(wallet.id)).balance == balance
 
 
 # --- immutability --------------------------------------------------------------------------------

@@ -49,6 +49,27 @@ _ACCOUNT_COLUMNS = (
 )
 
 
+HISTORY_BLOCK_SHIFT = 13
+"""Account history is indexed by (account, ``seq >> 13``): transfers in one block of 8,192 share a key.
+
+Migration 0006 builds the indexes with this literal expression; queries must spell it the same way.
+"""
+HISTORY_NEWEST_BLOCK = (2**63 - 1) >> HISTORY_BLOCK_SHIFT
+
+
+def _side_query(side: str, condition: str, limit: str) -> str:
+    """One side's newest transfers of account ``%(a)s`` meeting ``condition``, from block ``%(block)s`` down.
+
+    The index yields the blocks newest first; within a block PostgreSQL sorts by ``seq`` (an incremental
+    sort of at most 8,192 rows), so the ``LIMIT`` stops the scan early.
+    """
+    block = f"(seq >> {HISTORY_BLOCK_SHIFT})"
+    return (
+        f"(SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE {side}_account_id = %(a)s "
+        f"AND {block} <= %(block)s AND {condition} ORDER BY {block} DESC, seq DESC LIMIT {limit})"
+    )
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -360,11 +381,11 @@ class Ledger:
         cursor = before_seq if before_seq is not None else 2**63 - 1
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                f"(SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE debit_account_id = %(a)s "
-                "AND seq < %(c)s ORDER BY seq DESC LIMIT %(n)s) UNION ALL "
-                f"(SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE credit_account_id = %(a)s "
-                "AND seq < %(c)s ORDER BY seq DESC LIMIT %(n)s) ORDER BY seq DESC LIMIT %(n)s",
-                {"a": account_id, "c": cursor, "n": limit + 1},
+                _side_query("debit", "seq < %(c)s", "%(n)s")
+                + " UNION ALL "
+                + _side_query("credit", "seq < %(c)s", "%(n)s")
+                + " ORDER BY seq DESC LIMIT %(n)s",
+                {"a": account_id, "c": cursor, "block": cursor >> HISTORY_BLOCK_SHIFT, "n": limit + 1},
             )
             rows = await cur.fetchall()
         entries = [_entry(account, transfer_from_row(row)) for row in rows[:limit]]
@@ -376,11 +397,11 @@ class Ledger:
         account = await self.get_account(account_id)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                f"(SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE debit_account_id = %(a)s "
-                "AND created_at <= %(t)s ORDER BY seq DESC LIMIT 1) UNION ALL "
-                f"(SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE credit_account_id = %(a)s "
-                "AND created_at <= %(t)s ORDER BY seq DESC LIMIT 1) ORDER BY seq DESC LIMIT 1",
-                {"a": account_id, "t": at},
+                _side_query("debit", "created_at <= %(t)s", "1")
+                + " UNION ALL "
+                + _side_query("credit", "created_at <= %(t)s", "1")
+                + " ORDER BY seq DESC LIMIT 1",
+                {"a": account_id, "t": at, "block": HISTORY_NEWEST_BLOCK},
             )
             row = await cur.fetchone()
         if row is None:
