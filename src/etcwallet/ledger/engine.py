@@ -358,6 +358,11 @@ def uuid_array(ids: Iterable[UUID]) -> str:
     return "{" + ",".join(map(str, ids)) + "}"
 
 
+def _int_array(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal of integers."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 def _json_row(t: Transfer, created_at: str) -> list[Any]:
     return [
         str(t.id), t.kind.value, str(t.debit_account_id), str(t.credit_account_id), t.amount, t.currency,
@@ -464,17 +469,20 @@ async def _apply(
     if not requests:
         return []
     pending_ids = list({r.pending_id for r in requests if r.pending_id is not None})
-    wanted = {a for r in requests for a in (r.debit_account_id, r.credit_account_id) if a is not None}
-    wanted |= extra_accounts
+    # Collected as 128-bit integers: hashing an int is C, hashing a UUID object a Python call, and a bulk
+    # batch names 16,000 accounts.
+    wanted = {a.int for r in requests for a in (r.debit_account_id, r.credit_account_id) if a is not None}
+    wanted.update(a.int for a in extra_accounts)
     if pending_ids:
         for debit_id, credit_id in await db.rows(
             "SELECT debit_account_id, credit_account_id FROM ledger_pending WHERE id = ANY(%s::uuid[])",
             (uuid_array(pending_ids),),
         ):
-            wanted.add(debit_id)
-            wanted.add(credit_id)
+            wanted.add(debit_id.int)
+            wanted.add(credit_id.int)
 
-    accounts = {row[0]: _Acct(*row) for row in await db.rows(_LOCK_ACCOUNTS, (uuid_array(wanted),))}
+    locked = await db.rows(_LOCK_ACCOUNTS, ("{" + ",".join(format(a, "032x") for a in wanted) + "}",))
+    accounts = {row[0]: _Acct(*row) for row in locked}
     # The batch's time is read once the locks are held, so an account's transfers carry times in
     # the order they were applied, and a balance "as of" a time is well defined.
     now = clock()
@@ -630,10 +638,16 @@ async def _write_state(db: _Statements, batch: _Batch) -> None:
         )
     dirty = [a for a in batch.accounts.values() if a.dirty]
     if dirty:
-        totals = json.dumps([[str(a.id), a.dp, a.cp, a.dpend, a.cpend] for a in dirty])
+        # Five array literals parse faster in PostgreSQL than one JSON document of the same rows.
         await db.write(
-            "UPDATE ledger_accounts a SET debits_posted = (u->>1)::bigint, credits_posted = (u->>2)::bigint, "
-            "debits_pending = (u->>3)::bigint, credits_pending = (u->>4)::bigint "
-            "FROM json_array_elements(%s::json) AS u WHERE a.id = (u->>0)::uuid",
-            (totals,),
+            "UPDATE ledger_accounts a SET debits_posted = u.dp, credits_posted = u.cp, debits_pending = u.dpend, "
+            "credits_pending = u.cpend FROM unnest(%s::uuid[], %s::int8[], %s::int8[], %s::int8[], %s::int8[]) "
+            "AS u (id, dp, cp, dpend, cpend) WHERE a.id = u.id",
+            (
+                uuid_array(a.id for a in dirty),
+                _int_array(a.dp for a in dirty),
+                _int_array(a.cp for a in dirty),
+                _int_array(a.dpend for a in dirty),
+                _int_array(a.cpend for a in dirty),
+            ),
         )
