@@ -24,6 +24,7 @@ that flushes every 10 ms.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -137,11 +138,11 @@ def checkpoint(url: str) -> None:
 
     Skipped where the role may not run ``CHECKPOINT`` (a server the benchmark does not own).
     """
-    with psycopg.connect(url, autocommit=True) as conn:
-        try:
-            conn.execute("CHECKPOINT")
-        except psycopg.errors.InsufficientPrivilege:
-            pass
+    with (
+        psycopg.connect(url, autocommit=True) as conn,
+        contextlib.suppress(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("CHECKPOINT")
 
 
 def settle_own_server(url: str, duration: float) -> int:
