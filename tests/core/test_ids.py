@@ -1,7 +1,8 @@
-"""UUIDv7 ids: the version and variant a reader checks, the time inside, uniqueness."""
+"""UUIDv7 ids: the version and variant a reader checks, the time inside, order, uniqueness."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from uuid import UUID
 
@@ -35,3 +36,22 @@ def test_ids_are_unique_and_random_below_the_timestamp() -> None:
     assert len(set(values)) == len(values)
     low_bits = {v.int & ((1 << 62) - 1) for v in values}
     assert len(low_bits) == len(values)
+
+
+def test_ids_one_process_makes_strictly_increase_even_within_a_millisecond() -> None:
+    values = [new_id() for _ in range(20_000)]  # far more than one a millisecond
+    assert all(a < b for a, b in itertools.pairwise(values))
+    assert len({id_time_ms(v) for v in values}) < len(values)  # many share a millisecond
+
+
+def test_ids_made_in_threads_at_once_are_unique_and_each_thread_sees_them_increase() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def make(_: int) -> list[UUID]:
+        return [new_id() for _ in range(2_000)]
+
+    with ThreadPoolExecutor(8) as pool:
+        runs = list(pool.map(make, range(8)))
+    for run in runs:
+        assert all(a < b for a, b in itertools.pairwise(run))
+    assert len({v for run in runs for v in run}) == 8 * 2_000
