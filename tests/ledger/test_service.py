@@ -21,9 +21,9 @@ import pytest
 from psycopg import errors as pg_errors
 
 from etcwallet.core.errors import DomainError
-from etcwallet.ledger.engine import BULK_THRESHOLD, HISTORY_BLOCK_SHIFT, SEQ_BLOCK
+from etcwallet.ledger.engine import apply_transfers
 from etcwallet.ledger.errors import LedgerError
-from etcwallet.ledger.service import MAX_BATCH, AccountSpec, Ledger, wallet_spec
+from etcwallet.ledger.service import HISTORY_BLOCK_SHIFT, MAX_BATCH, AccountSpec, Ledger, utcnow, wallet_spec
 from etcwallet.ledger.types import Account, PendingState, Transfer, TransferKind, TransferRequest
 
 # --- builders ------------------------------------------------------------------------------------
@@ -923,58 +923,33 @@ async def test_balance_as_of(timed: Ledger, clock: FakeClock) -> None:
     await refused(timed.balance_as_of(uuid4(), start), "account_not_found")
 
 
-async def stored_seqs(ledger: Ledger, ids: list[UUID]) -> list[int]:
-    """The ``seq`` PostgreSQL holds for each of ``ids``, in that order."""
-    seqs = []
-    for transfer_id in ids:
-        stored = await ledger.get_transfer(transfer_id)
-        assert stored is not None and stored.seq is not None
-        seqs.append(stored.seq)
-    return seqs
-
-
-@pytest.mark.parametrize("size", [3, BULK_THRESHOLD + 44])
-async def test_a_batch_numbers_its_transfers_in_one_block_in_the_order_applied(
-    ledger: Ledger, size: int
-) -> None:
-    """A batch takes one block of ``seq`` once its locks are held: no gaps for refused or rolled-back rows."""
-    source = await open_account(ledger)
-    wallet = await ledger.create_account(wallet_spec(uuid4(), "seq"))
-    first = await ledger.create_transfers([move(source.id, wallet.id, 100) for _ in range(size)])
-    requests = [move(wallet.id, source.id, 1) for _ in range(size)]
-    requests[1] = move(wallet.id, source.id, 10**9)  # refused: exceeds_credits
-    chain = [replace(move(source.id, wallet.id, 1), linked=True), move(source.id, uuid4(), 1)]  # rolled back
-    results = await ledger.create_transfers(requests[:2] + chain + requests[2:])
-    errors = [r.code for r in results if isinstance(r, LedgerError)]
-    assert errors == ["exceeds_credits", "linked_event_failed", "account_not_found"]
-
-    earlier = await stored_seqs(ledger, [t.id for t in first if isinstance(t, Transfer)])
-    later = await stored_seqs(ledger, [t.id for t in results if isinstance(t, Transfer)])
-    for seqs in (earlier, later):
-        assert seqs[0] % SEQ_BLOCK == 0
-        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-    assert later[0] > earlier[-1]
+async def skip_to_block_end(ledger: Ledger, left: int) -> None:
+    """Move the transfer sequence so that only ``left`` values remain in its current history block."""
+    async with ledger.pool.connection() as conn:
+        cur = await conn.execute("SELECT last_value FROM ledger_transfers_seq_seq")
+        row = await cur.fetchone()
+        assert row is not None
+        block_end = ((row[0] >> HISTORY_BLOCK_SHIFT) + 1) << HISTORY_BLOCK_SHIFT
+        await conn.execute("SELECT setval('ledger_transfers_seq_seq', %s)", (block_end - 1 - left,))
 
 
 async def test_history_and_balance_as_of_across_index_blocks(timed: Ledger, clock: FakeClock) -> None:
-    """History is indexed per block of ``seq`` (one batch each): pages and "as of" must not notice blocks."""
+    """History is indexed per block of 8,192 seqs: pages and "as of" must not notice where blocks end."""
     source = await open_account(timed)
     wallet = await timed.create_account(wallet_spec(uuid4(), "c"))
     made: list[Transfer] = []
     for i in range(14):
+        if i % 3 == 0:
+            await skip_to_block_end(timed, left=i % 2)
         clock.advance(1)
         if i % 4 == 3:
-            batch = [move(wallet.id, source.id, 5)]
-        elif i % 5 == 4:  # two transfers of one batch share a block and a time
-            batch = [move(source.id, wallet.id, 10 + i), move(source.id, wallet.id, 1)]
+            created = await timed.create_transfer(move(wallet.id, source.id, 5))
         else:
-            batch = [move(source.id, wallet.id, 10 + i)]
-        for created in await timed.create_transfers(batch):
-            assert isinstance(created, Transfer)
-            stored = await timed.get_transfer(created.id)
-            assert stored is not None
-            made.append(stored)
-    assert len({t.seq >> HISTORY_BLOCK_SHIFT for t in made if t.seq is not None}) == 14
+            created = await timed.create_transfer(move(source.id, wallet.id, 10 + i))
+        stored = await timed.get_transfer(created.id)
+        assert stored is not None
+        made.append(stored)
+    assert len({t.seq >> HISTORY_BLOCK_SHIFT for t in made if t.seq is not None}) >= 5
 
     seen: list[Any] = []
     cursor: int | None = None
@@ -985,18 +960,35 @@ async def test_history_and_balance_as_of_across_index_blocks(timed: Ledger, cloc
             break
     assert [e.transfer.id for e in seen] == [t.id for t in reversed(made)]
 
-    def balance_at(at: datetime) -> int:
-        return sum(
-            t.amount if t.credit_account_id == wallet.id else -t.amount for t in made if t.created_at <= at
-        )
-
+    balance = 0
     for t in made:
-        assert (await timed.balance_as_of(wallet.id, t.created_at))[1] == balance_at(t.created_at)
-        later = t.created_at + timedelta(microseconds=1)
-        assert (await timed.balance_as_of(wallet.id, later))[1] == balance_at(later)
-        earlier = t.created_at - timedelta(microseconds=1)
-        assert (await timed.balance_as_of(wallet.id, earlier))[1] == balance_at(earlier)
-    assert (await timed.get_account(wallet.id)).balance == balance_at(made[-1].created_at)
+        balance += t.amount if t.credit_account_id == wallet.id else -t.amount
+        assert (await timed.balance_as_of(wallet.id, t.created_at))[1] == balance
+        assert (await timed.balance_as_of(wallet.id, t.created_at + timedelta(microseconds=1)))[1] == balance
+    assert (await timed.get_account(wallet.id)).balance == balance
+
+
+async def test_a_batch_rewrites_account_totals_in_place(ledger: Ledger, pool: Any) -> None:
+    """Account pages keep half their room (migration 0007), so updated totals stay on the page (HOT).
+
+    On a full page the new row version goes elsewhere and every index of the table gets a new entry.
+    """
+    source = await open_account(ledger)
+    wallets = [await ledger.create_account(wallet_spec(uuid4(), "in-place")) for _ in range(300)]
+    # The backend's counters may still hold its earlier transactions' counts: compare before and after.
+    counters = (
+        "SELECT pg_stat_get_xact_tuples_updated(t.oid), pg_stat_get_xact_tuples_hot_updated(t.oid) "
+        "FROM pg_class t WHERE t.relname = 'ledger_accounts'"
+    )
+    async with pool.connection() as conn, conn.transaction():
+        before = await (await conn.execute(counters)).fetchone()
+        results = await apply_transfers(conn, [move(source.id, w.id, 1) for w in wallets], utcnow)
+        after = await (await conn.execute(counters)).fetchone()
+    assert all(isinstance(r, Transfer) for r in results)
+    assert before is not None and after is not None
+    updated, in_place = after[0] - before[0], after[1] - before[1]
+    assert updated == len(wallets) + 1
+    assert in_place == updated
 
 
 # --- immutability --------------------------------------------------------------------------------

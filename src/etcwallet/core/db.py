@@ -85,15 +85,15 @@ def create_database(url: str, name: str) -> str:
     return with_database(url, name)
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Bring the schema at ``url`` to ``revision`` (by default the newest Alembic revision)."""
+def migrate(url: str) -> None:
+    """Bring the schema at ``url`` to the newest Alembic revision."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
-    command.upgrade(cfg, revision)
+    command.upgrade(cfg, "head")
 
 
 @asynccontextmanager

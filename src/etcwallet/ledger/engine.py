@@ -14,12 +14,6 @@ a handful of round trips:
 5. write the new transfers (a large batch streams them with binary COPY while later ones are still being
    checked, so Python and PostgreSQL work at the same time) and the new totals with one UPDATE.
 
-A batch numbers its transfers itself: it takes one value of the transfer sequence, which counts in steps
-of :data:`SEQ_BLOCK`, once its locks are held, and gives its transfers that value, the next, and so on in
-the order they were applied. So each batch fills one block of ``seq`` alone (the history indexes key an
-account's transfers by block: one entry per account per batch), and PostgreSQL computes no sequence value
-per row.
-
 Idempotency is optimistic: a new id is not looked up first, since the primary key refuses a duplicate
 anyway. When a duplicate turns up (a unique violation, or a refused transfer whose id exists), the
 caller runs the batch again with ``check_ids=True``, which looks every id up and answers from the
@@ -52,31 +46,19 @@ TRANSFER_COLUMNS = (
     "timeout_seconds, expires_at, metadata, created_at, debit_debits_after, debit_credits_after, "
     "credit_debits_after, credit_credits_after"
 )
-HISTORY_BLOCK_SHIFT = 13
-"""Account history is indexed by (account, ``seq >> 13``): the transfers of one block share a key.
-
-Migration 0006 builds the indexes with this literal expression; queries must spell it the same way.
-"""
-SEQ_BLOCK = 1 << HISTORY_BLOCK_SHIFT
-"""The step of the transfer sequence (migration 0007): a batch's transfers are numbered within one block."""
-_NEXT_BLOCK = "SELECT nextval('ledger_transfers_seq_seq')"
-
 _INSERT_COLUMNS = pgcopy.COLUMNS
 _INSERT_TYPES = [
-    "int8", "uuid", "text", "uuid", "uuid", "int8", "text", "text", "uuid", "int4", "timestamptz", "jsonb",
+    "uuid", "text", "uuid", "uuid", "int8", "text", "text", "uuid", "int4", "timestamptz", "jsonb",
     "timestamptz", "int8", "int8", "int8", "int8",
 ]  # fmt: skip
 _COPY_TRANSFERS = f"COPY ledger_transfers ({_INSERT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 # Small batches send their rows as one JSON document: json.dumps is C, psycopg's array dumpers are not.
-# Sent with COMMIT, after the locks are held: the batch's block is taken there, and a row's seq is the
-# block's first value plus its position.
 _JSON_INSERT = (
-    "WITH block AS MATERIALIZED (SELECT nextval('ledger_transfers_seq_seq') AS first) "
-    f"INSERT INTO ledger_transfers ({_INSERT_COLUMNS}) OVERRIDING SYSTEM VALUE SELECT block.first + r.n - 1, "
+    f"INSERT INTO ledger_transfers ({_INSERT_COLUMNS}) SELECT "
     + ", ".join(
-        f"(r.v->{i})::jsonb" if t == "jsonb" else f"(r.v->>{i})::{t}" for i, t in enumerate(_INSERT_TYPES[1:])
+        f"(r->{i})::jsonb" if t == "jsonb" else f"(r->>{i})::{t}" for i, t in enumerate(_INSERT_TYPES)
     )
-    + " FROM block, json_array_elements(%s::json) WITH ORDINALITY AS r (v, n)"
+    + " FROM json_array_elements(%s::json) AS r"
 )
 _PENDING_COLUMNS = (
     "p.id, p.debit_account_id, p.credit_account_id, p.amount, p.expires_at, p.state, p.resolved_by, "
@@ -486,8 +468,6 @@ async def _apply(
 ) -> list[Result]:
     if not requests:
         return []
-    if len(requests) > SEQ_BLOCK:
-        raise ValueError(f"a batch holds at most {SEQ_BLOCK} transfers, not {len(requests)}")
     pending_ids = list({r.pending_id for r in requests if r.pending_id is not None})
     # Collected as 128-bit integers: hashing an int is C, hashing a UUID object a Python call, and a bulk
     # batch names 16,000 accounts.
@@ -532,9 +512,8 @@ async def _apply(
     batch = _Batch(accounts, pendings, existing, now)
     batch.expire_due()
     if bulk:
-        first_seq = (await db.rows(_NEXT_BLOCK, ()))[0][0]
         async with db.cur.copy(_COPY_TRANSFERS) as copy:
-            encoder = pgcopy.RowEncoder(now, first_seq)
+            encoder = pgcopy.RowEncoder(now)
             await copy.write(pgcopy.HEADER)
 
             async def stream() -> None:

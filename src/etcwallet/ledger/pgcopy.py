@@ -12,9 +12,7 @@ Binary COPY stream (PostgreSQL "COPY … FORMAT BINARY"):
   ``timestamptz`` int64 microseconds since 2000-01-01 UTC, ``jsonb`` a version byte (1) then JSON text;
 * trailer: int16 -1.
 
-The column order is :data:`COLUMNS`; :func:`encode` must follow it exactly. ``seq`` is sent, not left to
-the column's sequence: a batch numbers its rows from the one block of the sequence it took (see
-``etcwallet.ledger.engine.SEQ_BLOCK``).
+The column order is :data:`COLUMNS`; :func:`encode` must follow it exactly.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from etcwallet.ledger.types import Transfer
 
 COLUMNS = (
-    "seq, id, kind, debit_account_id, credit_account_id, amount, currency, code, pending_id, timeout_seconds, "
+    "id, kind, debit_account_id, credit_account_id, amount, currency, code, pending_id, timeout_seconds, "
     "expires_at, metadata, created_at, debit_debits_after, debit_credits_after, credit_debits_after, "
     "credit_credits_after"
 )
@@ -36,8 +34,8 @@ TRAILER = struct.pack(">h", -1)
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _NULL = struct.pack(">i", -1)
-# column count, seq (int8), then id (uuid)
-_START = struct.Struct(">hiqi16s")
+# column count, then id (uuid)
+_START = struct.Struct(">hi16s")
 # debit and credit account (uuid), amount (int8)
 _ACCOUNTS_AMOUNT = struct.Struct(">i16si16siq")
 _UUID = struct.Struct(">i16s")
@@ -54,13 +52,9 @@ def timestamptz(value: datetime) -> bytes:
 
 
 class RowEncoder:
-    """Encodes the transfers of one batch, numbering them from ``first_seq`` in the order encoded.
+    """Encodes the transfers of one batch; caches the short texts that repeat from row to row."""
 
-    Caches the short texts that repeat from row to row.
-    """
-
-    def __init__(self, created_at: datetime, first_seq: int) -> None:
-        self._next_seq = first_seq
+    def __init__(self, created_at: datetime) -> None:
         self._created = created_at
         self._created_at = timestamptz(created_at)
         self._texts: dict[str, bytes] = {}
@@ -77,14 +71,12 @@ class RowEncoder:
         """One struct for a plain row of this kind, currency and code: the constant columns baked in."""
         kind = self._text(key[0])
         middle = self._text(key[1]) + self._text(key[2]) + _NULL * 3 + _EMPTY_JSONB + self._created_at
-        shape = struct.Struct(f">hiqi16s{len(kind)}si16si16siq{len(middle)}siqiqiqiq"), kind, middle
+        shape = struct.Struct(f">hi16s{len(kind)}si16si16siq{len(middle)}siqiqiqiq"), kind, middle
         self._plain[key] = shape
         return shape
 
     def encode(self, t: Transfer) -> bytes:
-        """One row: the transfer's columns in :data:`COLUMNS` order, with the batch's next ``seq``."""
-        seq = self._next_seq
-        self._next_seq = seq + 1
+        """One row: the transfer's columns in :data:`COLUMNS` order."""
         if (
             t.pending_id is None
             and t.timeout_seconds is None
@@ -96,7 +88,7 @@ class RowEncoder:
             key = (t.kind.value, t.currency, t.code)
             packer, kind, middle = self._plain.get(key) or self._plain_shape(key)
             return packer.pack(
-                17, 8, seq, 16, t.id.bytes, kind, 16, t.debit_account_id.bytes, 16, t.credit_account_id.bytes,
+                16, 16, t.id.bytes, kind, 16, t.debit_account_id.bytes, 16, t.credit_account_id.bytes,
                 8, t.amount, middle, 8, t.debit_debits_after, 8, t.debit_credits_after,
                 8, t.credit_debits_after, 8, t.credit_credits_after,
             )  # fmt: skip
@@ -108,7 +100,7 @@ class RowEncoder:
             metadata = _EMPTY_JSONB
         return b"".join(
             (
-                _START.pack(17, 8, seq, 16, t.id.bytes),
+                _START.pack(16, 16, t.id.bytes),
                 text(t.kind.value),
                 _ACCOUNTS_AMOUNT.pack(16, t.debit_account_id.bytes, 16, t.credit_account_id.bytes, 8, t.amount),
                 text(t.currency),

@@ -30,7 +30,6 @@ from etcwallet.core.money import check_currency
 from etcwallet.ledger.chart import AccountCode, platform_accounts
 from etcwallet.ledger.engine import (
     BULK_THRESHOLD,
-    HISTORY_BLOCK_SHIFT,
     TRANSFER_COLUMNS,
     Result,
     RetryBatch,
@@ -50,6 +49,11 @@ _ACCOUNT_COLUMNS = (
 )
 
 
+HISTORY_BLOCK_SHIFT = 13
+"""Account history is indexed by (account, ``seq >> 13``): transfers in one block of 8,192 share a key.
+
+Migration 0006 builds the indexes with this literal expression; queries must spell it the same way.
+"""
 HISTORY_NEWEST_BLOCK = (2**63 - 1) >> HISTORY_BLOCK_SHIFT
 
 

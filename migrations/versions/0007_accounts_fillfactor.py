@@ -8,15 +8,15 @@ with room on the page, locking and updating them took about 1.5 ms less of a 65 
 This applies to pages written from now on; ``VACUUM FULL ledger_accounts`` in a maintenance window
 rewrites the existing ones.
 
-Revision ID: 0008_accounts_fillfactor
-Revises: 0007_seq_block_per_batch
+Revision ID: 0007_accounts_fillfactor
+Revises: 0006_history_blocks
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
-revision = "0008_accounts_fillfactor"
-down_revision = "0007_seq_block_per_batch"
+revision = "0007_accounts_fillfactor"
+down_revision = "0006_history_blocks"
 branch_labels = None
 depends_on = None
 
