@@ -3,9 +3,8 @@
 Random (v4) ids land all over a B-tree index, so every insert touches a different page; time-ordered ids
 land at its right edge. The ids one process makes also strictly increase (RFC 9562 §6.2, method 3, as
 PostgreSQL 18's ``uuidv7()`` does): the 12 bits after the millisecond hold the fraction of the
-millisecond, and an id made in the same tick as the one before is that one plus one. PostgreSQL's B-tree
-can then append each new key to the rightmost leaf without searching the tree from the root (its fast
-path for ever-increasing keys), and ids sort in the order they were made even within a millisecond. Python 3.11's ``uuid`` module has no v7, hence this module.
+millisecond, and an id made in the same tick as the one before is that one plus one. So ids sort in
+the order they were made even within a millisecond. Python 3.11's ``uuid`` module has no v7, hence this module.
 """
 
 from __future__ import annotations
