@@ -30,11 +30,11 @@ def upgrade() -> None:
             kind text NOT NULL CHECK (kind IN ('single', 'pending', 'post_pending', 'void_pending')),
             debit_account_id uuid,
             credit_account_id uuid,
-            amount bigint,
+            amount numeric,  -- as sent: a refused amount may be beyond any account's range
             currency text,
             code text,
             pending_id uuid,
-            timeout_seconds integer,
+            timeout_seconds bigint,
             metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
             linked boolean NOT NULL,
             -- The refusal: its code, the field it names and its details (e.g. the available amount).

@@ -543,8 +543,11 @@ async def test_freeze_refuses_debits_until_unfrozen(client: httpx.AsyncClient) -
     resp = await client.put(f"{API}/accounts/{wallet}/frozen", json={"frozen": False})
     assert resp.status_code == 200
     assert resp.json()["frozen"] is False
-    # The refused id was never used, so the same request now goes through.
-    assert (await client.post(f"{API}/transfers", json=body)).status_code == 201
+    # A refusal is final: the refused id stays refused after the unfreeze; a new id goes through.
+    assert_problem(
+        await client.post(f"{API}/transfers", json=body), 422, "account_frozen", "debit_account_id"
+    )
+    assert (await client.post(f"{API}/transfers", json={**body, "id": str(uuid4())})).status_code == 201
     assert (await account(client, wallet))["balance"] == money(950)
 
 
@@ -714,8 +717,13 @@ async def test_amount_exceeds_pending(client: httpx.AsyncClient) -> None:
     assert body["pending_amount"] == 300
     assert await snapshot(client, wallet, fees) == before
     await assert_absent(client, post_id)
-    # The hold is still open: a correct post goes through.
+    # The refused id is spent: another amount under it is a different request.
     resp = await client.post(f"{API}/transfers/{hold['id']}/post", json={"id": post_id, "amount": money(300)})
+    assert_problem(resp, 409, "transfer_id_conflict", "id")
+    # The hold is still open: a correct post under a new id goes through.
+    resp = await client.post(
+        f"{API}/transfers/{hold['id']}/post", json={"id": str(uuid4()), "amount": money(300)}
+    )
     assert resp.status_code == 201, resp.text
 
 

@@ -543,8 +543,15 @@ async def test_linked_chain_with_holds_rolls_back_their_state(
     assert totals(await ledger.get_account(wallet.id)) == (0, 5000, 1000, 0)
     assert totals(await ledger.get_account(merchant.id)) == (0, 0, 0, 1000)
 
-    # The same chain, fixed, commits whole: a hold created and posted inside one chain works.
-    chain[3] = move(merchant.id, wallet.id, 1)
+    # A refusal is final: the same ids again, even with the broken member fixed, stay refused.
+    fixed = [replace(req) for req in chain]
+    fixed[3] = move(merchant.id, wallet.id, 1)
+    await refused(ledger.create_linked(fixed), "linked_event_failed")
+    assert await ledger.pending_state(existing.id) is PendingState.OPEN
+
+    # The chain fixed, under new ids, commits whole: a hold created and posted inside one chain works.
+    new_hold = hold(wallet.id, merchant.id, 500)
+    chain = [post(existing.id, 700), new_hold, post(new_hold.id), move(merchant.id, wallet.id, 1)]
     out = await ledger.create_linked(chain)
     assert [t.kind for t in out] == [
         TransferKind.POST_PENDING,

@@ -14,10 +14,14 @@ a handful of round trips:
 5. write the new transfers (a large batch streams them with binary COPY while later ones are still being
    checked, so Python and PostgreSQL work at the same time) and the new totals with one UPDATE.
 
-Idempotency is optimistic: a new id is not looked up first, since the primary key refuses a duplicate
-anyway. When a duplicate turns up (a unique violation, or a refused transfer whose id exists), the
-caller runs the batch again with ``check_ids=True``, which looks every id up and answers from the
-stored transfer.
+Idempotency. Every id is looked up among refused transfers (``ledger_refusals``) once the locks are
+held: a refusal is final, so a resend with the same fields gets the same refusal, even if the money has
+arrived since. Small batches look every id up among stored transfers too, in the same round trip as the
+locks, so an ordinary retry never raises a duplicate-key error (whose log line would carry the batch's
+literal SQL). Bulk batches are optimistic about stored transfers: a new id is not looked up first,
+since the primary key refuses a duplicate anyway. When a duplicate turns up (a unique violation, or a
+refused transfer whose id exists), the caller runs the batch again with ``check_ids=True``, which looks
+every id up and answers from the stored transfer. Every refusal the batch makes is stored with it.
 
 The caller owns the transaction: commit after this returns, roll back on an exception.
 """
@@ -40,6 +44,7 @@ from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.types import PendingState, Transfer, TransferKind, TransferRequest
 
 Result = Transfer | LedgerError
+Params = Sequence[Any] | Mapping[str, Any]
 
 TRANSFER_COLUMNS = (
     "id, seq, kind, debit_account_id, credit_account_id, amount, currency, code, pending_id, "
@@ -73,6 +78,20 @@ _LOCK_ACCOUNTS = (
     "SELECT id, currency, debits_must_not_exceed_credits, credits_must_not_exceed_debits, frozen, "
     "debits_posted, credits_posted, debits_pending, credits_pending FROM ledger_accounts "
     "WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
+)
+_REFUSAL_COLUMNS = (
+    "id, kind, debit_account_id, credit_account_id, amount, currency, code, pending_id, timeout_seconds, "
+    "metadata, linked, error, error_field, error_details"
+)
+_REFUSALS_QUERY = f"SELECT {_REFUSAL_COLUMNS} FROM ledger_refusals WHERE id = ANY(%s::uuid[])"
+_TRANSFERS_QUERY = f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY(%s::uuid[])"
+# ON CONFLICT: the same id refused by two batches at once (their accounts differ, so neither waited on
+# the other) keeps the first refusal and raises no error.
+_INSERT_REFUSALS = (
+    f"INSERT INTO ledger_refusals ({_REFUSAL_COLUMNS}, refused_at) SELECT (r->>0)::uuid, r->>1, "
+    "(r->>2)::uuid, (r->>3)::uuid, (r->>4)::numeric, r->>5, r->>6, (r->>7)::uuid, (r->>8)::int8, "
+    "(r->9)::jsonb, (r->>10)::boolean, r->>11, r->>12, (r->13)::jsonb, %s "
+    "FROM json_array_elements(%s::json) AS r ON CONFLICT (id) DO NOTHING"
 )
 BULK_THRESHOLD = 256
 """Batches larger than this stream their transfers with COPY while they are being checked."""
@@ -143,6 +162,54 @@ class _Pending:
     dirty: bool = False
 
 
+RequestKey = tuple[Any, ...]
+"""Every field of a request as sent: a resend of a refused transfer must match it exactly."""
+
+
+def _request_key(req: TransferRequest) -> RequestKey:
+    return (
+        req.kind.value, req.debit_account_id, req.credit_account_id, req.amount, req.currency, req.code,
+        req.pending_id, req.timeout_seconds, req.metadata, req.linked,
+    )  # fmt: skip
+
+
+@dataclass(slots=True, frozen=True)
+class _Refusal:
+    """A refusal made earlier (stored) or earlier in this batch: final for its id."""
+
+    request: RequestKey
+    code: str
+    field: str | None
+    details: dict[str, Any]
+
+    @staticmethod
+    def of(req: TransferRequest, error: LedgerError) -> _Refusal:
+        details = {k: v for k, v in error.extra.items() if k != "index"}
+        return _Refusal(_request_key(req), error.code, error.field, details)
+
+    @staticmethod
+    def from_row(row: Sequence[Any]) -> _Refusal:
+        return _Refusal(tuple(row[1:11]), row[11], row[12], row[13])
+
+    def answer(self, index: int, req: TransferRequest) -> LedgerError:
+        """The same refusal for a resend with the same fields; ``transfer_id_conflict`` for other fields."""
+        if _request_key(req) != self.request:
+            return LedgerError("transfer_id_conflict", index=index)
+        return LedgerError(self.code, index=index, field=self.field, **self.details)
+
+
+def _refusal_row(req: TransferRequest, refusal: _Refusal) -> list[Any]:
+    return [
+        str(req.id), req.kind.value, _str(req.debit_account_id), _str(req.credit_account_id), req.amount,
+        req.currency, req.code, _str(req.pending_id), req.timeout_seconds, req.metadata, req.linked,
+        refusal.code, refusal.field, refusal.details,
+    ]  # fmt: skip
+
+
+def _str(value: UUID | None) -> str | None:
+    return str(value) if value is not None else None
+
+
 def _same_request(req: TransferRequest, t: Transfer) -> bool:
     """Whether a retried request asks for exactly what the stored transfer did."""
     if req.kind != t.kind or req.metadata != t.metadata:
@@ -169,11 +236,14 @@ class _Batch:
         accounts: dict[UUID, _Acct],
         pendings: dict[UUID, _Pending],
         existing: dict[UUID, Transfer],
+        refusals: dict[UUID, _Refusal],
         now: datetime,
     ) -> None:
         self.accounts = accounts
         self.pendings = pendings
         self.existing = existing
+        self.refusals = refusals
+        self.new_refusals: list[tuple[TransferRequest, _Refusal]] = []
         self.now = now
         self.created: list[Transfer] = []
         self.flushed = 0
@@ -236,12 +306,30 @@ class _Batch:
     # --- one transfer --------------------------------------------------------------------------
 
     def apply(self, index: int, req: TransferRequest) -> Result:
+        """The transfer applied, its stored answer, or a refusal (recorded unless a chain is open)."""
         prior = self.created_ids.get(req.id) or self.existing.get(req.id)
         if prior is not None:
             return prior if _same_request(req, prior) else LedgerError("transfer_id_conflict", index=index)
+        refused = self.refusals.get(req.id)
+        if refused is not None:
+            return refused.answer(index, req)
         if req.kind in (TransferKind.POST_PENDING, TransferKind.VOID_PENDING):
-            return self._resolve(index, req)
-        return self._move(index, req)
+            outcome = self._resolve(index, req)
+        else:
+            outcome = self._move(index, req)
+        if self.chain_accounts is None and isinstance(outcome, LedgerError):
+            self.refuse(req, outcome)
+        return outcome
+
+    def settled(self, req: TransferRequest) -> bool:
+        """Whether ``req.id`` already has an answer: a transfer, or a refusal that is final."""
+        return req.id in self.created_ids or req.id in self.existing or req.id in self.refusals
+
+    def refuse(self, req: TransferRequest, error: LedgerError) -> None:
+        """Record a new refusal: stored with the batch, and the answer to any resend of this id."""
+        refusal = _Refusal.of(req, error)
+        self.refusals[req.id] = refusal
+        self.new_refusals.append((req, refusal))
 
     def _move(self, index: int, req: TransferRequest) -> Result:
         assert req.debit_account_id is not None and req.credit_account_id is not None
@@ -385,6 +473,10 @@ class _Statements:
     async def write(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> None:
         await self.cur.execute(query, params)
 
+    async def rows_many(self, queries: Sequence[tuple[str, Params]]) -> list[list[Any]]:
+        """Several reads that run in order; each sees what was committed before it started."""
+        return [await self.rows(query, params) for query, params in queries]
+
     async def finish(self) -> None:
         """Nothing is held back: the caller commits."""
 
@@ -404,12 +496,28 @@ class _OneTrip(_Statements):
         self.pending_writes: list[str] = []
 
     async def rows(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
-        if self.begun:
-            return await super().rows(query, params)
-        self.begun = True
-        await self.cur.execute("BEGIN; " + self.client.mogrify(query, params))
-        self.cur.nextset()  # past BEGIN's empty result
-        return await self.cur.fetchall()
+        (rows,) = await self.rows_many([(query, params)])
+        return rows
+
+    async def rows_many(self, queries: Sequence[tuple[str, Params]]) -> list[list[Any]]:
+        """The reads in one message (after ``BEGIN`` if the transaction is not open yet), one round trip.
+
+        The server runs them in order; under READ COMMITTED each takes its snapshot when it starts, so
+        a read placed after the lock query sees everything committed before the locks were granted.
+        """
+        statements = [self.client.mogrify(query, params) for query, params in queries]
+        if not self.begun:
+            statements.insert(0, "BEGIN")
+        await self.cur.execute("; ".join(statements))
+        if not self.begun:
+            self.begun = True
+            self.cur.nextset()  # past BEGIN's empty result
+        results = []
+        for i in range(len(queries)):
+            if i:
+                self.cur.nextset()
+            results.append(await self.cur.fetchall())
+        return results
 
     async def write(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> None:
         self.pending_writes.append(self.client.mogrify(query, params))
@@ -468,6 +576,50 @@ async def _apply(
 ) -> list[Result]:
     if not requests:
         return []
+    if not bulk:
+        # A small batch looks every id up in the same round trip as its locks, so a retry never meets
+        # the primary key: a duplicate-key error would log the batch's literal SQL with its metadata.
+        check_ids = True
+    batch = await _read_state(db, requests, clock, check_ids, extra_accounts)
+    batch.expire_due()
+    if bulk:
+        async with db.cur.copy(_COPY_TRANSFERS) as copy:
+            encoder = pgcopy.RowEncoder(batch.now)
+            await copy.write(pgcopy.HEADER)
+
+            async def stream() -> None:
+                rows = batch.created[batch.flushed :]
+                batch.flushed = len(batch.created)
+                await copy.write(b"".join(map(encoder.encode, rows)))
+
+            results = await _apply_all(batch, requests, stream)
+            await copy.write(pgcopy.TRAILER)
+    else:
+        results = await _apply_all(batch, requests, None)
+        if batch.created:
+            stamp = batch.now.isoformat()
+            rows_json = json.dumps([_json_row(t, stamp) for t in batch.created], ensure_ascii=False)
+            await db.write(_JSON_INSERT, (rows_json,))
+
+    if not check_ids:
+        refused = [r.id for r, out in zip(requests, results, strict=True) if isinstance(out, LedgerError)]
+        if refused and await db.rows(
+            "SELECT 1 FROM ledger_transfers WHERE id = ANY(%s::uuid[]) LIMIT 1", (uuid_array(refused),)
+        ):
+            raise RetryBatch(check_ids=True)
+    await _write_state(db, batch)
+    await db.finish()
+    return results
+
+
+async def _read_state(
+    db: _Statements,
+    requests: Sequence[TransferRequest],
+    clock: Callable[[], datetime],
+    check_ids: bool,
+    extra_accounts: frozenset[UUID],
+) -> _Batch:
+    """Lock the batch's accounts, then read its holds, refusals and (where needed) stored transfers."""
     pending_ids = list({r.pending_id for r in requests if r.pending_id is not None})
     # Collected as 128-bit integers: hashing an int is C, hashing a UUID object a Python call, and a bulk
     # batch names 16,000 accounts.
@@ -481,8 +633,18 @@ async def _apply(
             wanted.add(debit_id.int)
             wanted.add(credit_id.int)
 
-    locked = await db.rows(_LOCK_ACCOUNTS, ("{" + ",".join(format(a, "032x") for a in wanted) + "}",))
+    # Refusals are looked up after the locks: a batch that refused one of these ids on the same
+    # accounts has committed by the time the locks are granted.
+    ids = _hex_array(r.id.int for r in requests)
+    reads: list[tuple[str, Params]] = [(_LOCK_ACCOUNTS, (_hex_array(wanted),)), (_REFUSALS_QUERY, (ids,))]
+    if check_ids:
+        reads.append((_TRANSFERS_QUERY, (ids,)))
+    elif pending_ids:  # a retried post or void must answer the original, not pending_already_posted
+        reads.append((_TRANSFERS_QUERY, (uuid_array(r.id for r in requests if r.pending_id is not None),)))
+    locked, refused, *stored = await db.rows_many(reads)
     accounts = {row[0]: _Acct(*row) for row in locked}
+    refusals = {row[0]: _Refusal.from_row(row) for row in refused}
+    existing = {row[0]: transfer_from_row(row) for row in stored[0]} if stored else {}
     # The batch's time is read once the locks are held, so an account's transfers carry times in
     # the order they were applied, and a balance "as of" a time is well defined.
     now = clock()
@@ -499,46 +661,12 @@ async def _apply(
         missing = {a for p in pendings.values() for a in (p.debit, p.credit)} - accounts.keys()
         if missing:
             await _lock_more(db, missing, accounts)
+    return _Batch(accounts, pendings, existing, refusals, now)
 
-    lookup = [r.id for r in requests] if check_ids else [r.id for r in requests if r.pending_id is not None]
-    existing: dict[UUID, Transfer] = {}
-    if lookup:
-        rows = await db.rows(
-            f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ANY(%s::uuid[])",
-            (uuid_array(lookup),),
-        )
-        existing = {row[0]: transfer_from_row(row) for row in rows}
 
-    batch = _Batch(accounts, pendings, existing, now)
-    batch.expire_due()
-    if bulk:
-        async with db.cur.copy(_COPY_TRANSFERS) as copy:
-            encoder = pgcopy.RowEncoder(now)
-            await copy.write(pgcopy.HEADER)
-
-            async def stream() -> None:
-                rows = batch.created[batch.flushed :]
-                batch.flushed = len(batch.created)
-                await copy.write(b"".join(map(encoder.encode, rows)))
-
-            results = await _apply_all(batch, requests, stream)
-            await copy.write(pgcopy.TRAILER)
-    else:
-        results = await _apply_all(batch, requests, None)
-        if batch.created:
-            stamp = now.isoformat()
-            rows_json = json.dumps([_json_row(t, stamp) for t in batch.created], ensure_ascii=False)
-            await db.write(_JSON_INSERT, (rows_json,))
-
-    if not check_ids:
-        refused = [r.id for r, out in zip(requests, results, strict=True) if isinstance(out, LedgerError)]
-        if refused and await db.rows(
-            "SELECT 1 FROM ledger_transfers WHERE id = ANY(%s::uuid[]) LIMIT 1", (uuid_array(refused),)
-        ):
-            raise RetryBatch(check_ids=True)
-    await _write_state(db, batch)
-    await db.finish()
-    return results
+def _hex_array(ids: Iterable[int]) -> str:
+    """A uuid array literal from 128-bit integers: ``format`` is C, ``str(UUID)`` a Python call per id."""
+    return "{" + ",".join(format(i, "032x") for i in ids) + "}"
 
 
 async def _lock_more(db: _Statements, missing: set[UUID], accounts: dict[UUID, _Acct]) -> None:
@@ -594,13 +722,37 @@ async def _apply_all(
                 batch.end_chain()
             else:
                 batch.rollback_chain()
-                for i in range(start, end):
-                    slots[i] = failure if i == failure.index else LedgerError("linked_event_failed", index=i)
+                _refuse_chain(batch, requests, slots, start, end, failure)
         if flush is not None and len(batch.created) - batch.flushed >= FLUSH_EVERY:
             await flush()
     if flush is not None:
         await flush()
     return [r for r in slots if r is not None]
+
+
+def _refuse_chain(
+    batch: _Batch,
+    requests: Sequence[TransferRequest],
+    slots: list[Result | None],
+    start: int,
+    end: int,
+    failure: LedgerError,
+) -> None:
+    """Answer every member of a refused chain and record the new refusals.
+
+    A member refused before answers as it did then (so a chain refused as a whole answers the same on
+    resend); the others get the failure that broke the chain, or ``linked_event_failed``.
+    """
+    for i in range(start, end):
+        req = requests[i]
+        refused = batch.refusals.get(req.id)
+        if refused is not None:
+            slots[i] = refused.answer(i, req)
+            continue
+        error = failure if i == failure.index else LedgerError("linked_event_failed", index=i)
+        slots[i] = error
+        if error.code != "transfer_id_conflict" and not batch.settled(req):
+            batch.refuse(req, error)
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -636,6 +788,9 @@ async def _write_state(db: _Statements, batch: _Batch) -> None:
             "WHERE p.id = (u->>0)::uuid AND p.state = 'open'",
             (json.dumps(ends),),
         )
+    if batch.new_refusals:
+        refusals = [_refusal_row(req, refusal) for req, refusal in batch.new_refusals]
+        await db.write(_INSERT_REFUSALS, (batch.now, json.dumps(refusals, ensure_ascii=False)))
     dirty = [a for a in batch.accounts.values() if a.dirty]
     if dirty:
         # Five array literals parse faster in PostgreSQL than one JSON document of the same rows.

@@ -25,6 +25,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core import metrics
+from etcwallet.core.db import autocommit
 from etcwallet.core.errors import DomainError
 from etcwallet.core.money import check_currency
 from etcwallet.ledger.chart import AccountCode, platform_accounts
@@ -233,11 +234,11 @@ class Ledger:
         for i, req in enumerate(chain):
             req.linked = i < len(chain) - 1
         results = await self._submit(chain)
-        failed = next(
-            (r for r in results if isinstance(r, LedgerError) and r.code != "linked_event_failed"), None
-        )
-        if failed is not None:
-            raise failed
+        errors = [r for r in results if isinstance(r, LedgerError)]
+        if errors:
+            # The member that broke the chain; a resent chain whose members were all refused as
+            # ``linked_event_failed`` before answers with the first of them.
+            raise next((e for e in errors if e.code != "linked_event_failed"), errors[0])
         return [r for r in results if isinstance(r, Transfer)]
 
     async def create_transfers(self, requests: Sequence[TransferRequest]) -> list[Result]:
@@ -311,20 +312,15 @@ class Ledger:
         for attempt in range(attempts):
             started = time.perf_counter()
             try:
-                # Small batches send BEGIN with the lock and the writes with COMMIT: two round trips
-                # in all. Bulk batches stream their transfers with COPY.
-                async with self.pool.connection() as conn:
-                    if bulk:
-                        async with conn.transaction():
-                            results = await apply_transfers(
-                                conn,
-                                requests,
-                                self.clock,
-                                check_ids=check_ids,
-                                extra_accounts=extra,
-                                bulk=True,
-                            )
-                    else:
+                if bulk:  # streams its transfers with COPY
+                    async with self.pool.connection() as conn, conn.transaction():
+                        results = await apply_transfers(
+                            conn, requests, self.clock, check_ids=check_ids, extra_accounts=extra, bulk=True
+                        )
+                else:
+                    # Sends BEGIN with the lock and the writes with COMMIT: two round trips in all. In
+                    # autocommit mode, so psycopg sends no BEGIN of its own before ours.
+                    async with autocommit(self.pool) as conn:
                         results = await apply_and_commit(
                             conn, requests, self.clock, check_ids=check_ids, extra_accounts=extra
                         )
