@@ -213,7 +213,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(admin_router)
     app.include_router(customer_router)
     app.include_router(factors_router)
-    if not settings.is_production:
+    if settings.serves_dev_outbox:
         app.include_router(dev_router)
     return app
 

@@ -28,9 +28,10 @@ audit_app = typer.Typer(help="审计 · audit log", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
 app.add_typer(audit_app, name="audit")
 dev_app = typer.Typer(
-    help="开发工具（生产环境不可用）· development tools, absent in production", no_args_is_help=True
+    help="开发工具（需 ETCW_DEV_OUTBOX=1，生产环境不可用）· development tools: ETCW_DEV_OUTBOX=1, never in production",
+    no_args_is_help=True,
 )
-if not get_settings().is_production:
+if get_settings().serves_dev_outbox:
     app.add_typer(dev_app, name="dev")
 console = Console(stderr=True)
 
