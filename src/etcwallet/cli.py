@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from etcwallet.core.config import get_settings
+from etcwallet.core.config import Settings, get_settings
 from etcwallet.core.db import connect_database, migrate, open_pool
 from etcwallet.core.logging import configure_logging
 
@@ -49,6 +49,21 @@ def _database_url() -> str:
     return server.url
 
 
+def start_banner(settings: Settings, host: str, port: int) -> str:
+    """The line ``serve`` prints: where to connect, and the demo password only when demo data is loaded
+    (``ETCW_DEMO=1`` outside production; production never loads it, so never prints it)."""
+    from etcwallet.demo import DEMO_STAFF, DEMO_STAFF_PASSWORD
+
+    line = f"[bold]etcwallet[/] http://{host}:{port}"
+    if settings.is_production:
+        return line
+    notes = ["API docs: /docs"]
+    if settings.demo:
+        names = "/".join(username for username, *_ in DEMO_STAFF)
+        notes.append(f"demo staff {names}, password {DEMO_STAFF_PASSWORD}")
+    return f"{line}  ({' · '.join(notes)})"
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="listen address (ETCW_HOST)")] = None,
@@ -63,8 +78,7 @@ def serve(
     url = _database_url()
     migrate(url)
     host, port = host or settings.host, port or settings.port
-    demo = " · demo staff admin/finance/operator1/bank1, password Demo-etc-2026" if settings.demo else ""
-    console.print(f"[bold]etcwallet[/] http://{host}:{port}  (API docs: /docs{demo})")
+    console.print(start_banner(settings, host, port))
     uvicorn.run(
         "etcwallet.app:create_app_from_env",
         factory=True,
