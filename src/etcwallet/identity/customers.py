@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import FieldCipher, Keys, hash_token, keyed_hash, new_token
 from etcwallet.core.errors import DomainError, InvalidValue
-from etcwallet.core.masking import mask_id_number, mask_name, mask_phone
+from etcwallet.core.masking import mask_free_text, mask_id_number, mask_name, mask_phone
 from etcwallet.identity import audit, lockout, passkeys, sessions, sms, totp
 from etcwallet.identity.audit import AuditEvent
 from etcwallet.identity.authz import refresh_token_reused, unauthenticated
@@ -72,6 +72,12 @@ class Customer:
     frozen_at: datetime | None
     locked_until: datetime | None
     created_at: datetime
+
+    def __post_init__(self) -> None:
+        # The freeze reason is free text shown to the customer and staff: phone and ID numbers in it are
+        # masked (stored masked since issue 15; masked here too for reasons stored before).
+        if self.frozen_reason:
+            object.__setattr__(self, "frozen_reason", mask_free_text(self.frozen_reason))
 
 
 @dataclass(frozen=True)
@@ -1159,7 +1165,10 @@ async def freeze(
     by: tuple[str, UUID],
     client: Client,
 ) -> tuple[Customer, int]:
-    """Freeze an account (by the customer or by staff): logins refused, every session ended. Idempotent."""
+    """Freeze an account (by the customer or by staff): logins refused, every session ended. Idempotent.
+
+    The reason is kept (and audited, and answered) with phone and ID numbers in it masked."""
+    reason = mask_free_text(reason)
     actor_type, actor_id = by
     frozen_by = CUSTOMER if actor_type == CUSTOMER else f"staff:{actor_id}"
     async with pool.connection() as conn, conn.transaction():
