@@ -28,6 +28,7 @@ from etcwallet.core.headers import SecurityHeaders
 from etcwallet.core.http import HotRoutes
 from etcwallet.core.logging import configure_logging
 from etcwallet.identity import housekeeping as identity_housekeeping
+from etcwallet.identity import totp
 from etcwallet.identity.customer_api import router as customer_router
 from etcwallet.identity.dev_api import router as dev_router
 from etcwallet.identity.factors_api import router as factors_router
@@ -77,6 +78,10 @@ async def start_runtime(settings: Settings) -> Runtime:
         keys=keys_from(settings),
         server=server if settings.database_url is None else None,
     )
+    async with pool.connection() as conn:
+        rekeyed = await totp.rekey_legacy_recovery_codes(conn, runtime.keys.lookup_key)
+    if rekeyed:
+        log.info("legacy recovery codes rekeyed", extra={"count": rekeyed})
     runtime.background.append(
         asyncio.create_task(ledger.run_expiry_sweeper(settings.ledger_expiry_interval_seconds))
     )

@@ -163,7 +163,12 @@ async def login_totp(body: s.SecondFactorRequest, request: Request) -> s.LoginOu
     await _auth_limits(request, "second-factor")
     rt = request.app.state.runtime
     tokens = await service.login_second_factor(
-        rt.pool, rt.keys.cipher, ticket=body.ticket, code=body.code, client=_client(request)
+        rt.pool,
+        rt.keys.cipher,
+        lookup_key=rt.keys.lookup_key,
+        ticket=body.ticket,
+        code=body.code,
+        client=_client(request),
     )
     return s.LoginOut(status="signed_in", **_tokens(tokens).model_dump())
 

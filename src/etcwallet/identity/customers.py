@@ -538,7 +538,13 @@ async def login_sms(
 
 
 async def login_second_factor(
-    pool: AsyncConnectionPool, cipher: FieldCipher, *, ticket: str, code: str, client: Client
+    pool: AsyncConnectionPool,
+    cipher: FieldCipher,
+    *,
+    lookup_key: bytes,
+    ticket: str,
+    code: str,
+    client: Client,
 ) -> sessions.IssuedTokens:
     """Finish a sign-in with a TOTP code or a recovery code; a wrong code counts toward the lockout."""
     failure: DomainError | None = None
@@ -562,7 +568,7 @@ async def login_second_factor(
             ok = await totp.verify(conn, cipher, CUSTOMER, customer_id, code)
             if not ok and not (len(code.strip()) == 6 and code.strip().isdigit()):
                 factor = "recovery_code"
-                ok = await totp.use_recovery_code(conn, CUSTOMER, customer_id, code)
+                ok = await totp.use_recovery_code(conn, lookup_key, CUSTOMER, customer_id, code)
             if ok:
                 await conn.execute(
                     "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (ticket_hash,)

@@ -180,11 +180,13 @@ async def prove_totp(pool: AsyncConnectionPool, cipher: FieldCipher, principal: 
         await sessions.mark_stepped_up(conn, principal.session_id, "totp")
 
 
-async def prove_recovery_code(pool: AsyncConnectionPool, principal: Principal, code: str) -> None:
+async def prove_recovery_code(
+    pool: AsyncConnectionPool, lookup_key: bytes, principal: Principal, code: str
+) -> None:
     """Step up with a one-time recovery code (spent by this)."""
     await _limit_and_admit(pool, principal, "recovery_code")
     async with pool.connection() as conn, conn.transaction():
-        if not await totp.use_recovery_code(conn, principal.kind, principal.id, code):
+        if not await totp.use_recovery_code(conn, lookup_key, principal.kind, principal.id, code):
             raise RECOVERY_INVALID
         await sessions.mark_stepped_up(conn, principal.session_id, "recovery_code")
 
