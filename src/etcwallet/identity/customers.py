@@ -29,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.core.crypto import FieldCipher, Keys, hash_token, keyed_hash, new_token
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_free_text, mask_id_number, mask_name, mask_phone
-from etcwallet.identity import audit, lockout, passkeys, sessions, sms, totp
+from etcwallet.identity import audit, lockout, passkeys, sessions, sms, stepup, totp
 from etcwallet.identity.audit import AuditEvent
 from etcwallet.identity.authz import refresh_token_reused, unauthenticated
 from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
@@ -919,9 +919,14 @@ async def set_profile(
     id_type: str,
     id_number: str,
     sms_code: str | None,
+    stepped_up: bool,
     client: Client,
 ) -> Profile:
-    """Record (or, with an SMS code, change) the real-name profile: encrypted, keyed-hashed, one ID per customer."""
+    """Record (or, with an SMS code, change) the real-name profile: encrypted, keyed-hashed, one ID per customer.
+
+    Recording or changing it needs a fresh step-up (``stepped_up``), checked before the ID number is
+    looked up: otherwise the answer (409 ``id_number_registered`` or 200) would tell anyone signed in
+    whether an ID number belongs to another customer. Saving what is already on file needs none."""
     try:
         clean_name = check_name(name)
     except InvalidValue as exc:
@@ -947,7 +952,10 @@ async def set_profile(
                 and hmac.compare_digest(bytes(current[6]), digest)
                 and _stored_name(keys.cipher, current[0]) == clean_name
             )
-            if current is not None and not same:
+            if not same and not stepped_up:
+                factors = await stepup.accepted_factors(conn, CUSTOMER, customer_id)
+                failure = stepup.step_up_required(CUSTOMER, factors, stepup.STEP_UP_WINDOW)
+            elif current is not None and not same:
                 if sms_code is None:
                     failure = PROFILE_CODE_REQUIRED
                 else:
