@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 run: $(STAMP)
-	ETCW_DEMO=$${ETCW_DEMO:-1} $(BIN)/etcwallet serve
+	ETCW_DEMO=$${ETCW_DEMO:-1} ETCW_DEV_OUTBOX=$${ETCW_DEV_OUTBOX:-1} $(BIN)/etcwallet serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench migrations

@@ -74,7 +74,7 @@ async def ledger(pool: AsyncConnectionPool) -> AsyncIterator[Ledger]:
 
 @pytest.fixture(scope="session")
 def settings(tmp_root: Path) -> Settings:
-    return Settings(env="test", data_dir=tmp_root / "data")
+    return Settings(env="test", data_dir=tmp_root / "data", dev_outbox=True)  # tests read codes from it
 
 
 @pytest.fixture(scope="session")

@@ -24,9 +24,11 @@ from etcwallet.core.crypto import Keys, load_keys
 from etcwallet.core.db import DatabaseServer, connect_database, migrate, open_pool
 from etcwallet.core.errors import install_handlers
 from etcwallet.core.gc_tuning import tune_for_service
+from etcwallet.core.headers import SecurityHeaders
 from etcwallet.core.http import HotRoutes
 from etcwallet.core.logging import configure_logging
 from etcwallet.identity import housekeeping as identity_housekeeping
+from etcwallet.identity import totp
 from etcwallet.identity.customer_api import router as customer_router
 from etcwallet.identity.dev_api import router as dev_router
 from etcwallet.identity.factors_api import router as factors_router
@@ -76,6 +78,10 @@ async def start_runtime(settings: Settings) -> Runtime:
         keys=keys_from(settings),
         server=server if settings.database_url is None else None,
     )
+    async with pool.connection() as conn:
+        rekeyed = await totp.rekey_legacy_recovery_codes(conn, runtime.keys.lookup_key)
+    if rekeyed:
+        log.info("legacy recovery codes rekeyed", extra={"count": rekeyed})
     runtime.background.append(
         asyncio.create_task(ledger.run_expiry_sweeper(settings.ledger_expiry_interval_seconds))
     )
@@ -117,7 +123,8 @@ class MetricsMiddleware:
 
 
 class EtcwalletAPI(FastAPI):
-    """FastAPI with a fast lane (:class:`~etcwallet.core.http.HotRoutes`) in front of its middleware."""
+    """FastAPI with a fast lane (:class:`~etcwallet.core.http.HotRoutes`) in front of its middleware, and
+    the security headers (:class:`~etcwallet.core.headers.SecurityHeaders`) around both."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -129,7 +136,7 @@ class EtcwalletAPI(FastAPI):
         self.include_router(router)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return HotRoutes(super().build_middleware_stack(), self.hot_routers)
+        return SecurityHeaders(HotRoutes(super().build_middleware_stack(), self.hot_routers))
 
 
 def keys_from(settings: Settings) -> Keys:
@@ -163,11 +170,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             if own:
                 await rt.close()
 
+    # In production the API document, its viewers and the metrics are not served (404): they map the
+    # attack surface and the traffic for anyone who reaches the port.
+    public_docs = not settings.is_production
     app = EtcwalletAPI(
         title="etcwallet",
         version=__version__,
         description="ETC 发行、钱包与通行费清分 · ETC issuance, wallet and toll clearing",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if public_docs else None,
+        docs_url="/docs" if public_docs else None,
+        redoc_url="/redoc" if public_docs else None,
     )
     app.state.settings = settings
     if runtime is not None:
@@ -192,9 +205,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics", tags=["ops"], include_in_schema=False)
-    async def prometheus() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if public_docs:
+
+        @app.get("/metrics", tags=["ops"], include_in_schema=False)
+        async def prometheus() -> Response:
+            """Prometheus metrics (not served in production)."""
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_hot_router(ledger_hot_router)
     app.include_router(ledger_router)
@@ -202,7 +218,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(admin_router)
     app.include_router(customer_router)
     app.include_router(factors_router)
-    if not settings.is_production:
+    if settings.serves_dev_outbox:
         app.include_router(dev_router)
     return app
 

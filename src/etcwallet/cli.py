@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from etcwallet.core.config import get_settings
+from etcwallet.core.config import Settings, get_settings
 from etcwallet.core.db import connect_database, migrate, open_pool
 from etcwallet.core.logging import configure_logging
 
@@ -28,9 +28,10 @@ audit_app = typer.Typer(help="审计 · audit log", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
 app.add_typer(audit_app, name="audit")
 dev_app = typer.Typer(
-    help="开发工具（生产环境不可用）· development tools, absent in production", no_args_is_help=True
+    help="开发工具（需 ETCW_DEV_OUTBOX=1，生产环境不可用）· development tools: ETCW_DEV_OUTBOX=1, never in production",
+    no_args_is_help=True,
 )
-if not get_settings().is_production:
+if get_settings().serves_dev_outbox:
     app.add_typer(dev_app, name="dev")
 console = Console(stderr=True)
 
@@ -48,6 +49,21 @@ def _database_url() -> str:
     return server.url
 
 
+def start_banner(settings: Settings, host: str, port: int) -> str:
+    """The line ``serve`` prints: where to connect, and the demo password only when demo data is loaded
+    (``ETCW_DEMO=1`` outside production; production never loads it, so never prints it)."""
+    from etcwallet.demo import DEMO_STAFF, DEMO_STAFF_PASSWORD
+
+    line = f"[bold]etcwallet[/] http://{host}:{port}"
+    if settings.is_production:
+        return line
+    notes = ["API docs: /docs"]
+    if settings.demo:
+        names = "/".join(username for username, *_ in DEMO_STAFF)
+        notes.append(f"demo staff {names}, password {DEMO_STAFF_PASSWORD}")
+    return f"{line}  ({' · '.join(notes)})"
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="listen address (ETCW_HOST)")] = None,
@@ -62,8 +78,7 @@ def serve(
     url = _database_url()
     migrate(url)
     host, port = host or settings.host, port or settings.port
-    demo = " · demo staff admin/finance/operator1/bank1, password Demo-etc-2026" if settings.demo else ""
-    console.print(f"[bold]etcwallet[/] http://{host}:{port}  (API docs: /docs{demo})")
+    console.print(start_banner(settings, host, port))
     uvicorn.run(
         "etcwallet.app:create_app_from_env",
         factory=True,

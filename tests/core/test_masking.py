@@ -9,6 +9,7 @@ import structlog
 
 from etcwallet.core.masking import (
     mask_bank_card,
+    mask_free_text,
     mask_id_number,
     mask_mapping,
     mask_name,
@@ -156,3 +157,26 @@ def test_processor_in_structlog_chain() -> None:
     args, kwargs = logger.info("login", phone="13812345678", password="hunter2")
     assert args == ()
     assert kwargs == {"event": "login", "phone": "138****5678", "password": "***"}
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("客户来电13800138000要求冻结", "客户来电138****8000要求冻结"),
+        ("手机 138 0013 8000，身份证110101199003074518", "手机 138****8000，身份证1101**********4518"),
+        ("+86 138-0013-8000", "+86*******8000"),
+        ("证件 11010119900307451x 核实", "证件 1101**********451x 核实"),
+        ("旧证 110101900307451", "旧证 1101*******7451"),
+        ("卡号6222020200001234567", "卡号6222***********4567"),
+        ("护照E12345678，港澳通行证H1234567890", "护照E1*****78，港澳通行证H1*******90"),
+        ("电话13800138000和13900139000", "电话138****8000和139****9000"),
+        ("全角１３８００１３８０００", "全角138****8000"),
+        ("tel:13800138000", "tel:138****8000"),
+        # what is not a phone or ID number stays as written
+        ("金额 100000 元，订单 2026-12-03，工单 A-17", "金额 100000 元，订单 2026-12-03，工单 A-17"),
+        ("疑似盗刷，请联系客服", "疑似盗刷，请联系客服"),
+    ],
+)
+def test_mask_free_text(text: str, masked: str) -> None:
+    assert mask_free_text(text) == masked
+    assert mask_free_text(masked) == masked  # idempotent: masking a masked text changes nothing

@@ -39,7 +39,7 @@ async def staff_token(pool: AsyncConnectionPool, role: Role) -> str:
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     data_dir: Path = tmp_path_factory.mktemp("etcw-e2e")
-    return Settings(env="test", data_dir=data_dir)
+    return Settings(env="test", data_dir=data_dir, dev_outbox=True)  # tests read codes from it
 
 
 @pytest.fixture(scope="session")

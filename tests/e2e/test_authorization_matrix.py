@@ -497,7 +497,7 @@ def test_dev_routes_are_not_mounted_in_production(tmp_path: Any) -> None:
     from etcwallet.app import create_app
     from etcwallet.core.config import Settings
 
-    prod = create_app(Settings(env="production", data_dir=tmp_path))
+    prod = create_app(Settings(env="production", data_dir=tmp_path, dev_outbox=True))
     assert not [k for k in app_routes(prod) if k[1].startswith("/api/v1/dev/")]
 
 

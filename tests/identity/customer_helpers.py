@@ -118,6 +118,17 @@ async def scalar(pool: AsyncConnectionPool, sql: str, *params: Any) -> Any:
         return None if row is None else row[0]
 
 
+async def step_up(client: httpx.AsyncClient, who: Signed) -> None:
+    """Step the session up with an SMS code to the customer's phone (for a customer without TOTP or passkey)."""
+    r = await client.post("/api/v1/me/factors/step-up/sms/send", headers=who.headers)
+    assert r.status_code == 202, r.text
+    r = await client.post(
+        "/api/v1/me/factors/step-up/sms/verify", json={"code": (await codes(client, who.phone))[0]},
+        headers=who.headers,
+    )  # fmt: skip
+    assert r.status_code == 200 and r.json()["stepped_up"], r.text
+
+
 def assert_problem(r: httpx.Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
     """A problem+json answer with this status and code (top-level or first field error) naming ``field``."""
     assert r.status_code == status, r.text

@@ -20,6 +20,7 @@ from .customer_helpers import (
     register,
     send_code,
     sign_in,
+    step_up,
 )
 
 
@@ -160,6 +161,7 @@ async def test_freezing_needs_the_permission(client: httpx.AsyncClient, make_sta
 
 async def test_staff_look_up_answers_masked_data_only(client: httpx.AsyncClient, make_staff: object) -> None:
     me = await register(client)
+    await step_up(client, me)
     number = new_resident_id()
     r = await client.put(
         f"{BASE}/me/profile",

@@ -393,7 +393,7 @@ async def test_totp_and_recovery_codes_finish_a_login(
         enrollment = await totp.enroll(conn, runtime.keys.cipher, "customer", cid, me.phone)
         otp = pyotp.TOTP(enrollment.secret)
         assert await totp.verify(conn, runtime.keys.cipher, "customer", cid, otp.now(), confirming=True)
-        recovery = await totp.issue_recovery_codes(conn, "customer", cid)
+        recovery = await totp.issue_recovery_codes(conn, runtime.keys.lookup_key, "customer", cid)
 
     r = await login(client, me.phone)
     assert r.status_code == 200, r.text

@@ -28,6 +28,7 @@ from .customer_helpers import (
     scalar,
     send_own_code,
     skip_cooldown,
+    step_up,
     with_wrong_check,
 )
 
@@ -51,6 +52,7 @@ async def test_profile_is_stored_encrypted_and_answered_masked(
     client: httpx.AsyncClient, pool: AsyncConnectionPool, runtime: Runtime
 ) -> None:
     me = await register(client)
+    await step_up(client, me)  # recording a real-name profile needs a fresh step-up
     number = new_resident_id()
     assert (await client.get(f"{BASE}/me/profile", headers=me.headers)).status_code == 404
     r = await put_profile(client, me.headers, name=NAME, id_type="resident_id", id_number=number.lower())
@@ -126,6 +128,8 @@ async def test_one_id_number_belongs_to_one_customer(
     client: httpx.AsyncClient, pool: AsyncConnectionPool
 ) -> None:
     a, b = await register(client), await register(client)
+    for who in (a, b):
+        await step_up(client, who)
     number = new_resident_id()
     assert (
         await put_profile(client, a.headers, name=NAME, id_type="resident_id", id_number=number)
@@ -140,6 +144,7 @@ async def test_find_customer_by_id_number_uses_the_keyed_hash(
     client: httpx.AsyncClient, pool: AsyncConnectionPool, runtime: Runtime
 ) -> None:
     me = await register(client)
+    await step_up(client, me)
     number = new_resident_id()
     passport = f"E{int(number[-9:-1]):08d}"
     assert (
@@ -238,6 +243,7 @@ async def test_payment_password_set_verify_lock_and_reset(
         reset, json={"sms_code": code, "id_number": number, "new_pin": "369258"}, headers=me.headers
     )
     assert_problem(r, 409, "profile_required")
+    await step_up(client, me)
     assert (
         await put_profile(client, me.headers, name=NAME, id_type="resident_id", id_number=number)
     ).status_code == 200
@@ -320,6 +326,7 @@ async def test_audit_never_holds_the_id_number_or_pin(
     client: httpx.AsyncClient, pool: AsyncConnectionPool
 ) -> None:
     me = await register(client)
+    await step_up(client, me)
     number = new_resident_id()
     await put_profile(client, me.headers, name=NAME, id_type="resident_id", id_number=number)
     code = await send_own_code(client, me.headers, me.phone, "reset_payment_password")

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     demo: bool = False
+    dev_outbox: bool = Field(
+        default=False,
+        description="serve the development SMS outbox (HTTP and CLI); never in production",
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     encryption_key: SecretStr | None = Field(default=None, description="base64 AES-256 key (or id:base64)")
@@ -47,6 +51,12 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def serves_dev_outbox(self) -> bool:
+        """Whether the SMS outbox may be read (``ETCW_DEV_OUTBOX=1``, outside production): it holds every
+        code sent, so whoever reads it can sign in as, or reset the password of, anyone."""
+        return self.dev_outbox and not self.is_production
 
     def secret(self, name: str) -> str | None:
         value: SecretStr | None = getattr(self, name)

@@ -55,6 +55,37 @@ def mask_name(name: str) -> str:
     return value[0] + "*" * (len(value) - 1)
 
 
+# --- free text ---------------------------------------------------------------------------------------
+
+# Full-width digits, letters, space and hyphen read as their ASCII forms, one character for one, so a
+# match's span in the folded text is its span in the original.
+_FOLD = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_GAP = r"[ \-]?"  # numbers are written with single spaces or hyphens between groups
+_NUMBER_IN_TEXT = re.compile(
+    r"(?<![0-9])(?:"
+    rf"(?P<phone>(?:(?:\+|00)?86{_GAP})?1[3-9][0-9](?:{_GAP}[0-9]){{8}})(?![0-9])"  # mainland mobile
+    rf"|(?P<long>[0-9](?:{_GAP}[0-9]){{11,18}}(?:{_GAP}[Xx])?)(?![0-9A-Za-z])"  # ID numbers, bank cards
+    r"|(?<![A-Za-z])(?P<permit>[A-Za-z]{1,2}[0-9]{7,10})(?![0-9A-Za-z])"  # passports, permits
+    r")"
+)
+
+
+def mask_free_text(text: str) -> str:
+    """Free text (a freeze reason, a note) with phone numbers, ID numbers, passport and permit numbers and
+    bank card numbers in it masked as their fields are; the rest is left as written. Idempotent."""
+    folded = text.translate(_FOLD)
+    parts: list[str] = []
+    end = 0
+    for match in _NUMBER_IN_TEXT.finditer(folded):
+        value = _SEPARATORS.sub("", match.group(0))
+        parts += [
+            text[end : match.start()],
+            mask_phone(value) if match.group("phone") else mask_id_number(value),
+        ]
+        end = match.end()
+    return "".join(parts) + text[end:] if parts else text
+
+
 # --- log processor -----------------------------------------------------------------------------------
 
 _SECRET_WORDS = frozenset(

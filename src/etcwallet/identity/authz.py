@@ -8,6 +8,7 @@ bank operators) see only their own outlet's records; services check that with :m
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -158,10 +159,16 @@ def forbidden(permission: str) -> DomainError:
 
 def bearer_token(request: Request) -> str | None:
     """The access token from ``Authorization: Bearer`` or the web session cookie."""
+    return credential(request)[0]
+
+
+def credential(request: Request) -> tuple[str | None, bool]:
+    """The access token and whether it came from the web session cookie (which then needs the CSRF check)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return request.cookies.get("etcw_session")
+        return token.strip(), False
+    cookie = request.cookies.get("etcw_session")
+    return cookie, cookie is not None
 
 
 _PRINCIPAL_QUERY = (
@@ -238,7 +245,7 @@ async def load_principal(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    token = bearer_token(request)
+    token, from_cookie = credential(request)
     if not token:
         raise unauthenticated()
     row = await session_lookup(request).find(hash_token(token))
@@ -257,14 +264,21 @@ async def load_principal(request: Request) -> Principal:
         principal = Principal(
             "customer", principal_id, session_id, stepped_up_at=stepped_up_at, csrf_token=csrf
         )
-    # Cookie-borne sessions must echo the CSRF token on every unsafe request.
-    cookie_borne = "authorization" not in request.headers and request.method not in ("GET", "HEAD", "OPTIONS")
-    if cookie_borne and request.headers.get("x-csrf-token") != principal.csrf_token:
+    # A token taken from the cookie needs the CSRF token echoed on every unsafe request, whatever other
+    # headers (an Authorization header of another scheme, say) the request carries.
+    unsafe = request.method not in ("GET", "HEAD", "OPTIONS")
+    if from_cookie and unsafe and not _csrf_echoed(request, principal.csrf_token):
         raise DomainError(
             "csrf_failed", 403, "CSRF 校验失败", "CSRF token missing or wrong", field="X-CSRF-Token"
         )
     request.state.principal = principal
     return principal
+
+
+def _csrf_echoed(request: Request, expected: str) -> bool:
+    """Whether the request's ``X-CSRF-Token`` header is the session's CSRF token."""
+    sent = request.headers.get("x-csrf-token", "")
+    return bool(expected) and hmac.compare_digest(sent.encode(), expected.encode())
 
 
 async def require_customer(request: Request) -> Principal:

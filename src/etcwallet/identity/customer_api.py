@@ -19,6 +19,7 @@ from etcwallet.identity.authz import Permission, Principal, require, require_cus
 from etcwallet.identity.ratelimit import Limit, hit
 from etcwallet.identity.sessions import IssuedTokens, Session
 from etcwallet.identity.sms import Purpose, SentCode
+from etcwallet.identity.stepup import STEP_UP_WINDOW
 
 router = APIRouter(prefix="/api/v1/customers", tags=["customers"])
 
@@ -163,7 +164,12 @@ async def login_totp(body: s.SecondFactorRequest, request: Request) -> s.LoginOu
     await _auth_limits(request, "second-factor")
     rt = request.app.state.runtime
     tokens = await service.login_second_factor(
-        rt.pool, rt.keys.cipher, ticket=body.ticket, code=body.code, client=_client(request)
+        rt.pool,
+        rt.keys.cipher,
+        lookup_key=rt.keys.lookup_key,
+        ticket=body.ticket,
+        code=body.code,
+        client=_client(request),
     )
     return s.LoginOut(status="signed_in", **_tokens(tokens).model_dump())
 
@@ -281,12 +287,13 @@ async def read_profile(request: Request, me: Me) -> s.ProfileOut:
 
 @router.put("/me/profile", response_model=s.ProfileOut)
 async def set_profile(body: s.ProfileRequest, request: Request, me: Me) -> s.ProfileOut:
-    """Record my real name and ID; changing data already on file needs an SMS code (purpose profile_change)."""
+    """Record my real name and ID (needs a fresh step-up, so that the answer cannot tell whether an ID number
+    is someone else's); changing data already on file also needs an SMS code (purpose profile_change)."""
     await _limit(request, (f"customer-profile:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     rt = request.app.state.runtime
     profile = await service.set_profile(
         rt.pool, rt.keys, customer_id=me.id, name=body.name, id_type=body.id_type, id_number=body.id_number,
-        sms_code=body.sms_code, client=_client(request),
+        sms_code=body.sms_code, stepped_up=me.stepped_up_within(STEP_UP_WINDOW), client=_client(request),
     )  # fmt: skip
     return _profile_out(profile)
 

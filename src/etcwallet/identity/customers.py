@@ -28,8 +28,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import FieldCipher, Keys, hash_token, keyed_hash, new_token
 from etcwallet.core.errors import DomainError, InvalidValue
-from etcwallet.core.masking import mask_id_number, mask_name, mask_phone
-from etcwallet.identity import audit, lockout, passkeys, sessions, sms, totp
+from etcwallet.core.masking import mask_free_text, mask_id_number, mask_name, mask_phone
+from etcwallet.identity import audit, lockout, passkeys, sessions, sms, stepup, totp
 from etcwallet.identity.audit import AuditEvent
 from etcwallet.identity.authz import refresh_token_reused, unauthenticated
 from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
@@ -72,6 +72,12 @@ class Customer:
     frozen_at: datetime | None
     locked_until: datetime | None
     created_at: datetime
+
+    def __post_init__(self) -> None:
+        # The freeze reason is free text shown to the customer and staff: phone and ID numbers in it are
+        # masked (stored masked since issue 15; masked here too for reasons stored before).
+        if self.frozen_reason:
+            object.__setattr__(self, "frozen_reason", mask_free_text(self.frozen_reason))
 
 
 @dataclass(frozen=True)
@@ -532,7 +538,13 @@ async def login_sms(
 
 
 async def login_second_factor(
-    pool: AsyncConnectionPool, cipher: FieldCipher, *, ticket: str, code: str, client: Client
+    pool: AsyncConnectionPool,
+    cipher: FieldCipher,
+    *,
+    lookup_key: bytes,
+    ticket: str,
+    code: str,
+    client: Client,
 ) -> sessions.IssuedTokens:
     """Finish a sign-in with a TOTP code or a recovery code; a wrong code counts toward the lockout."""
     failure: DomainError | None = None
@@ -556,7 +568,7 @@ async def login_second_factor(
             ok = await totp.verify(conn, cipher, CUSTOMER, customer_id, code)
             if not ok and not (len(code.strip()) == 6 and code.strip().isdigit()):
                 factor = "recovery_code"
-                ok = await totp.use_recovery_code(conn, CUSTOMER, customer_id, code)
+                ok = await totp.use_recovery_code(conn, lookup_key, CUSTOMER, customer_id, code)
             if ok:
                 await conn.execute(
                     "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (ticket_hash,)
@@ -907,9 +919,14 @@ async def set_profile(
     id_type: str,
     id_number: str,
     sms_code: str | None,
+    stepped_up: bool,
     client: Client,
 ) -> Profile:
-    """Record (or, with an SMS code, change) the real-name profile: encrypted, keyed-hashed, one ID per customer."""
+    """Record (or, with an SMS code, change) the real-name profile: encrypted, keyed-hashed, one ID per customer.
+
+    Recording or changing it needs a fresh step-up (``stepped_up``), checked before the ID number is
+    looked up: otherwise the answer (409 ``id_number_registered`` or 200) would tell anyone signed in
+    whether an ID number belongs to another customer. Saving what is already on file needs none."""
     try:
         clean_name = check_name(name)
     except InvalidValue as exc:
@@ -935,7 +952,10 @@ async def set_profile(
                 and hmac.compare_digest(bytes(current[6]), digest)
                 and _stored_name(keys.cipher, current[0]) == clean_name
             )
-            if current is not None and not same:
+            if not same and not stepped_up:
+                factors = await stepup.accepted_factors(conn, CUSTOMER, customer_id)
+                failure = stepup.step_up_required(CUSTOMER, factors, stepup.STEP_UP_WINDOW)
+            elif current is not None and not same:
                 if sms_code is None:
                     failure = PROFILE_CODE_REQUIRED
                 else:
@@ -1159,7 +1179,10 @@ async def freeze(
     by: tuple[str, UUID],
     client: Client,
 ) -> tuple[Customer, int]:
-    """Freeze an account (by the customer or by staff): logins refused, every session ended. Idempotent."""
+    """Freeze an account (by the customer or by staff): logins refused, every session ended. Idempotent.
+
+    The reason is kept (and audited, and answered) with phone and ID numbers in it masked."""
+    reason = mask_free_text(reason)
     actor_type, actor_id = by
     frozen_by = CUSTOMER if actor_type == CUSTOMER else f"staff:{actor_id}"
     async with pool.connection() as conn, conn.transaction():

@@ -1,4 +1,8 @@
-"""Development-only endpoints (absent in production): the SMS outbox a real gateway would have sent."""
+"""Development-only endpoints: the SMS outbox a real gateway would have sent.
+
+Mounted only with ``ETCW_DEV_OUTBOX=1`` and never in production (``Settings.serves_dev_outbox``): the
+outbox holds every code sent, so anyone who can read it can sign in as anyone or reset their password.
+"""
 
 from __future__ import annotations
 

@@ -225,7 +225,7 @@ async def totp_confirm(body: CodeIn, request: Request, me: Customer) -> Recovery
             elif not await totp.verify(conn, rt.keys.cipher, "customer", me.id, body.code, confirming=True):
                 failure = stepup.TOTP_INVALID
             else:
-                codes = await totp.issue_recovery_codes(conn, "customer", me.id)
+                codes = await totp.issue_recovery_codes(conn, rt.keys.lookup_key, "customer", me.id)
                 await sessions.mark_stepped_up(conn, me.session_id, "totp")
     if failure is not None:
         await _audit(request, _me(me), "factor.totp.enroll", "refused", detail={"reason": failure.code})
@@ -255,10 +255,11 @@ async def totp_remove(request: Request, me: Customer) -> Response:
 async def regenerate_recovery_codes(request: Request, me: Customer) -> RecoveryCodesOut:
     """Replace the recovery codes with ten new ones (needs a fresh step-up); the old ones stop working."""
     await stepup.require_step_up(request, me)
-    async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+    rt = request.app.state.runtime
+    async with rt.pool.connection() as conn, conn.transaction():
         if not await totp.is_enrolled(conn, "customer", me.id):
             raise TOTP_NOT_ENROLLED
-        codes = await totp.issue_recovery_codes(conn, "customer", me.id)
+        codes = await totp.issue_recovery_codes(conn, rt.keys.lookup_key, "customer", me.id)
     await _audit(request, _me(me), "factor.recovery_codes.regenerate", "success")
     return RecoveryCodesOut(recovery_codes=codes)
 
@@ -367,7 +368,8 @@ async def step_up_totp(body: CodeIn, request: Request, me: Customer) -> StepUpOu
 async def step_up_recovery(body: CodeIn, request: Request, me: Customer) -> StepUpOut:
     """Step up with a one-time recovery code (it is spent)."""
     try:
-        await stepup.prove_recovery_code(request.app.state.runtime.pool, me, body.code)
+        rt = request.app.state.runtime
+        await stepup.prove_recovery_code(rt.pool, rt.keys.lookup_key, me, body.code)
     except DomainError as exc:
         await _refused(request, me, "recovery_code", exc)
         raise

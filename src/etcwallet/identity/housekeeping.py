@@ -4,7 +4,8 @@ Rate-limit windows, SMS codes, sign-in tickets, passkey challenges and the locko
 identifiers without an account are written on every attempt, by anyone, so without a sweep those tables
 grow with every attacker's try. Old SMS code hashes are also worth deleting for their own sake: a hash
 of six digits is quickly reversed. The audit log keeps the record of what happened (each round logs its
-head as an anchor); sessions are kept as each customer's device history.
+head as an anchor); sessions are kept as each customer's device history, but the refresh tokens an ended
+session rotated out are forgotten.
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ async def sweep(conn: AsyncConnection[Any], now: datetime | None = None) -> dict
         (forgotten, forgotten),
     )
     deleted["unknown_login_failures"] = cur.rowcount
+    # A session that has ended can be neither refreshed nor ended by a reused token: its rotated-out
+    # refresh tokens need not be remembered.
+    cur = await conn.execute(
+        "DELETE FROM session_refresh_history h USING sessions s WHERE s.id = h.session_id "
+        "AND (s.revoked_at < %(spent)s OR s.absolute_expires_at < %(spent)s)",
+        {"spent": spent},
+    )
+    deleted["session_refresh_history"] = cur.rowcount
     return deleted
 
 

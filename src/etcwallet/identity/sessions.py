@@ -1,7 +1,8 @@
 """Sessions: opaque random tokens stored only as hashes; 30 minutes idle, 12 hours absolute.
 
 A session holds an access token and a refresh token. Refreshing rotates both (the old pair stops
-working) but never extends the absolute lifetime; presenting the replaced refresh token again ends
+working) but never extends the absolute lifetime; every rotated-out refresh token is remembered
+(``session_refresh_history``, the session's rotation family), and presenting any of them again ends
 the session (:func:`rotate`). Revoking ends a session at once; changing a password
 or freezing an account revokes every other session of that principal.
 """
@@ -126,13 +127,16 @@ async def refresh(conn: AsyncConnection[Any], principal_type: str, refresh_token
     """
     now = _now()
     access, new_refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    old = hash_token(refresh_token)
     cur = await conn.execute(
-        "UPDATE sessions SET token_hash = %s, previous_refresh_hash = refresh_hash, refresh_hash = %s, "
+        "WITH rotated AS (UPDATE sessions SET token_hash = %s, refresh_hash = %s, "
         "last_seen_at = %s, idle_expires_at = least(%s, absolute_expires_at) "
         "WHERE refresh_hash = %s AND principal_type = %s AND revoked_at IS NULL AND idle_expires_at > %s "
-        "AND absolute_expires_at > %s RETURNING id, csrf_token, idle_expires_at, absolute_expires_at",
-        (hash_token(access), hash_token(new_refresh), now, now + IDLE, hash_token(refresh_token), principal_type,
-         now, now),
+        "AND absolute_expires_at > %s RETURNING id, csrf_token, idle_expires_at, absolute_expires_at), "
+        "remembered AS (INSERT INTO session_refresh_history (refresh_hash, session_id, rotated_at) "
+        "SELECT %s, id, %s FROM rotated) "
+        "SELECT id, csrf_token, idle_expires_at, absolute_expires_at FROM rotated",
+        (hash_token(access), hash_token(new_refresh), now, now + IDLE, old, principal_type, now, now, old, now),
     )  # fmt: skip
     row = await cur.fetchone()
     if row is None:
@@ -157,8 +161,9 @@ class Rotation:
 async def rotate(conn: AsyncConnection[Any], principal_type: str, refresh_token: str) -> Rotation:
     """Refresh the session of an active principal of ``principal_type``, or end it on reuse.
 
-    A rotated refresh token presented again means two parties hold the session's tokens, one of them
-    a thief, and nobody can tell which: the session ends for both. A client that retries a refresh whose
+    A rotated-out refresh token (any of the session's, not only the last) presented again means two
+    parties hold the session's tokens, one of them a thief, and nobody can tell which: the session ends
+    for both. A client that retries a refresh whose
     answer it lost signs in again; that is the price of catching the theft. Run inside a transaction.
     """
     table = _PRINCIPAL_TABLES[principal_type]
@@ -173,7 +178,8 @@ async def rotate(conn: AsyncConnection[Any], principal_type: str, refresh_token:
         return Rotation(row[0], tokens.session_id if tokens else None, tokens, reused=False)
     cur = await conn.execute(
         "UPDATE sessions SET revoked_at = %s, revoked_reason = %s "
-        "WHERE previous_refresh_hash = %s AND principal_type = %s AND revoked_at IS NULL "
+        "WHERE id = (SELECT session_id FROM session_refresh_history WHERE refresh_hash = %s) "
+        "AND principal_type = %s AND revoked_at IS NULL "
         "RETURNING id, principal_id",
         (_now(), REUSED, hash_token(refresh_token), principal_type),
     )

@@ -307,7 +307,14 @@ async def login_password(
 
 
 async def login_second_factor(
-    pool: AsyncConnectionPool, cipher: FieldCipher, *, ticket: str, code: str, ip: str | None, ua: str | None
+    pool: AsyncConnectionPool,
+    cipher: FieldCipher,
+    *,
+    lookup_key: bytes,
+    ticket: str,
+    code: str,
+    ip: str | None,
+    ua: str | None,
 ) -> StaffLogin:
     """Finish sign-in with a TOTP code (or a recovery code); the first code also confirms enrollment."""
     recovery: list[str] | None = None
@@ -328,7 +335,7 @@ async def login_second_factor(
             enrolled = await totp.is_enrolled(conn, "staff", staff_id)
             ok = await totp.verify(conn, cipher, "staff", staff_id, code, confirming=not enrolled)
             if not ok and enrolled and "-" in code:
-                ok = await totp.use_recovery_code(conn, "staff", staff_id, code)
+                ok = await totp.use_recovery_code(conn, lookup_key, "staff", staff_id, code)
             if not ok:
                 failure = _BAD_CODE
                 await conn.execute(
@@ -340,7 +347,7 @@ async def login_second_factor(
                     "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (hash_token(ticket),)
                 )
                 if not enrolled:
-                    recovery = await totp.issue_recovery_codes(conn, "staff", staff_id)
+                    recovery = await totp.issue_recovery_codes(conn, lookup_key, "staff", staff_id)
                 await lockout.record_success(conn, "staff", staff_id)
                 tokens = await sessions.create(conn, "staff", staff_id, ip=ip, user_agent=ua)
                 member = await get_staff(conn, staff_id)

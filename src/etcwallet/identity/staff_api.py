@@ -86,7 +86,13 @@ async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSess
     await _limit(request, (f"staff-totp:ip:{ip}", LOGIN_PER_IP))
     rt = request.app.state.runtime
     done = await service.login_second_factor(
-        rt.pool, rt.keys.cipher, ticket=body.ticket, code=body.code, ip=ip, ua=ua
+        rt.pool,
+        rt.keys.cipher,
+        lookup_key=rt.keys.lookup_key,
+        ticket=body.ticket,
+        code=body.code,
+        ip=ip,
+        ua=ua,
     )
     t = done.tokens
     return s.StaffSessionOut(

@@ -86,12 +86,10 @@ async def accepted_factors(conn: AsyncConnection[Any], principal_type: str, prin
     return factors
 
 
-def step_up_required(principal: Principal, factors: list[str], max_age: timedelta) -> DomainError:
-    """The refusal telling the client which factors it accepts and where to prove them."""
+def step_up_required(kind: str, factors: list[str], max_age: timedelta) -> DomainError:
+    """The refusal telling a principal of ``kind`` which factors it accepts and where to prove them."""
     endpoints = (
-        {f: CUSTOMER_ENDPOINTS[f] for f in factors if f in CUSTOMER_ENDPOINTS}
-        if principal.kind == "customer"
-        else {}
+        {f: CUSTOMER_ENDPOINTS[f] for f in factors if f in CUSTOMER_ENDPOINTS} if kind == "customer" else {}
     )
     return DomainError(
         "step_up_required", 403, "此操作需要再次验证身份（动态验证码、通行密钥或短信验证码）",
@@ -99,7 +97,7 @@ def step_up_required(principal: Principal, factors: list[str], max_age: timedelt
         extra={
             "accepted_factors": factors,
             "max_age_seconds": int(max_age.total_seconds()),
-            "step_up": {"status": BASE if principal.kind == "customer" else None, "endpoints": endpoints},
+            "step_up": {"status": BASE if kind == "customer" else None, "endpoints": endpoints},
         },
     )  # fmt: skip
 
@@ -112,7 +110,7 @@ async def require_step_up(
         return
     async with request.app.state.runtime.pool.connection() as conn:
         factors = await accepted_factors(conn, principal.kind, principal.id)
-    raise step_up_required(principal, factors, max_age)
+    raise step_up_required(principal.kind, factors, max_age)
 
 
 def stepped_up(max_age: timedelta = STEP_UP_WINDOW) -> Callable[[Request], Awaitable[Principal]]:
@@ -180,11 +178,13 @@ async def prove_totp(pool: AsyncConnectionPool, cipher: FieldCipher, principal: 
         await sessions.mark_stepped_up(conn, principal.session_id, "totp")
 
 
-async def prove_recovery_code(pool: AsyncConnectionPool, principal: Principal, code: str) -> None:
+async def prove_recovery_code(
+    pool: AsyncConnectionPool, lookup_key: bytes, principal: Principal, code: str
+) -> None:
     """Step up with a one-time recovery code (spent by this)."""
     await _limit_and_admit(pool, principal, "recovery_code")
     async with pool.connection() as conn, conn.transaction():
-        if not await totp.use_recovery_code(conn, principal.kind, principal.id, code):
+        if not await totp.use_recovery_code(conn, lookup_key, principal.kind, principal.id, code):
             raise RECOVERY_INVALID
         await sessions.mark_stepped_up(conn, principal.session_id, "recovery_code")
 

@@ -2,12 +2,15 @@
 
 Enrollment stores the secret encrypted and unconfirmed, and answers the otpauth URI with its QR code
 (SVG and PNG); the first correct code confirms it and yields ten recovery codes, shown once and stored
-hashed. A code is accepted once: its time step must be newer than the last one used.
+as a keyed hash (:func:`recovery_code_hash`: HMAC with the look-up key, like SMS codes), so a copy of the
+table alone cannot be searched for the codes. A code is accepted once: its time step must be newer than
+the last one used.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import io
 import secrets
@@ -20,12 +23,14 @@ import pyotp
 import segno
 from psycopg import AsyncConnection
 
-from etcwallet.core.crypto import FieldCipher, hash_token
+from etcwallet.core.crypto import FieldCipher, keyed_hash
 
 ISSUER = "etcwallet"
 _CONTEXT = b"totp_factors.secret"
 _STEP = 30
 RECOVERY_CODES = 10
+KEYED = b"\x01"
+"""The first byte of a keyed recovery-code hash (33 bytes); a 32-byte value is a legacy unsalted SHA-256."""
 
 
 @dataclass(frozen=True)
@@ -112,10 +117,24 @@ async def verify(
     return True
 
 
+def recovery_code_hash(lookup_key: bytes, principal_type: str, principal_id: UUID, digits: str) -> bytes:
+    """The stored form of a recovery code: HMAC (look-up key) over the principal and the code's SHA-256.
+
+    Keyed, so ten digits cannot be searched for without the key; bound to the principal, so equal codes of
+    two people differ. It hashes the SHA-256 of the digits rather than the digits so that the legacy
+    unsalted SHA-256 values can be rewrapped without knowing the codes (:func:`rekey_legacy_recovery_codes`).
+    """
+    return _rewrap(lookup_key, principal_type, principal_id, hashlib.sha256(digits.encode()).digest())
+
+
+def _rewrap(lookup_key: bytes, principal_type: str, principal_id: UUID, sha256: bytes) -> bytes:
+    return KEYED + keyed_hash(f"recovery_code:{principal_type}:{principal_id}:{sha256.hex()}", lookup_key)
+
+
 async def issue_recovery_codes(
-    conn: AsyncConnection[Any], principal_type: str, principal_id: UUID
+    conn: AsyncConnection[Any], lookup_key: bytes, principal_type: str, principal_id: UUID
 ) -> list[str]:
-    """Replace the principal's recovery codes with ten new ones; only their hashes are kept."""
+    """Replace the principal's recovery codes with ten new ones; only their keyed hashes are kept."""
     codes = [f"{secrets.randbelow(10**10):010d}" for _ in range(RECOVERY_CODES)]
     await conn.execute(
         "DELETE FROM recovery_codes WHERE principal_type = %s AND principal_id = %s",
@@ -124,22 +143,46 @@ async def issue_recovery_codes(
     async with conn.cursor() as cur:
         await cur.executemany(
             "INSERT INTO recovery_codes (principal_type, principal_id, code_hash) VALUES (%s, %s, %s)",
-            [(principal_type, principal_id, hash_token(c)) for c in codes],
+            [
+                (
+                    principal_type,
+                    principal_id,
+                    recovery_code_hash(lookup_key, principal_type, principal_id, c),
+                )
+                for c in codes
+            ],
         )
     return [f"{c[:5]}-{c[5:]}" for c in codes]
 
 
 async def use_recovery_code(
-    conn: AsyncConnection[Any], principal_type: str, principal_id: UUID, code: str
+    conn: AsyncConnection[Any], lookup_key: bytes, principal_type: str, principal_id: UUID, code: str
 ) -> bool:
     """Spend one recovery code; each works once."""
     digits = code.replace("-", "").replace(" ", "")
     cur = await conn.execute(
         "UPDATE recovery_codes SET used_at = now() WHERE principal_type = %s AND principal_id = %s "
         "AND code_hash = %s AND used_at IS NULL",
-        (principal_type, principal_id, hash_token(digits)),
+        (principal_type, principal_id, recovery_code_hash(lookup_key, principal_type, principal_id, digits)),
     )
     return cur.rowcount == 1
+
+
+async def rekey_legacy_recovery_codes(conn: AsyncConnection[Any], lookup_key: bytes) -> int:
+    """Rewrap recovery codes stored as an unsalted SHA-256 (before issue 15) into the keyed form; run at
+    start-up. The codes people hold keep working, and no unkeyed hash stays in the table. Returns how many."""
+    cur = await conn.execute(
+        "SELECT principal_type, principal_id, code_hash FROM recovery_codes WHERE length(code_hash) = 32"
+    )
+    rows = await cur.fetchall()
+    for principal_type, principal_id, legacy in rows:
+        await conn.execute(
+            "UPDATE recovery_codes SET code_hash = %s "
+            "WHERE principal_type = %s AND principal_id = %s AND code_hash = %s",
+            (_rewrap(lookup_key, principal_type, principal_id, bytes(legacy)), principal_type, principal_id,
+             legacy),
+        )  # fmt: skip
+    return len(rows)
 
 
 async def is_enrolled(conn: AsyncConnection[Any], principal_type: str, principal_id: UUID) -> bool:
