@@ -5,14 +5,14 @@ who held a token two rotations old was answered a plain 401 and the session live
 refresh token's hash now goes into ``session_refresh_history`` (the session's rotation family); presenting
 any of them ends the session. The column of 0004 is folded into the table and dropped.
 
-Revision ID: 0011_refresh_family
+Revision ID: 0009_refresh_family
 Revises: 0008_ledger_refusals
 Create Date: 2026-12-03
 """
 
 from alembic import op
 
-revision = "0011_refresh_family"
+revision = "0009_refresh_family"
 down_revision = "0008_ledger_refusals"
 branch_labels = None
 depends_on = None
