@@ -22,8 +22,9 @@ import pyotp
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.identity import lockout, sessions, staff
+from etcwallet.identity import lockout, sessions, staff, staff_api
 from etcwallet.identity.authz import OUTLET_ROLES, ROLE_NAMES, Role
+from etcwallet.identity.ratelimit import Limit
 from tests.conftest import STAFF_PASSWORD, STAFF_SECRETS, StaffFactory, sign_in_staff
 from tests.identity.software_authenticator import make_customer
 
@@ -655,16 +656,19 @@ async def test_a_ticket_takes_five_wrong_codes_then_expires(client, pool) -> Non
     member = await new_staff(pool)
     body = (await password_step(client, member.username)).json()
     secret = body["totp_enrollment"]["secret"]
-    for _ in range(staff.TICKET_ATTEMPTS):
+    for _ in range(staff.TICKET_ATTEMPTS - 1):
         r = await client.post(f"{AUTH}/totp", json={"ticket": body["ticket"], "code": "000000"})
         assert_problem(r, 401, code="totp_invalid")
+    # the fifth wrong code is also the fifth failure of the staff member: it locks them
+    r = await client.post(f"{AUTH}/totp", json={"ticket": body["ticket"], "code": "000000"})
+    assert_problem(r, 423, code="account_locked")
     r = await client.post(f"{AUTH}/totp", json={"ticket": body["ticket"], "code": fresh_code(secret)})
     assert_problem(r, 401, field="ticket", code="login_ticket_invalid")
     r = await client.post(f"{AUTH}/totp", json={"ticket": "x" * 43, "code": fresh_code(secret)})
     assert_problem(r, 401, field="ticket", code="login_ticket_invalid")
     ip = (await audit_rows(pool, target_id=str(member.id)))[0]["ip"]
     rows = await audit_rows(pool, action="staff.login.totp", target_id=str(member.id))
-    assert [x["detail"]["reason"] for x in rows] == ["totp_invalid"] * staff.TICKET_ATTEMPTS
+    assert [x["detail"]["reason"] for x in rows] == ["totp_invalid"] * 4 + ["account_locked"]
     spent = await audit_rows(pool, action="staff.login.totp", detail_reason="login_ticket_invalid", ip=ip)
     assert len(spent) == 2
     assert all(
@@ -818,6 +822,31 @@ async def test_repeated_wrong_passwords_lock_the_account_and_say_until_when(clie
     assert [x["detail"].get("reason") for x in rows] == ["invalid_credentials"] * 4 + ["account_locked"] * 2
     assert {x["outcome"] for x in rows} == {"refused"}
     assert all(x["actor_type"] == "staff" and x["actor_id"] == str(member.id) for x in rows)
+
+
+async def test_wrong_totp_codes_count_toward_the_lockout(client, pool, monkeypatch) -> None:
+    """A new password sign-in gives a new ticket, so wrong codes must count toward the staff member's lockout
+    (they used to use up only the ticket: 20 wrong codes across fresh tickets, then the right one got in)."""
+    monkeypatch.setattr(staff_api, "LOGIN_PER_USER", Limit(100, timedelta(minutes=5)))
+    member = await new_staff(pool)
+    name = member.username
+    await full_sign_in(client, name)  # enrolled
+    spare = (await password_step(client, name)).json()["ticket"]  # taken before any wrong code
+    steps, answers = [], []
+    for _ in range(20):
+        step = await password_step(client, name)
+        steps.append(step.status_code)
+        if step.status_code == 200:
+            r = await client.post(f"{AUTH}/totp", json={"ticket": step.json()["ticket"], "code": "000000"})
+            answers.append((r.status_code, r.json()["code"]))
+    assert answers == [(401, "totp_invalid")] * 4 + [(423, "account_locked")], answers
+    assert steps == [200] * 5 + [423] * 15, steps
+    # The right code on a ticket taken before the lock, and the right password afresh: both locked.
+    r = await client.post(f"{AUTH}/totp", json={"ticket": spare, "code": fresh_code(STAFF_SECRETS[name])})
+    assert_problem(r, 423, code="account_locked")
+    assert_problem(await password_step(client, name), 423, code="account_locked")
+    rows = await audit_rows(pool, action="staff.login.totp", target_id=str(member.id), outcome="refused")
+    assert [x["detail"]["reason"] for x in rows] == ["totp_invalid"] * 4 + ["account_locked"] * 2
 
 
 async def test_an_unknown_username_locks_exactly_like_a_real_one(client, pool) -> None:

@@ -309,20 +309,27 @@ async def login_password(
 async def login_second_factor(
     pool: AsyncConnectionPool, cipher: FieldCipher, *, ticket: str, code: str, ip: str | None, ua: str | None
 ) -> StaffLogin:
-    """Finish sign-in with a TOTP code (or a recovery code); the first code also confirms enrollment."""
+    """Finish sign-in with a TOTP code (or a recovery code); the first code also confirms enrollment.
+
+    A wrong code counts toward the staff member's lockout, as a wrong password does (a new password
+    sign-in gives a new ticket, so the ticket's own five attempts alone would not bound the guesses); the
+    staff row is locked while the code is checked, so concurrent guesses are counted one after another.
+    """
     recovery: list[str] | None = None
     failure: DomainError | None = None
     staff_id: UUID | None = None
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
-            "SELECT t.principal_id FROM login_tickets t JOIN staff st ON st.id = t.principal_id "
+            "SELECT t.principal_id, st.locked_until FROM login_tickets t JOIN staff st ON st.id = t.principal_id "
             "WHERE t.ticket_hash = %s AND t.principal_type = 'staff' AND st.status = 'active' "
-            "AND t.used_at IS NULL AND t.expires_at > now() AND t.attempts < %s FOR UPDATE OF t",
+            "AND t.used_at IS NULL AND t.expires_at > now() AND t.attempts < %s FOR UPDATE OF t, st",
             (hash_token(ticket), TICKET_ATTEMPTS),
         )
         row = await cur.fetchone()
         if row is None:
             failure = _BAD_TICKET
+        elif (failure := lockout.lock_in_force(row[1])) is not None:
+            staff_id = row[0]
         else:
             staff_id = row[0]
             enrolled = await totp.is_enrolled(conn, "staff", staff_id)
@@ -330,11 +337,12 @@ async def login_second_factor(
             if not ok and enrolled and "-" in code:
                 ok = await totp.use_recovery_code(conn, "staff", staff_id, code)
             if not ok:
-                failure = _BAD_CODE
                 await conn.execute(
                     "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s",
                     (hash_token(ticket),),
                 )
+                until = await lockout.record_failure(conn, "staff", staff_id)
+                failure = _BAD_CODE if until is None else lockout.locked_error(until)
             else:
                 await conn.execute(
                     "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (hash_token(ticket),)
