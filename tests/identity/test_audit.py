@@ -575,6 +575,25 @@ def test_cli_creates_an_administrator_from_stdin_and_verifies_the_chain(cli_data
     assert "intact" in result.flat and "2 rows" in result.flat
 
 
+def test_cli_issues_a_new_enrollment_code_for_a_member_not_enrolled(cli_database) -> None:
+    """The bootstrap path for a lost or expired code: a new one replaces the old; audited as the system."""
+    run, url = cli_database, cli_database.url
+    made = run("staff", "create", "--username", "new.admin", "--display-name", "x", "--password-stdin",
+               input="Good-pass-2026!\n")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    first = made.stdout.split()[-1]
+    again = run("staff", "enrollment-code", "--username", "new.admin")
+    assert again.exit_code == 0, again.output
+    second = again.stdout.split()[-1]
+    assert second != first and len(second) >= 40
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("SELECT code_hash FROM staff_enrollment_codes").fetchall()
+    assert [bytes(r[0]) for r in stored] == [hashlib.sha256(second.encode()).digest()]
+    assert [r["action"] for r in sync_rows(url)][-1] == "staff.enrollment_code.issue"
+    unknown = run("staff", "enrollment-code", "--username", "nobody.here")
+    assert unknown.exit_code == 1 and "no staff member with that username" in unknown.flat
+
+
 @pytest.mark.parametrize(
     ("password", "message"),
     [

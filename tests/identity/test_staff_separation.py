@@ -10,6 +10,7 @@ the password cannot issue. The first-sign-in flow itself is in ``test_staff_admi
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
@@ -18,6 +19,7 @@ from uuid import UUID, uuid4
 
 import httpx
 import psycopg
+import pyotp
 import pytest
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
@@ -455,3 +457,44 @@ def test_privileged_roles_are_finance_and_administrator() -> None:
     assert not staff_changes.needs_approval(Role.FINANCE, Role.FINANCE)
     assert not staff_changes.needs_approval(Role.SUPPORT_AGENT, Role.RISK_OFFICER)
     assert timedelta(days=1) < staff.ENROLLMENT_CODE_LIFETIME <= timedelta(days=7)
+
+
+async def test_demo_staff_get_enrollment_codes_in_the_start_log(
+    lone, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`make run` users sign in with the demo password and the code logged at start; a later start issues
+    codes only to members who have not enrolled yet."""
+    from etcwallet.demo import DEMO_STAFF, DEMO_STAFF_PASSWORD, load_demo_data
+
+    _, app = lone
+    runtime: Runtime = app.state.runtime
+    await runtime.ledger.start()
+    try:
+        await runtime.ledger.ensure_chart()
+        caplog.set_level(logging.INFO, logger="etcwallet.demo")
+        await load_demo_data(runtime)
+        codes = next(r for r in caplog.records if r.getMessage() == "demo staff").enrollment_codes
+        assert set(codes) == {username for username, *_ in DEMO_STAFF}
+        transport = httpx.ASGITransport(app=app, client=("192.0.2.78", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            r = await c.post(
+                "/api/v1/staff/auth/login",
+                json={
+                    "username": "admin",
+                    "password": DEMO_STAFF_PASSWORD,
+                    "enrollment_code": codes["admin"],
+                },
+            )
+            assert r.status_code == 200 and r.json()["totp_enrollment"], r.text
+            secret = r.json()["totp_enrollment"]["secret"]
+            r = await c.post(
+                "/api/v1/staff/auth/totp",
+                json={"ticket": r.json()["ticket"], "code": pyotp.TOTP(secret).now()},
+            )
+            assert r.status_code == 200, r.text
+        caplog.clear()
+        await load_demo_data(runtime)
+        again = next(r for r in caplog.records if r.getMessage() == "demo staff").enrollment_codes
+        assert set(again) == set(codes) - {"admin"} and again["finance"] != codes["finance"]
+    finally:
+        await runtime.ledger.stop()
