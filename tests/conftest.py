@@ -123,11 +123,40 @@ async def bank_outlet(pool: AsyncConnectionPool) -> staff.Outlet:
         )
 
 
+async def bootstrap_enrollment_code(pool: AsyncConnectionPool, username: str) -> str:
+    """A TOTP enrollment code issued through the service layer (the bootstrap path, as the command line)."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute("SELECT id FROM staff WHERE username = %s", (username,))
+        row = await cur.fetchone()
+        assert row is not None, f"no staff member {username}"
+        return (await staff.issue_enrollment_code(conn, row[0], issued_by=None)).code
+
+
+def app_pool(client: httpx.AsyncClient) -> AsyncConnectionPool:
+    """The pool of the application a test client talks to (its ASGI transport's app)."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    pool: AsyncConnectionPool = app.state.runtime.pool
+    return pool
+
+
 async def sign_in_staff(
-    client: httpx.AsyncClient, username: str, password: str = STAFF_PASSWORD
+    client: httpx.AsyncClient,
+    username: str,
+    password: str = STAFF_PASSWORD,
+    *,
+    enrollment_code: str | None = None,
 ) -> dict[str, str]:
-    """Sign a staff member in over HTTP (enrolling TOTP at first sign-in); returns Authorization headers."""
-    step = await client.post("/api/v1/staff/auth/login", json={"username": username, "password": password})
+    """Sign a staff member in over HTTP; returns Authorization headers.
+
+    At first sign-in the member enrolls TOTP with a one-time enrollment code: the one given, or else one
+    issued through the service layer on the application's database (the bootstrap path).
+    """
+    if username not in STAFF_SECRETS and enrollment_code is None:
+        enrollment_code = await bootstrap_enrollment_code(app_pool(client), username)
+    login = {"username": username, "password": password}
+    if username not in STAFF_SECRETS:
+        login["enrollment_code"] = enrollment_code or ""
+    step = await client.post("/api/v1/staff/auth/login", json=login)
     assert step.status_code == 200, step.text
     body = step.json()
     secret = body["totp_enrollment"]["secret"] if body["totp_enrollment"] else STAFF_SECRETS[username]
@@ -144,7 +173,11 @@ STAFF_SECRETS: dict[str, str] = {}
 
 @pytest.fixture
 async def make_staff(pool: AsyncConnectionPool, client: httpx.AsyncClient) -> StaffFactory:
-    """Create a staff member with a role (and an outlet for outlet roles) and sign them in: their headers."""
+    """Create a staff member with a role (and an outlet for outlet roles) and sign them in: their headers.
+
+    The member is made through the service layer (the bootstrap path: active at once in any role, with an
+    enrollment code issued by the system), not by an administrator, whose privileged grants need approval.
+    """
 
     async def factory(role: Role, outlet_id: UUID | None = None) -> dict[str, str]:
         if role in OUTLET_ROLES and outlet_id is None:
@@ -164,7 +197,8 @@ async def make_staff(pool: AsyncConnectionPool, client: httpx.AsyncClient) -> St
                 role=role,
                 outlet_id=outlet_id,
             )
-        return await sign_in_staff(client, username)
+        code = await bootstrap_enrollment_code(pool, username)
+        return await sign_in_staff(client, username, enrollment_code=code)
 
     return factory
 

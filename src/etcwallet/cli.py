@@ -7,7 +7,8 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
+from uuid import UUID
 
 import typer
 from rich.console import Console
@@ -15,6 +16,11 @@ from rich.console import Console
 from etcwallet.core.config import Settings, get_settings
 from etcwallet.core.db import connect_database, migrate, open_pool
 from etcwallet.core.logging import configure_logging
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
+    from etcwallet.identity.staff import EnrollmentCode
 
 app = typer.Typer(
     help="etcwallet: ETC 发行、钱包与清分 · ETC issuance, wallet and clearing", no_args_is_help=True
@@ -110,7 +116,12 @@ def staff_create(
     outlet_code: Annotated[str | None, typer.Option(help="outlet code, for outlet roles")] = None,
     password_stdin: Annotated[bool, typer.Option(help="read the password from standard input")] = False,
 ) -> None:
-    """Create a staff member (the first administrator, typically); TOTP is enrolled at first sign-in."""
+    """Create a staff member (the first administrator, typically) and print their TOTP enrollment code.
+
+    This is the bootstrap path: whoever runs it holds the database, so the rule that a second administrator
+    approves the finance and administrator roles cannot bind it; the member is active at once, and the
+    creation is audited as the system. The member signs in with the password and the enrollment code.
+    """
     from etcwallet.app import keys_from
     from etcwallet.core.errors import DomainError
     from etcwallet.identity import audit, staff
@@ -123,7 +134,7 @@ def staff_create(
         else typer.prompt("密码 / password", hide_input=True, confirmation_prompt=True)
     )
 
-    async def run() -> str:
+    async def run() -> tuple[str, EnrollmentCode]:
         pool = await open_pool(_database_url(), 2)
         try:
             async with pool.connection() as conn, conn.transaction():
@@ -149,7 +160,8 @@ def staff_create(
                     AuditEvent("system", "cli", "staff.create", "success", "staff", str(member.id),
                                detail={"username": username, "role": role}),
                 )  # fmt: skip
-            return str(member.id)
+                code = await _issue_code(conn, member.id)
+            return str(member.id), code
         finally:
             await pool.close()
 
@@ -157,7 +169,7 @@ def staff_create(
     configure_logging(settings)
     keys_from(settings)
     try:
-        staff_id = asyncio.run(run())
+        staff_id, code = asyncio.run(run())
     except DomainError as exc:
         console.print(f"[red]{exc.zh} / {exc.en}[/]")
         raise typer.Exit(1) from None
@@ -165,6 +177,61 @@ def staff_create(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
     console.print(f"已创建员工 · staff created: {username} ({role}) {staff_id}")
+    _print_code(code)
+
+
+async def _issue_code(conn: AsyncConnection[Any], staff_id: UUID) -> EnrollmentCode:
+    """Issue a TOTP enrollment code from the command line (audited as the system)."""
+    from etcwallet.identity import audit, staff
+    from etcwallet.identity.audit import AuditEvent
+
+    code = await staff.issue_enrollment_code(conn, staff_id, issued_by=None)
+    await audit.append(
+        conn,
+        AuditEvent("system", "cli", "staff.enrollment_code.issue", "success", "staff", str(staff_id),
+                   detail={"expires_at": code.expires_at.isoformat()}),
+    )  # fmt: skip
+    return code
+
+
+def _print_code(code: EnrollmentCode) -> None:
+    # The code goes to standard output (the rest to standard error), so a script can capture it alone.
+    console.print(
+        f"首次登录绑定码（一次性，{code.expires_at:%Y-%m-%d %H:%M} UTC 前有效）· one-time TOTP enrollment code, "
+        "good until that time: sign in with the password and this code"
+    )
+    print(code.code)
+
+
+@staff_app.command("enrollment-code")
+def staff_enrollment_code(
+    username: Annotated[str, typer.Option(help="the staff member's sign-in name")],
+) -> None:
+    """Issue a new one-time TOTP enrollment code for a staff member who has not enrolled (bootstrap path:
+    for example when no second administrator exists yet to issue it through the API)."""
+    from etcwallet.core.errors import DomainError
+
+    async def run() -> EnrollmentCode:
+        pool = await open_pool(_database_url(), 2)
+        try:
+            async with pool.connection() as conn, conn.transaction():
+                cur = await conn.execute("SELECT id FROM staff WHERE username = %s", (username,))
+                row = await cur.fetchone()
+                if row is None:
+                    raise DomainError(
+                        "staff_not_found", 404, "员工不存在", "no staff member with that username"
+                    )
+                return await _issue_code(conn, row[0])
+        finally:
+            await pool.close()
+
+    configure_logging(get_settings())
+    try:
+        code = asyncio.run(run())
+    except DomainError as exc:
+        console.print(f"[red]{exc.zh} / {exc.en}[/]")
+        raise typer.Exit(1) from None
+    _print_code(code)
 
 
 @audit_app.command("verify")

@@ -1,7 +1,8 @@
 """Demo data for ``make run``: outlets, staff and a few customer wallets, created idempotently.
 
-Demo staff share one password, printed at start; they enroll TOTP at first sign-in like everyone else.
-Refused in production.
+Demo staff share one password, printed at start; they enroll TOTP at first sign-in like everyone else,
+with a one-time enrollment code: each start issues a fresh one to every demo member not enrolled yet and
+logs it (demo data is the bootstrap path, like the command line). Refused in production.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 from uuid import NAMESPACE_URL, uuid5
 
 from etcwallet.core.errors import DomainError
-from etcwallet.identity import staff
+from etcwallet.identity import staff, totp
 from etcwallet.identity.authz import Role
 from etcwallet.ledger.chart import platform_account_id
 from etcwallet.ledger.service import wallet_spec
@@ -51,6 +52,7 @@ async def load_demo_data(runtime: Runtime) -> None:
                 row = await cur.fetchone()
                 assert row is not None
                 outlets[code] = row[0]
+        enrollment_codes = {}
         for username, display, role, outlet in DEMO_STAFF:
             try:
                 await staff.create_staff(
@@ -60,7 +62,19 @@ async def load_demo_data(runtime: Runtime) -> None:
             except DomainError as exc:
                 if exc.code != "username_taken":
                     raise
-    log.info("demo staff", extra={"usernames": [s[0] for s in DEMO_STAFF], "password": DEMO_STAFF_PASSWORD})
+            cur = await conn.execute("SELECT id FROM staff WHERE username = %s", (username,))
+            row = await cur.fetchone()
+            assert row is not None
+            if not await totp.is_enrolled(conn, "staff", row[0]):
+                issued = await staff.issue_enrollment_code(conn, row[0], issued_by=None)
+                enrollment_codes[username] = issued.code
+    log.info(
+        "demo staff",
+        extra={
+            "usernames": [s[0] for s in DEMO_STAFF], "password": DEMO_STAFF_PASSWORD,
+            "enrollment_codes": enrollment_codes,
+        },
+    )  # fmt: skip
 
     cash = platform_account_id("clearing.cash")
     for name, amount in DEMO_CUSTOMERS.items():

@@ -24,7 +24,7 @@ import json
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -101,6 +101,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/admin/staff"): STAFF_READERS,
     ("GET", "/api/v1/admin/staff/{staff_id}"): STAFF_READERS,
     ("PATCH", "/api/v1/admin/staff/{staff_id}"): ADMINISTRATORS,
+    ("POST", "/api/v1/admin/staff/{staff_id}/enrollment-code"): ADMINISTRATORS,
+    ("GET", "/api/v1/admin/staff-changes"): ADMINISTRATORS,
+    ("GET", "/api/v1/admin/staff-changes/{change_id}"): ADMINISTRATORS,
+    ("POST", "/api/v1/admin/staff-changes/{change_id}/approve"): ADMINISTRATORS,
+    ("POST", "/api/v1/admin/staff-changes/{change_id}/reject"): ADMINISTRATORS,
     ("GET", "/api/v1/admin/audit/verify"): AUDIT_READERS,
     # the signed-in customer's own account
     ("POST", f"{C}/auth/logout"): ONLY_CUSTOMER,
@@ -266,6 +271,7 @@ class World:
     transfer_id: UUID
     account_owner: str
     amount: int
+    change_id: UUID = field(default_factory=uuid4)  # no such change: an admitted call answers 404
 
     def path_value(self, name: str) -> str:
         values = {
@@ -277,6 +283,7 @@ class World:
             "customer_id": self.customer_b.id,
             "session_id": self.customer_b.session_id,
             "passkey_id": self.customer_b.passkey_id,
+            "change_id": self.change_id,
         }
         assert name in values, f"no value for path parameter {name!r}: add one to World.path_value"
         return str(values[name])

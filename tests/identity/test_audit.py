@@ -8,6 +8,7 @@ database's chain is verified by other tests and must stay intact.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -193,6 +194,14 @@ async def test_rows_record_who_what_target_outcome_where_and_when_and_link_up(
     )
     assert r.status_code == 201, r.text
     staff_id = r.json()["id"]
+    # The enrollment code comes from another administrator than the one who set the password.
+    second = await make_staff(Role.ADMINISTRATOR)
+    second_id = (await client.get("/api/v1/staff/me", headers=second)).json()["id"]
+    r = await client.post(
+        f"/api/v1/admin/staff/{staff_id}/enrollment-code", headers=second | {"User-Agent": UA}
+    )
+    assert r.status_code == 201, r.text
+    code = r.json()["enrollment_code"]
     wrong = await client.post(
         "/api/v1/staff/auth/login",
         json={"username": name, "password": "Wrong-pass-2026!"},
@@ -201,7 +210,7 @@ async def test_rows_record_who_what_target_outcome_where_and_when_and_link_up(
     assert wrong.status_code == 401
     step = await client.post(
         "/api/v1/staff/auth/login",
-        json={"username": name, "password": STAFF_PASSWORD},
+        json={"username": name, "password": STAFF_PASSWORD, "enrollment_code": code},
         headers={"User-Agent": UA},
     )
     assert step.status_code == 200
@@ -215,12 +224,15 @@ async def test_rows_record_who_what_target_outcome_where_and_when_and_link_up(
         rows = await rows_where(conn, "target_id = %s", (staff_id,))
     assert [(x["actor_type"], x["actor_id"], x["action"], x["target_type"], x["outcome"]) for x in rows] == [
         ("staff", admin_id, "staff.create", "staff", "success"),
+        ("staff", second_id, "staff.enrollment_code.issue", "staff", "success"),
         ("staff", staff_id, "staff.login.password", "staff", "refused"),
         ("staff", staff_id, "staff.login.password", "staff", "success"),
         ("staff", admin_id, "staff.update", "staff", "success"),
     ]
+    assert code not in str(rows[1]["detail"])  # the code itself is never on the record
+    rows = [rows[0], *rows[2:]]
     assert rows[1]["detail"] == {"username": name, "reason": "invalid_credentials"}
-    assert rows[2]["detail"] == {"username": name}
+    assert rows[2]["detail"] == {"username": name, "totp_enrollment": "started"}
     assert rows[3]["detail"]["after"]["status"] == "disabled"
     ip = rows[0]["ip"]
     assert re.fullmatch(r"10\.\d+\.\d+\.\d+", ip), ip
@@ -533,7 +545,7 @@ def test_cli_creates_an_administrator_from_stdin_and_verifies_the_chain(cli_data
     assert (role, outlet_id, status, display_name) == ("administrator", None, "active", "首席管理员")
     assert str(staff_id) in result.flat
     assert "Root-pass-2026!" not in password_hash and verify_secret(password_hash, "Root-pass-2026!")
-    [entry] = sync_rows(url)
+    entry, issued = sync_rows(url)
     assert (entry["actor_type"], entry["actor_id"], entry["action"], entry["outcome"]) == (
         "system",
         "cli",
@@ -543,10 +555,43 @@ def test_cli_creates_an_administrator_from_stdin_and_verifies_the_chain(cli_data
     assert (entry["target_type"], entry["target_id"]) == ("staff", str(staff_id))
     assert entry["detail"] == {"username": "root.admin", "role": "administrator"}
     assert bytes(entry["prev_hash"]) == GENESIS and recomputed_hash(entry) == bytes(entry["hash"])
+    # The bootstrap path also hands out the first TOTP enrollment code: printed alone on standard output,
+    # stored only as its hash, and audited (without the code).
+    code = result.stdout.split()[-1]
+    assert (issued["actor_id"], issued["action"], issued["target_id"]) == (
+        "cli",
+        "staff.enrollment_code.issue",
+        str(staff_id),
+    )
+    assert code not in str(issued["detail"])
+    with psycopg.connect(url) as conn:
+        stored = conn.execute(
+            "SELECT code_hash FROM staff_enrollment_codes WHERE staff_id = %s", (staff_id,)
+        ).fetchone()
+    assert stored is not None and bytes(stored[0]) == hashlib.sha256(code.encode()).digest()
 
     result = run("audit", "verify")
     assert result.exit_code == 0, result.output
-    assert "intact" in result.flat and "1 rows" in result.flat
+    assert "intact" in result.flat and "2 rows" in result.flat
+
+
+def test_cli_issues_a_new_enrollment_code_for_a_member_not_enrolled(cli_database) -> None:
+    """The bootstrap path for a lost or expired code: a new one replaces the old; audited as the system."""
+    run, url = cli_database, cli_database.url
+    made = run("staff", "create", "--username", "new.admin", "--display-name", "x", "--password-stdin",
+               input="Good-pass-2026!\n")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    first = made.stdout.split()[-1]
+    again = run("staff", "enrollment-code", "--username", "new.admin")
+    assert again.exit_code == 0, again.output
+    second = again.stdout.split()[-1]
+    assert second != first and len(second) >= 40
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("SELECT code_hash FROM staff_enrollment_codes").fetchall()
+    assert [bytes(r[0]) for r in stored] == [hashlib.sha256(second.encode()).digest()]
+    assert [r["action"] for r in sync_rows(url)][-1] == "staff.enrollment_code.issue"
+    unknown = run("staff", "enrollment-code", "--username", "nobody.here")
+    assert unknown.exit_code == 1 and "no staff member with that username" in unknown.flat
 
 
 @pytest.mark.parametrize(
@@ -601,7 +646,10 @@ def test_cli_refuses_bad_placements_and_duplicates(cli_database) -> None:
     assert bad_role.exit_code == 1 and "root" in bad_role.flat, bad_role.output
     with psycopg.connect(cli_database.url) as conn:
         assert conn.execute("SELECT username FROM staff").fetchall() == [("first.admin",)]
-    assert len(sync_rows(cli_database.url)) == 1
+    assert [r["action"] for r in sync_rows(cli_database.url)] == [
+        "staff.create",
+        "staff.enrollment_code.issue",
+    ]
 
 
 def test_cli_verify_names_the_first_broken_row(cli_database) -> None:
@@ -619,7 +667,7 @@ def test_cli_verify_names_the_first_broken_row(cli_database) -> None:
         )
         assert result.exit_code == 0, result.output
     seqs = [r["seq"] for r in sync_rows(url)]
-    assert len(seqs) == 4
+    assert len(seqs) == 8  # each creation and its enrollment code
     assert run("audit", "verify").exit_code == 0
 
     tamper(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,89 +17,39 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID, uuid4
 
 import httpx
-import pyotp
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.identity import lockout, sessions, staff
+from etcwallet.identity import lockout, sessions, staff, staff_api
 from etcwallet.identity.authz import OUTLET_ROLES, ROLE_NAMES, Role
-from tests.conftest import STAFF_PASSWORD, STAFF_SECRETS, StaffFactory, sign_in_staff
+from etcwallet.identity.ratelimit import Limit
+from tests.conftest import (
+    STAFF_PASSWORD,
+    STAFF_SECRETS,
+    bootstrap_enrollment_code,
+    sign_in_staff,
+)
 from tests.identity.software_authenticator import make_customer
+from tests.identity.staff_helpers import (
+    ADMIN,
+    AUTH,
+    ME,
+    PRIVILEGED,
+    UA,
+    assert_problem,
+    audit_rows,
+    bearer,
+    count,
+    create_staff_http,
+    fresh_code,
+    full_sign_in,
+    me,
+    new_staff,
+    outlet_code,
+    password_step,
+    username,
+)
 
-ADMIN = "/api/v1/admin"
-AUTH = "/api/v1/staff/auth"
-ME = "/api/v1/staff/me"
-UA = {"User-Agent": "etcw-admin-test/1.0"}
-PROBLEM = "application/problem+json"
 BANK_NAMES_ZH = {"兰州银行", "甘肃银行", "工商银行", "农业银行", "农信联社", "建设银行", "邮储银行"}
-
-
-# --- helpers -------------------------------------------------------------------------------------------
-
-
-def assert_problem(
-    r: httpx.Response, status: int, *, field: str | None = None, code: str | None = None
-) -> dict:
-    """A problem+json refusal with the given status (naming ``field`` and carrying ``code`` when given)."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith(PROBLEM), r.headers
-    body = r.json()
-    assert body["status"] == status and body["title"]
-    if field is not None:
-        assert body["field"] == field, body
-        assert any(e["field"] == field for e in body.get("errors", [])), body
-    if code is not None:
-        assert body["code"] == code, body
-    return body
-
-
-async def me(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:
-    r = await client.get(ME, headers=headers)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-async def audit_rows(pool: AsyncConnectionPool, **where: Any) -> list[dict[str, Any]]:
-    """Audit rows matching every ``column=value`` given (``detail_<key>`` matches a detail key), by seq."""
-    clauses, params = [], []
-    for key, value in where.items():
-        if key.startswith("detail_"):
-            clauses.append("detail ->> %s = %s")
-            params += [key.removeprefix("detail_"), value]
-        else:
-            clauses.append(f"{key} = %s")
-            params.append(value)
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT seq, at, actor_type, actor_id, action, target_type, target_id, outcome, ip, user_agent, "
-            f"detail FROM audit_log WHERE {' AND '.join(clauses)} ORDER BY seq",
-            params,
-        )
-        names = [d.name for d in cur.description or []]
-        return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
-
-
-async def count(pool: AsyncConnectionPool, sql: str, *params: Any) -> int:
-    async with pool.connection() as conn:
-        cur = await conn.execute(sql, params)
-        row = await cur.fetchone()
-        assert row is not None
-        return int(row[0])
-
-
-def username() -> str:
-    return f"t.{uuid4().hex[:12]}"
-
-
-def outlet_code() -> str:
-    return f"O-{uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def admin(make_staff: StaffFactory, client: httpx.AsyncClient) -> tuple[dict[str, str], str]:
-    """A signed-in administrator: (headers, staff id)."""
-    headers = await make_staff(Role.ADMINISTRATOR)
-    return headers, (await me(client, headers))["id"]
 
 
 @pytest.fixture
@@ -116,60 +65,6 @@ async def as_served(app) -> AsyncIterator[httpx.AsyncClient]:
             yield c
     finally:
         errors.setLevel(level)
-
-
-async def create_staff_http(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    role: Role,
-    outlet_id: UUID | None = None,
-    *,
-    name: str | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "username": name or username(),
-        "display_name": "测试员工",
-        "password": STAFF_PASSWORD,
-        "role": role.value,
-    }
-    if outlet_id is not None:
-        body["outlet_id"] = str(outlet_id)
-    r = await client.post(f"{ADMIN}/staff", json=body, headers=admin_headers | UA)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-async def password_step(
-    client: httpx.AsyncClient, name: str, password: str = STAFF_PASSWORD
-) -> httpx.Response:
-    return await client.post(f"{AUTH}/login", json={"username": name, "password": password}, headers=UA)
-
-
-async def full_sign_in(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
-    """Both steps (enrolling at first sign-in); the whole session answer."""
-    step = await password_step(client, name)
-    assert step.status_code == 200, step.text
-    body = step.json()
-    if body["totp_enrollment"]:
-        STAFF_SECRETS[name] = body["totp_enrollment"]["secret"]
-    code = fresh_code(STAFF_SECRETS[name])
-    done = await client.post(f"{AUTH}/totp", json={"ticket": body["ticket"], "code": code}, headers=UA)
-    assert done.status_code == 200, done.text
-    return done.json()
-
-
-_LAST_STEP: dict[str, int] = {}
-
-
-def fresh_code(secret: str) -> str:
-    """A code for a time step not used yet for this secret (TOTP codes are accepted once per step)."""
-    step = max(int(time.time()) // 30, _LAST_STEP.get(secret, -10) + 1)
-    _LAST_STEP[secret] = step
-    return pyotp.TOTP(secret).at(step * 30)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 # --- outlets -------------------------------------------------------------------------------------------
@@ -280,14 +175,17 @@ async def test_unknown_outlet_is_404(client, admin) -> None:
 
 @pytest.mark.parametrize("role", list(Role))
 async def test_admin_creates_staff_in_each_role_who_can_then_sign_in(
-    client, pool, admin, outlet, bank_outlet, role: Role
+    client, pool, admin, second_admin, outlet, bank_outlet, role: Role
 ) -> None:
+    """Any role; finance and administrator only with a second administrator's approval. The new member
+    enrolls TOTP with a code issued by an administrator other than the one who set the password."""
     headers, admin_id = admin
+    approver, approver_id = second_admin
     outlet_id = (
         (bank_outlet.id if role is Role.BANK_OPERATOR else outlet.id) if role in OUTLET_ROLES else None
     )
     name = username()
-    made = await create_staff_http(client, headers, role, outlet_id, name=name)
+    made = await create_staff_http(client, headers, role, outlet_id, name=name, approver=approver)
     zh, en = ROLE_NAMES[role]
     assert made["username"] == name and made["role"] == role.value and made["role_name"] == f"{zh} / {en}"
     assert made["outlet_id"] == (str(outlet_id) if outlet_id else None)
@@ -296,7 +194,10 @@ async def test_admin_creates_staff_in_each_role_who_can_then_sign_in(
     assert (await client.get(f"{ADMIN}/staff/{made['id']}", headers=headers)).json() == made
     assert made in (await client.get(f"{ADMIN}/staff", headers=headers)).json()
 
-    [row] = await audit_rows(pool, action="staff.create", target_id=made["id"])
+    privileged = role in PRIVILEGED
+    [row] = await audit_rows(
+        pool, action="staff.change.request" if privileged else "staff.create", target_id=made["id"]
+    )
     assert (row["actor_type"], row["actor_id"], row["target_type"], row["outcome"]) == (
         "staff",
         admin_id,
@@ -305,8 +206,14 @@ async def test_admin_creates_staff_in_each_role_who_can_then_sign_in(
     )
     assert row["detail"]["username"] == name and row["detail"]["role"] == role.value
     assert "password" not in row["detail"] and STAFF_PASSWORD not in str(row["detail"])
+    approvals = await audit_rows(pool, action="staff.change.approve", target_id=made["id"])
+    assert [(x["actor_id"], x["detail"]["requested_by"], x["detail"]["role_to"]) for x in approvals] == (
+        [(approver_id, admin_id, role.value)] if privileged else []
+    )
 
-    session = await full_sign_in(client, name)
+    r = await client.post(f"{ADMIN}/staff/{made['id']}/enrollment-code", headers=approver)
+    assert r.status_code == 201, r.text
+    session = await full_sign_in(client, name, r.json()["enrollment_code"])
     assert session["staff"] == made
     assert await me(client, bearer(session["access_token"])) == made
 
@@ -361,7 +268,7 @@ async def test_outlet_roles_may_work_at_a_bank_outlet(client, admin, bank_outlet
 async def test_duplicate_username_is_a_conflict(client, pool, admin) -> None:
     headers, admin_id = admin
     name = username()
-    await create_staff_http(client, headers, Role.FINANCE, name=name)
+    await create_staff_http(client, headers, Role.RISK_OFFICER, name=name)
     body = {"username": name, "display_name": "另一个", "password": STAFF_PASSWORD, "role": "support_agent"}
     r = await client.post(f"{ADMIN}/staff", json=body, headers=headers)
     assert_problem(r, 409, field="username", code="username_taken")
@@ -420,7 +327,7 @@ async def test_weak_staff_password_is_a_422_naming_the_password(
 
 async def test_refused_administrative_actions_are_audited(client, pool, admin) -> None:
     headers, admin_id = admin
-    body = {"username": username(), "display_name": "x", "password": STAFF_PASSWORD, "role": "finance"}
+    body = {"username": username(), "display_name": "x", "password": STAFF_PASSWORD, "role": "risk_officer"}
     assert (await client.post(f"{ADMIN}/staff", json=body, headers=headers)).status_code == 201
     assert (await client.post(f"{ADMIN}/staff", json=body, headers=headers)).status_code == 409
     rows = await audit_rows(pool, action="staff.create", actor_id=admin_id)
@@ -448,9 +355,9 @@ async def test_patch_changes_role_and_placement(client, pool, admin, outlet, ban
     assert r.json()["role"] == "outlet_supervisor" and r.json()["outlet_id"] == str(outlet.id)
 
     # a central role leaves the outlet
-    r = await client.patch(url, json={"role": "finance"}, headers=headers)
+    r = await client.patch(url, json={"role": "risk_officer"}, headers=headers)
     assert r.status_code == 200, r.text
-    assert r.json()["role"] == "finance" and r.json()["outlet_id"] is None
+    assert r.json()["role"] == "risk_officer" and r.json()["outlet_id"] is None
 
     # back to an outlet role: it needs an outlet, and a bank operator a bank outlet
     assert_problem(
@@ -487,8 +394,8 @@ async def test_patch_changes_role_and_placement(client, pool, admin, outlet, ban
     updates = await audit_rows(pool, action="staff.update", target_id=made["id"], outcome="success")
     assert [(u["detail"]["before"]["role"], u["detail"]["after"]["role"]) for u in updates] == [
         ("outlet_operator", "outlet_supervisor"),
-        ("outlet_supervisor", "finance"),
-        ("finance", "bank_operator"),
+        ("outlet_supervisor", "risk_officer"),
+        ("risk_officer", "bank_operator"),
     ]
     assert all(u["actor_id"] == admin_id and u["outcome"] == "success" for u in updates)
     assert updates[1]["detail"]["after"]["outlet_id"] is None
@@ -508,9 +415,11 @@ async def test_role_change_ends_the_staff_members_sessions(client, admin) -> Non
     assert (await me(client, again))["role"] == "risk_officer"
 
 
-async def test_disabling_ends_sessions_and_refuses_sign_in_until_enabled(client, pool, admin) -> None:
+async def test_disabling_ends_sessions_and_refuses_sign_in_until_enabled(
+    client, pool, admin, second_admin
+) -> None:
     headers, admin_id = admin
-    made = await create_staff_http(client, headers, Role.FINANCE)
+    made = await create_staff_http(client, headers, Role.FINANCE, approver=second_admin[0])
     name = made["username"]
     session = await full_sign_in(client, name)
     theirs = bearer(session["access_token"])
@@ -555,9 +464,11 @@ async def test_disabling_ends_sessions_and_refuses_sign_in_until_enabled(client,
     ]
 
 
-async def test_disabling_between_password_and_totp_refuses_the_second_step(client, admin) -> None:
+async def test_disabling_between_password_and_totp_refuses_the_second_step(
+    client, admin, second_admin
+) -> None:
     headers, _ = admin
-    made = await create_staff_http(client, headers, Role.FINANCE)
+    made = await create_staff_http(client, headers, Role.FINANCE, approver=second_admin[0])
     await full_sign_in(client, made["username"])  # enrolled
     step = (await password_step(client, made["username"])).json()
     r = await client.patch(f"{ADMIN}/staff/{made['id']}", json={"status": "disabled"}, headers=headers)
@@ -570,13 +481,37 @@ async def test_disabling_between_password_and_totp_refuses_the_second_step(clien
 # --- sign-in -------------------------------------------------------------------------------------------
 
 
-async def test_first_sign_in_enrolls_totp(client, pool, admin) -> None:
-    headers, _ = admin
+async def test_first_sign_in_enrolls_totp(client, pool, admin, second_admin) -> None:
+    """The new member enrolls TOTP themselves: the secret is shown only to someone presenting the password
+    together with the one-time enrollment code, which the administrator who set the password cannot issue."""
+    headers, admin_id = admin
     made = await create_staff_http(client, headers, Role.SUPPORT_AGENT)
     name = made["username"]
 
-    step = await password_step(client, name)
+    # the password alone (all that the administrator who set it knows) gets no ticket and no secret
+    r = await password_step(client, name)
+    assert_problem(r, 401, field="enrollment_code", code="enrollment_code_required")
+    assert "secret" not in r.text and "ticket" not in r.json()
+    r = await client.post(f"{ADMIN}/staff/{made['id']}/enrollment-code", headers=headers | UA)
+    assert_problem(r, 409, field="staff_id", code="enrollment_code_by_password_setter")
+    r = await client.post(f"{ADMIN}/staff/{made['id']}/enrollment-code", headers=second_admin[0] | UA)
+    assert r.status_code == 201, r.text
+    issued = r.json()
+    enrollment_code = issued["enrollment_code"]
+    assert issued["staff_id"] == made["id"] and len(enrollment_code) >= 40
+    lifetime = datetime.fromisoformat(issued["expires_at"]) - datetime.now(UTC)
+    assert timedelta(days=3) - timedelta(minutes=1) < lifetime <= timedelta(days=3)
+    stored = await count(pool, "SELECT count(*) FROM staff_enrollment_codes WHERE code_hash = sha256(%s)",
+                         enrollment_code.encode())  # fmt: skip
+    assert stored == 1  # kept as its hash only
+    r = await password_step(client, name, code=enrollment_code[:-2] + "xx")
+    assert_problem(r, 401, field="enrollment_code", code="enrollment_code_invalid")
+
+    step = await password_step(client, name, code=enrollment_code)
     assert step.status_code == 200, step.text
+    # the code works once: presenting it again (say, by whoever else saw it) shows no secret
+    again = await password_step(client, name, code=enrollment_code)
+    assert_problem(again, 401, field="enrollment_code", code="enrollment_code_invalid")
     body = step.json()
     assert body["status"] == "totp_enrollment_required" and len(body["ticket"]) >= 20
     expires = datetime.fromisoformat(body["expires_at"])
@@ -625,6 +560,19 @@ async def test_first_sign_in_enrolls_totp(client, pool, admin) -> None:
 
     staff_id = made["id"]
     rows = await audit_rows(pool, target_type="staff", target_id=staff_id)
+    issuing = [(x["action"], x["actor_id"], x["outcome"], x["detail"].get("reason")) for x in rows[:7]]
+    assert issuing == [
+        ("staff.create", admin_id, "success", None),
+        ("staff.login.password", staff_id, "refused", "enrollment_code_required"),
+        ("staff.enrollment_code.issue", admin_id, "refused", "enrollment_code_by_password_setter"),
+        ("staff.enrollment_code.issue", second_admin[1], "success", None),
+        ("staff.login.password", staff_id, "refused", "enrollment_code_invalid"),
+        ("staff.login.password", staff_id, "success", None),
+        ("staff.login.password", staff_id, "refused", "enrollment_code_invalid"),
+    ]
+    assert enrollment_code not in str([x["detail"] for x in rows])
+    assert rows[5]["detail"] == {"username": name, "totp_enrollment": "started"}
+    rows = [rows[0], *rows[5:6], *rows[7:]]
     assert [(x["action"], x["outcome"]) for x in rows] == [
         ("staff.create", "success"),
         ("staff.login.password", "success"),
@@ -640,31 +588,26 @@ async def test_first_sign_in_enrolls_totp(client, pool, admin) -> None:
     assert rows[3]["detail"] == {"enrolled_now": True} and rows[6]["detail"] == {"enrolled_now": False}
     assert rows[5]["detail"] == {"reason": "totp_invalid"}
     assert all(x["user_agent"] == UA["User-Agent"] for x in rows[1:4])
-    assert rows[1]["detail"] == {"username": name}
-
-
-async def new_staff(pool: AsyncConnectionPool, role: Role = Role.SUPPORT_AGENT) -> staff.StaffMember:
-    """A staff member made through the service (no administrator needed), not signed in yet."""
-    async with pool.connection() as conn:
-        return await staff.create_staff(
-            conn, username=username(), display_name="x", password=STAFF_PASSWORD, role=role, outlet_id=None
-        )
 
 
 async def test_a_ticket_takes_five_wrong_codes_then_expires(client, pool) -> None:
     member = await new_staff(pool)
-    body = (await password_step(client, member.username)).json()
+    code = await bootstrap_enrollment_code(pool, member.username)
+    body = (await password_step(client, member.username, code=code)).json()
     secret = body["totp_enrollment"]["secret"]
-    for _ in range(staff.TICKET_ATTEMPTS):
+    for _ in range(staff.TICKET_ATTEMPTS - 1):
         r = await client.post(f"{AUTH}/totp", json={"ticket": body["ticket"], "code": "000000"})
         assert_problem(r, 401, code="totp_invalid")
+    # the fifth wrong code is also the fifth failure of the staff member: it locks them
+    r = await client.post(f"{AUTH}/totp", json={"ticket": body["ticket"], "code": "000000"})
+    assert_problem(r, 423, code="account_locked")
     r = await client.post(f"{AUTH}/totp", json={"ticket": body["ticket"], "code": fresh_code(secret)})
     assert_problem(r, 401, field="ticket", code="login_ticket_invalid")
     r = await client.post(f"{AUTH}/totp", json={"ticket": "x" * 43, "code": fresh_code(secret)})
     assert_problem(r, 401, field="ticket", code="login_ticket_invalid")
     ip = (await audit_rows(pool, target_id=str(member.id)))[0]["ip"]
     rows = await audit_rows(pool, action="staff.login.totp", target_id=str(member.id))
-    assert [x["detail"]["reason"] for x in rows] == ["totp_invalid"] * staff.TICKET_ATTEMPTS
+    assert [x["detail"]["reason"] for x in rows] == ["totp_invalid"] * 4 + ["account_locked"]
     spent = await audit_rows(pool, action="staff.login.totp", detail_reason="login_ticket_invalid", ip=ip)
     assert len(spent) == 2
     assert all(
@@ -818,6 +761,31 @@ async def test_repeated_wrong_passwords_lock_the_account_and_say_until_when(clie
     assert [x["detail"].get("reason") for x in rows] == ["invalid_credentials"] * 4 + ["account_locked"] * 2
     assert {x["outcome"] for x in rows} == {"refused"}
     assert all(x["actor_type"] == "staff" and x["actor_id"] == str(member.id) for x in rows)
+
+
+async def test_wrong_totp_codes_count_toward_the_lockout(client, pool, monkeypatch) -> None:
+    """A new password sign-in gives a new ticket, so wrong codes must count toward the staff member's lockout
+    (they used to use up only the ticket: 20 wrong codes across fresh tickets, then the right one got in)."""
+    monkeypatch.setattr(staff_api, "LOGIN_PER_USER", Limit(100, timedelta(minutes=5)))
+    member = await new_staff(pool)
+    name = member.username
+    await full_sign_in(client, name)  # enrolled
+    spare = (await password_step(client, name)).json()["ticket"]  # taken before any wrong code
+    steps, answers = [], []
+    for _ in range(20):
+        step = await password_step(client, name)
+        steps.append(step.status_code)
+        if step.status_code == 200:
+            r = await client.post(f"{AUTH}/totp", json={"ticket": step.json()["ticket"], "code": "000000"})
+            answers.append((r.status_code, r.json()["code"]))
+    assert answers == [(401, "totp_invalid")] * 4 + [(423, "account_locked")], answers
+    assert steps == [200] * 5 + [423] * 15, steps
+    # The right code on a ticket taken before the lock, and the right password afresh: both locked.
+    r = await client.post(f"{AUTH}/totp", json={"ticket": spare, "code": fresh_code(STAFF_SECRETS[name])})
+    assert_problem(r, 423, code="account_locked")
+    assert_problem(await password_step(client, name), 423, code="account_locked")
+    rows = await audit_rows(pool, action="staff.login.totp", target_id=str(member.id), outcome="refused")
+    assert [x["detail"]["reason"] for x in rows] == ["totp_invalid"] * 4 + ["account_locked"] * 2
 
 
 async def test_an_unknown_username_locks_exactly_like_a_real_one(client, pool) -> None:

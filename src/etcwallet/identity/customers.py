@@ -302,9 +302,12 @@ async def get_customer(
     return Customer(*row)
 
 
-async def _by_phone(conn: AsyncConnection[Any], phone: str) -> tuple[Customer, str] | None:
+async def _by_phone(
+    conn: AsyncConnection[Any], phone: str, *, for_update: bool = False
+) -> tuple[Customer, str] | None:
+    lock = " FOR UPDATE" if for_update else ""
     cur = await conn.execute(
-        f"SELECT {_CUSTOMER_COLUMNS}, password_hash FROM customers WHERE phone = %s", (phone,)
+        f"SELECT {_CUSTOMER_COLUMNS}, password_hash FROM customers WHERE phone = %s{lock}", (phone,)
     )
     row = await cur.fetchone()
     return None if row is None else (Customer(*row[:8]), row[8])
@@ -470,8 +473,13 @@ async def _after_first_factor(conn: AsyncConnection[Any], customer_id: UUID, cli
 async def _check_password(
     conn: AsyncConnection[Any], phone: str, password: str
 ) -> tuple[Customer | None, DomainError | None]:
-    """Phone and password, with lockout: (customer if known, refusal or None). Same cost for unknown phones."""
-    found = await _by_phone(conn, phone)
+    """Phone and password, with lockout: (customer if known, refusal or None). Same cost for unknown phones.
+
+    The customer's row stays locked until the caller's transaction ends, so concurrent sign-ins for one
+    phone are checked and counted one after another (as staff sign-in is): at most five failures before
+    the lock, and an attempt after the lock point is refused even with the right password.
+    """
+    found = await _by_phone(conn, phone, for_update=True)
     if found is None:
         locked = await lockout.unknown_lock_in_force(conn, "customers", phone)
         if locked is not None:
@@ -562,7 +570,7 @@ async def login_second_factor(
             failure = BAD_TICKET
         else:
             customer_id = row[0]
-            customer = await get_customer(conn, row[0])
+            customer = await get_customer(conn, row[0], for_update=True)  # count failures one at a time
             failure = lockout.lock_in_force(customer.locked_until) or _status_refusal(customer)
         if failure is None and customer_id is not None:
             ok = await totp.verify(conn, cipher, CUSTOMER, customer_id, code)

@@ -5,6 +5,12 @@ starts the count again, and a lock doubles the previous one only if that one end
 
 An identifier with no account behind it (a phone nobody registered, a username nobody holds) is counted
 and locked the same way, so the answers never tell a registered identifier from an unknown one.
+
+Callers check the lock and count a failure while holding the row lock of the account (``SELECT … FOR
+UPDATE``) or of the unknown identifier's row (:func:`unknown_lock_in_force` takes it), so concurrent
+attempts are judged one after another: at most :data:`MAX_FAILURES` failures are counted before the lock,
+and an attempt that arrives after the lock point is refused even with the right password. Wrong second
+factor codes (TOTP, recovery codes, staff enrollment codes) count as failures too, for customers and staff.
 """
 
 from __future__ import annotations
@@ -88,9 +94,16 @@ def _identity(table: Table, identifier: str) -> bytes:
 async def unknown_lock_in_force(
     conn: AsyncConnection[Any], table: Table, identifier: str
 ) -> DomainError | None:
-    """The refusal to give while an identifier without an account is locked, or None."""
+    """The refusal to give while an identifier without an account is locked, or None.
+
+    The identifier's row is created if need be and locked for the rest of the caller's transaction, so
+    that concurrent attempts at one identifier are counted one after another, exactly as a real account's
+    are under its row lock: otherwise they would all pass this check before any of them locked it, and
+    the count of 401s before the first 423 would tell an unknown identifier from a registered one.
+    """
     cur = await conn.execute(
-        "SELECT locked_until FROM unknown_login_failures WHERE identity_hash = %s",
+        "INSERT INTO unknown_login_failures (identity_hash) VALUES (%s) ON CONFLICT (identity_hash) "
+        "DO UPDATE SET identity_hash = excluded.identity_hash RETURNING locked_until",
         (_identity(table, identifier),),
     )
     row = await cur.fetchone()

@@ -60,9 +60,40 @@ class StaffOut(BaseModel):
     created_at: datetime
 
 
+class StaffChangeOut(BaseModel):
+    """A privileged change (granting or taking finance or administrator): who asked, who decided."""
+
+    id: UUID
+    kind: Literal["create", "role"]
+    status: Literal["pending", "approved", "rejected"]
+    staff: StaffOut = Field(description="the staff member as they are now (unchanged while pending)")
+    role_from: Role | None
+    role_to: Role
+    outlet_id: UUID | None
+    requested_by: UUID
+    requested_at: datetime
+    decided_by: UUID | None
+    decided_at: datetime | None
+
+
+class EnrollmentCodeOut(BaseModel):
+    """Shown once: hand it to the staff member, who signs in with it and their password to enroll TOTP."""
+
+    staff_id: UUID
+    enrollment_code: str
+    expires_at: datetime
+
+
 class StaffPasswordLogin(RequestModel):
     username: Annotated[str, Field(min_length=1, max_length=64)]
     password: Password
+    enrollment_code: Annotated[
+        str | None,
+        Field(
+            min_length=16, max_length=128,
+            description="first sign-in only: the one-time TOTP enrollment code another administrator issued",
+        ),
+    ] = None  # fmt: skip
 
 
 class TotpEnrollmentOut(BaseModel):

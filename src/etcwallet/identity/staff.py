@@ -2,6 +2,11 @@
 
 Staff sign in in two steps: the password yields a short-lived login ticket; the TOTP code (or, at first
 sign-in, the code that confirms a new TOTP enrollment) turns the ticket into a session.
+
+A staff member enrolls TOTP themselves: the first sign-in needs, besides the password, a one-time
+enrollment code (stored hashed, expiring, single use) that someone other than whoever set the password
+issued (:func:`issue_enrollment_code`). So whoever set the password cannot enroll an authenticator of
+their own and sign in as the new member. The rules on who may grant which role live in ``staff_changes``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ BANKS: dict[str, tuple[str, str]] = {
 }
 TICKET_LIFETIME = timedelta(minutes=5)
 TICKET_ATTEMPTS = 5
+ENROLLMENT_CODE_LIFETIME = timedelta(days=3)
+"""How long a TOTP enrollment code stays good: long enough to hand over, short enough to go stale."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,15 @@ class LoginStep:
 
 
 @dataclass(frozen=True)
+class EnrollmentCode:
+    """A one-time TOTP enrollment code, shown once to whoever issued it (only its hash is kept)."""
+
+    staff_id: UUID
+    code: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class StaffLogin:
     tokens: sessions.IssuedTokens
     staff: StaffMember
@@ -88,6 +104,22 @@ _BAD_TICKET = DomainError(
 _BAD_CODE = DomainError(
     "totp_invalid", 401, "动态验证码错误或已使用", "wrong or already used code", field="code"
 )
+
+
+def _enrollment_code_required() -> DomainError:
+    return DomainError(
+        "enrollment_code_required", 401, "首次登录须同时提供动态验证码绑定码（由另一位管理员发放）",
+        "the first sign-in needs the TOTP enrollment code too (issued by another administrator)",
+        field="enrollment_code",
+    )  # fmt: skip
+
+
+def _enrollment_code_invalid() -> DomainError:
+    return DomainError(
+        "enrollment_code_invalid", 401, "绑定码错误、已使用或已过期", "the enrollment code is wrong, used or expired",
+        field="enrollment_code",
+    )  # fmt: skip
+
 
 _OUTLET_COLUMNS = "id, code, name, kind, bank, active, created_at"
 _STAFF_COLUMNS = "id, username, display_name, role, outlet_id, status, created_at"
@@ -142,7 +174,8 @@ async def list_outlets(conn: AsyncConnection[Any], viewer: Principal) -> list[Ou
 # --- staff ---------------------------------------------------------------------------------------------
 
 
-async def _check_placement(conn: AsyncConnection[Any], role: Role, outlet_id: UUID | None) -> None:
+async def check_placement(conn: AsyncConnection[Any], role: Role, outlet_id: UUID | None) -> None:
+    """Refuse (422/404, naming outlet_id) a role and outlet that do not fit together."""
     if role not in OUTLET_ROLES:
         if outlet_id is not None:
             raise DomainError(
@@ -177,18 +210,29 @@ async def create_staff(
     password: str,
     role: Role,
     outlet_id: UUID | None,
+    status: str = "active",
+    password_set_by: UUID | None = None,
 ) -> StaffMember:
-    """Create a staff account; the password must pass the policy, and TOTP is enrolled at first sign-in."""
+    """Create a staff account; the password must pass the policy, and TOTP is enrolled at first sign-in.
+
+    Called as is, this is the bootstrap path (the command line, demo data, tests): the member is active in
+    any role at once. The API goes through ``staff_changes``, which names who set the password and keeps
+    a privileged member ``pending`` until a second administrator approves.
+    """
     try:
         validate_password(password, phone=None)
     except InvalidValue as refused:
         raise refused.at("password") from None
-    await _check_placement(conn, role, outlet_id)
+    await check_placement(conn, role, outlet_id)
     cur = await conn.execute(
-        "INSERT INTO staff (id, username, display_name, password_hash, role, outlet_id) VALUES (%s, %s, %s, %s, %s, %s) "
+        "INSERT INTO staff (id, username, display_name, password_hash, role, outlet_id, status, password_set_by) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
         f"ON CONFLICT (username) DO NOTHING RETURNING {_STAFF_COLUMNS}",
-        (uuid4(), username, display_name, await hash_secret_async(password), role.value, outlet_id),
-    )
+        (
+            uuid4(), username, display_name, await hash_secret_async(password), role.value, outlet_id, status,
+            password_set_by,
+        ),
+    )  # fmt: skip
     row = await cur.fetchone()
     if row is None:
         raise DomainError("username_taken", 409, "用户名已存在", "the username is taken", field="username")
@@ -196,10 +240,11 @@ async def create_staff(
 
 
 async def get_staff(
-    conn: AsyncConnection[Any], staff_id: UUID, viewer: Principal | None = None
+    conn: AsyncConnection[Any], staff_id: UUID, viewer: Principal | None = None, *, for_update: bool = False
 ) -> StaffMember:
     """A staff member, if the viewer may see them (outlet staff: only their own outlet's)."""
-    cur = await conn.execute(f"SELECT {_STAFF_COLUMNS} FROM staff WHERE id = %s", (staff_id,))
+    lock = " FOR UPDATE" if for_update else ""
+    cur = await conn.execute(f"SELECT {_STAFF_COLUMNS} FROM staff WHERE id = %s{lock}", (staff_id,))
     row = await cur.fetchone()
     if row is None:
         raise _not_found("staff")
@@ -228,13 +273,16 @@ async def update_staff(
     clear_outlet: bool = False,
     status: str | None = None,
 ) -> tuple[StaffMember, StaffMember]:
-    """Change a staff member's role, outlet or status; disabling ends their sessions. Returns (old, new)."""
+    """Change a staff member's role, outlet or status; disabling ends their sessions. Returns (old, new).
+
+    The bare change, without the separation-of-duties rules: administrators go through ``staff_changes``.
+    """
     old = await get_staff(conn, staff_id)
     new_role = role or old.role
     new_outlet = None if clear_outlet else (outlet_id or old.outlet_id)
     if new_role not in OUTLET_ROLES and role is not None and outlet_id is None:
         new_outlet = None
-    await _check_placement(conn, new_role, new_outlet)
+    await check_placement(conn, new_role, new_outlet)
     cur = await conn.execute(
         f"UPDATE staff SET role = %s, outlet_id = %s, status = %s WHERE id = %s RETURNING {_STAFF_COLUMNS}",
         (new_role.value, new_outlet, status or old.status, staff_id),
@@ -245,6 +293,61 @@ async def update_staff(
     if new.status != "active" or new.role != old.role or new.outlet_id != old.outlet_id:
         await sessions.revoke_all(conn, "staff", staff_id, "staff_changed")
     return old, new
+
+
+# --- TOTP enrollment codes ---------------------------------------------------------------------------
+
+
+async def issue_enrollment_code(
+    conn: AsyncConnection[Any], staff_id: UUID, *, issued_by: UUID | None
+) -> EnrollmentCode:
+    """Issue a one-time TOTP enrollment code for an active staff member not enrolled yet.
+
+    It replaces any earlier code. ``issued_by`` is the administrator asking (None: the command line, the
+    bootstrap path); whoever set the member's password may not issue it (409), so that one person never
+    holds both the password and the means to enroll an authenticator.
+    """
+    cur = await conn.execute(
+        "SELECT status, password_set_by FROM staff WHERE id = %s FOR UPDATE", (staff_id,)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise _not_found("staff")
+    if row[0] != "active":
+        raise DomainError(
+            "staff_not_active", 409, "该员工未启用（待审批、已拒绝或已停用）",
+            "this staff member is not active (awaiting approval, rejected or disabled)", field="staff_id",
+        )  # fmt: skip
+    if await totp.is_enrolled(conn, "staff", staff_id):
+        raise DomainError(
+            "totp_already_enrolled", 409, "该员工已绑定动态验证码", "this staff member has enrolled TOTP already",
+            field="staff_id",
+        )  # fmt: skip
+    if issued_by is not None and row[1] == issued_by:
+        raise DomainError(
+            "enrollment_code_by_password_setter", 409, "设置密码的管理员不能为同一员工发放绑定码，请由另一位管理员发放",
+            "whoever set the password cannot issue the enrollment code: another administrator must",
+            field="staff_id",
+        )  # fmt: skip
+    code = new_token()
+    expires = datetime.now(UTC) + ENROLLMENT_CODE_LIFETIME
+    await conn.execute(
+        "INSERT INTO staff_enrollment_codes (staff_id, code_hash, issued_by, expires_at) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (staff_id) DO UPDATE SET code_hash = excluded.code_hash, issued_by = excluded.issued_by, "
+        "expires_at = excluded.expires_at, used_at = NULL, created_at = now()",
+        (staff_id, hash_token(code), issued_by, expires),
+    )
+    return EnrollmentCode(staff_id, code, expires)
+
+
+async def _spend_enrollment_code(conn: AsyncConnection[Any], staff_id: UUID, code: str) -> bool:
+    """Use the member's enrollment code if ``code`` is it, unused and unexpired; each works once."""
+    cur = await conn.execute(
+        "UPDATE staff_enrollment_codes SET used_at = now() WHERE staff_id = %s AND code_hash = %s "
+        "AND used_at IS NULL AND expires_at > now()",
+        (staff_id, hash_token(code)),
+    )
+    return cur.rowcount == 1
 
 
 # --- sign-in -------------------------------------------------------------------------------------------
@@ -258,8 +361,13 @@ async def login_password(
     password: str,
     ip: str | None,
     ua: str | None,
+    enrollment_code: str | None = None,
 ) -> LoginStep:
-    """Check the password; on success answer a login ticket (and a TOTP enrollment at first sign-in)."""
+    """Check the password; on success answer a login ticket (and a TOTP enrollment at first sign-in).
+
+    A member without TOTP gets a ticket only with their one-time enrollment code, and only then is the
+    new secret shown; a wrong code counts toward the lockout as a wrong password does.
+    """
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "SELECT id, password_hash, status, locked_until FROM staff WHERE username = %s FOR UPDATE",
@@ -281,8 +389,11 @@ async def login_password(
                 until = await lockout.record_failure(conn, "staff", staff_id)
                 if until is not None:
                     failure = lockout.locked_error(until)
+        enrollment = None
         if failure is None:
             assert staff_id is not None
+            enrollment, failure = await _first_sign_in(conn, cipher, staff_id, username, enrollment_code)
+        if failure is None:
             ticket = new_token()
             expires = datetime.now(UTC) + TICKET_LIFETIME
             await conn.execute(
@@ -290,20 +401,33 @@ async def login_password(
                 "VALUES (%s, 'staff', %s, %s)",
                 (hash_token(ticket), staff_id, expires),
             )
-            enrollment = None
-            if not await totp.is_enrolled(conn, "staff", staff_id):
-                enrollment = await totp.enroll(conn, cipher, "staff", staff_id, f"staff:{username}")
+    detail = {"username": username} | ({"reason": failure.code} if failure else {})
     await audit.record(
         pool,
         AuditEvent(
             "staff" if staff_id else "anonymous", str(staff_id) if staff_id else None, "staff.login.password",
             "success" if failure is None else "refused", "staff", str(staff_id) if staff_id else None, ip, ua,
-            {"username": username} | ({"reason": failure.code} if failure else {}),
+            detail | ({"totp_enrollment": "started"} if enrollment else {}),
         ),
     )  # fmt: skip
     if failure is not None:
         raise failure
     return LoginStep(ticket, expires, enrollment)
+
+
+async def _first_sign_in(
+    conn: AsyncConnection[Any], cipher: FieldCipher, staff_id: UUID, username: str, code: str | None
+) -> tuple[totp.Enrollment | None, DomainError | None]:
+    """After a right password: nothing to do for an enrolled member; otherwise the enrollment code opens
+    a new TOTP enrollment (and spends the code), and its absence or a wrong one refuses the sign-in."""
+    if await totp.is_enrolled(conn, "staff", staff_id):
+        return None, None
+    if code is None:
+        return None, _enrollment_code_required()
+    if not await _spend_enrollment_code(conn, staff_id, code):
+        until = await lockout.record_failure(conn, "staff", staff_id)
+        return None, _enrollment_code_invalid() if until is None else lockout.locked_error(until)
+    return await totp.enroll(conn, cipher, "staff", staff_id, f"staff:{username}"), None
 
 
 async def login_second_factor(
@@ -316,20 +440,27 @@ async def login_second_factor(
     ip: str | None,
     ua: str | None,
 ) -> StaffLogin:
-    """Finish sign-in with a TOTP code (or a recovery code); the first code also confirms enrollment."""
+    """Finish sign-in with a TOTP code (or a recovery code); the first code also confirms enrollment.
+
+    A wrong code counts toward the staff member's lockout, as a wrong password does (a new password
+    sign-in gives a new ticket, so the ticket's own five attempts alone would not bound the guesses); the
+    staff row is locked while the code is checked, so concurrent guesses are counted one after another.
+    """
     recovery: list[str] | None = None
     failure: DomainError | None = None
     staff_id: UUID | None = None
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
-            "SELECT t.principal_id FROM login_tickets t JOIN staff st ON st.id = t.principal_id "
+            "SELECT t.principal_id, st.locked_until FROM login_tickets t JOIN staff st ON st.id = t.principal_id "
             "WHERE t.ticket_hash = %s AND t.principal_type = 'staff' AND st.status = 'active' "
-            "AND t.used_at IS NULL AND t.expires_at > now() AND t.attempts < %s FOR UPDATE OF t",
+            "AND t.used_at IS NULL AND t.expires_at > now() AND t.attempts < %s FOR UPDATE OF t, st",
             (hash_token(ticket), TICKET_ATTEMPTS),
         )
         row = await cur.fetchone()
         if row is None:
             failure = _BAD_TICKET
+        elif (failure := lockout.lock_in_force(row[1])) is not None:
+            staff_id = row[0]
         else:
             staff_id = row[0]
             enrolled = await totp.is_enrolled(conn, "staff", staff_id)
@@ -337,11 +468,12 @@ async def login_second_factor(
             if not ok and enrolled and "-" in code:
                 ok = await totp.use_recovery_code(conn, lookup_key, "staff", staff_id, code)
             if not ok:
-                failure = _BAD_CODE
                 await conn.execute(
                     "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s",
                     (hash_token(ticket),),
                 )
+                until = await lockout.record_failure(conn, "staff", staff_id)
+                failure = _BAD_CODE if until is None else lockout.locked_error(until)
             else:
                 await conn.execute(
                     "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (hash_token(ticket),)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from etcwallet.core.errors import DomainError
 from etcwallet.identity import audit
 from etcwallet.identity import schemas as s
 from etcwallet.identity import staff as service
+from etcwallet.identity import staff_changes as changes
 from etcwallet.identity.audit import AuditEvent
 from etcwallet.identity.authz import (
     ROLE_NAMES,
@@ -58,15 +60,20 @@ async def _limit(request: Request, *keys: tuple[str, Limit]) -> None:
 
 @router.post("/auth/login", response_model=s.LoginStepOut)
 async def login(body: s.StaffPasswordLogin, request: Request) -> s.LoginStepOut:
-    """Step 1: username and password. Answers a ticket for step 2 (and a TOTP enrollment at first sign-in)."""
+    """Step 1: username and password. Answers a ticket for step 2.
+
+    At first sign-in (no TOTP yet) the one-time ``enrollment_code`` another administrator issued is needed
+    too (401 ``enrollment_code_required`` without it); with it, the answer carries the TOTP enrollment.
+    """
     ip, ua = _client(request)
     await _limit(
         request, (f"staff-login:ip:{ip}", LOGIN_PER_IP), (f"staff-login:user:{body.username}", LOGIN_PER_USER)
     )
     rt = request.app.state.runtime
     step = await service.login_password(
-        rt.pool, rt.keys.cipher, username=body.username, password=body.password, ip=ip, ua=ua
-    )
+        rt.pool, rt.keys.cipher, username=body.username, password=body.password, ip=ip, ua=ua,
+        enrollment_code=body.enrollment_code,
+    )  # fmt: skip
     enrollment = None
     if step.enrollment is not None:
         e = step.enrollment
@@ -180,20 +187,63 @@ async def read_outlet(
         return outlet_out(await service.get_outlet(conn, outlet_id))
 
 
-@admin.post("/staff", status_code=status.HTTP_201_CREATED, response_model=s.StaffOut)
+def change_out(change: changes.StaffChange, member: service.StaffMember) -> s.StaffChangeOut:
+    return s.StaffChangeOut(
+        id=change.id, kind=change.kind, status=change.status, staff=staff_out(member), role_from=change.role_from,
+        role_to=change.role_to, outlet_id=change.outlet_id, requested_by=change.requested_by,
+        requested_at=change.requested_at, decided_by=change.decided_by, decided_at=change.decided_at,
+    )  # fmt: skip
+
+
+def _change_detail(change: changes.StaffChange, member: service.StaffMember) -> dict[str, str | None]:
+    """What the audit keeps of a privileged change: what, for whom, and who asked."""
+    return {
+        "change_id": str(change.id), "kind": change.kind, "username": member.username,
+        "role_from": change.role_from.value if change.role_from else None, "role_to": change.role_to.value,
+        "outlet_id": str(change.outlet_id) if change.outlet_id else None, "requested_by": str(change.requested_by),
+    }  # fmt: skip
+
+
+def _awaiting_approval(change: changes.StaffChange, member: service.StaffMember) -> JSONResponse:
+    """202: the change is recorded and waits for a second administrator."""
+    return JSONResponse(
+        change_out(change, member).model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED,
+        headers={"Location": f"/api/v1/admin/staff-changes/{change.id}"},
+    )  # fmt: skip
+
+
+_AWAITS_APPROVAL: dict[int | str, dict[str, object]] = {
+    202: {
+        "model": s.StaffChangeOut,
+        "description": "granting or taking finance or administrator: recorded, awaiting a second administrator",
+    }
+}
+
+
+@admin.post(
+    "/staff", status_code=status.HTTP_201_CREATED, response_model=s.StaffOut, responses=_AWAITS_APPROVAL
+)
 async def create_staff(
     body: s.StaffCreate, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
-) -> s.StaffOut:
+) -> s.StaffOut | JSONResponse:
+    """Create a staff member (201). In the finance or administrator role the member waits, unable to sign
+    in, until another administrator approves (202 and the pending change). Either way the member enrolls
+    TOTP with a code that another administrator issues, since the caller set the password."""
     detail = body.model_dump(mode="json", exclude={"password"})
     try:
-        async with request.app.state.runtime.pool.connection() as conn:
-            member = await service.create_staff(
-                conn, username=body.username, display_name=body.display_name, password=body.password,
+        async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+            done = await changes.create_staff(
+                conn, actor=me.id, username=body.username, display_name=body.display_name, password=body.password,
                 role=body.role, outlet_id=body.outlet_id,
             )  # fmt: skip
     except DomainError as refused:
         await _audit(request, me, "staff.create", ("staff", None), detail, refused)
         raise
+    member = done.member
+    if done.change is not None:
+        change_detail = detail | _change_detail(done.change, member)
+        await _audit(request, me, "staff.change.request", ("staff", str(member.id)), change_detail)
+        return _awaiting_approval(done.change, member)
     await _audit(request, me, "staff.create", ("staff", str(member.id)), detail)
     return staff_out(member)
 
@@ -214,33 +264,120 @@ async def read_staff(
         return staff_out(await service.get_staff(conn, staff_id, viewer=me))
 
 
-@admin.patch("/staff/{staff_id}", response_model=s.StaffOut)
+@admin.patch("/staff/{staff_id}", response_model=s.StaffOut, responses=_AWAITS_APPROVAL)
 async def update_staff(
     staff_id: UUID,
     body: s.StaffUpdate,
     request: Request,
     me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))],
-) -> s.StaffOut:
+) -> s.StaffOut | JSONResponse:
+    """Change a member's role, outlet or status (200). A role change to or from finance or administrator
+    waits for another administrator (202). Nobody changes their own role or disables themselves, and the
+    last active administrator stays (409)."""
+    asked = body.model_dump(mode="json", exclude_unset=True)
     try:
         async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
-            old, new = await service.update_staff(
-                conn, staff_id, role=body.role, outlet_id=body.outlet_id, status=body.status
+            done = await changes.update_staff(
+                conn, staff_id, actor=me.id, role=body.role, outlet_id=body.outlet_id, status=body.status
             )
     except DomainError as refused:
-        asked = body.model_dump(mode="json", exclude_unset=True)
         await _audit(request, me, "staff.update", ("staff", str(staff_id)), {"asked": asked}, refused)
         raise
-
-    def placement(m: service.StaffMember) -> dict[str, str | None]:
-        return {
-            "role": m.role.value,
-            "outlet_id": str(m.outlet_id) if m.outlet_id else None,
-            "status": m.status,
-        }
-
-    detail = {"before": placement(old), "after": placement(new)}
+    if done.change is not None:
+        detail = {"asked": asked} | _change_detail(done.change, done.member)
+        await _audit(request, me, "staff.change.request", ("staff", str(staff_id)), detail)
+        return _awaiting_approval(done.change, done.member)
+    assert done.before is not None
+    detail = {"before": _placement(done.before), "after": _placement(done.member)}
     await _audit(request, me, "staff.update", ("staff", str(staff_id)), detail)
-    return staff_out(new)
+    return staff_out(done.member)
+
+
+def _placement(m: service.StaffMember) -> dict[str, str | None]:
+    return {"role": m.role.value, "outlet_id": str(m.outlet_id) if m.outlet_id else None, "status": m.status}
+
+
+@admin.post(
+    "/staff/{staff_id}/enrollment-code",
+    status_code=status.HTTP_201_CREATED,
+    response_model=s.EnrollmentCodeOut,
+)
+async def issue_enrollment_code(
+    staff_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
+) -> s.EnrollmentCodeOut:
+    """Issue a one-time TOTP enrollment code (shown once; replaces an earlier one) for an active member who
+    has not enrolled. Whoever set the member's password may not (409): another administrator does, and
+    hands it to the member, who signs in with it and the password to see their new TOTP secret."""
+    try:
+        async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+            issued = await service.issue_enrollment_code(conn, staff_id, issued_by=me.id)
+    except DomainError as refused:
+        await _audit(request, me, "staff.enrollment_code.issue", ("staff", str(staff_id)), {}, refused)
+        raise
+    detail = {"expires_at": issued.expires_at.isoformat()}
+    await _audit(request, me, "staff.enrollment_code.issue", ("staff", str(staff_id)), detail)
+    return s.EnrollmentCodeOut(staff_id=staff_id, enrollment_code=issued.code, expires_at=issued.expires_at)
+
+
+# --- privileged changes awaiting a second administrator --------------------------------------------------
+
+
+@admin.get("/staff-changes", response_model=list[s.StaffChangeOut])
+async def list_staff_changes(
+    request: Request,
+    me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))],
+    change_status: Annotated[
+        Literal["pending", "approved", "rejected"], Query(alias="status", description="which changes")
+    ] = "pending",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[s.StaffChangeOut]:
+    """Privileged changes in one status (pending by default), newest first."""
+    async with request.app.state.runtime.pool.connection() as conn:
+        found = await changes.list_changes(conn, change_status, limit)
+        return [change_out(c, await service.get_staff(conn, c.staff_id)) for c in found]
+
+
+@admin.get("/staff-changes/{change_id}", response_model=s.StaffChangeOut)
+async def read_staff_change(
+    change_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
+) -> s.StaffChangeOut:
+    async with request.app.state.runtime.pool.connection() as conn:
+        change = await changes.get_change(conn, change_id)
+        return change_out(change, await service.get_staff(conn, change.staff_id))
+
+
+async def _decide(request: Request, me: Principal, change_id: UUID, verdict: str) -> s.StaffChangeOut:
+    action = f"staff.change.{verdict}"
+    decide = changes.approve if verdict == "approve" else changes.reject
+    try:
+        async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+            done = await decide(conn, change_id, actor=me.id)
+    except DomainError as refused:
+        await _audit(request, me, action, ("staff_change", str(change_id)), {}, refused)
+        raise
+    assert done.change is not None
+    await _audit(
+        request, me, action, ("staff", str(done.member.id)), _change_detail(done.change, done.member)
+    )
+    return change_out(done.change, done.member)
+
+
+@admin.post("/staff-changes/{change_id}/approve", response_model=s.StaffChangeOut)
+async def approve_staff_change(
+    change_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
+) -> s.StaffChangeOut:
+    """Approve a pending change: it takes effect now. Not by whoever requested it, nor by the member it
+    concerns (409); a change already decided is 409 too."""
+    return await _decide(request, me, change_id, "approve")
+
+
+@admin.post("/staff-changes/{change_id}/reject", response_model=s.StaffChangeOut)
+async def reject_staff_change(
+    change_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
+) -> s.StaffChangeOut:
+    """Reject a pending change (the requester may withdraw their own); a member waiting to be created ends
+    ``rejected``."""
+    return await _decide(request, me, change_id, "reject")
 
 
 @admin.get("/audit/verify", response_model=s.AuditChainOut)
