@@ -81,9 +81,10 @@ async def start_runtime(settings: Settings) -> Runtime:
 
 
 async def _start_services(settings: Settings, server: DatabaseServer) -> Runtime:
+    keys = keys_from(settings)
     pool = await open_pool(server.service_url, settings.db_pool_size)
     ledger = Ledger(pool, writers=settings.ledger_writers, max_batch=settings.ledger_max_batch)
-    runtime = Runtime(pool=pool, ledger=ledger, keys=keys_from(settings), server=server)
+    runtime = Runtime(pool=pool, ledger=ledger, keys=keys, server=server)
     try:
         await ledger.start()
         await ledger.ensure_chart()

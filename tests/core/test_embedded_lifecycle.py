@@ -24,6 +24,8 @@ import httpx
 import psycopg
 import pytest
 
+from etcwallet.app import start_runtime
+from etcwallet.core.config import Settings
 from etcwallet.core.embedded_pg import Postmaster
 from etcwallet.core.privileges import SERVICE_ROLE
 
@@ -158,3 +160,11 @@ def test_a_failed_start_up_after_a_crash_stops_postgres(data_dir: Path) -> None:
     assert failing.proc.wait(timeout=60) != 0
     assert "ETCW_ENCRYPTION_KEY" in failing.log.read_text()
     assert postmasters(data_dir / "pg") == [], "PostgreSQL left running after a failed start-up"
+
+
+async def test_a_failed_runtime_start_stops_the_server_it_started(data_dir: Path) -> None:
+    """The application started without the CLI (``uvicorn etcwallet.app:create_app_from_env``)."""
+    settings = Settings(env="production", data_dir=data_dir, database_url=None, database_owner_url=None)
+    with pytest.raises(SystemExit, match="ETCW_ENCRYPTION_KEY"):
+        await start_runtime(settings)
+    assert postmasters(data_dir / "pg") == [], "PostgreSQL left running after a failed start"
