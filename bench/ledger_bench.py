@@ -47,9 +47,16 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.config import Settings
 from etcwallet.core.crypto import generate_key
-from etcwallet.core.db import create_database, migrate, open_pool, pg_bin, start_embedded
+from etcwallet.core.db import create_database, migrate, open_pool, pg_bin, start_embedded, with_user
+from etcwallet.core.embedded_pg import exit_on_termination
 from etcwallet.core.gc_tuning import tune_for_service
 from etcwallet.core.ids import new_id
+from etcwallet.core.privileges import (
+    SERVICE_ROLE,
+    PrivilegeError,
+    ensure_service_role,
+    grant_service_privileges,
+)
 from etcwallet.identity import sessions, staff
 from etcwallet.identity.authz import Role
 from etcwallet.ledger.chart import AccountCode
@@ -196,6 +203,19 @@ def random_transfer(accounts: list[UUID], rng: random.Random) -> TransferRequest
     )  # fmt: skip
 
 
+def service_role_url(url: str) -> str:
+    """``url`` signed in as the service's own restricted role, as ``etcwallet serve`` runs in service.
+
+    Where the benchmark may not make roles (a server it does not own), the URL as given.
+    """
+    try:
+        ensure_service_role(url, SERVICE_ROLE)
+        grant_service_privileges(url, SERVICE_ROLE)
+    except (psycopg.Error, PrivilegeError):
+        return url
+    return with_user(url, SERVICE_ROLE)
+
+
 # --- (b) service layer -------------------------------------------------------------------------------------
 
 
@@ -323,7 +343,8 @@ async def bench_http(
     await pool.close()
     port = free_port()
     env = dict(
-        os.environ, ETCW_DATABASE_URL=url, ETCW_ENV="production", ETCW_ENCRYPTION_KEY=generate_key(),
+        os.environ, ETCW_DATABASE_URL=service_role_url(url), ETCW_DATABASE_OWNER_URL=url,
+        ETCW_ENV="production", ETCW_ENCRYPTION_KEY=generate_key(),
         ETCW_LOOKUP_KEY=generate_key(),
         ETCW_LOG_LEVEL="WARNING", ETCW_PORT=str(port), ETCW_WORKERS=str(workers),
     )  # fmt: skip
@@ -379,7 +400,7 @@ async def run_all(url: str, clients: int, duration: float, json_output: bool, ht
     migrate(service_url)
     checkpoint(url)
     _say(json_output, f"(b) service layer, {clients} workers ...")
-    report.service_tps, notes = await bench_service(service_url, clients, duration)
+    report.service_tps, notes = await bench_service(service_role_url(service_url), clients, duration)
     report.notes.update(notes)
 
     http_url = create_database(url, "etcw_bench_http")
@@ -395,7 +416,7 @@ async def run_all(url: str, clients: int, duration: float, json_output: bool, ht
     migrate(batch_url)
     checkpoint(url)
     _say(json_output, "(d) bulk calls of 8,000 transfers ...")
-    report.batch_tps, notes = await bench_batch(batch_url, duration)
+    report.batch_tps, notes = await bench_batch(service_role_url(batch_url), duration)
     report.notes.update(notes)
     return report
 
@@ -406,6 +427,7 @@ def main(json_output: bool = False, duration: float = 20.0, clients: int = 16, h
     tmp = None
     server = None
     if not server_url:
+        exit_on_termination()  # a SIGTERM still stops the benchmark's own server
         tmp = Path(tempfile.mkdtemp(prefix="etcw-bench-"))
         server = start_embedded(tmp / "pg")
         server_url = server.url

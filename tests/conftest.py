@@ -3,12 +3,15 @@
 With ``ETCW_DATABASE_URL`` set, the tests create their own database on that server; otherwise they start
 the embedded server in a temporary directory. Tests isolate themselves by creating their own accounts,
 customers and staff (random ids and names), so no cleanup between tests is needed and the ledger's global
-invariants keep holding.
+invariants keep holding. The code under test connects as the service's restricted role (``database_url``,
+``pool``), as the service does; ``owner_url`` and ``owner_pool`` are the schema owner's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -16,9 +19,11 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 import httpx
+import psycopg
 import pyotp
 import pytest
 from fastapi import FastAPI
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 os.environ["ETCW_ENV"] = "test"  # cheap argon2 parameters; read before any settings are built
@@ -26,7 +31,15 @@ os.environ["ETCW_ENV"] = "test"  # cheap argon2 parameters; read before any sett
 from etcwallet.app import Runtime, create_app
 from etcwallet.core.config import Settings, get_settings
 from etcwallet.core.crypto import Keys, load_keys
-from etcwallet.core.db import create_database, migrate, open_pool, start_embedded
+from etcwallet.core.db import (
+    DatabaseServer,
+    create_database,
+    open_pool,
+    prepare_database,
+    start_embedded,
+    with_user,
+)
+from etcwallet.core.privileges import SERVICE_ROLE, ensure_service_role
 from etcwallet.identity import staff
 from etcwallet.identity.authz import OUTLET_ROLES, Role
 from etcwallet.ledger.service import Ledger
@@ -43,22 +56,55 @@ def tmp_root() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_root: Path) -> Iterator[str]:
-    server_url = os.environ.get("ETCW_DATABASE_URL")
-    server = None
-    if not server_url:
-        server = start_embedded(tmp_root / "pg")
-        server_url = server.url
-    url = create_database(server_url, f"etcw_test_{os.getpid()}")
-    migrate(url)
-    yield url
-    if server is not None:
-        server.stop()
+def server_url(tmp_root: Path) -> Iterator[str]:
+    """A superuser's URL on the run's server: the embedded one, or the one in ``ETCW_DATABASE_URL``."""
+    external = os.environ.get("ETCW_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = start_embedded(tmp_root / "pg")
+    yield server.owner_url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def owner_url(server_url: str) -> str:
+    """The run's fresh database as its owner (migrations; tests that must act as the owner)."""
+    return create_database(server_url, f"etcw_test_{os.getpid()}")
+
+
+@pytest.fixture(scope="session")
+def database_url(owner_url: str) -> Iterator[str]:
+    """The run's database as the service connects to it: migrated by the owner, then signed in as the
+    service's restricted role, so a privilege the code needs and the map lacks fails a test.
+
+    On the embedded server that is the service's own role; on a shared server a role of this run's own,
+    with a password (dropped afterwards), so that concurrent runs do not meet.
+    """
+    shared = bool(os.environ.get("ETCW_DATABASE_URL"))
+    role = f"etcw_test_app_{os.getpid()}" if shared else SERVICE_ROLE
+    password = secrets.token_urlsafe(18) if shared else None
+    ensure_service_role(owner_url, role, password)
+    server = DatabaseServer(owner_url=owner_url, service_url=with_user(owner_url, role, password))
+    prepare_database(server)
+    yield server.service_url
+    if shared:
+        with psycopg.connect(owner_url, autocommit=True) as conn, contextlib.suppress(psycopg.Error):
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 @pytest.fixture(scope="session")
 async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
     p = await open_pool(database_url, 20)
+    yield p
+    await p.close()
+
+
+@pytest.fixture(scope="session")
+async def owner_pool(owner_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    """Connections as the schema's owner: for tests of what the database itself refuses even its owner."""
+    p = await open_pool(owner_url, 2)
     yield p
     await p.close()
 

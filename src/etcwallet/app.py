@@ -21,7 +21,7 @@ from etcwallet import __version__
 from etcwallet.core import metrics
 from etcwallet.core.config import Settings, get_settings
 from etcwallet.core.crypto import Keys, load_keys
-from etcwallet.core.db import DatabaseServer, connect_database, migrate, open_pool
+from etcwallet.core.db import DatabaseServer, connect_database, open_pool, prepare_database
 from etcwallet.core.errors import install_handlers
 from etcwallet.core.gc_tuning import tune_for_service
 from etcwallet.core.headers import SecurityHeaders
@@ -54,44 +54,60 @@ class Runtime:
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self) -> None:
-        for task in self.background:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.ledger.stop()
-        await self.pool.close()
-        if self.server is not None:
-            self.server.stop()
+        """Stop the services, close the pool, and leave the embedded server (stopping it if last)."""
+        try:
+            for task in self.background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.ledger.stop()
+            await self.pool.close()
+        finally:
+            if self.server is not None:
+                await asyncio.to_thread(self.server.stop)
 
 
 async def start_runtime(settings: Settings) -> Runtime:
-    """Connect (starting the embedded server if configured so), migrate, and start the services."""
-    server = connect_database(settings)
-    await asyncio.to_thread(migrate, server.url)
-    pool = await open_pool(server.url, settings.db_pool_size)
-    ledger = Ledger(pool, writers=settings.ledger_writers, max_batch=settings.ledger_max_batch)
-    await ledger.start()
-    await ledger.ensure_chart()
-    runtime = Runtime(
-        pool=pool,
-        ledger=ledger,
-        keys=keys_from(settings),
-        server=server if settings.database_url is None else None,
-    )
-    async with pool.connection() as conn:
-        rekeyed = await totp.rekey_legacy_recovery_codes(conn, runtime.keys.lookup_key)
-    if rekeyed:
-        log.info("legacy recovery codes rekeyed", extra={"count": rekeyed})
-    runtime.background.append(
-        asyncio.create_task(ledger.run_expiry_sweeper(settings.ledger_expiry_interval_seconds))
-    )
-    runtime.background.append(
-        asyncio.create_task(identity_housekeeping.run(pool, settings.housekeeping_interval_seconds))
-    )
-    if settings.demo and not settings.is_production:
-        from etcwallet.demo import load_demo_data
+    """Connect (starting the embedded server if configured so), migrate, and start the services.
 
-        await load_demo_data(runtime)
+    If anything fails on the way, the embedded server this started is stopped again before the error
+    goes on: a failed start must not leave PostgreSQL running.
+    """
+    server = connect_database(settings)
+    try:
+        await asyncio.to_thread(prepare_database, server)
+        return await _start_services(settings, server)
+    except BaseException:
+        await asyncio.to_thread(server.stop)
+        raise
+
+
+async def _start_services(settings: Settings, server: DatabaseServer) -> Runtime:
+    keys = keys_from(settings)
+    pool = await open_pool(server.service_url, settings.db_pool_size)
+    ledger = Ledger(pool, writers=settings.ledger_writers, max_batch=settings.ledger_max_batch)
+    runtime = Runtime(pool=pool, ledger=ledger, keys=keys, server=server)
+    try:
+        await ledger.start()
+        await ledger.ensure_chart()
+        async with pool.connection() as conn:
+            rekeyed = await totp.rekey_legacy_recovery_codes(conn, keys.lookup_key)
+        if rekeyed:
+            log.info("legacy recovery codes rekeyed", extra={"count": rekeyed})
+        runtime.background.append(
+            asyncio.create_task(ledger.run_expiry_sweeper(settings.ledger_expiry_interval_seconds))
+        )
+        runtime.background.append(
+            asyncio.create_task(identity_housekeeping.run(pool, settings.housekeeping_interval_seconds))
+        )
+        if settings.demo and not settings.is_production:
+            from etcwallet.demo import load_demo_data
+
+            await load_demo_data(runtime)
+    except BaseException:
+        runtime.server = None  # stopped by the caller
+        await runtime.close()
+        raise
     return runtime
 
 

@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 
 from etcwallet.core.config import Settings, get_settings
-from etcwallet.core.db import connect_database, migrate, open_pool
+from etcwallet.core.db import DatabaseServer, connect_database, open_pool, prepare_database
+from etcwallet.core.embedded_pg import exit_on_termination
 from etcwallet.core.logging import configure_logging
 
 if TYPE_CHECKING:
@@ -44,15 +45,33 @@ console = Console(stderr=True)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _database_url() -> str:
-    """The configured database, starting the embedded server (kept for this process) if none is set."""
+def _database(prepare: bool) -> DatabaseServer:
+    """The configured database, starting the embedded server (left again at exit) if none is set.
+
+    ``prepare`` migrates and grants the service's privileges (always done for the embedded server, whose
+    service role may not exist yet). With the embedded server, child processes (uvicorn workers,
+    benchmarks) are pointed at it as the service's role, and the owner's URL for their migrations.
+    """
     settings = get_settings()
-    server = connect_database(settings)
     if settings.database_url is None:
-        # Child processes (uvicorn workers, benchmarks) reach the server this process started.
-        os.environ["ETCW_DATABASE_URL"] = server.url
+        exit_on_termination()  # SIGTERM and SIGHUP exit through `finally` and `atexit`: the server stops
+    server = connect_database(settings)
+    try:
+        if prepare or server.embedded is not None:
+            prepare_database(server)
+    except BaseException:
+        server.stop()
+        raise
+    if settings.database_url is None:
+        os.environ["ETCW_DATABASE_URL"] = server.service_url
+        os.environ["ETCW_DATABASE_OWNER_URL"] = server.owner_url
         get_settings.cache_clear()
-    return server.url
+    return server
+
+
+def _database_url() -> str:
+    """The service's URL for a command's own pool (see :func:`_database`)."""
+    return _database(prepare=False).service_url
 
 
 def start_banner(settings: Settings, host: str, port: int) -> str:
@@ -76,13 +95,18 @@ def serve(
     port: Annotated[int | None, typer.Option(help="listen port (ETCW_PORT)")] = None,
     workers: Annotated[int | None, typer.Option(help="worker processes (ETCW_WORKERS)")] = None,
 ) -> None:
-    """Run the service (starting the embedded PostgreSQL server when no database is configured)."""
+    """Run the service (starting the embedded PostgreSQL server when no database is configured).
+
+    An embedded server this started (or adopted from a crashed run) is stopped however the service ends:
+    Ctrl-C, SIGTERM, SIGHUP, a failed start-up or a normal return, all of which end in Python's
+    ``atexit``, where :func:`etcwallet.core.db.start_embedded` registered the stop. Only SIGKILL escapes,
+    and the next start adopts the server it left.
+    """
     import uvicorn
 
     settings = get_settings()
     configure_logging(settings)
-    url = _database_url()
-    migrate(url)
+    _database(prepare=True)  # an embedded server is left (stopped, if last) at exit: see the docstring
     host, port = host or settings.host, port or settings.port
     console.print(start_banner(settings, host, port))
     uvicorn.run(
@@ -102,7 +126,7 @@ def serve(
 def migrate_command() -> None:
     """Apply database migrations and exit."""
     configure_logging(get_settings())
-    migrate(_database_url())
+    _database(prepare=True)
     console.print("迁移完成 · migrations applied")
 
 

@@ -91,9 +91,9 @@ def sync_rows(url: str, sql: str = "true", params: Any = ()) -> list[dict[str, A
 
 
 @pytest.fixture
-def fresh_database(database_url: str) -> Iterator[Callable[[], str]]:
+def fresh_database(owner_url: str) -> Iterator[Callable[[], str]]:
     """Makes migrated databases of their own on the test server (dropped afterwards): safe to tamper with."""
-    server = with_database(database_url, "postgres")
+    server = with_database(owner_url, "postgres")
     made: list[str] = []
 
     def make() -> str:
@@ -305,12 +305,13 @@ async def test_verify_endpoint_for_administrators_and_risk_officers(
     ],
 )
 async def test_the_database_refuses_to_rewrite_the_log(
-    pool: AsyncConnectionPool, operation: str, sql: str
+    pool: AsyncConnectionPool, owner_pool: AsyncConnectionPool, operation: str, sql: str
 ) -> None:
+    """Even the table's owner is refused (the service's role lacks the privilege altogether)."""
     seq = await audit.record(
         pool, AuditEvent("anonymous", None, "test.audit.refuse", "refused", detail={"op": operation})
     )
-    async with pool.connection() as conn:
+    async with owner_pool.connection() as conn:
         with pytest.raises(psycopg.errors.RestrictViolation) as refused:
             async with conn.transaction():
                 await conn.execute(sql, {"seq": seq})

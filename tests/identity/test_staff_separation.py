@@ -349,9 +349,10 @@ async def test_wrong_enrollment_codes_count_toward_the_lockout(client, pool) -> 
 
 
 @pytest.fixture
-def own_database(database_url: str) -> Iterator[Callable[[], str]]:
-    """A migrated database of its own, where this test decides who the administrators are."""
-    server = with_database(database_url, "postgres")
+def own_database(owner_url: str) -> Iterator[Callable[[], str]]:
+    """A migrated database of its own, where this test decides who the administrators are (made by the
+    server's owner, who alone may create databases)."""
+    server = with_database(owner_url, "postgres")
     made: list[str] = []
 
     def make() -> str:

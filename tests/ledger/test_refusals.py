@@ -184,11 +184,14 @@ async def test_bulk_resend_answers_each_transfer_as_before(
     assert totals(await ledger.get_account(merchant.id)) == (0, moved, 0, 0)
 
 
-async def test_refusals_cannot_be_rewritten(ledger: Ledger, funded: tuple[Account, Account]) -> None:
+async def test_refusals_cannot_be_rewritten(
+    ledger: Ledger, funded: tuple[Account, Account], owner_pool: AsyncConnectionPool
+) -> None:
+    """Not even by the schema's owner (the service's own role has no UPDATE or DELETE on them at all)."""
     _, wallet = funded
     spend = move(wallet.id, uuid4(), 1)
     await refused(ledger.create_transfer(spend), "account_not_found")
-    async with ledger.pool.connection() as conn:
+    async with owner_pool.connection() as conn:
         for sql in (
             "UPDATE ledger_refusals SET error = 'x' WHERE id = %s",
             "DELETE FROM ledger_refusals WHERE id = %s",

@@ -19,6 +19,7 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.errors import DomainError
 from etcwallet.ledger.engine import apply_transfers
@@ -930,9 +931,12 @@ async def test_balance_as_of(timed: Ledger, clock: FakeClock) -> None:
     await refused(timed.balance_as_of(uuid4(), start), "account_not_found")
 
 
-async def skip_to_block_end(ledger: Ledger, left: int) -> None:
-    """Move the transfer sequence so that only ``left`` values remain in its current history block."""
-    async with ledger.pool.connection() as conn:
+async def skip_to_block_end(owner_pool: AsyncConnectionPool, left: int) -> None:
+    """Move the transfer sequence so that only ``left`` values remain in its current history block.
+
+    As the owner: the service's role may use the sequence only through inserts.
+    """
+    async with owner_pool.connection() as conn:
         cur = await conn.execute("SELECT last_value FROM ledger_transfers_seq_seq")
         row = await cur.fetchone()
         assert row is not None
@@ -940,14 +944,16 @@ async def skip_to_block_end(ledger: Ledger, left: int) -> None:
         await conn.execute("SELECT setval('ledger_transfers_seq_seq', %s)", (block_end - 1 - left,))
 
 
-async def test_history_and_balance_as_of_across_index_blocks(timed: Ledger, clock: FakeClock) -> None:
+async def test_history_and_balance_as_of_across_index_blocks(
+    timed: Ledger, clock: FakeClock, owner_pool: AsyncConnectionPool
+) -> None:
     """History is indexed per block of 8,192 seqs: pages and "as of" must not notice where blocks end."""
     source = await open_account(timed)
     wallet = await timed.create_account(wallet_spec(uuid4(), "c"))
     made: list[Transfer] = []
     for i in range(14):
         if i % 3 == 0:
-            await skip_to_block_end(timed, left=i % 2)
+            await skip_to_block_end(owner_pool, left=i % 2)
         clock.advance(1)
         if i % 4 == 3:
             created = await timed.create_transfer(move(wallet.id, source.id, 5))
@@ -1013,8 +1019,9 @@ async def test_a_batch_rewrites_account_totals_in_place(ledger: Ledger, pool: An
     ],
 )
 async def test_transfers_are_immutable(
-    ledger: Ledger, pool: Any, funded: tuple[Account, Account], statement: str
+    ledger: Ledger, owner_pool: Any, funded: tuple[Account, Account], statement: str
 ) -> None:
+    """Even the tables' owner is refused (the service's role lacks the privilege altogether)."""
     source, wallet = funded
     t = await ledger.create_transfer(move(wallet.id, source.id, 10))
 
@@ -1023,7 +1030,7 @@ async def test_transfers_are_immutable(
 
     # Run in a transaction that is always rolled back: even if the guard were missing, nothing is lost.
     with pytest.raises(psycopg.Error) as info:
-        async with pool.connection() as conn:
+        async with owner_pool.connection() as conn:
             try:
                 async with conn.transaction():
                     await conn.execute("SET LOCAL lock_timeout = '10s'")

@@ -18,7 +18,13 @@ class Settings(BaseSettings):
     env: Literal["development", "demo", "test", "production"] = "development"
     database_url: str | None = Field(
         default=None,
-        description="PostgreSQL URL; when unset an embedded server is started in data_dir.",
+        description="PostgreSQL URL the service connects with; when unset an embedded server is started "
+        "in data_dir.",
+    )
+    database_owner_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL of the schema's owner, for migrations and grants; when unset, "
+        "database_url is used (and the service runs as the owner).",
     )
     data_dir: Path = Path("var")
     host: str = "127.0.0.1"
