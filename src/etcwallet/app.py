@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from etcwallet import __version__
 from etcwallet.core import metrics
+from etcwallet.core.bodies import BodyLimit, declared_limits
 from etcwallet.core.config import Settings, get_settings
 from etcwallet.core.crypto import Keys, load_keys
 from etcwallet.core.db import DatabaseServer, connect_database, migrate, open_pool
@@ -26,6 +27,7 @@ from etcwallet.core.errors import install_handlers
 from etcwallet.core.gc_tuning import tune_for_service
 from etcwallet.core.http import HotRoutes
 from etcwallet.core.logging import configure_logging
+from etcwallet.core.openapi import document_problems
 from etcwallet.identity import housekeeping as identity_housekeeping
 from etcwallet.identity.customer_api import router as customer_router
 from etcwallet.identity.dev_api import router as dev_router
@@ -117,7 +119,11 @@ class MetricsMiddleware:
 
 
 class EtcwalletAPI(FastAPI):
-    """FastAPI with a fast lane (:class:`~etcwallet.core.http.HotRoutes`) in front of its middleware."""
+    """FastAPI with a fast lane (:class:`~etcwallet.core.http.HotRoutes`) in front of its middleware.
+
+    Outermost of all, :class:`~etcwallet.core.bodies.BodyLimit` refuses oversized bodies before anything
+    reads them; the OpenAPI document lists every problem answer (:mod:`etcwallet.core.openapi`).
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -129,7 +135,12 @@ class EtcwalletAPI(FastAPI):
         self.include_router(router)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return HotRoutes(super().build_middleware_stack(), self.hot_routers)
+        return BodyLimit(HotRoutes(super().build_middleware_stack(), self.hot_routers), declared_limits(self))
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = document_problems(self, super().openapi())
+        return self.openapi_schema
 
 
 def keys_from(settings: Settings) -> Keys:
