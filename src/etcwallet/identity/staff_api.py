@@ -8,8 +8,10 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic import Field
 
 from etcwallet.core.errors import DomainError
+from etcwallet.core.openapi import problems
 from etcwallet.identity import audit
 from etcwallet.identity import schemas as s
 from etcwallet.identity import staff as service
@@ -24,6 +26,8 @@ from etcwallet.identity.authz import (
 from etcwallet.identity.ratelimit import Limit, hit
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff"])
+ANCHOR_PATTERN = r"^\s*[0-9]{1,19}:[0-9A-Fa-f]{64}\s*$"
+"""An audit anchor, ``SEQ:HASH`` (as ``etcwallet audit verify`` prints it), for the schema."""
 admin = APIRouter(prefix="/api/v1/admin", tags=["administration"])
 
 LOGIN_PER_IP = Limit(30, timedelta(minutes=5))
@@ -56,7 +60,7 @@ async def _limit(request: Request, *keys: tuple[str, Limit]) -> None:
             await hit(conn, key, limit)
 
 
-@router.post("/auth/login", response_model=s.LoginStepOut)
+@router.post("/auth/login", response_model=s.LoginStepOut, responses=problems(401, 403, 423, 429))
 async def login(body: s.StaffPasswordLogin, request: Request) -> s.LoginStepOut:
     """Step 1: username and password. Answers a ticket for step 2 (and a TOTP enrollment at first sign-in)."""
     ip, ua = _client(request)
@@ -79,7 +83,7 @@ async def login(body: s.StaffPasswordLogin, request: Request) -> s.LoginStepOut:
     )  # fmt: skip
 
 
-@router.post("/auth/totp", response_model=s.StaffSessionOut)
+@router.post("/auth/totp", response_model=s.StaffSessionOut, responses=problems(401, 403, 423, 429))
 async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSessionOut:
     """Step 2: the TOTP code (or a recovery code). The first code after enrollment confirms it."""
     ip, ua = _client(request)
@@ -94,7 +98,7 @@ async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSess
     )
 
 
-@router.post("/auth/refresh", response_model=s.SessionOut)
+@router.post("/auth/refresh", response_model=s.SessionOut, responses=problems(401, 403, 429))
 async def refresh(body: s.RefreshRequest, request: Request) -> s.SessionOut:
     """Rotate the session's tokens; the old pair stops working."""
     ip, ua = _client(request)
@@ -112,7 +116,7 @@ async def logout(request: Request, me: Annotated[Principal, Depends(require_staf
     return Response(status_code=204)
 
 
-@router.get("/me", response_model=s.StaffOut)
+@router.get("/me", response_model=s.StaffOut, responses=problems(404))
 async def whoami(request: Request, me: Annotated[Principal, Depends(require_staff)]) -> s.StaffOut:
     async with request.app.state.runtime.pool.connection() as conn:
         return staff_out(await service.get_staff(conn, me.id))
@@ -138,7 +142,9 @@ async def _audit(
     )
 
 
-@admin.post("/outlets", status_code=status.HTTP_201_CREATED, response_model=s.OutletOut)
+@admin.post(
+    "/outlets", status_code=status.HTTP_201_CREATED, response_model=s.OutletOut, responses=problems(409)
+)
 async def create_outlet(
     body: s.OutletCreate,
     request: Request,
@@ -174,7 +180,9 @@ async def read_outlet(
         return outlet_out(await service.get_outlet(conn, outlet_id))
 
 
-@admin.post("/staff", status_code=status.HTTP_201_CREATED, response_model=s.StaffOut)
+@admin.post(
+    "/staff", status_code=status.HTTP_201_CREATED, response_model=s.StaffOut, responses=problems(404, 409)
+)
 async def create_staff(
     body: s.StaffCreate, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
 ) -> s.StaffOut:
@@ -208,7 +216,7 @@ async def read_staff(
         return staff_out(await service.get_staff(conn, staff_id, viewer=me))
 
 
-@admin.patch("/staff/{staff_id}", response_model=s.StaffOut)
+@admin.patch("/staff/{staff_id}", response_model=s.StaffOut, responses=problems(409))
 async def update_staff(
     staff_id: UUID,
     body: s.StaffUpdate,
@@ -242,7 +250,7 @@ async def verify_audit(
     request: Request,
     me: Annotated[Principal, Depends(require(Permission.AUDIT_READ))],
     anchor: Annotated[
-        list[str] | None,
+        list[Annotated[str, Field(json_schema_extra={"pattern": ANCHOR_PATTERN})]] | None,
         Query(description="SEQ:HASH of a row recorded earlier (repeatable)", max_length=100),
     ] = None,
 ) -> s.AuditChainOut:
