@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from etcwallet import __version__
 from etcwallet.core import metrics
+from etcwallet.core.bodies import BodyLimit, declared_limits
 from etcwallet.core.config import Settings, get_settings
 from etcwallet.core.crypto import Keys, load_keys
 from etcwallet.core.db import DatabaseServer, connect_database, open_pool, prepare_database
@@ -27,6 +28,7 @@ from etcwallet.core.gc_tuning import tune_for_service
 from etcwallet.core.headers import SecurityHeaders
 from etcwallet.core.http import HotRoutes
 from etcwallet.core.logging import configure_logging
+from etcwallet.core.openapi import document_problems
 from etcwallet.identity import housekeeping as identity_housekeeping
 from etcwallet.identity import totp
 from etcwallet.identity.customer_api import router as customer_router
@@ -139,8 +141,13 @@ class MetricsMiddleware:
 
 
 class EtcwalletAPI(FastAPI):
-    """FastAPI with a fast lane (:class:`~etcwallet.core.http.HotRoutes`) in front of its middleware, and
-    the security headers (:class:`~etcwallet.core.headers.SecurityHeaders`) around both."""
+    """FastAPI with a fast lane (:class:`~etcwallet.core.http.HotRoutes`) in front of its middleware.
+
+    Outermost of all, :class:`~etcwallet.core.headers.SecurityHeaders` puts the security headers on every
+    answer, and inside it :class:`~etcwallet.core.bodies.BodyLimit` refuses oversized bodies before anything
+    reads them (its 413 gets the headers too); the OpenAPI document lists every problem answer
+    (:mod:`etcwallet.core.openapi`).
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -152,7 +159,14 @@ class EtcwalletAPI(FastAPI):
         self.include_router(router)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeaders(HotRoutes(super().build_middleware_stack(), self.hot_routers))
+        return SecurityHeaders(
+            BodyLimit(HotRoutes(super().build_middleware_stack(), self.hot_routers), declared_limits(self))
+        )
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = document_problems(self, super().openapi())
+        return self.openapi_schema
 
 
 def keys_from(settings: Settings) -> Keys:

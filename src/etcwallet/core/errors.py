@@ -15,7 +15,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from etcwallet.core.i18n import Lang, negotiate, pick
 
@@ -77,6 +79,18 @@ class InvalidValue(ValueError):
         return DomainError(self.code, 422, self.zh, self.en, field=field)
 
 
+class DomainHTTPError(StarletteHTTPException):
+    """A :class:`DomainError` raised where only HTTP exceptions pass through unchanged.
+
+    FastAPI turns any other exception raised while it reads a request body into a bare 400; this one it
+    lets through, and :func:`http_problem` answers it as the domain error it carries.
+    """
+
+    def __init__(self, error: DomainError) -> None:
+        super().__init__(error.status, error.en)
+        self.error = error
+
+
 def problem_response(
     status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
@@ -113,6 +127,13 @@ _REASONS: dict[str, tuple[str, str]] = {
     "datetime_parsing": ("不是有效的时间（ISO 8601）", "not a valid ISO 8601 time"),
     "datetime_from_date_parsing": ("不是有效的时间（ISO 8601）", "not a valid ISO 8601 time"),
     "timezone_aware": ("时间必须带时区", "time must carry a UTC offset"),
+    "lone_surrogate": (
+        "包含无效的Unicode字符（孤立的代理项 \\ud800–\\udfff）",
+        "holds an invalid Unicode character (a lone surrogate, \\ud800-\\udfff)",
+    ),
+    "invalid_utf8": ("请求体不是有效的UTF-8编码", "the body is not valid UTF-8"),
+    "json_too_deep": ("JSON嵌套层数太多", "the JSON is nested too deeply"),
+    "number_too_long": ("数字位数太多，无法读取", "the number has too many digits to read"),
 }
 
 
@@ -122,6 +143,7 @@ def field_problems(errors: Sequence[Any]) -> list[FieldProblem]:
     for err in errors:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
         kind = str(err.get("type", "value_error"))
+        kind = "lone_surrogate" if kind == "string_unicode" else kind  # pydantic's name for the same fault
         if kind == "json_invalid":
             loc = []  # FastAPI puts the character position here; the whole body is what is wrong
         cause = (err.get("ctx") or {}).get("error")
@@ -136,6 +158,9 @@ def field_problems(errors: Sequence[Any]) -> list[FieldProblem]:
         elif kind == "value_error":
             en = str(err.get("msg", en)).removeprefix("Value error, ")
             zh = en
+        position = (err.get("ctx") or {}).get("position")
+        if isinstance(position, int):
+            zh, en = f"{zh}（第 {position} 字节处）", f"{en} (at byte {position})"
         problems.append(FieldProblem(".".join(loc) or "body", kind, zh, en))
     return problems
 
@@ -161,8 +186,18 @@ async def domain_problem(request: Request, exc: DomainError) -> JSONResponse:
 
 
 async def validation_response(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """The 422 problem+json answer naming every field that failed validation."""
+    """The 422 problem+json answer naming every field that failed validation.
+
+    FastAPI hands a body it did not parse as JSON (another ``Content-Type``, or none) to validation as
+    bytes; that is the wrong media type (415), not a wrong field.
+    """
     lang = negotiate(request.headers.get("accept-language"))
+    if isinstance(getattr(exc, "body", None), bytes | bytearray) and any(
+        tuple(e.get("loc", ())) == ("body",) for e in exc.errors()
+    ):
+        from etcwallet.core.bodies import unsupported_media_type
+
+        return await domain_problem(request, unsupported_media_type())
     return problem_response(422, validation_problem(field_problems(exc.errors()), lang))
 
 
@@ -186,15 +221,42 @@ _HTTP_TITLES = {
     404: ("未找到", "Not found"),
     405: ("不支持该请求方法", "Method not allowed"),
     413: ("请求体太大", "Request body too large"),
+    415: ("不支持的请求体类型", "Unsupported media type"),
 }
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the resource at the request's path has (the ``Allow`` header of a 405).
+
+    Starlette's router names only the methods of the first route whose path matched, though several
+    routes (one per method) may share a path. Of the templates that match, the most specific (fewest
+    parameters) name the resource: ``/transfers/linked`` is not also ``/transfers/{transfer_id}``.
+    """
+    by_params: dict[int, set[str]] = {}
+    for context in iter_route_contexts(request.app.routes):
+        if context.path and context.methods:
+            regex, _, params = compile_path(context.path)
+            if regex.match(request.scope["path"]):
+                by_params.setdefault(len(params), set()).update(context.methods)
+    return sorted(by_params[min(by_params)]) if by_params else []
 
 
 async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """Plain HTTP errors (unknown route, wrong method, …) as problem+json."""
+    if isinstance(exc, DomainHTTPError):
+        return await domain_problem(request, exc.error)
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        # FastAPI could not parse the body (bad UTF-8, nesting too deep, a number too long): say which
+        from etcwallet.core.bodies import parse_failure
+
+        return await validation_response(request, parse_failure(request.scope, exc.__cause__))
     lang = negotiate(request.headers.get("accept-language"))
     zh, en = _HTTP_TITLES.get(exc.status_code, ("请求失败", str(exc.detail)))
     body = {"type": "about:blank", "title": pick(lang, zh, en), "status": exc.status_code}
-    return problem_response(exc.status_code, body, getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
+    return problem_response(exc.status_code, body, headers)
 
 
 async def problem_for(request: Request, exc: Exception) -> JSONResponse:

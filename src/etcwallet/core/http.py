@@ -9,6 +9,7 @@ still included in the application, so its routes appear in the OpenAPI document 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -21,7 +22,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from etcwallet.core import metrics
-from etcwallet.core.errors import DomainError, problem_for
+from etcwallet.core.bodies import body_limit, fast_json_fault, is_json, too_large, unsupported_media_type
+from etcwallet.core.errors import problem_for
 
 M = TypeVar("M", bound=BaseModel)
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -31,29 +33,41 @@ MAX_HOT_BODY = 64 * 1024
 
 
 async def parse_body(request: Request, model: type[M]) -> M:
-    """Validate the request's JSON body as ``model``; a failure is the usual 422 problem+json."""
+    """Validate the request's JSON body as ``model``; a failure is the usual 422 (or 413, 415) problem+json."""
+    if not is_json(request.headers.get("content-type")):
+        raise unsupported_media_type()
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_HOT_BODY:
-            raise DomainError(
-                "body_too_large",
-                413,
-                "请求体太大",
-                f"the body may be at most {MAX_HOT_BODY} bytes",
-                field="body",
-            )
+            raise too_large(MAX_HOT_BODY)
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False)) from None
+        errors = exc.errors(include_url=False)
+        bad_json = next((e for e in errors if e["type"] == "json_invalid"), None)
+        if bad_json is None:
+            raise RequestValidationError(errors) from None
+    # The fast parser only says "invalid JSON"; the slow one says where and why (or which field is wrong)
+    fault = fast_json_fault(str(bad_json.get("ctx", {}).get("error", "")), body)
+    if fault.errors()[0]["type"] == "json_invalid":
+        try:
+            model.model_validate(json.loads(body))
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False)) from None
+        except (ValueError, RecursionError):
+            pass
+    raise fault
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` documenting ``model`` as the JSON request body of a route that parses it itself."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     schema.pop("$defs", None)
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+        **body_limit(MAX_HOT_BODY),
+    }
 
 
 class HotRoutes:

@@ -57,7 +57,12 @@ def _currency(code: str) -> str:
     return code
 
 
-Currency = Annotated[str, Field(min_length=3, max_length=3, pattern="^[A-Z]{3}$"), AfterValidator(_currency)]
+# The list is in the schema too (an enum), so a client sees the supported codes; the validator says why not.
+Currency = Annotated[
+    str,
+    Field(min_length=3, max_length=3, pattern="^[A-Z]{3}$", json_schema_extra={"enum": list(CURRENCIES)}),
+    AfterValidator(_currency),
+]
 PositiveAmount = Annotated[int, Field(strict=True, gt=0, le=MAX_AMOUNT)]
 
 

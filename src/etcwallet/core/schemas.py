@@ -1,7 +1,8 @@
-"""The base of every request body: unknown fields refused, and no NUL characters anywhere.
+"""The base of every request body: unknown fields refused, and no text PostgreSQL cannot store.
 
-PostgreSQL ``text`` and ``jsonb`` cannot hold a NUL character; a NUL that reached the database would be a
-500. Refusing it here answers a 422 that names the field, before anything is written.
+PostgreSQL ``text`` and ``jsonb`` cannot hold a NUL character, and UTF-8 cannot encode a lone UTF-16
+surrogate (JSON lets one be written as ``"\\ud800"``); either would otherwise fail at the database as a 500
+(or leak a codec message). Refusing them here answers a 422 that names the field, before anything is written.
 """
 
 from __future__ import annotations
@@ -13,24 +14,47 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from etcwallet.core.errors import InvalidValue
 
 
-def _holds_nul(value: Any) -> bool:
+def _bad_string(value: str) -> InvalidValue | None:
+    if "\x00" in value:
+        return InvalidValue("nul_character", "不能包含空字符（NUL）", "must not contain a NUL character")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return InvalidValue(
+                "lone_surrogate",
+                "包含无效的Unicode字符（孤立的代理项 \\ud800–\\udfff）",
+                "holds an invalid Unicode character (a lone surrogate, \\ud800-\\udfff)",
+            )
+    return None
+
+
+def text_fault(value: Any) -> InvalidValue | None:
+    """Why ``value`` (a string, or JSON-like data holding strings) cannot be stored, or None if it can."""
     if isinstance(value, str):
-        return "\x00" in value
+        return _bad_string(value)
     if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_holds_nul(v) for v in value)
-    return False
+        for k, v in value.items():
+            fault = text_fault(k) or text_fault(v)
+            if fault:
+                return fault
+    elif isinstance(value, list | tuple):
+        for v in value:
+            fault = text_fault(v)
+            if fault:
+                return fault
+    return None
 
 
 class RequestModel(BaseModel):
-    """A JSON request body: extra fields are an error, and so is a NUL character in any string."""
+    """A JSON request body: extra fields are an error, and so is text that cannot be stored (NUL, lone surrogates)."""
 
     model_config = ConfigDict(extra="forbid")
 
     @field_validator("*", mode="after")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        if _holds_nul(value):
-            raise InvalidValue("nul_character", "不能包含空字符（NUL）", "must not contain a NUL character")
+    def _storable_text(cls, value: Any) -> Any:
+        fault = text_fault(value)
+        if fault:
+            raise fault
         return value

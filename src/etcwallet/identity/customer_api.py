@@ -13,6 +13,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from etcwallet.core.masking import mask_phone
+from etcwallet.core.openapi import problems
 from etcwallet.identity import customer_schemas as s
 from etcwallet.identity import customers as service
 from etcwallet.identity.authz import Permission, Principal, require, require_customer
@@ -112,7 +113,12 @@ def _two_factor_out(t: service.TwoFactorState) -> s.TwoFactorOut:
 # --- before signing in -----------------------------------------------------------------------------------
 
 
-@router.post("/sms-codes", status_code=status.HTTP_202_ACCEPTED, response_model=s.SmsCodeSentOut)
+@router.post(
+    "/sms-codes",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=s.SmsCodeSentOut,
+    responses=problems(403, 429),
+)
 async def request_sms_code(body: s.SmsCodeRequest, request: Request) -> s.SmsCodeSentOut:
     """Send a verification code; the answer is the same whether or not the number is registered."""
     client = _client(request)
@@ -124,7 +130,12 @@ async def request_sms_code(body: s.SmsCodeRequest, request: Request) -> s.SmsCod
     return _sent_out(sent)
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=s.RegisterOut)
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=s.RegisterOut,
+    responses=problems(409, 429),
+)
 async def register(body: s.RegisterRequest, request: Request) -> s.RegisterOut:
     """Open an account with phone, password and SMS code (purpose register); answers a signed-in session."""
     await _auth_limits(request, "register", body.phone)
@@ -136,7 +147,7 @@ async def register(body: s.RegisterRequest, request: Request) -> s.RegisterOut:
     return s.RegisterOut(customer=_customer_out(customer), **_tokens(tokens).model_dump())
 
 
-@router.post("/login", response_model=s.LoginOut)
+@router.post("/login", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
 async def login(body: s.LoginRequest, request: Request) -> s.LoginOut:
     """Sign in with phone and password; answers tokens, or a ticket when a second factor is owed."""
     await _auth_limits(request, "login", body.phone)
@@ -147,7 +158,7 @@ async def login(body: s.LoginRequest, request: Request) -> s.LoginOut:
     return _sign_in_out(result)
 
 
-@router.post("/login/sms", response_model=s.LoginOut)
+@router.post("/login/sms", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
 async def login_sms(body: s.SmsLoginRequest, request: Request) -> s.LoginOut:
     """Sign in with an SMS code (purpose login) instead of the password."""
     await _auth_limits(request, "login", body.phone)
@@ -158,7 +169,7 @@ async def login_sms(body: s.SmsLoginRequest, request: Request) -> s.LoginOut:
     return _sign_in_out(result)
 
 
-@router.post("/login/totp", response_model=s.LoginOut)
+@router.post("/login/totp", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
 async def login_totp(body: s.SecondFactorRequest, request: Request) -> s.LoginOut:
     """Finish a sign-in with the ticket and a TOTP code (or a one-time recovery code)."""
     await _auth_limits(request, "second-factor")
@@ -174,7 +185,7 @@ async def login_totp(body: s.SecondFactorRequest, request: Request) -> s.LoginOu
     return s.LoginOut(status="signed_in", **_tokens(tokens).model_dump())
 
 
-@router.post("/password/forgot", response_model=s.PasswordChangedOut)
+@router.post("/password/forgot", response_model=s.PasswordChangedOut, responses=problems(401, 403, 423, 429))
 async def forgot_password(body: s.ForgotPasswordRequest, request: Request) -> s.PasswordChangedOut:
     """Set a new password with an SMS code (purpose reset_password); every session ends."""
     await _auth_limits(request, "forgot", body.phone)
@@ -186,7 +197,7 @@ async def forgot_password(body: s.ForgotPasswordRequest, request: Request) -> s.
     return s.PasswordChangedOut(sessions_ended=ended)
 
 
-@router.post("/auth/refresh", response_model=s.TokensOut)
+@router.post("/auth/refresh", response_model=s.TokensOut, responses=problems(401, 403, 429))
 async def refresh(body: s.RefreshRequest, request: Request) -> s.TokensOut:
     """Rotate the session's tokens: the old access and refresh tokens stop working."""
     await _limit(request, (f"customer-refresh:ip:{_client(request).ip}", REFRESH_PER_IP))
@@ -194,7 +205,7 @@ async def refresh(body: s.RefreshRequest, request: Request) -> s.TokensOut:
     return _tokens(tokens)
 
 
-@router.post("/unfreeze", response_model=s.AccountStateOut)
+@router.post("/unfreeze", response_model=s.AccountStateOut, responses=problems(401, 403, 409, 423, 429))
 async def request_unfreeze(body: s.SelfUnfreezeRequest, request: Request) -> s.AccountStateOut:
     """Unfreeze an account you froze yourself (password + SMS code, purpose ``unfreeze``).
 
@@ -221,7 +232,7 @@ async def logout(request: Request, me: Me) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/me", response_model=s.MeOut)
+@router.get("/me", response_model=s.MeOut, responses=problems(404))
 async def whoami(request: Request, me: Me) -> s.MeOut:
     """The signed-in customer's account, masked, with what is set up (profile, payment password, factors)."""
     rt = request.app.state.runtime
@@ -234,7 +245,12 @@ async def whoami(request: Request, me: Me) -> s.MeOut:
     )  # fmt: skip
 
 
-@router.post("/me/sms-codes", status_code=status.HTTP_202_ACCEPTED, response_model=s.SmsCodeSentOut)
+@router.post(
+    "/me/sms-codes",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=s.SmsCodeSentOut,
+    responses=problems(404, 409, 429),
+)
 async def request_own_sms_code(body: s.OwnSmsCodeRequest, request: Request, me: Me) -> s.SmsCodeSentOut:
     """Send a code to my own phone (payment password, profile change)."""
     client = _client(request)
@@ -246,7 +262,7 @@ async def request_own_sms_code(body: s.OwnSmsCodeRequest, request: Request, me: 
     return _sent_out(sent)
 
 
-@router.post("/me/password", response_model=s.PasswordChangedOut)
+@router.post("/me/password", response_model=s.PasswordChangedOut, responses=problems(404, 423, 429))
 async def change_password(body: s.ChangePasswordRequest, request: Request, me: Me) -> s.PasswordChangedOut:
     """Change my password; every other session ends."""
     await _limit(request, (f"customer-password:id:{me.id}", SENSITIVE_PER_CUSTOMER))
@@ -274,7 +290,7 @@ async def end_session(session_id: UUID, request: Request, me: Me) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/me/profile", response_model=s.ProfileOut)
+@router.get("/me/profile", response_model=s.ProfileOut, responses=problems(404))
 async def read_profile(request: Request, me: Me) -> s.ProfileOut:
     """My real-name profile, masked (404 profile_missing when none is on file)."""
     rt = request.app.state.runtime
@@ -285,7 +301,7 @@ async def read_profile(request: Request, me: Me) -> s.ProfileOut:
     return _profile_out(profile)
 
 
-@router.put("/me/profile", response_model=s.ProfileOut)
+@router.put("/me/profile", response_model=s.ProfileOut, responses=problems(404, 409, 429))
 async def set_profile(body: s.ProfileRequest, request: Request, me: Me) -> s.ProfileOut:
     """Record my real name and ID (needs a fresh step-up, so that the answer cannot tell whether an ID number
     is someone else's); changing data already on file also needs an SMS code (purpose profile_change)."""
@@ -298,14 +314,14 @@ async def set_profile(body: s.ProfileRequest, request: Request, me: Me) -> s.Pro
     return _profile_out(profile)
 
 
-@router.get("/me/payment-password", response_model=s.PaymentPasswordOut)
+@router.get("/me/payment-password", response_model=s.PaymentPasswordOut, responses=problems(404))
 async def payment_password_state(request: Request, me: Me) -> s.PaymentPasswordOut:
     """Whether my payment password is set or locked, and how many tries are left."""
     async with request.app.state.runtime.pool.connection() as conn:
         return _pin_out(await service.pin_state(conn, me.id))
 
 
-@router.put("/me/payment-password", response_model=s.PaymentPasswordOut)
+@router.put("/me/payment-password", response_model=s.PaymentPasswordOut, responses=problems(404, 409, 429))
 async def set_payment_password(
     body: s.PaymentPasswordSetRequest, request: Request, me: Me
 ) -> s.PaymentPasswordOut:
@@ -320,7 +336,9 @@ async def set_payment_password(
         return _pin_out(await service.pin_state(conn, me.id))
 
 
-@router.post("/me/payment-password/verify", response_model=s.PinVerifiedOut)
+@router.post(
+    "/me/payment-password/verify", response_model=s.PinVerifiedOut, responses=problems(404, 409, 423)
+)
 async def verify_payment_password(
     body: s.PaymentPasswordVerifyRequest, request: Request, me: Me
 ) -> s.PinVerifiedOut:
@@ -329,7 +347,9 @@ async def verify_payment_password(
     return s.PinVerifiedOut()
 
 
-@router.post("/me/payment-password/reset", response_model=s.PaymentPasswordOut)
+@router.post(
+    "/me/payment-password/reset", response_model=s.PaymentPasswordOut, responses=problems(404, 409, 423, 429)
+)
 async def reset_payment_password(
     body: s.PaymentPasswordResetRequest, request: Request, me: Me
 ) -> s.PaymentPasswordOut:
@@ -344,7 +364,7 @@ async def reset_payment_password(
         return _pin_out(await service.pin_state(conn, me.id))
 
 
-@router.post("/me/freeze", response_model=s.AccountStateOut)
+@router.post("/me/freeze", response_model=s.AccountStateOut, responses=problems(409))
 async def freeze_self(request: Request, me: Me, body: s.SelfFreezeRequest | None = None) -> s.AccountStateOut:
     """Freeze my own account (lost phone, suspected fraud): every session ends; only staff can unfreeze."""
     reason = body.reason if body is not None and body.reason else service.SELF_FREEZE_REASON
@@ -381,7 +401,7 @@ async def read_customer(
     )  # fmt: skip
 
 
-@router.post("/{customer_id}/freeze", response_model=s.AccountStateOut)
+@router.post("/{customer_id}/freeze", response_model=s.AccountStateOut, responses=problems(409))
 async def freeze_customer(
     customer_id: UUID,
     body: s.StaffFreezeRequest,
@@ -396,7 +416,7 @@ async def freeze_customer(
     return _state_out(customer, ended)
 
 
-@router.post("/{customer_id}/unfreeze", response_model=s.AccountStateOut)
+@router.post("/{customer_id}/unfreeze", response_model=s.AccountStateOut, responses=problems(409))
 async def unfreeze_customer(
     customer_id: UUID,
     request: Request,

@@ -11,7 +11,14 @@ from pydantic import AfterValidator, BaseModel, Field
 from etcwallet.core.errors import InvalidValue
 from etcwallet.core.schemas import RequestModel
 from etcwallet.identity.schemas import SessionOut
-from etcwallet.identity.validators import validate_mobile
+from etcwallet.identity.validators import (
+    MOBILE_PATTERN,
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    PASSWORD_PATTERN,
+    PASSWORD_RULES,
+    validate_mobile,
+)
 
 
 def _six_digits(code: str, what: str, zh: str, en: str) -> str:
@@ -29,10 +36,34 @@ def _pin(pin: str) -> str:
     return _six_digits(pin, "pin", "支付密码应为6位数字", "the payment password is 6 digits")
 
 
-Phone = Annotated[str, Field(min_length=1, max_length=20), AfterValidator(validate_mobile)]
-SmsCode = Annotated[str, Field(min_length=1, max_length=12), AfterValidator(_sms_code)]
+# Patterns and lengths that the validators enforce with their own reasons (mobile_prefix, pin_format,
+# password_too_short, ...) are given to the schema only (json_schema_extra), so the reasons stay precise.
+SIX_DIGITS = {"pattern": r"^\s*[0-9]{6}\s*$", "description": "6 digits"}
+Phone = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=20,
+        json_schema_extra={
+            "pattern": MOBILE_PATTERN,
+            "description": "a mainland China mobile number: 11 digits from 13 to 19; '+86', spaces and hyphens allowed",
+        },
+    ),
+    AfterValidator(validate_mobile),
+]  # fmt: skip
+SmsCode = Annotated[
+    str, Field(min_length=1, max_length=12, json_schema_extra=SIX_DIGITS), AfterValidator(_sms_code)
+]
 Password = Annotated[str, Field(min_length=1, max_length=128)]
-Pin = Annotated[str, Field(min_length=1, max_length=12), AfterValidator(_pin)]
+"""A password being checked (the current one): anything may be tried."""
+NewPassword = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=PASSWORD_MAX,
+        json_schema_extra={"minLength": PASSWORD_MIN, "pattern": PASSWORD_PATTERN, "description": PASSWORD_RULES},
+    ),
+]  # fmt: skip
+"""A password being set: the policy (identity/validators.py) in the schema, as far as a pattern can say it."""
+Pin = Annotated[str, Field(min_length=1, max_length=12, json_schema_extra=SIX_DIGITS), AfterValidator(_pin)]
 IdType = Literal["resident_id", "passport", "hk_macao_permit", "taiwan_permit", "military_id"]
 IdNumber = Annotated[str, Field(min_length=1, max_length=32)]
 Reason = Annotated[str, Field(min_length=1, max_length=200)]
@@ -71,7 +102,7 @@ class SmsCodeSentOut(BaseModel):
 
 class RegisterRequest(RequestModel):
     phone: Phone
-    password: Password
+    password: NewPassword
     sms_code: SmsCode
 
 
@@ -133,12 +164,12 @@ class LoginOut(BaseModel):
 class ForgotPasswordRequest(RequestModel):
     phone: Phone
     sms_code: SmsCode
-    new_password: Password
+    new_password: NewPassword
 
 
 class ChangePasswordRequest(RequestModel):
     old_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 class PasswordChangedOut(BaseModel):

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_phone
+from etcwallet.core.openapi import problems
 from etcwallet.core.schemas import RequestModel
 from etcwallet.identity import audit, customers, passkeys, sessions, stepup, totp
 from etcwallet.identity.audit import AuditEvent
@@ -189,7 +190,7 @@ TOTP_NOT_PENDING = DomainError(
 # --- TOTP ------------------------------------------------------------------------------------------------
 
 
-@router.post(f"{ME}/totp/enroll", response_model=TotpEnrollmentOut)
+@router.post(f"{ME}/totp/enroll", response_model=TotpEnrollmentOut, responses=problems(409))
 async def totp_enroll(request: Request, me: Customer) -> TotpEnrollmentOut:
     """Start TOTP enrollment (needs a fresh step-up): the secret, otpauth URI and its QR code (SVG/PNG)."""
     await stepup.require_step_up(request, me)
@@ -206,7 +207,7 @@ async def totp_enroll(request: Request, me: Customer) -> TotpEnrollmentOut:
     )
 
 
-@router.post(f"{ME}/totp/confirm", response_model=RecoveryCodesOut)
+@router.post(f"{ME}/totp/confirm", response_model=RecoveryCodesOut, responses=problems(401, 409, 423, 429))
 async def totp_confirm(body: CodeIn, request: Request, me: Customer) -> RecoveryCodesOut:
     """Confirm TOTP with its first code; answers ten one-time recovery codes (shown only now)."""
     rt = request.app.state.runtime
@@ -234,7 +235,7 @@ async def totp_confirm(body: CodeIn, request: Request, me: Customer) -> Recovery
     return RecoveryCodesOut(recovery_codes=codes)
 
 
-@router.delete(f"{ME}/totp", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(f"{ME}/totp", status_code=status.HTTP_204_NO_CONTENT, responses=problems(409))
 async def totp_remove(request: Request, me: Customer) -> Response:
     """Turn TOTP off (needs a fresh step-up); its recovery codes go with it."""
     await stepup.require_step_up(request, me)
@@ -251,7 +252,7 @@ async def totp_remove(request: Request, me: Customer) -> Response:
     return Response(status_code=204)
 
 
-@router.post(f"{ME}/recovery-codes/regenerate", response_model=RecoveryCodesOut)
+@router.post(f"{ME}/recovery-codes/regenerate", response_model=RecoveryCodesOut, responses=problems(409))
 async def regenerate_recovery_codes(request: Request, me: Customer) -> RecoveryCodesOut:
     """Replace the recovery codes with ten new ones (needs a fresh step-up); the old ones stop working."""
     await stepup.require_step_up(request, me)
@@ -267,7 +268,7 @@ async def regenerate_recovery_codes(request: Request, me: Customer) -> RecoveryC
 # --- passkeys --------------------------------------------------------------------------------------------
 
 
-@router.post(f"{ME}/passkeys/register/options", response_model=CeremonyOut)
+@router.post(f"{ME}/passkeys/register/options", response_model=CeremonyOut, responses=problems(409, 503))
 async def passkey_register_options(request: Request, me: Customer) -> CeremonyOut:
     """Options to create a passkey (needs a fresh step-up); answer within five minutes."""
     await stepup.require_step_up(request, me)
@@ -281,7 +282,12 @@ async def passkey_register_options(request: Request, me: Customer) -> CeremonyOu
     return _ceremony_out(ceremony)
 
 
-@router.post(f"{ME}/passkeys/register/verify", response_model=PasskeyOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    f"{ME}/passkeys/register/verify",
+    response_model=PasskeyOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=problems(400, 409, 503),
+)
 async def passkey_register_verify(body: PasskeyRegisterIn, request: Request, me: Customer) -> PasskeyOut:
     """Store the passkey the authenticator created for the options' challenge."""
     rp_id, origin = relying_party(request)
@@ -352,7 +358,7 @@ async def _refused(request: Request, me: Principal, factor: str, exc: DomainErro
     await _audit(request, _me(me), f"step_up.{factor}", "refused", detail={"reason": exc.code})
 
 
-@router.post(f"{ME}/step-up/totp", response_model=StepUpOut)
+@router.post(f"{ME}/step-up/totp", response_model=StepUpOut, responses=problems(401, 409, 423, 429))
 async def step_up_totp(body: CodeIn, request: Request, me: Customer) -> StepUpOut:
     """Step up with an authenticator (TOTP) code."""
     rt = request.app.state.runtime
@@ -364,7 +370,7 @@ async def step_up_totp(body: CodeIn, request: Request, me: Customer) -> StepUpOu
     return await _proved(request, me, "totp")
 
 
-@router.post(f"{ME}/step-up/recovery", response_model=StepUpOut)
+@router.post(f"{ME}/step-up/recovery", response_model=StepUpOut, responses=problems(401, 409, 423, 429))
 async def step_up_recovery(body: CodeIn, request: Request, me: Customer) -> StepUpOut:
     """Step up with a one-time recovery code (it is spent)."""
     try:
@@ -376,7 +382,7 @@ async def step_up_recovery(body: CodeIn, request: Request, me: Customer) -> Step
     return await _proved(request, me, "recovery_code")
 
 
-@router.post(f"{ME}/step-up/passkey/options", response_model=CeremonyOut)
+@router.post(f"{ME}/step-up/passkey/options", response_model=CeremonyOut, responses=problems(409, 503))
 async def step_up_passkey_options(request: Request, me: Customer) -> CeremonyOut:
     """Options for a step-up assertion with one of the customer's passkeys."""
     rp_id, _ = relying_party(request)
@@ -385,7 +391,9 @@ async def step_up_passkey_options(request: Request, me: Customer) -> CeremonyOut
     return _ceremony_out(ceremony)
 
 
-@router.post(f"{ME}/step-up/passkey/verify", response_model=StepUpOut)
+@router.post(
+    f"{ME}/step-up/passkey/verify", response_model=StepUpOut, responses=problems(400, 401, 409, 423, 429, 503)
+)
 async def step_up_passkey_verify(body: PasskeyAssertionIn, request: Request, me: Customer) -> StepUpOut:
     """Step up with the passkey assertion answering the step-up options."""
     rp_id, origin = relying_party(request)
@@ -400,7 +408,12 @@ async def step_up_passkey_verify(body: PasskeyAssertionIn, request: Request, me:
     return await _proved(request, me, "passkey", {"passkey_id": str(assertion.passkey_id)})
 
 
-@router.post(f"{ME}/step-up/sms/send", response_model=SmsSentOut, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    f"{ME}/step-up/sms/send",
+    response_model=SmsSentOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problems(409, 429),
+)
 async def step_up_sms_send(request: Request, me: Customer) -> SmsSentOut:
     """Send a step-up code to the customer's phone (only when no TOTP or passkey is enrolled)."""
     rt = request.app.state.runtime
@@ -416,7 +429,7 @@ async def step_up_sms_send(request: Request, me: Customer) -> SmsSentOut:
     )
 
 
-@router.post(f"{ME}/step-up/sms/verify", response_model=StepUpOut)
+@router.post(f"{ME}/step-up/sms/verify", response_model=StepUpOut, responses=problems(401, 409, 423, 429))
 async def step_up_sms_verify(body: CodeIn, request: Request, me: Customer) -> StepUpOut:
     """Step up with the SMS code just sent."""
     rt = request.app.state.runtime
@@ -447,7 +460,11 @@ async def _second_factor_attempt(request: Request) -> customers.Client:
     return customers.Client(ip, ua)
 
 
-@router.post("/api/v1/customers/login/passkey/options", response_model=CeremonyOut)
+@router.post(
+    "/api/v1/customers/login/passkey/options",
+    response_model=CeremonyOut,
+    responses=problems(401, 403, 409, 429, 503),
+)
 async def login_passkey_options(body: TicketIn, request: Request) -> CeremonyOut:
     """Options to finish a password sign-in (its ``ticket``) with one of the customer's passkeys."""
     await _second_factor_attempt(request)
@@ -459,7 +476,11 @@ async def login_passkey_options(body: TicketIn, request: Request) -> CeremonyOut
     )
 
 
-@router.post("/api/v1/customers/login/passkey", response_model=SessionOut)
+@router.post(
+    "/api/v1/customers/login/passkey",
+    response_model=SessionOut,
+    responses=problems(400, 401, 403, 409, 423, 429, 503),
+)
 async def login_passkey(body: TicketAssertionIn, request: Request) -> SessionOut:
     """Finish a password sign-in with the passkey assertion answering those options: the session's tokens."""
     client = await _second_factor_attempt(request)
@@ -474,7 +495,7 @@ async def login_passkey(body: TicketAssertionIn, request: Request) -> SessionOut
 # --- password-less sign-in -------------------------------------------------------------------------------
 
 
-@router.post(f"{LOGIN}/options", response_model=CeremonyOut)
+@router.post(f"{LOGIN}/options", response_model=CeremonyOut, responses=problems(429, 503))
 async def passkey_login_options(request: Request, body: PasskeyLoginOptionsIn | None = None) -> CeremonyOut:
     """Options to sign in with a passkey: any of this device's (no body), or a phone's (``phone`` hint)."""
     rt = request.app.state.runtime
@@ -504,7 +525,7 @@ async def passkey_login_options(request: Request, body: PasskeyLoginOptionsIn | 
     return _ceremony_out(ceremony)
 
 
-@router.post(f"{LOGIN}/verify", response_model=SessionOut)
+@router.post(f"{LOGIN}/verify", response_model=SessionOut, responses=problems(400, 401, 403, 423, 429, 503))
 async def passkey_login_verify(body: PasskeyAssertionIn, request: Request) -> SessionOut:
     """Sign in with the passkey assertion answering the login options; answers the session's tokens."""
     rt = request.app.state.runtime

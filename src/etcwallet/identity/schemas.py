@@ -11,9 +11,18 @@ from pydantic import BaseModel, Field
 from etcwallet.core.schemas import RequestModel
 from etcwallet.identity.authz import Role
 from etcwallet.identity.sessions import IssuedTokens
+from etcwallet.identity.validators import PASSWORD_MAX, PASSWORD_MIN, PASSWORD_PATTERN, PASSWORD_RULES
 
 Username = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[a-z][a-z0-9_.\-]*$")]
 Password = Annotated[str, Field(min_length=1, max_length=128)]
+NewPassword = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=PASSWORD_MAX,
+        json_schema_extra={"minLength": PASSWORD_MIN, "pattern": PASSWORD_PATTERN, "description": PASSWORD_RULES},
+    ),
+]  # fmt: skip
+"""A password being set: the policy in the schema as far as a pattern says it; the validator gives the reasons."""
 BankCode = Literal["lanzhou_bank", "gansu_bank", "icbc", "abc", "rural_credit", "ccb", "psbc"]
 
 
@@ -38,7 +47,7 @@ class OutletOut(BaseModel):
 class StaffCreate(RequestModel):
     username: Username
     display_name: Annotated[str, Field(min_length=1, max_length=64)]
-    password: Password
+    password: NewPassword
     role: Role
     outlet_id: UUID | None = None
 

@@ -9,8 +9,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import Field
 
 from etcwallet.core.errors import DomainError
+from etcwallet.core.openapi import problems
 from etcwallet.identity import audit
 from etcwallet.identity import schemas as s
 from etcwallet.identity import staff as service
@@ -26,6 +28,8 @@ from etcwallet.identity.authz import (
 from etcwallet.identity.ratelimit import Limit, hit
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff"])
+ANCHOR_PATTERN = r"^\s*[0-9]{1,19}:[0-9A-Fa-f]{64}\s*$"
+"""An audit anchor, ``SEQ:HASH`` (as ``etcwallet audit verify`` prints it), for the schema."""
 admin = APIRouter(prefix="/api/v1/admin", tags=["administration"])
 
 LOGIN_PER_IP = Limit(30, timedelta(minutes=5))
@@ -58,7 +62,7 @@ async def _limit(request: Request, *keys: tuple[str, Limit]) -> None:
             await hit(conn, key, limit)
 
 
-@router.post("/auth/login", response_model=s.LoginStepOut)
+@router.post("/auth/login", response_model=s.LoginStepOut, responses=problems(401, 403, 423, 429))
 async def login(body: s.StaffPasswordLogin, request: Request) -> s.LoginStepOut:
     """Step 1: username and password. Answers a ticket for step 2.
 
@@ -86,7 +90,7 @@ async def login(body: s.StaffPasswordLogin, request: Request) -> s.LoginStepOut:
     )  # fmt: skip
 
 
-@router.post("/auth/totp", response_model=s.StaffSessionOut)
+@router.post("/auth/totp", response_model=s.StaffSessionOut, responses=problems(401, 403, 423, 429))
 async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSessionOut:
     """Step 2: the TOTP code (or a recovery code). The first code after enrollment confirms it."""
     ip, ua = _client(request)
@@ -107,7 +111,7 @@ async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSess
     )
 
 
-@router.post("/auth/refresh", response_model=s.SessionOut)
+@router.post("/auth/refresh", response_model=s.SessionOut, responses=problems(401, 403, 429))
 async def refresh(body: s.RefreshRequest, request: Request) -> s.SessionOut:
     """Rotate the session's tokens; the old pair stops working."""
     ip, ua = _client(request)
@@ -125,7 +129,7 @@ async def logout(request: Request, me: Annotated[Principal, Depends(require_staf
     return Response(status_code=204)
 
 
-@router.get("/me", response_model=s.StaffOut)
+@router.get("/me", response_model=s.StaffOut, responses=problems(404))
 async def whoami(request: Request, me: Annotated[Principal, Depends(require_staff)]) -> s.StaffOut:
     async with request.app.state.runtime.pool.connection() as conn:
         return staff_out(await service.get_staff(conn, me.id))
@@ -151,7 +155,9 @@ async def _audit(
     )
 
 
-@admin.post("/outlets", status_code=status.HTTP_201_CREATED, response_model=s.OutletOut)
+@admin.post(
+    "/outlets", status_code=status.HTTP_201_CREATED, response_model=s.OutletOut, responses=problems(409)
+)
 async def create_outlet(
     body: s.OutletCreate,
     request: Request,
@@ -221,7 +227,10 @@ _AWAITS_APPROVAL: dict[int | str, dict[str, object]] = {
 
 
 @admin.post(
-    "/staff", status_code=status.HTTP_201_CREATED, response_model=s.StaffOut, responses=_AWAITS_APPROVAL
+    "/staff",
+    status_code=status.HTTP_201_CREATED,
+    response_model=s.StaffOut,
+    responses={**_AWAITS_APPROVAL, **problems(404, 409)},
 )
 async def create_staff(
     body: s.StaffCreate, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
@@ -264,7 +273,7 @@ async def read_staff(
         return staff_out(await service.get_staff(conn, staff_id, viewer=me))
 
 
-@admin.patch("/staff/{staff_id}", response_model=s.StaffOut, responses=_AWAITS_APPROVAL)
+@admin.patch("/staff/{staff_id}", response_model=s.StaffOut, responses={**_AWAITS_APPROVAL, **problems(409)})
 async def update_staff(
     staff_id: UUID,
     body: s.StaffUpdate,
@@ -301,6 +310,7 @@ def _placement(m: service.StaffMember) -> dict[str, str | None]:
     "/staff/{staff_id}/enrollment-code",
     status_code=status.HTTP_201_CREATED,
     response_model=s.EnrollmentCodeOut,
+    responses=problems(409),
 )
 async def issue_enrollment_code(
     staff_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
@@ -362,7 +372,7 @@ async def _decide(request: Request, me: Principal, change_id: UUID, verdict: str
     return change_out(done.change, done.member)
 
 
-@admin.post("/staff-changes/{change_id}/approve", response_model=s.StaffChangeOut)
+@admin.post("/staff-changes/{change_id}/approve", response_model=s.StaffChangeOut, responses=problems(409))
 async def approve_staff_change(
     change_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
 ) -> s.StaffChangeOut:
@@ -371,7 +381,7 @@ async def approve_staff_change(
     return await _decide(request, me, change_id, "approve")
 
 
-@admin.post("/staff-changes/{change_id}/reject", response_model=s.StaffChangeOut)
+@admin.post("/staff-changes/{change_id}/reject", response_model=s.StaffChangeOut, responses=problems(409))
 async def reject_staff_change(
     change_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
 ) -> s.StaffChangeOut:
@@ -385,7 +395,7 @@ async def verify_audit(
     request: Request,
     me: Annotated[Principal, Depends(require(Permission.AUDIT_READ))],
     anchor: Annotated[
-        list[str] | None,
+        list[Annotated[str, Field(json_schema_extra={"pattern": ANCHOR_PATTERN})]] | None,
         Query(description="SEQ:HASH of a row recorded earlier (repeatable)", max_length=100),
     ] = None,
 ) -> s.AuditChainOut:

@@ -37,6 +37,9 @@ def _ascii_digits(value: str) -> bool:
 # --- mobile --------------------------------------------------------------------------------------------
 
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
+MOBILE_PATTERN = r"^(?:\+86)?1[3-9][0-9]{9}$"
+"""Mobile numbers :func:`validate_mobile` surely takes, for a schema (it also takes 0086 or 86 before the
+number, spaces, hyphens and full-width digits)."""
 
 
 def validate_mobile(phone: str) -> str:
@@ -130,6 +133,13 @@ def validate_resident_id(number: str, *, today: date | None = None) -> ResidentI
 
 PASSWORD_MIN = 8
 PASSWORD_MAX = 128
+PASSWORD_PATTERN = r"^[!-~]*(?:[a-z][A-Z0-9]|[A-Z0-9][a-z]|[A-Z][0-9]|[0-9][A-Z])[!-~]{6,}$"
+"""Passwords the policy surely takes, for a schema: printable ASCII, at least 8 characters, two classes side
+by side (the policy itself counts classes anywhere, and any letters and symbols)."""
+PASSWORD_RULES = (
+    "8 to 128 characters with at least two of: lower-case letters, upper-case letters, digits, symbols; "
+    "not a well-known common password, and not containing the account's phone number"
+)
 
 
 @lru_cache(maxsize=1)

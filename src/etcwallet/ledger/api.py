@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from etcwallet.core.bodies import body_limit
 from etcwallet.core.errors import DomainError
 from etcwallet.core.http import body_schema, parse_body
 from etcwallet.core.i18n import negotiate
 from etcwallet.core.ids import new_id
 from etcwallet.core.money import SignedMoney
+from etcwallet.core.openapi import problems
 from etcwallet.identity.authz import Permission, require
 from etcwallet.ledger import schemas as s
 from etcwallet.ledger.errors import LedgerError
@@ -38,7 +39,11 @@ LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 
 
 @router.post(
-    "/accounts", status_code=status.HTTP_201_CREATED, response_model=s.AccountOut, dependencies=WRITE
+    "/accounts",
+    status_code=status.HTTP_201_CREATED,
+    response_model=s.AccountOut,
+    dependencies=WRITE,
+    responses=problems(409),
 )
 async def create_account(body: s.AccountCreate, ledger: LedgerDep) -> s.AccountOut:
     account = await ledger.create_account(
@@ -81,7 +86,7 @@ async def list_transfers(
 
 
 @router.get("/accounts/{account_id}/balance", response_model=s.BalanceAsOf, dependencies=READ)
-async def balance_as_of(account_id: UUID, at: datetime, ledger: LedgerDep) -> s.BalanceAsOf:
+async def balance_as_of(account_id: UUID, at: s.AsOf, ledger: LedgerDep) -> s.BalanceAsOf:
     if at.tzinfo is None:
         raise DomainError(
             "timezone_required", 422, "时间必须带时区", "the time must carry a UTC offset", field="at"
@@ -96,7 +101,8 @@ async def balance_as_of(account_id: UUID, at: datetime, ledger: LedgerDep) -> s.
     "/transfers",
     status_code=status.HTTP_201_CREATED,
     response_model=s.TransferOut,
-    openapi_extra=body_schema(s.TransferCreate),
+    openapi_extra={**body_schema(s.TransferCreate), "security": [{"bearer": []}]},
+    responses=problems(401, 403, 404, 409),
 )
 async def create_transfer(request: Request) -> Response:
     """Create one transfer. The busiest endpoint: it parses and answers without FastAPI's machinery."""
@@ -110,14 +116,23 @@ async def create_transfer(request: Request) -> Response:
 
 
 @router.post(
-    "/transfers/linked", status_code=status.HTTP_201_CREATED, response_model=s.LinkedOut, dependencies=WRITE
+    "/transfers/linked",
+    status_code=status.HTTP_201_CREATED,
+    response_model=s.LinkedOut,
+    dependencies=WRITE,
+    responses=problems(404, 409),
 )
 async def create_linked(body: s.LinkedCreate, ledger: LedgerDep) -> s.LinkedOut:
     transfers = await ledger.create_linked([t.request() for t in body.transfers])
     return s.LinkedOut(transfers=[s.TransferOut.of(t) for t in transfers])
 
 
-@router.post("/transfers/batch", response_model=s.BatchOut, dependencies=WRITE)
+@router.post(
+    "/transfers/batch",
+    response_model=s.BatchOut,
+    dependencies=WRITE,
+    openapi_extra=body_limit(s.MAX_BATCH_BODY),
+)
 async def create_batch(body: s.BatchCreate, request: Request, ledger: LedgerDep) -> s.BatchOut:
     lang = negotiate(request.headers.get("accept-language"))
     results = await ledger.create_transfers([t.request(linked=t.linked) for t in body.transfers])
@@ -136,6 +151,7 @@ async def create_batch(body: s.BatchCreate, request: Request, ledger: LedgerDep)
     status_code=status.HTTP_201_CREATED,
     response_model=s.TransferOut,
     dependencies=WRITE,
+    responses=problems(409),
 )
 async def post_pending(pending_id: UUID, body: s.PostPending, ledger: LedgerDep) -> s.TransferOut:
     transfer = await ledger.create_transfer(
@@ -156,6 +172,7 @@ async def post_pending(pending_id: UUID, body: s.PostPending, ledger: LedgerDep)
     status_code=status.HTTP_201_CREATED,
     response_model=s.TransferOut,
     dependencies=WRITE,
+    responses=problems(409),
 )
 async def void_pending(pending_id: UUID, body: s.VoidPending, ledger: LedgerDep) -> s.TransferOut:
     transfer = await ledger.create_transfer(

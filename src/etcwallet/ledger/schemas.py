@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationInfo, field_validator
 
+from etcwallet.core.bodies import MIB
 from etcwallet.core.errors import InvalidValue
 from etcwallet.core.money import MAX_AMOUNT, Currency, Money, SignedMoney
-from etcwallet.core.schemas import RequestModel
+from etcwallet.core.schemas import RequestModel, text_fault
 from etcwallet.ledger.chart import AccountCode
 from etcwallet.ledger.service import HistoryEntry
 from etcwallet.ledger.types import Account, Transfer, TransferKind, TransferRequest
@@ -22,34 +24,24 @@ MAX_METADATA_BYTES = 4096
 Flag = Annotated[bool, Field(strict=True)]
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise InvalidValue("nul_character", "不能包含空字符（U+0000）", "must not contain NUL (U+0000)")
+    fault = text_fault(value)
+    if fault:
+        raise fault
     return value
 
 
 def _small_metadata(value: dict[str, Any]) -> dict[str, Any]:
-    # NaN, Infinity and NUL parse as JSON here but PostgreSQL's jsonb refuses them (a 500 otherwise).
+    # NaN, Infinity, NUL and lone surrogates parse as JSON here, but PostgreSQL's jsonb refuses them
+    fault = text_fault(value)
+    if fault:
+        raise InvalidValue(fault.code, f"附加信息{fault.zh}", f"metadata {fault.en}")
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False)
     except ValueError:
         raise InvalidValue(
             "metadata_not_json", "附加信息不能包含 NaN 或 Infinity", "metadata must not hold NaN or Infinity"
         ) from None
-    if _has_nul(value):
-        raise InvalidValue(
-            "nul_character", "附加信息不能包含空字符（U+0000）", "metadata must not contain NUL (U+0000)"
-        )
     if len(text.encode()) > MAX_METADATA_BYTES:
         raise InvalidValue(
             "metadata_too_large",
@@ -60,6 +52,27 @@ def _small_metadata(value: dict[str, Any]) -> dict[str, Any]:
 
 
 Metadata = Annotated[dict[str, Any], AfterValidator(_small_metadata)]
+
+_NUMBER = re.compile(r"\s*[-+]?[0-9]+(\.[0-9]*)?\s*")
+
+
+def _iso_time(value: Any) -> Any:
+    # Pydantic reads a bare number as seconds (or, past 2e10, milliseconds) since 1970: refuse the guess
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise InvalidValue(
+            "iso_time_required",
+            "时间须为带时区的 ISO 8601 格式，如 2026-05-01T08:00:00+08:00，不能是数字",
+            "the time must be ISO 8601 with a UTC offset, e.g. 2026-05-01T08:00:00+08:00, not a number",
+        )
+    return value
+
+
+AsOf = Annotated[
+    datetime,
+    BeforeValidator(_iso_time),
+    Field(description="ISO 8601 with a UTC offset, e.g. 2026-05-01T08:00:00+08:00"),
+]
+"""A point in time given by a caller (a query parameter): ISO 8601 with an offset, never a bare number."""
 
 
 class AccountCreate(RequestModel):
@@ -187,10 +200,17 @@ class VoidPending(RequestModel):
     metadata: Metadata = Field(default_factory=dict)
 
 
+MAX_BATCH = 8000
+MAX_BATCH_BODY = 8 * MIB
+"""A batch's body limit: 8,000 transfers at 1 KiB each. A plain transfer is about 250 bytes of JSON, so that
+leaves about 750 bytes of metadata per transfer on average; a batch with more is sent in parts. (At the
+4 KiB metadata limit on every transfer, 8,000 would be 35 MB: too much to hold for one request.)"""
+
+
 class LinkedCreate(RequestModel):
     """Transfers that commit together or not at all."""
 
-    transfers: Annotated[list[TransferCreate], Field(min_length=1, max_length=8000)]
+    transfers: Annotated[list[TransferCreate], Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class BatchItem(TransferCreate):
@@ -200,7 +220,7 @@ class BatchItem(TransferCreate):
 class BatchCreate(RequestModel):
     """Up to 8,000 independent transfers (``linked`` chains one to the next) in one transaction."""
 
-    transfers: Annotated[list[BatchItem], Field(min_length=1, max_length=8000)]
+    transfers: Annotated[list[BatchItem], Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class TransferOut(BaseModel):

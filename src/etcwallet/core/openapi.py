@@ -1,0 +1,133 @@
+"""The OpenAPI document tells the truth about refusals: every problem answer a route can give, as problem+json.
+
+A route lists the refusals particular to it with ``responses=problems(404, 409, ...)``. The ones that follow
+from its shape are added to the document for every route by :func:`document_problems`, so a new route gets
+them without asking: 401 and 403, and the bearer security requirement, when an authorization dependency
+(``require_*``) guards it; 422 when it takes parameters or a body; 413 and 415 when it takes a body (with
+the route's body limit); 404 when its path names a resource. FastAPI's own 422 (``application/json``, a shape we never send) is replaced.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import BaseModel, ConfigDict, Field
+
+from etcwallet.core.bodies import MAX_BODY, MAX_BODY_KEY
+from etcwallet.core.errors import PROBLEM_JSON
+
+PROBLEM_REF = "#/components/schemas/ProblemDetails"
+
+DESCRIPTIONS: dict[int, str] = {
+    400: "Refused as malformed beyond field validation (an expired or spent WebAuthn challenge)",
+    401: "Not signed in: the token is missing, invalid or expired (`unauthenticated`)",
+    403: "Signed in, but this principal or role may not do this (`forbidden`)",
+    404: "The resource named in the path (or a resource the body names) does not exist",
+    409: "Conflicts with the current state (an id reused with other fields, a state already reached)",
+    413: "The request body is over this endpoint's limit (`body_too_large`)",
+    415: "The body is not sent as JSON (`unsupported_media_type`)",
+    422: "The request is invalid: `errors` names each field and the reason",
+    423: "Locked after too many failed attempts (`locked_until` says until when)",
+    429: "Too many requests: retry after `Retry-After` seconds",
+    503: "Not available on this server (passkeys not configured)",
+}
+
+
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "a session's access token (web pages send it in the etcw_session cookie with X-CSRF-Token)",
+}
+
+
+class FieldError(BaseModel):
+    """One field that was wrong, and why."""
+
+    field: str
+    code: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem: ``code`` is stable, ``title`` is in the caller's language (zh-CN or English)."""
+
+    model_config = ConfigDict(extra="allow", title="ProblemDetails")
+
+    type: str = Field(description="a URI reference naming the kind of problem")
+    title: str = Field(description="what went wrong, in the caller's language")
+    status: int = Field(ge=400, le=599)
+    code: str | None = Field(default=None, description="a stable, machine-readable reason")
+    field: str | None = Field(default=None, description="the field (or header) the problem is about")
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = Field(default=None, description="every field that was wrong")
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route's own refusals (those :func:`document_problems` cannot infer), as problem+json."""
+    return {
+        status: {
+            "description": DESCRIPTIONS.get(status, "Refused"),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}},
+        }
+        for status in statuses
+    }
+
+
+def _gated(route: APIRoute) -> bool:
+    todo = list(route.dependant.dependencies)
+    while todo:
+        dep = todo.pop()
+        if getattr(dep.call, "__name__", "").startswith(("require_", "load_principal")):
+            return True
+        todo.extend(dep.dependencies)
+    return False
+
+
+def _inferred(route: APIRoute, path: str, operation: dict[str, Any]) -> list[int]:
+    statuses: list[int] = []
+    has_body = "requestBody" in operation
+    if _gated(route):
+        statuses += [401, 403]
+    if "{" in path:
+        statuses.append(404)
+    if has_body:
+        statuses += [413, 415]
+    if has_body or operation.get("parameters"):
+        statuses.append(422)
+    return statuses
+
+
+def document_problems(app: FastAPI, document: dict[str, Any]) -> dict[str, Any]:
+    """Add every inferable problem answer to ``document`` (the app's OpenAPI document), in place."""
+    document.setdefault("components", {}).setdefault("schemas", {})
+    schemas = document["components"]["schemas"]
+    schemas["ProblemDetails"] = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas["FieldError"] = schemas["ProblemDetails"].pop("$defs", {}).get("FieldError", {})
+    document["components"].setdefault("securitySchemes", {})["bearer"] = BEARER
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        path = context.path
+        if not isinstance(route, APIRoute) or not route.include_in_schema or path not in document["paths"]:
+            continue
+        assert path is not None
+        for method in sorted(context.methods or ()):
+            operation = document["paths"][path].get(method.lower())
+            if operation is None:
+                continue
+            if _gated(route):
+                operation.setdefault("security", [{"bearer": []}])
+            responses = operation.setdefault("responses", {})
+            for status, answer in problems(*_inferred(route, path, operation)).items():
+                if str(status) == "422" or str(status) not in responses:
+                    responses[str(status)] = copy.deepcopy(answer)
+            operation["responses"] = responses = dict(sorted(responses.items()))
+            if "413" in responses:
+                limit = operation.get(MAX_BODY_KEY, MAX_BODY)
+                responses["413"]["description"] = f"The request body is over {limit} bytes (`body_too_large`)"
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return document
