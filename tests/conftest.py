@@ -34,9 +34,11 @@ from etcwallet.core.crypto import Keys, load_keys
 from etcwallet.core.db import (
     DatabaseServer,
     create_database,
+    migrate,
     open_pool,
     prepare_database,
     start_embedded,
+    with_database,
     with_user,
 )
 from etcwallet.core.privileges import SERVICE_ROLE, ensure_service_role
@@ -252,3 +254,23 @@ async def make_staff(pool: AsyncConnectionPool, client: httpx.AsyncClient) -> St
 @pytest.fixture
 async def finance_headers(make_staff: StaffFactory) -> dict[str, str]:
     return await make_staff(Role.FINANCE)
+
+
+@pytest.fixture
+def fresh_database(owner_url: str) -> Iterator[Callable[[], str]]:
+    """Makes migrated databases of their own on the test server, as its owner (dropped afterwards): for
+    tests that tamper with a database or decide who its first staff are."""
+    server = with_database(owner_url, "postgres")
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"etcw_fresh_{os.getpid()}_{uuid4().hex[:10]}"
+        made.append(name)
+        url = create_database(server, name)
+        migrate(url)
+        return url
+
+    yield make
+    with psycopg.connect(server, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ from typer.testing import CliRunner
 from etcwallet import cli
 from etcwallet.core.config import get_settings
 from etcwallet.core.crypto import Keys
-from etcwallet.core.db import create_database, migrate, open_pool, with_database
+from etcwallet.core.db import open_pool
 from etcwallet.core.errors import DomainError
 from etcwallet.identity import audit, staff
 from etcwallet.identity.audit import GENESIS, AuditEvent
@@ -88,25 +87,6 @@ def sync_rows(url: str, sql: str = "true", params: Any = ()) -> list[dict[str, A
     with psycopg.connect(url) as conn:
         cur = conn.execute(f"SELECT {_COLUMNS} FROM audit_log WHERE {sql} ORDER BY seq", params)
         return as_dicts(cur, cur.fetchall())
-
-
-@pytest.fixture
-def fresh_database(owner_url: str) -> Iterator[Callable[[], str]]:
-    """Makes migrated databases of their own on the test server (dropped afterwards): safe to tamper with."""
-    server = with_database(owner_url, "postgres")
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"etcw_audit_{os.getpid()}_{uuid4().hex[:10]}"
-        made.append(name)
-        url = create_database(server, name)
-        migrate(url)
-        return url
-
-    yield make
-    with psycopg.connect(server, autocommit=True) as conn:
-        for name in made:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def write_history(url: str, keys: Keys) -> list[int]:

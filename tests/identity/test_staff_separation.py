@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
-import psycopg
 import pyotp
 import pytest
 from fastapi import FastAPI
@@ -26,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.app import Runtime, create_app
 from etcwallet.core.crypto import Keys
-from etcwallet.core.db import create_database, migrate, open_pool, with_database
+from etcwallet.core.db import open_pool
 from etcwallet.core.errors import DomainError
 from etcwallet.identity import sessions, staff, staff_changes
 from etcwallet.identity.authz import Role
@@ -349,28 +347,8 @@ async def test_wrong_enrollment_codes_count_toward_the_lockout(client, pool) -> 
 
 
 @pytest.fixture
-def own_database(owner_url: str) -> Iterator[Callable[[], str]]:
-    """A migrated database of its own, where this test decides who the administrators are (made by the
-    server's owner, who alone may create databases)."""
-    server = with_database(owner_url, "postgres")
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"etcw_sod_{os.getpid()}_{uuid4().hex[:10]}"
-        made.append(name)
-        url = create_database(server, name)
-        migrate(url)
-        return url
-
-    yield make
-    with psycopg.connect(server, autocommit=True) as conn:
-        for name in made:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-async def lone(own_database: Callable[[], str], keys: Keys, settings) -> AsyncIterator[tuple[Any, FastAPI]]:
-    pool = await open_pool(own_database(), 6)
+async def lone(fresh_database: Callable[[], str], keys: Keys, settings) -> AsyncIterator[tuple[Any, FastAPI]]:
+    pool = await open_pool(fresh_database(), 6)
     try:
         yield pool, create_app(settings, runtime=Runtime(pool=pool, ledger=Ledger(pool), keys=keys))
     finally:

@@ -10,13 +10,9 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from etcwallet.core.errors import InvalidValue
 from etcwallet.core.schemas import RequestModel
-from etcwallet.identity.schemas import SessionOut
+from etcwallet.identity.schemas import NewPassword, Password, SessionOut
 from etcwallet.identity.validators import (
     MOBILE_PATTERN,
-    PASSWORD_MAX,
-    PASSWORD_MIN,
-    PASSWORD_PATTERN,
-    PASSWORD_RULES,
     validate_mobile,
 )
 
@@ -53,16 +49,6 @@ Phone = Annotated[
 SmsCode = Annotated[
     str, Field(min_length=1, max_length=12, json_schema_extra=SIX_DIGITS), AfterValidator(_sms_code)
 ]
-Password = Annotated[str, Field(min_length=1, max_length=128)]
-"""A password being checked (the current one): anything may be tried."""
-NewPassword = Annotated[
-    str,
-    Field(
-        min_length=1, max_length=PASSWORD_MAX,
-        json_schema_extra={"minLength": PASSWORD_MIN, "pattern": PASSWORD_PATTERN, "description": PASSWORD_RULES},
-    ),
-]  # fmt: skip
-"""A password being set: the policy (identity/validators.py) in the schema, as far as a pattern can say it."""
 Pin = Annotated[str, Field(min_length=1, max_length=12, json_schema_extra=SIX_DIGITS), AfterValidator(_pin)]
 IdType = Literal["resident_id", "passport", "hk_macao_permit", "taiwan_permit", "military_id"]
 IdNumber = Annotated[str, Field(min_length=1, max_length=32)]
