@@ -20,10 +20,12 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.db import open_pool
+from etcwallet.ledger import engine
 from etcwallet.ledger import service as ledger_service
+from etcwallet.ledger.engine import BULK_THRESHOLD
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.service import AccountSpec, Ledger, wallet_spec
-from etcwallet.ledger.types import Account, Transfer
+from etcwallet.ledger.types import Account, Transfer, TransferRequest
 from tests.ledger.test_service import (
     FakeClock,
     hold,
@@ -201,10 +203,93 @@ async def test_refusals_cannot_be_rewritten(
             await conn.rollback()
 
 
+# --- the bulk path looks up only where a resend can be ---------------------------------------------
+
+
+def padded(*reqs: TransferRequest, source: UUID, sink: UUID) -> list[TransferRequest]:
+    """``reqs`` inside a call large enough to take the bulk (COPY) path."""
+    return [*(move(source, sink, 1, code="pad") for _ in range(BULK_THRESHOLD)), *map(replace, reqs)]
+
+
+async def marks(pool: AsyncConnectionPool, *accounts: UUID) -> list[bool]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, refusal_mark FROM ledger_accounts WHERE id = ANY(%s)", (list(accounts),)
+        )
+        got = dict(await cur.fetchall())
+    return [got[a] for a in accounts]
+
+
+async def test_a_refusal_marks_the_debit_account(ledger: Ledger, funded: tuple[Account, Account]) -> None:
+    source, wallet = funded
+    merchant = await open_account(ledger)
+    assert await marks(ledger.pool, wallet.id, merchant.id) == [False, False]
+    await refused(ledger.create_transfer(move(wallet.id, merchant.id, 9999)), "exceeds_credits")
+    assert await marks(ledger.pool, wallet.id, merchant.id, source.id) == [True, False, False]
+
+
+async def test_bulk_calls_on_unmarked_accounts_look_nothing_up(
+    ledger: Ledger, funded: tuple[Account, Account], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The common bulk call pays nothing for refusals; one naming a marked account looks that id up."""
+    source, wallet = funded
+    sink = await open_account(ledger)
+    seen: list[str] = []
+    real = engine._Statements.rows
+
+    async def recorded(self: Any, query: str, params: Any) -> list[Any]:
+        seen.append(query)
+        return await real(self, query, params)
+
+    monkeypatch.setattr(engine._Statements, "rows", recorded)
+    await ledger.create_transfers(padded(source=source.id, sink=sink.id))
+    assert engine._REFUSALS_QUERY not in seen
+
+    spend = move(wallet.id, sink.id, 9999)
+    results = await ledger.create_transfers(padded(spend, source=source.id, sink=sink.id))
+    assert isinstance(results[-1], LedgerError) and results[-1].code == "exceeds_credits"
+    seen.clear()
+    await ledger.create_transfer(move(source.id, wallet.id, 10_000))
+    results = await ledger.create_transfers(padded(spend, source=source.id, sink=sink.id))
+    assert isinstance(results[-1], LedgerError) and results[-1].code == "exceeds_credits"
+    assert engine._REFUSALS_QUERY in seen
+
+
+async def test_bulk_resend_after_the_missing_account_is_opened(
+    ledger: Ledger, funded: tuple[Account, Account]
+) -> None:
+    source, _ = funded
+    sink = await open_account(ledger)
+    later = uuid4()
+    to_later = move(source.id, later, 10)
+    results = await ledger.create_transfers(padded(to_later, source=source.id, sink=sink.id))
+    assert isinstance(results[-1], LedgerError) and results[-1].code == "account_not_found"
+    assert await marks(ledger.pool, source.id) == [False], "a busy account is not marked for a missing one"
+    await ledger.create_account(AccountSpec(later, "CNY", "general", "test"))
+    assert await marks(ledger.pool, later) == [True]
+    results = await ledger.create_transfers(padded(to_later, source=source.id, sink=sink.id))
+    assert isinstance(results[-1], LedgerError) and results[-1].code == "account_not_found"
+    assert (await ledger.get_account(later)).credits_posted == 0
+
+
+async def test_bulk_resend_with_other_fields_conflicts(
+    ledger: Ledger, funded: tuple[Account, Account]
+) -> None:
+    source, wallet = funded
+    sink = await open_account(ledger)
+    spend = move(wallet.id, sink.id, 9999)
+    await refused(ledger.create_transfer(replace(spend)), "exceeds_credits")
+    for changed in (replace(spend, amount=1), replace(spend, credit_account_id=source.id)):
+        results = await ledger.create_transfers(padded(changed, source=source.id, sink=sink.id))
+        assert isinstance(results[-1], LedgerError) and results[-1].code == "transfer_id_conflict"
+    assert totals(await ledger.get_account(wallet.id)) == (0, 5000, 0, 0)
+
+
 # --- under concurrency ---------------------------------------------------------------------------
 
 CLIENTS = 8
 ROUNDS = 60
+BULK_PADDING = BULK_THRESHOLD  # plus the resend: one more than a small batch holds
 
 
 @pytest.fixture
@@ -225,6 +310,7 @@ async def test_resent_refusals_never_apply_while_others_fund_the_accounts(
     boot = Ledger(wide_pool, writers=0)
     funding = await open_account(boot)
     merchant = await open_account(boot)
+    sink = await open_account(boot)
     wallets = [await boot.create_account(wallet_spec(uuid4(), f"thin-{i}")) for i in range(4)]
     refused_ids: set[UUID] = set()
     accepted: dict[UUID, Transfer] = {}
@@ -242,9 +328,14 @@ async def test_resent_refusals_never_apply_while_others_fund_the_accounts(
             except LedgerError as exc:
                 assert exc.code == "exceeds_credits", exc
                 refused_ids.add(req.id)
-            for _ in range(3):  # resend, as a client after a timeout does, while money keeps arriving
+            for attempt in range(3):  # resend, as a client after a timeout does, while money keeps arriving
                 await asyncio.sleep(rng.random() * 0.004)
-                await refused(mine.create_transfer(replace(req)), "exceeds_credits")
+                if attempt == 1:  # once inside a bulk call (the COPY path, which looks up only suspects)
+                    padding = [move(funding.id, sink.id, 1, code="pad") for _ in range(BULK_PADDING)]
+                    results = await mine.create_transfers([*padding, replace(req)])
+                    assert isinstance(results[-1], LedgerError) and results[-1].code == "exceeds_credits"
+                else:
+                    await refused(mine.create_transfer(replace(req)), "exceeds_credits")
 
     async def funder(seed: int) -> None:
         nonlocal funded_total

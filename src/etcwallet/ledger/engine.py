@@ -76,7 +76,7 @@ _PENDING_QUERY = (
 )
 _LOCK_ACCOUNTS = (
     "SELECT id, currency, debits_must_not_exceed_credits, credits_must_not_exceed_debits, frozen, "
-    "debits_posted, credits_posted, debits_pending, credits_pending FROM ledger_accounts "
+    "debits_posted, credits_posted, debits_pending, credits_pending, refusal_mark FROM ledger_accounts "
     "WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
 )
 _REFUSAL_COLUMNS = (
@@ -143,6 +143,7 @@ class _Acct:
     cp: int
     dpend: int
     cpend: int
+    marked: bool  # a refused transfer named it: resends may name it again (migration 0008)
     dirty: bool = False
 
 
@@ -634,17 +635,24 @@ async def _read_state(
             wanted.add(credit_id.int)
 
     # Refusals are looked up after the locks: a batch that refused one of these ids on the same
-    # accounts has committed by the time the locks are granted.
-    ids = _hex_array(r.id.int for r in requests)
-    reads: list[tuple[str, Params]] = [(_LOCK_ACCOUNTS, (_hex_array(wanted),)), (_REFUSALS_QUERY, (ids,))]
+    # accounts has committed by the time the locks are granted. With every id (small batches and bulk
+    # re-runs), in the same round trip; otherwise only the ids a resend can hide behind.
+    reads: list[tuple[str, Params]] = [(_LOCK_ACCOUNTS, (_hex_array(wanted),))]
     if check_ids:
-        reads.append((_TRANSFERS_QUERY, (ids,)))
+        ids = _hex_array(r.id.int for r in requests)
+        reads += [(_REFUSALS_QUERY, (ids,)), (_TRANSFERS_QUERY, (ids,))]
     elif pending_ids:  # a retried post or void must answer the original, not pending_already_posted
         reads.append((_TRANSFERS_QUERY, (uuid_array(r.id for r in requests if r.pending_id is not None),)))
-    locked, refused, *stored = await db.rows_many(reads)
+    locked, *looked_up = await db.rows_many(reads)
     accounts = {row[0]: _Acct(*row) for row in locked}
+    if check_ids:
+        refused, stored = looked_up
+    else:
+        stored = looked_up[0] if looked_up else []
+        suspects = _suspects(requests, accounts, everyone_found=len(accounts) == len(wanted))
+        refused = await db.rows(_REFUSALS_QUERY, (uuid_array(suspects),)) if suspects else []
     refusals = {row[0]: _Refusal.from_row(row) for row in refused}
-    existing = {row[0]: transfer_from_row(row) for row in stored[0]} if stored else {}
+    existing = {row[0]: transfer_from_row(row) for row in stored}
     # The batch's time is read once the locks are held, so an account's transfers carry times in
     # the order they were applied, and a balance "as of" a time is well defined.
     now = clock()
@@ -662,6 +670,29 @@ async def _read_state(
         if missing:
             await _lock_more(db, missing, accounts)
     return _Batch(accounts, pendings, existing, refusals, now)
+
+
+def _suspects(
+    requests: Sequence[TransferRequest], accounts: dict[UUID, _Acct], *, everyone_found: bool
+) -> list[UUID]:
+    """The ids of a bulk call that may have been refused before: every post and void, and every transfer
+    naming a marked or a missing account (a resend with the same fields names the same accounts, and a
+    refusal marks one of them, or a missing one once it is opened). Usually none, found in O(accounts)."""
+    if (
+        everyone_found
+        and not any(a.marked for a in accounts.values())
+        and not any(r.pending_id for r in requests)
+    ):
+        return []
+    suspects = []
+    for r in requests:
+        if r.pending_id is not None:
+            suspects.append(r.id)
+            continue
+        debit, credit = accounts.get(r.debit_account_id), accounts.get(r.credit_account_id)  # type: ignore[arg-type]
+        if debit is None or credit is None or debit.marked or credit.marked:
+            suspects.append(r.id)
+    return suspects
 
 
 def _hex_array(ids: Iterable[int]) -> str:
@@ -759,6 +790,37 @@ def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
 
+ACCOUNT_LOCK_CLASS = 0x6574_6377  # "etcw": advisory locks on account ids (two-key form, its own space)
+
+
+async def _mark_accounts(db: _Statements, batch: _Batch) -> None:
+    """Mark the accounts the batch's new refusals name, so that bulk calls look their resends up.
+
+    The debit account when both accounts exist (a resend names the same one). An account that does not
+    exist yet is marked when it is opened, if a refusal names it (:meth:`Ledger.create_account`); its
+    advisory lock orders this batch and that opening, and the UPDATE marks one opened meanwhile.
+    """
+    marks: set[UUID] = set()
+    missing: set[UUID] = set()
+    for req, _ in batch.new_refusals:
+        named = [a for a in (req.debit_account_id, req.credit_account_id) if a is not None]
+        absent = [a for a in named if a not in batch.accounts]
+        if absent:
+            missing.update(absent)
+        elif req.debit_account_id is not None and not batch.accounts[req.debit_account_id].marked:
+            marks.add(req.debit_account_id)
+    if missing:
+        await db.write(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(a::text)) FROM (SELECT unnest(%s::uuid[]) AS a ORDER BY 1) s",
+            (ACCOUNT_LOCK_CLASS, uuid_array(missing)),
+        )
+    if marks or missing:
+        await db.write(
+            "UPDATE ledger_accounts SET refusal_mark = true WHERE id = ANY(%s::uuid[]) AND NOT refusal_mark",
+            (uuid_array(marks | missing),),
+        )
+
+
 async def _write_state(db: _Statements, batch: _Batch) -> None:
     """Persist what the batch changed besides the transfers: hold states and account totals."""
     new_pendings = [p for p in batch.pendings.values() if p.new]
@@ -791,6 +853,7 @@ async def _write_state(db: _Statements, batch: _Batch) -> None:
     if batch.new_refusals:
         refusals = [_refusal_row(req, refusal) for req, refusal in batch.new_refusals]
         await db.write(_INSERT_REFUSALS, (batch.now, json.dumps(refusals, ensure_ascii=False)))
+        await _mark_accounts(db, batch)
     dirty = [a for a in batch.accounts.values() if a.dirty]
     if dirty:
         # Five array literals parse faster in PostgreSQL than one JSON document of the same rows.

@@ -30,6 +30,7 @@ from etcwallet.core.errors import DomainError
 from etcwallet.core.money import check_currency
 from etcwallet.ledger.chart import AccountCode, platform_accounts
 from etcwallet.ledger.engine import (
+    ACCOUNT_LOCK_CLASS,
     BULK_THRESHOLD,
     TRANSFER_COLUMNS,
     Result,
@@ -148,10 +149,17 @@ class Ledger:
         check_currency(spec.currency)
         if spec.debits_must_not_exceed_credits and spec.credits_must_not_exceed_debits:
             raise LedgerError("account_id_conflict", field="flags")
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn, conn.transaction():
+            # A transfer refused because this account did not exist yet marks it (engine._mark_accounts):
+            # the advisory lock orders this opening and such a refusal, so one of them sees the other.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s::text))", (ACCOUNT_LOCK_CLASS, spec.id)
+            )
             cur = await conn.execute(
                 "INSERT INTO ledger_accounts (id, currency, code, owner, debits_must_not_exceed_credits, "
-                "credits_must_not_exceed_debits, metadata, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "credits_must_not_exceed_debits, metadata, created_at, refusal_mark) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, EXISTS (SELECT 1 FROM ledger_refusals "
+                "WHERE debit_account_id = %s OR credit_account_id = %s)) "
                 f"ON CONFLICT (id) DO NOTHING RETURNING {_ACCOUNT_COLUMNS}",
                 (
                     spec.id,
@@ -162,6 +170,8 @@ class Ledger:
                     spec.credits_must_not_exceed_debits,
                     json.dumps(spec.metadata or {}, ensure_ascii=False),
                     self.clock(),
+                    spec.id,
+                    spec.id,
                 ),
             )
             row = await cur.fetchone()
