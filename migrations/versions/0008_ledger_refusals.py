@@ -8,13 +8,6 @@ the refusal, and answers a resend with the same fields with that same refusal (T
 
 Rows are immutable, as transfers are.
 
-Looking every id of a bulk call up among the refusals would cost about a seventh of the bulk rate, so
-a bulk call looks up only the ids a resend can hide behind. A resend with the same fields names the same
-accounts, so a refusal marks an account (``ledger_accounts.refusal_mark``): its debit account when both
-accounts exist, or a missing account once it is opened (the refusals are indexed by account for that
-check; an account that stays missing refuses the resend by itself). A bulk call looks up the ids of the
-transfers that name a marked or missing account, and of every post and void.
-
 Revision ID: 0008_ledger_refusals
 Revises: 0007_accounts_fillfactor
 Create Date: 2026-12-03
@@ -50,11 +43,6 @@ def upgrade() -> None:
             error_details jsonb NOT NULL DEFAULT '{}'::jsonb,
             refused_at timestamptz NOT NULL
         );
-        CREATE INDEX ledger_refusals_debit ON ledger_refusals (debit_account_id);
-        CREATE INDEX ledger_refusals_credit ON ledger_refusals (credit_account_id);
-        -- Set once a refused transfer named this account (see above): a bulk call then looks up the ids
-        -- of its transfers naming it among the refusals.
-        ALTER TABLE ledger_accounts ADD COLUMN refusal_mark boolean NOT NULL DEFAULT false;
         CREATE TRIGGER ledger_refusals_no_update_delete
             BEFORE UPDATE OR DELETE ON ledger_refusals
             FOR EACH ROW EXECUTE FUNCTION refuse_row_change();
@@ -66,4 +54,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE ledger_refusals; ALTER TABLE ledger_accounts DROP COLUMN refusal_mark")
+    op.execute("DROP TABLE ledger_refusals")

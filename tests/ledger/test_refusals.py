@@ -20,8 +20,8 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.db import open_pool
-from etcwallet.ledger import engine
 from etcwallet.ledger import service as ledger_service
+from etcwallet.ledger import service as ledger_service_module
 from etcwallet.ledger.engine import BULK_THRESHOLD
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.service import AccountSpec, Ledger, wallet_spec
@@ -203,56 +203,47 @@ async def test_refusals_cannot_be_rewritten(
             await conn.rollback()
 
 
-# --- the bulk path looks up only where a resend can be ---------------------------------------------
+# --- the bulk path: a probe on another connection ------------------------------------------------
 
 
 def padded(*reqs: TransferRequest, source: UUID, sink: UUID) -> list[TransferRequest]:
-    """``reqs`` inside a call large enough to take the bulk (COPY) path."""
+    """``reqs`` at the end of a call large enough to take the bulk (COPY) path."""
     return [*(move(source, sink, 1, code="pad") for _ in range(BULK_THRESHOLD)), *map(replace, reqs)]
 
 
-async def marks(pool: AsyncConnectionPool, *accounts: UUID) -> list[bool]:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, refusal_mark FROM ledger_accounts WHERE id = ANY(%s)", (list(accounts),)
-        )
-        got = dict(await cur.fetchall())
-    return [got[a] for a in accounts]
+def last(results: list[Transfer | LedgerError]) -> str:
+    out = results[-1]
+    return out.code if isinstance(out, LedgerError) else "ok"
 
 
-async def test_a_refusal_marks_the_debit_account(ledger: Ledger, funded: tuple[Account, Account]) -> None:
-    source, wallet = funded
-    merchant = await open_account(ledger)
-    assert await marks(ledger.pool, wallet.id, merchant.id) == [False, False]
-    await refused(ledger.create_transfer(move(wallet.id, merchant.id, 9999)), "exceeds_credits")
-    assert await marks(ledger.pool, wallet.id, merchant.id, source.id) == [True, False, False]
-
-
-async def test_bulk_calls_on_unmarked_accounts_look_nothing_up(
+async def test_a_bulk_call_runs_once_unless_its_probe_finds_a_refused_id(
     ledger: Ledger, funded: tuple[Account, Account], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The common bulk call pays nothing for refusals; one naming a marked account looks that id up."""
+    """Fresh ids cost one run (the probe answers beside the COPY); a refused id makes the call run again."""
     source, wallet = funded
     sink = await open_account(ledger)
-    seen: list[str] = []
-    real = engine._Statements.rows
+    runs = 0
+    real = ledger_service_module.apply_transfers
 
-    async def recorded(self: Any, query: str, params: Any) -> list[Any]:
-        seen.append(query)
-        return await real(self, query, params)
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal runs
+        runs += 1
+        return await real(*args, **kwargs)
 
-    monkeypatch.setattr(engine._Statements, "rows", recorded)
-    await ledger.create_transfers(padded(source=source.id, sink=sink.id))
-    assert engine._REFUSALS_QUERY not in seen
-
+    monkeypatch.setattr(ledger_service_module, "apply_transfers", counted)
     spend = move(wallet.id, sink.id, 9999)
-    results = await ledger.create_transfers(padded(spend, source=source.id, sink=sink.id))
-    assert isinstance(results[-1], LedgerError) and results[-1].code == "exceeds_credits"
-    seen.clear()
+    assert (
+        last(await ledger.create_transfers(padded(spend, source=source.id, sink=sink.id)))
+        == "exceeds_credits"
+    )
+    assert runs == 1
     await ledger.create_transfer(move(source.id, wallet.id, 10_000))
-    results = await ledger.create_transfers(padded(spend, source=source.id, sink=sink.id))
-    assert isinstance(results[-1], LedgerError) and results[-1].code == "exceeds_credits"
-    assert engine._REFUSALS_QUERY in seen
+    assert (
+        last(await ledger.create_transfers(padded(spend, source=source.id, sink=sink.id)))
+        == "exceeds_credits"
+    )
+    assert runs == 3, "the resend's call ran again with every id looked up"
+    assert totals(await ledger.get_account(wallet.id)) == (0, 15_000, 0, 0)
 
 
 async def test_bulk_resend_after_the_missing_account_is_opened(
@@ -262,26 +253,33 @@ async def test_bulk_resend_after_the_missing_account_is_opened(
     sink = await open_account(ledger)
     later = uuid4()
     to_later = move(source.id, later, 10)
-    results = await ledger.create_transfers(padded(to_later, source=source.id, sink=sink.id))
-    assert isinstance(results[-1], LedgerError) and results[-1].code == "account_not_found"
-    assert await marks(ledger.pool, source.id) == [False], "a busy account is not marked for a missing one"
+    assert last(await ledger.create_transfers(padded(to_later, source=source.id, sink=sink.id))) == (
+        "account_not_found"
+    )
     await ledger.create_account(AccountSpec(later, "CNY", "general", "test"))
-    assert await marks(ledger.pool, later) == [True]
-    results = await ledger.create_transfers(padded(to_later, source=source.id, sink=sink.id))
-    assert isinstance(results[-1], LedgerError) and results[-1].code == "account_not_found"
+    assert last(await ledger.create_transfers(padded(to_later, source=source.id, sink=sink.id))) == (
+        "account_not_found"
+    )
     assert (await ledger.get_account(later)).credits_posted == 0
 
 
 async def test_bulk_resend_with_other_fields_conflicts(
     ledger: Ledger, funded: tuple[Account, Account]
 ) -> None:
+    """Whatever changed, the accounts included: the refused id is spent."""
     source, wallet = funded
     sink = await open_account(ledger)
     spend = move(wallet.id, sink.id, 9999)
     await refused(ledger.create_transfer(replace(spend)), "exceeds_credits")
-    for changed in (replace(spend, amount=1), replace(spend, credit_account_id=source.id)):
-        results = await ledger.create_transfers(padded(changed, source=source.id, sink=sink.id))
-        assert isinstance(results[-1], LedgerError) and results[-1].code == "transfer_id_conflict"
+    for changed in (
+        replace(spend, amount=1),
+        replace(spend, debit_account_id=source.id),  # another debit account, and one that could pay
+        replace(spend, debit_account_id=source.id, credit_account_id=wallet.id),
+    ):
+        assert last(await ledger.create_transfers(padded(changed, source=source.id, sink=sink.id))) == (
+            "transfer_id_conflict"
+        )
+    assert await ledger.get_transfer(spend.id) is None
     assert totals(await ledger.get_account(wallet.id)) == (0, 5000, 0, 0)
 
 
@@ -289,7 +287,6 @@ async def test_bulk_resend_with_other_fields_conflicts(
 
 CLIENTS = 8
 ROUNDS = 60
-BULK_PADDING = BULK_THRESHOLD  # plus the resend: one more than a small batch holds
 
 
 @pytest.fixture
@@ -319,7 +316,12 @@ async def test_resent_refusals_never_apply_while_others_fund_the_accounts(
 
     async def spender(seed: int) -> None:
         mine = Ledger(wide_pool, writers=0)
-        rng = random.Random(seed)
+        try:
+            await spend(mine, random.Random(seed))
+        finally:
+            await mine.stop()  # closes its refusal probe's connection
+
+    async def spend(mine: Ledger, rng: random.Random) -> None:
         for _ in range(ROUNDS):
             req = move(rng.choice(wallets).id, merchant.id, rng.randint(50, 400), code="spend")
             try:
@@ -330,9 +332,8 @@ async def test_resent_refusals_never_apply_while_others_fund_the_accounts(
                 refused_ids.add(req.id)
             for attempt in range(3):  # resend, as a client after a timeout does, while money keeps arriving
                 await asyncio.sleep(rng.random() * 0.004)
-                if attempt == 1:  # once inside a bulk call (the COPY path, which looks up only suspects)
-                    padding = [move(funding.id, sink.id, 1, code="pad") for _ in range(BULK_PADDING)]
-                    results = await mine.create_transfers([*padding, replace(req)])
+                if attempt == 1:  # once inside a bulk call: the COPY path, with its refusal probe
+                    results = await mine.create_transfers(padded(req, source=funding.id, sink=sink.id))
                     assert isinstance(results[-1], LedgerError) and results[-1].code == "exceeds_credits"
                 else:
                     await refused(mine.create_transfer(replace(req)), "exceeds_credits")

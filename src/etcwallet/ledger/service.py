@@ -30,8 +30,8 @@ from etcwallet.core.errors import DomainError
 from etcwallet.core.money import check_currency
 from etcwallet.ledger.chart import AccountCode, platform_accounts
 from etcwallet.ledger.engine import (
-    ACCOUNT_LOCK_CLASS,
     BULK_THRESHOLD,
+    PROBE_REFUSALS,
     TRANSFER_COLUMNS,
     Result,
     RetryBatch,
@@ -123,6 +123,8 @@ class Ledger:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._probe_conn: psycopg.AsyncConnection[Any] | None = None
+        self._probe_lock = asyncio.Lock()
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -141,6 +143,27 @@ class Ledger:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._probe_conn is not None:
+            await self._probe_conn.close()
+            self._probe_conn = None
+
+    async def _probe_refusals(self, ids: str) -> bool:
+        """Whether any of ``ids`` (a uuid array literal) was refused before: asked on a connection of its
+        own, beside the bulk batch's transaction (engine.RefusalProbe). Not from the pool: the batch holds
+        its locks meanwhile, and a pool drained by callers waiting on those locks would never lend one."""
+        async with self._probe_lock:
+            if self._probe_conn is None or self._probe_conn.closed:
+                conninfo = self.pool.conninfo  # our pools are made from a URL (core.db.open_pool)
+                if not isinstance(conninfo, str):
+                    raise TypeError("the ledger's pool must be made from a connection string")
+                self._probe_conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+            try:
+                cur = await self._probe_conn.execute(PROBE_REFUSALS, (ids,))
+                row = await cur.fetchone()
+            except BaseException:
+                await self._probe_conn.close()  # in an unknown state: the next probe connects afresh
+                raise
+        return bool(row and row[0])
 
     # --- accounts ------------------------------------------------------------------------------
 
@@ -149,17 +172,10 @@ class Ledger:
         check_currency(spec.currency)
         if spec.debits_must_not_exceed_credits and spec.credits_must_not_exceed_debits:
             raise LedgerError("account_id_conflict", field="flags")
-        async with self.pool.connection() as conn, conn.transaction():
-            # A transfer refused because this account did not exist yet marks it (engine._mark_accounts):
-            # the advisory lock orders this opening and such a refusal, so one of them sees the other.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(%s::text))", (ACCOUNT_LOCK_CLASS, spec.id)
-            )
+        async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO ledger_accounts (id, currency, code, owner, debits_must_not_exceed_credits, "
-                "credits_must_not_exceed_debits, metadata, created_at, refusal_mark) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, EXISTS (SELECT 1 FROM ledger_refusals "
-                "WHERE debit_account_id = %s OR credit_account_id = %s)) "
+                "credits_must_not_exceed_debits, metadata, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                 f"ON CONFLICT (id) DO NOTHING RETURNING {_ACCOUNT_COLUMNS}",
                 (
                     spec.id,
@@ -170,8 +186,6 @@ class Ledger:
                     spec.credits_must_not_exceed_debits,
                     json.dumps(spec.metadata or {}, ensure_ascii=False),
                     self.clock(),
-                    spec.id,
-                    spec.id,
                 ),
             )
             row = await cur.fetchone()
@@ -325,8 +339,9 @@ class Ledger:
                 if bulk:  # streams its transfers with COPY
                     async with self.pool.connection() as conn, conn.transaction():
                         results = await apply_transfers(
-                            conn, requests, self.clock, check_ids=check_ids, extra_accounts=extra, bulk=True
-                        )
+                            conn, requests, self.clock, check_ids=check_ids, extra_accounts=extra, bulk=True,
+                            probe=self._probe_refusals,
+                        )  # fmt: skip
                 else:
                     # Sends BEGIN with the lock and the writes with COMMIT: two round trips in all. In
                     # autocommit mode, so psycopg sends no BEGIN of its own before ours.
