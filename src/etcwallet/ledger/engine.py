@@ -14,14 +14,14 @@ a handful of round trips:
 5. write the new transfers (a large batch streams them with binary COPY while later ones are still being
    checked, so Python and PostgreSQL work at the same time) and the new totals with one UPDATE.
 
-Idempotency. Every id is looked up among refused transfers (``ledger_refusals``) once the locks are
-held: a refusal is final, so a resend with the same fields gets the same refusal, even if the money has
-arrived since. Small batches look every id up among stored transfers too, in the same round trip as the
-locks, so an ordinary retry never raises a duplicate-key error (whose log line would carry the batch's
-literal SQL). Bulk batches are optimistic about stored transfers: a new id is not looked up first,
-since the primary key refuses a duplicate anyway. When a duplicate turns up (a unique violation, or a
-refused transfer whose id exists), the caller runs the batch again with ``check_ids=True``, which looks
-every id up and answers from the stored transfer. Every refusal the batch makes is stored with it.
+Idempotency. A refusal is final: every refusal a batch makes is stored with it (``ledger_refusals``),
+and a resend with the same fields gets the same refusal, even if the money has arrived since. Small
+batches look every id up among refusals and stored transfers in the same round trip as the locks (after
+them), so an ordinary retry never raises a duplicate-key error, whose log line would carry the batch's
+literal SQL. Bulk batches are optimistic: a new id is not looked up first, since the primary key
+refuses a duplicate anyway, and a probe on another connection (:data:`RefusalProbe`) says, while the
+COPY finishes, whether any id was refused before. When a duplicate or a refused id turns up, the
+caller runs the batch again with ``check_ids=True``, which looks every id up and answers from storage.
 
 The caller owns the transaction: commit after this returns, roll back on an exception.
 """
