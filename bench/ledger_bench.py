@@ -269,6 +269,7 @@ async def bench_batch(url: str, duration: float) -> tuple[float, dict[str, objec
             refused += len(results) - accepted
         return total / elapsed, {"batch_calls": calls, "batch_refused": refused}
     finally:
+        await ledger.stop()  # closes the connection of its refusal probe
         await pool.close()
 
 
