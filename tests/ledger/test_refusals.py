@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.db import open_pool
 from etcwallet.ledger import service as ledger_service
-from etcwallet.ledger import service as ledger_service_module
 from etcwallet.ledger.engine import BULK_THRESHOLD
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.service import AccountSpec, Ledger, wallet_spec
@@ -35,6 +34,20 @@ from tests.ledger.test_service import (
     refused,
     totals,
 )
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> Callable[[], int]:
+    """Count the ledger service's calls of the engine function ``name`` (one per attempt at a batch)."""
+    calls = 0
+    real = getattr(ledger_service, name)
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(ledger_service, name, counted)
+    return lambda: calls
 
 
 async def stored_refusals(pool: AsyncConnectionPool, ids: list[UUID]) -> dict[UUID, str]:
@@ -222,27 +235,19 @@ async def test_a_bulk_call_runs_once_unless_its_probe_finds_a_refused_id(
     """Fresh ids cost one run (the probe answers beside the COPY); a refused id makes the call run again."""
     source, wallet = funded
     sink = await open_account(ledger)
-    runs = 0
-    real = ledger_service_module.apply_transfers
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        nonlocal runs
-        runs += 1
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(ledger_service_module, "apply_transfers", counted)
+    runs = count_calls(monkeypatch, "apply_transfers")
     spend = move(wallet.id, sink.id, 9999)
     assert (
         last(await ledger.create_transfers(padded(spend, source=source.id, sink=sink.id)))
         == "exceeds_credits"
     )
-    assert runs == 1
+    assert runs() == 1
     await ledger.create_transfer(move(source.id, wallet.id, 10_000))
     assert (
         last(await ledger.create_transfers(padded(spend, source=source.id, sink=sink.id)))
         == "exceeds_credits"
     )
-    assert runs == 3, "the resend's call ran again with every id looked up"
+    assert runs() == 3, "the resend's call ran again with every id looked up"
     assert totals(await ledger.get_account(wallet.id)) == (0, 15_000, 0, 0)
 
 
@@ -380,17 +385,9 @@ async def test_a_small_retry_is_answered_without_a_duplicate_key_error(
     merchant = await open_account(ledger)
     spend = move(wallet.id, merchant.id, 10)
     original = await ledger.create_transfer(replace(spend))
-    attempts = 0
-    real = ledger_service.apply_and_commit
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        nonlocal attempts
-        attempts += 1
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(ledger_service, "apply_and_commit", counted)
+    attempts = count_calls(monkeypatch, "apply_and_commit")
     assert (await ledger.create_transfer(replace(spend)))._replace(seq=None) == original._replace(seq=None)
-    assert attempts == 1
+    assert attempts() == 1
 
 
 def server_log(tmp_root: Path) -> Path:
