@@ -234,18 +234,18 @@ def staff_enrollment_code(
     """Issue a new one-time TOTP enrollment code for a staff member who has not enrolled (bootstrap path:
     for example when no second administrator exists yet to issue it through the API)."""
     from etcwallet.core.errors import DomainError
+    from etcwallet.identity import staff
 
     async def run() -> EnrollmentCode:
         pool = await open_pool(_database_url(), 2)
         try:
             async with pool.connection() as conn, conn.transaction():
-                cur = await conn.execute("SELECT id FROM staff WHERE username = %s", (username,))
-                row = await cur.fetchone()
-                if row is None:
+                staff_id = await staff.get_staff_id(conn, username)
+                if staff_id is None:
                     raise DomainError(
                         "staff_not_found", 404, "员工不存在", "no staff member with that username"
                     )
-                return await _issue_code(conn, row[0])
+                return await _issue_code(conn, staff_id)
         finally:
             await pool.close()
 

@@ -62,11 +62,9 @@ async def load_demo_data(runtime: Runtime) -> None:
             except DomainError as exc:
                 if exc.code != "username_taken":
                     raise
-            cur = await conn.execute("SELECT id FROM staff WHERE username = %s", (username,))
-            row = await cur.fetchone()
-            assert row is not None
-            if not await totp.is_enrolled(conn, "staff", row[0]):
-                issued = await staff.issue_enrollment_code(conn, row[0], issued_by=None)
+            staff_id = await staff.get_staff_id_or_raise(conn, username)
+            if not await totp.is_enrolled(conn, "staff", staff_id):
+                issued = await staff.issue_enrollment_code(conn, staff_id, issued_by=None)
                 enrollment_codes[username] = issued.code
     log.info(
         "demo staff",

@@ -254,6 +254,21 @@ async def get_staff(
     return member
 
 
+async def get_staff_id(conn: AsyncConnection[Any], username: str) -> UUID | None:
+    """The id of the staff member signing in as ``username``, or None (bootstrap tools: CLI, demo data)."""
+    cur = await conn.execute("SELECT id FROM staff WHERE username = %s", (username,))
+    row = await cur.fetchone()
+    return None if row is None else UUID(str(row[0]))
+
+
+async def get_staff_id_or_raise(conn: AsyncConnection[Any], username: str) -> UUID:
+    """As :func:`get_staff_id`, refusing (404 ``staff_not_found``) an unknown username."""
+    staff_id = await get_staff_id(conn, username)
+    if staff_id is None:
+        raise _not_found("staff")
+    return staff_id
+
+
 async def list_staff(conn: AsyncConnection[Any], viewer: Principal) -> list[StaffMember]:
     if viewer.role in OUTLET_ROLES:
         cur = await conn.execute(

@@ -15,7 +15,7 @@ from etcwallet.core.errors import InvalidValue
 from etcwallet.core.money import MAX_AMOUNT, Currency, Money, SignedMoney
 from etcwallet.core.schemas import RequestModel, text_fault
 from etcwallet.ledger.chart import AccountCode
-from etcwallet.ledger.service import HistoryEntry
+from etcwallet.ledger.service import MAX_BATCH, HistoryEntry
 from etcwallet.ledger.types import Account, Transfer, TransferKind, TransferRequest
 
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.:\-]*$")]
@@ -200,7 +200,6 @@ class VoidPending(RequestModel):
     metadata: Metadata = Field(default_factory=dict)
 
 
-MAX_BATCH = 8000
 MAX_BATCH_BODY = 8 * MIB
 """A batch's body limit: 8,000 transfers at 1 KiB each. A plain transfer is about 250 bytes of JSON, so that
 leaves about 750 bytes of metadata per transfer on average; a batch with more is sent in parts. (At the
