@@ -148,9 +148,10 @@ def staff_create(
     """
     from etcwallet.app import keys_from
     from etcwallet.core.errors import DomainError
-    from etcwallet.identity import audit, staff
-    from etcwallet.identity.audit import AuditEvent
+    from etcwallet.identity import staff
     from etcwallet.identity.authz import Role
+    from etcwallet.platform import audit
+    from etcwallet.platform.audit import AuditEvent
 
     password = (
         sys.stdin.readline().rstrip("\n")
@@ -206,8 +207,9 @@ def staff_create(
 
 async def _issue_code(conn: AsyncConnection[Any], staff_id: UUID) -> EnrollmentCode:
     """Issue a TOTP enrollment code from the command line (audited as the system)."""
-    from etcwallet.identity import audit, staff
-    from etcwallet.identity.audit import AuditEvent
+    from etcwallet.identity import staff
+    from etcwallet.platform import audit
+    from etcwallet.platform.audit import AuditEvent
 
     code = await staff.issue_enrollment_code(conn, staff_id, issued_by=None)
     await audit.append(
@@ -272,7 +274,7 @@ def audit_verify(
     On success it prints the head (last row's seq and hash): keep it outside the database and pass it
     as ``--anchor`` next time.
     """
-    from etcwallet.identity import audit
+    from etcwallet.platform import audit
 
     try:
         anchors = [audit.Anchor.parse(text) for text in anchor or []]

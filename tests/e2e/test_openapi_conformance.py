@@ -41,10 +41,10 @@ from schemathesis.specs.openapi.checks import (
 from etcwallet.core.errors import PROBLEM_JSON as PROBLEM
 from etcwallet.core.money import CURRENCIES
 from etcwallet.identity import sessions
-from etcwallet.identity.audit import Anchor
 from etcwallet.identity.authz import Role
 from etcwallet.identity.staff_api import ANCHOR_PATTERN
 from etcwallet.identity.validators import MOBILE_PATTERN, PASSWORD_PATTERN, validate_mobile, validate_password
+from etcwallet.platform.audit import Anchor
 from tests.e2e.conftest import staff_token
 from tests.identity.software_authenticator import random_phone
 

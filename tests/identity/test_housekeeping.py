@@ -13,8 +13,9 @@ import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.identity import audit, housekeeping
-from etcwallet.identity.audit import AuditEvent
+from etcwallet.identity import housekeeping
+from etcwallet.platform import audit
+from etcwallet.platform.audit import AuditEvent
 
 NOW = datetime.now(UTC)
 LONG_AGO = NOW - timedelta(days=45)

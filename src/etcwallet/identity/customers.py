@@ -29,8 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.core.crypto import FieldCipher, Keys, hash_token, keyed_hash, new_token
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_free_text, mask_id_number, mask_name, mask_phone
-from etcwallet.identity import audit, lockout, passkeys, sessions, sms, stepup, totp
-from etcwallet.identity.audit import AuditEvent
+from etcwallet.identity import lockout, passkeys, sessions, sms, stepup, totp
 from etcwallet.identity.authz import refresh_token_reused, unauthenticated
 from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
 from etcwallet.identity.sms import Purpose, SentCode, SmsGateway
@@ -39,6 +38,8 @@ from etcwallet.identity.validators import (
     validate_payment_password,
     validate_resident_id,
 )
+from etcwallet.platform import audit
+from etcwallet.platform.audit import AuditEvent
 
 CUSTOMER = "customer"
 TICKET_LIFETIME = timedelta(minutes=5)

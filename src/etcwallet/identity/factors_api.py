@@ -26,13 +26,14 @@ from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
 from etcwallet.core.schemas import RequestModel
-from etcwallet.identity import audit, customers, passkeys, sessions, stepup, totp
-from etcwallet.identity.audit import AuditEvent
+from etcwallet.identity import customers, passkeys, sessions, stepup, totp
 from etcwallet.identity.authz import Principal, require_customer
 from etcwallet.identity.customer_schemas import LoginTicket
 from etcwallet.identity.ratelimit import Limit, hit
 from etcwallet.identity.schemas import SessionOut, TotpEnrollmentOut
 from etcwallet.identity.validators import validate_mobile
+from etcwallet.platform import audit
+from etcwallet.platform.audit import AuditEvent
 
 router = APIRouter(tags=["second factors"])
 

@@ -19,7 +19,8 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.identity import audit, lockout, ratelimit
+from etcwallet.identity import lockout, ratelimit
+from etcwallet.platform import audit
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,9 @@ from pydantic import Field
 
 from etcwallet.core.errors import DomainError
 from etcwallet.core.openapi import problems
-from etcwallet.identity import audit
 from etcwallet.identity import schemas as s
 from etcwallet.identity import staff as service
 from etcwallet.identity import staff_changes as changes
-from etcwallet.identity.audit import AuditEvent
 from etcwallet.identity.authz import (
     ROLE_NAMES,
     Permission,
@@ -26,6 +24,8 @@ from etcwallet.identity.authz import (
     require_staff,
 )
 from etcwallet.identity.ratelimit import Limit, hit
+from etcwallet.platform import audit
+from etcwallet.platform.audit import AuditEvent
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff"])
 ANCHOR_PATTERN = r"^\s*[0-9]{1,19}:[0-9A-Fa-f]{64}\s*$"

@@ -4,8 +4,8 @@ Each row carries the SHA-256 of the row before it and of its own content, so edi
 breaks the chain at that row (``etcwallet audit verify`` names it); the database also refuses UPDATE,
 DELETE and TRUNCATE. Rows deleted from the end leave a chain that still links up: verifying against an
 :class:`Anchor` (a row's hash recorded elsewhere earlier) catches that too. Appends are serialized with
-a transaction-scoped advisory lock, each in its own short transaction so that a refused action is still
-on the record.
+a transaction-scoped advisory lock taken just before them, at the end of the transaction they record;
+the server computes each row's hash, so a whole batch of rows travels in one message with the commit.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -40,59 +40,142 @@ class AuditEvent:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who acts and from where: the one place that turns a caller into audit events.
+
+    Build it once per request (from the principal and the client, or :meth:`system` for jobs and the
+    command line) and ask it for each event, instead of spelling nine fields at every call.
+    """
+
+    type: str  # customer | staff | machine | system | anonymous
+    id: str | None
+    ip: str | None = None
+    user_agent: str | None = None
+
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        """The platform itself acting (a job, the command line), named by what it is."""
+        return cls("system", name)
+
+    def event(
+        self,
+        action: str,
+        *,
+        target: tuple[str, str | None] | None = None,
+        detail: Mapping[str, Any] | None = None,
+        outcome: str = "success",
+    ) -> AuditEvent:
+        """What this actor did, with the target as ``(type, id)``."""
+        target_type, target_id = target if target is not None else (None, None)
+        return AuditEvent(
+            self.type, self.id, action, outcome, target_type, target_id, self.ip, self.user_agent,
+            dict(detail or {}),
+        )  # fmt: skip
+
+    def refused(
+        self,
+        action: str,
+        reason: str,
+        *,
+        target: tuple[str, str | None] | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
+        """An attempt that was refused, with the refusal's code as the reason."""
+        return self.event(
+            action, target=target, detail={**(detail or {}), "reason": reason}, outcome="refused"
+        )
+
+
 def _digest(prev: bytes, at: datetime, e: Mapping[str, Any]) -> bytes:
-    content = json.dumps(
+    return hashlib.sha256(prev + _content(at, e)).digest()
+
+
+def _content(at: datetime, e: Mapping[str, Any]) -> bytes:
+    """The bytes a row's hash covers after the previous row's hash: its fields as canonical JSON."""
+    return json.dumps(
         [
             at.astimezone(UTC).isoformat(),
             e["actor_type"], e["actor_id"], e["action"], e["target_type"], e["target_id"], e["outcome"],
             e["ip"], e["user_agent"], e["detail"],
         ],
         sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str,
-    )  # fmt: skip
-    return hashlib.sha256(prev + content.encode()).digest()
+    ).encode()  # fmt: skip
 
 
-async def _as_stored(conn: AsyncConnection[Any], detail: Mapping[str, Any]) -> Any:
-    """The detail as jsonb will give it back (numbers normalised, keys ordered), so that verify agrees."""
-    plain = json.loads(json.dumps(dict(detail), ensure_ascii=False, default=str))
-    cur = await conn.execute("SELECT %s::jsonb", (Jsonb(plain),))
-    row = await cur.fetchone()
-    assert row is not None
-    return row[0]
+def as_stored(detail: Mapping[str, Any]) -> Any:
+    """The detail exactly as jsonb will give it back, computed without asking the server.
+
+    Everything but floats survives jsonb unchanged once it has been through JSON (keys become strings,
+    tuples lists, other objects their ``str``); a float may come back spelled differently (``1e+20`` as an
+    integer), so floats are stored as the decimal text Python writes for them.
+    """
+    return json.loads(json.dumps(dict(detail), ensure_ascii=False, default=str), parse_float=str)
+
+
+_INSERT = (
+    "INSERT INTO audit_log (at, actor_type, actor_id, action, target_type, target_id, outcome, ip, "
+    "user_agent, detail, prev_hash, hash) SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, h.prev, "
+    "sha256(h.prev || %s::bytea) FROM (SELECT coalesce((SELECT hash FROM audit_log ORDER BY seq DESC "
+    "LIMIT 1), %s::bytea) AS prev) AS h"
+)
+LOCK_STATEMENT = f"SELECT pg_advisory_xact_lock({_AUDIT_LOCK})"
+"""Taken before the appends and held to the end of the transaction: appends are chained in commit order."""
+
+
+def insert_statements(
+    events: Sequence[AuditEvent], at: datetime | None = None
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements that append ``events`` (after :data:`LOCK_STATEMENT`), one per row, in order.
+
+    Each row's hash is computed by the server from the row before it, so the statements need no answer
+    from the server between them: they can travel in one message with the rest of a commit, and the
+    chain's lock is held only from that message to the end of its commit.
+    """
+    at = at or datetime.now(UTC)
+    statements = []
+    for event in events:
+        fields = {
+            "actor_type": event.actor_type,
+            "actor_id": event.actor_id,
+            "action": event.action,
+            "target_type": event.target_type,
+            "target_id": event.target_id,
+            "outcome": event.outcome,
+            "ip": event.ip,
+            "user_agent": (event.user_agent or "")[:512] or None,
+            "detail": as_stored(event.detail),
+        }
+        statements.append(
+            (
+                _INSERT,
+                (
+                    at, fields["actor_type"], fields["actor_id"], fields["action"], fields["target_type"],
+                    fields["target_id"], fields["outcome"], fields["ip"], fields["user_agent"],
+                    Jsonb(fields["detail"]), _content(at, fields), GENESIS,
+                ),
+            )
+        )  # fmt: skip
+    return statements
+
+
+async def append_many(conn: AsyncConnection[Any], events: Sequence[AuditEvent]) -> None:
+    """Append ``events`` inside the caller's transaction, in one message to the server."""
+    if not events:
+        return
+    async with AsyncClientCursor(conn) as cur:
+        sql = [LOCK_STATEMENT] + [cur.mogrify(query, params) for query, params in insert_statements(events)]
+        await cur.execute("; ".join(sql))
 
 
 async def append(conn: AsyncConnection[Any], event: AuditEvent) -> int:
     """Append ``event`` inside the caller's transaction; returns its sequence number."""
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
-    cur = await conn.execute("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    await conn.execute(LOCK_STATEMENT)
+    ((query, params),) = insert_statements([event])
+    cur = await conn.execute(query + " RETURNING seq", params)
     row = await cur.fetchone()
-    prev = bytes(row[0]) if row else GENESIS
-    at = datetime.now(UTC)
-    fields = {
-        "actor_type": event.actor_type,
-        "actor_id": event.actor_id,
-        "action": event.action,
-        "target_type": event.target_type,
-        "target_id": event.target_id,
-        "outcome": event.outcome,
-        "ip": event.ip,
-        "user_agent": (event.user_agent or "")[:512] or None,
-        "detail": await _as_stored(conn, event.detail),
-    }
-    digest = _digest(prev, at, fields)
-    cur = await conn.execute(
-        "INSERT INTO audit_log (at, actor_type, actor_id, action, target_type, target_id, outcome, ip, "
-        "user_agent, detail, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "RETURNING seq",
-        (
-            at, fields["actor_type"], fields["actor_id"], fields["action"], fields["target_type"],
-            fields["target_id"], fields["outcome"], fields["ip"], fields["user_agent"],
-            Jsonb(fields["detail"]), prev, digest,
-        ),
-    )  # fmt: skip
-    seq_row = await cur.fetchone()
-    assert seq_row is not None
-    return int(seq_row[0])
+    assert row is not None
+    return int(row[0])
 
 
 async def record(pool: AsyncConnectionPool, event: AuditEvent) -> int:

@@ -27,10 +27,11 @@ from etcwallet.core.config import get_settings
 from etcwallet.core.crypto import Keys
 from etcwallet.core.db import open_pool
 from etcwallet.core.errors import DomainError
-from etcwallet.identity import audit, staff
-from etcwallet.identity.audit import GENESIS, AuditEvent
+from etcwallet.identity import staff
 from etcwallet.identity.authz import Role
 from etcwallet.identity.passwords import verify_secret
+from etcwallet.platform import audit
+from etcwallet.platform.audit import GENESIS, AuditEvent
 from tests.conftest import STAFF_PASSWORD, StaffFactory
 
 UA = "etcw-audit-test/2.0 (X11; Linux x86_64)"
