@@ -46,6 +46,9 @@ from etcwallet.ledger.types import PendingState, Transfer, TransferKind, Transfe
 
 Result = Transfer | LedgerError
 Params = Sequence[Any] | Mapping[str, Any]
+ExtraWrites = Callable[[Sequence[Result], set[UUID]], Sequence[tuple[str, Params]]]
+"""Rows that commit with a small batch: given the results and the ids this batch created (not found
+stored), the insert-only statements to write last, before ``COMMIT`` (a domain's rows, audit, events)."""
 
 TRANSFER_COLUMNS = (
     "id, seq, kind, debit_account_id, credit_account_id, amount, currency, code, pending_id, "
@@ -537,6 +540,20 @@ class _OneTrip(_Statements):
         await self.cur.execute("; ".join([*self.pending_writes, "COMMIT"]))
 
 
+class _InUnit(_OneTrip):
+    """Runs a batch inside a unit of work's open transaction: the reads now, the writes kept back.
+
+    The unit sends the writes with its own rows, audit entries, events and ``COMMIT`` in one message.
+    """
+
+    def __init__(self, cur: AsyncClientCursor[Any]) -> None:
+        super().__init__(cur)
+        self.begun = True
+
+    async def finish(self) -> None:
+        """Nothing is sent: the unit takes :attr:`pending_writes`."""
+
+
 async def apply_transfers(
     conn: AsyncConnection[Any],
     requests: Sequence[TransferRequest],
@@ -571,6 +588,7 @@ async def apply_and_commit(
     *,
     check_ids: bool = False,
     extra_accounts: frozenset[UUID] = frozenset(),
+    extra_writes: ExtraWrites | None = None,
 ) -> list[Result]:
     """:func:`apply_transfers` for a small batch in its own transaction, committed in two round trips.
 
@@ -578,7 +596,28 @@ async def apply_and_commit(
     out in the same messages as the work. On a failure the caller's context rolls it back.
     """
     async with AsyncClientCursor(conn) as cur:
-        return await _apply(_OneTrip(cur), requests, clock, check_ids, extra_accounts, bulk=False, probe=None)
+        return await _apply(
+            _OneTrip(cur), requests, clock, check_ids, extra_accounts, False, None, extra_writes
+        )
+
+
+async def apply_in_unit(
+    conn: AsyncConnection[Any],
+    requests: Sequence[TransferRequest],
+    clock: Callable[[], datetime],
+    *,
+    extra_accounts: frozenset[UUID] = frozenset(),
+    extra_writes: ExtraWrites | None = None,
+) -> tuple[list[Result], list[str]]:
+    """:func:`apply_transfers` inside an open transaction, keeping the writes for the caller's commit.
+
+    The reads (locks, holds, stored ids) take one round trip now; the writes come back as SQL text for
+    the caller (the unit of work) to send with its ``COMMIT``. Every id is looked up, as on the small path.
+    """
+    async with AsyncClientCursor(conn) as cur:
+        db = _InUnit(cur)
+        results = await _apply(db, requests, clock, True, extra_accounts, False, None, extra_writes)
+        return results, db.pending_writes
 
 
 async def _apply(
@@ -589,6 +628,7 @@ async def _apply(
     extra_accounts: frozenset[UUID],
     bulk: bool,
     probe: RefusalProbe | None,
+    extra_writes: ExtraWrites | None = None,
 ) -> list[Result]:
     if not requests:
         return []
@@ -634,6 +674,10 @@ async def _apply(
         ):
             raise RetryBatch(check_ids=True)
     await _write_state(db, batch)
+    if extra_writes is not None:
+        created = {t.id for t in batch.created}
+        for query, params in extra_writes(results, created):
+            await db.write(query, params)
     await db.finish()
     return results
 

@@ -21,7 +21,6 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core import metrics
@@ -33,14 +32,15 @@ from etcwallet.ledger.engine import (
     BULK_THRESHOLD,
     PROBE_REFUSALS,
     TRANSFER_COLUMNS,
+    ExtraWrites,
     Result,
-    RetryBatch,
     apply_and_commit,
     apply_transfers,
     transfer_from_row,
 )
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.types import Account, PendingState, Transfer, TransferRequest
+from etcwallet.platform.unit import Along, RetryState, along_writes, retrying
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ class HistoryEntry:
 class _Job:
     requests: list[TransferRequest]
     future: asyncio.Future[list[Result]]
+    along: Along | None = None
 
 
 class Ledger:
@@ -242,22 +243,28 @@ class Ledger:
 
     # --- transfers -----------------------------------------------------------------------------
 
-    async def create_transfer(self, request: TransferRequest) -> Transfer:
-        """Create one transfer; raises :class:`LedgerError` if the ledger refuses it."""
+    async def create_transfer(self, request: TransferRequest, *, along: Along | None = None) -> Transfer:
+        """Create one transfer; raises :class:`LedgerError` if the ledger refuses it.
+
+        ``along``: rows (a domain's own, audit entries, events) that commit with the transfer in the
+        gathered writer's shared commit, or not at all (the fast path of a hot domain step).
+        """
         request.linked = False
-        (result,) = await self._submit([request])
+        (result,) = await self._submit([request], along)
         if isinstance(result, LedgerError):
             raise result.at(0)
         return result
 
-    async def create_linked(self, requests: Sequence[TransferRequest]) -> list[Transfer]:
+    async def create_linked(
+        self, requests: Sequence[TransferRequest], *, along: Along | None = None
+    ) -> list[Transfer]:
         """Create transfers that succeed or fail together; the error names the index that failed."""
         if not requests:
             return []
         chain = list(requests)
         for i, req in enumerate(chain):
             req.linked = i < len(chain) - 1
-        results = await self._submit(chain)
+        results = await self._submit(chain, along)
         errors = [r for r in results if isinstance(r, LedgerError)]
         if errors:
             # The member that broke the chain; a resent chain whose members were all refused as
@@ -280,10 +287,11 @@ class Ledger:
             )
         return await self._apply_with_retry(list(requests))
 
-    async def _submit(self, requests: list[TransferRequest]) -> list[Result]:
+    async def _submit(self, requests: list[TransferRequest], along: Along | None = None) -> list[Result]:
         if not self._tasks:
-            return await self._apply_with_retry(requests)
-        job = _Job(requests, asyncio.get_running_loop().create_future())
+            extra = along_writes([(along, range(len(requests)))]) if along is not None else None
+            return await self._apply_with_retry(requests, extra)
+        job = _Job(requests, asyncio.get_running_loop().create_future(), along)
         self._jobs.append(job)
         self._wakeup.set()
         return await job.future
@@ -307,8 +315,15 @@ class Ledger:
 
     async def _run_jobs(self, jobs: list[_Job]) -> None:
         flat = [req for job in jobs for req in job.requests]
+        extra_writes = None
+        if any(job.along is not None for job in jobs):
+            spans, offset = [], 0
+            for job in jobs:
+                spans.append((job.along, range(offset, offset + len(job.requests))))
+                offset += len(job.requests)
+            extra_writes = along_writes(spans)
         try:
-            results = await self._apply_with_retry(flat)
+            results = await self._apply_with_retry(flat, extra_writes)
         except Exception as exc:
             if len(jobs) == 1:
                 if not jobs[0].future.done():
@@ -329,46 +344,35 @@ class Ledger:
             if not job.future.done():
                 job.future.set_result(renumbered)
 
-    async def _apply_with_retry(self, requests: list[TransferRequest], attempts: int = 8) -> list[Result]:
+    async def _apply_with_retry(
+        self, requests: list[TransferRequest], extra_writes: ExtraWrites | None = None
+    ) -> list[Result]:
         """Run a batch in its own transaction, again after a deadlock, a duplicate id or a late lock."""
-        check_ids, extra = False, frozenset[UUID]()
         bulk = len(requests) > BULK_THRESHOLD
-        for attempt in range(attempts):
-            started = time.perf_counter()
-            try:
-                if bulk:  # streams its transfers with COPY
-                    async with self.pool.connection() as conn, conn.transaction():
-                        results = await apply_transfers(
-                            conn, requests, self.clock, check_ids=check_ids, extra_accounts=extra, bulk=True,
-                            probe=self._probe_refusals,
-                        )  # fmt: skip
-                else:
-                    # Sends BEGIN with the lock and the writes with COMMIT: two round trips in all. In
-                    # autocommit mode, so psycopg sends no BEGIN of its own before ours.
-                    async with autocommit(self.pool) as conn:
-                        results = await apply_and_commit(
-                            conn, requests, self.clock, check_ids=check_ids, extra_accounts=extra
-                        )
-            except RetryBatch as retry:
-                check_ids = check_ids or retry.check_ids
-                extra = extra | retry.accounts
-                continue
-            except pg_errors.UniqueViolation:
-                check_ids = True
-                continue
-            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
-                if attempt == attempts - 1:
-                    raise
-                log.info("ledger batch retried", extra={"reason": type(exc).__name__, "attempt": attempt + 1})
-                await asyncio.sleep(0.001 * 2**attempt)
-                continue
-            metrics.LEDGER_BATCH_SIZE.observe(len(requests))
-            metrics.LEDGER_BATCH_SECONDS.observe(time.perf_counter() - started)
-            created = sum(1 for r in results if isinstance(r, Transfer))
-            metrics.LEDGER_TRANSFERS.labels("accepted").inc(created)
-            metrics.LEDGER_TRANSFERS.labels("refused").inc(len(results) - created)
-            return results
-        raise RuntimeError(f"ledger batch did not settle after {attempts} attempts")
+
+        async def attempt(state: RetryState) -> list[Result]:
+            if bulk:  # streams its transfers with COPY
+                async with self.pool.connection() as conn, conn.transaction():
+                    return await apply_transfers(
+                        conn, requests, self.clock, check_ids=state.check_ids,
+                        extra_accounts=state.extra_accounts, bulk=True, probe=self._probe_refusals,
+                    )  # fmt: skip
+            # Sends BEGIN with the lock and the writes with COMMIT: two round trips in all. In
+            # autocommit mode, so psycopg sends no BEGIN of its own before ours.
+            async with autocommit(self.pool) as conn:
+                return await apply_and_commit(
+                    conn, requests, self.clock, check_ids=state.check_ids,
+                    extra_accounts=state.extra_accounts, extra_writes=extra_writes,
+                )  # fmt: skip
+
+        started = time.perf_counter()
+        results = await retrying(attempt)
+        metrics.LEDGER_BATCH_SIZE.observe(len(requests))
+        metrics.LEDGER_BATCH_SECONDS.observe(time.perf_counter() - started)
+        created = sum(1 for r in results if isinstance(r, Transfer))
+        metrics.LEDGER_TRANSFERS.labels("accepted").inc(created)
+        metrics.LEDGER_TRANSFERS.labels("refused").inc(len(results) - created)
+        return results
 
     async def get_transfer(self, transfer_id: UUID) -> Transfer | None:
         async with self.pool.connection() as conn:
