@@ -14,17 +14,17 @@ from etcwallet.core.i18n import negotiate
 from etcwallet.core.ids import new_id
 from etcwallet.core.money import SignedMoney
 from etcwallet.core.openapi import problems
-from etcwallet.identity.authz import Permission, require
+from etcwallet.identity.authz import Permission, Principal, require
 from etcwallet.ledger import schemas as s
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.service import AccountSpec, Ledger
 from etcwallet.ledger.types import TransferKind, TransferRequest
+from etcwallet.platform.audit import Actor
 
 router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
 can_read = require(Permission.LEDGER_READ)
 can_write = require(Permission.LEDGER_WRITE)
 READ = [Depends(can_read)]
-WRITE = [Depends(can_write)]
 # The busiest route, served by the fast lane (etcwallet.core.http.HotRoutes): it checks the token itself
 # rather than through dependency solving; the authorization tests cover it like every other route.
 hot_router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
@@ -38,14 +38,27 @@ async def get_ledger(request: Request) -> Ledger:
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 
 
+def actor_of(request: Request, principal: Principal) -> Actor:
+    """The caller as the audit log names it, with the address and agent it called from."""
+    ip = request.client.host if request.client else None
+    return Actor(principal.kind, str(principal.id), ip, request.headers.get("user-agent"))
+
+
+async def writer(request: Request, principal: Annotated[Principal, Depends(can_write)]) -> Actor:
+    """Finance staff allowed to write to the ledger, as the actor of the audit entries."""
+    return actor_of(request, principal)
+
+
+WriterDep = Annotated[Actor, Depends(writer)]
+
+
 @router.post(
     "/accounts",
     status_code=status.HTTP_201_CREATED,
     response_model=s.AccountOut,
-    dependencies=WRITE,
     responses=problems(409),
 )
-async def create_account(body: s.AccountCreate, ledger: LedgerDep) -> s.AccountOut:
+async def create_account(body: s.AccountCreate, ledger: LedgerDep, actor: WriterDep) -> s.AccountOut:
     account = await ledger.create_account(
         AccountSpec(
             id=body.id or new_id(),
@@ -55,7 +68,8 @@ async def create_account(body: s.AccountCreate, ledger: LedgerDep) -> s.AccountO
             debits_must_not_exceed_credits=body.debits_must_not_exceed_credits,
             credits_must_not_exceed_debits=body.credits_must_not_exceed_debits,
             metadata=body.metadata,
-        )
+        ),
+        actor=actor,
     )
     return s.AccountOut.of(account)
 
@@ -65,9 +79,11 @@ async def read_account(account_id: UUID, ledger: LedgerDep) -> s.AccountOut:
     return s.AccountOut.of(await ledger.get_account(account_id))
 
 
-@router.put("/accounts/{account_id}/frozen", response_model=s.AccountOut, dependencies=WRITE)
-async def freeze_account(account_id: UUID, body: s.FreezeRequest, ledger: LedgerDep) -> s.AccountOut:
-    return s.AccountOut.of(await ledger.set_frozen(account_id, body.frozen))
+@router.put("/accounts/{account_id}/frozen", response_model=s.AccountOut)
+async def freeze_account(
+    account_id: UUID, body: s.FreezeRequest, ledger: LedgerDep, actor: WriterDep
+) -> s.AccountOut:
+    return s.AccountOut.of(await ledger.set_frozen(account_id, body.frozen, actor=actor))
 
 
 @router.get("/accounts/{account_id}/transfers", response_model=s.HistoryPage, dependencies=READ)
@@ -106,10 +122,10 @@ async def balance_as_of(account_id: UUID, at: s.AsOf, ledger: LedgerDep) -> s.Ba
 )
 async def create_transfer(request: Request) -> Response:
     """Create one transfer. The busiest endpoint: it parses and answers without FastAPI's machinery."""
-    await can_write(request)
+    actor = actor_of(request, await can_write(request))
     body = await parse_body(request, s.TransferCreate)
     ledger: Ledger = request.app.state.ledger
-    transfer = await ledger.create_transfer(body.request())
+    transfer = await ledger.create_transfer(body.request(), actor=actor)
     return Response(
         s.TransferOut.of(transfer).model_dump_json(), status_code=201, media_type="application/json"
     )
@@ -119,23 +135,23 @@ async def create_transfer(request: Request) -> Response:
     "/transfers/linked",
     status_code=status.HTTP_201_CREATED,
     response_model=s.LinkedOut,
-    dependencies=WRITE,
     responses=problems(404, 409),
 )
-async def create_linked(body: s.LinkedCreate, ledger: LedgerDep) -> s.LinkedOut:
-    transfers = await ledger.create_linked([t.request() for t in body.transfers])
+async def create_linked(body: s.LinkedCreate, ledger: LedgerDep, actor: WriterDep) -> s.LinkedOut:
+    transfers = await ledger.create_linked([t.request() for t in body.transfers], actor=actor)
     return s.LinkedOut(transfers=[s.TransferOut.of(t) for t in transfers])
 
 
 @router.post(
     "/transfers/batch",
     response_model=s.BatchOut,
-    dependencies=WRITE,
     openapi_extra=body_limit(s.MAX_BATCH_BODY),
 )
-async def create_batch(body: s.BatchCreate, request: Request, ledger: LedgerDep) -> s.BatchOut:
+async def create_batch(
+    body: s.BatchCreate, request: Request, ledger: LedgerDep, actor: WriterDep
+) -> s.BatchOut:
     lang = negotiate(request.headers.get("accept-language"))
-    results = await ledger.create_transfers([t.request(linked=t.linked) for t in body.transfers])
+    results = await ledger.create_transfers([t.request(linked=t.linked) for t in body.transfers], actor=actor)
     items = [
         s.BatchResult(index=i, status="refused", error=r.problem(lang))
         if isinstance(r, LedgerError)
@@ -150,10 +166,11 @@ async def create_batch(body: s.BatchCreate, request: Request, ledger: LedgerDep)
     "/transfers/{pending_id}/post",
     status_code=status.HTTP_201_CREATED,
     response_model=s.TransferOut,
-    dependencies=WRITE,
     responses=problems(409),
 )
-async def post_pending(pending_id: UUID, body: s.PostPending, ledger: LedgerDep) -> s.TransferOut:
+async def post_pending(
+    pending_id: UUID, body: s.PostPending, ledger: LedgerDep, actor: WriterDep
+) -> s.TransferOut:
     transfer = await ledger.create_transfer(
         TransferRequest(
             id=body.id,
@@ -162,7 +179,8 @@ async def post_pending(pending_id: UUID, body: s.PostPending, ledger: LedgerDep)
             amount=body.amount.amount if body.amount else None,
             currency=body.amount.currency if body.amount else None,
             metadata=body.metadata,
-        )
+        ),
+        actor=actor,
     )
     return s.TransferOut.of(transfer)
 
@@ -171,14 +189,16 @@ async def post_pending(pending_id: UUID, body: s.PostPending, ledger: LedgerDep)
     "/transfers/{pending_id}/void",
     status_code=status.HTTP_201_CREATED,
     response_model=s.TransferOut,
-    dependencies=WRITE,
     responses=problems(409),
 )
-async def void_pending(pending_id: UUID, body: s.VoidPending, ledger: LedgerDep) -> s.TransferOut:
+async def void_pending(
+    pending_id: UUID, body: s.VoidPending, ledger: LedgerDep, actor: WriterDep
+) -> s.TransferOut:
     transfer = await ledger.create_transfer(
         TransferRequest(
             id=body.id, kind=TransferKind.VOID_PENDING, pending_id=pending_id, metadata=body.metadata
-        )
+        ),
+        actor=actor,
     )
     return s.TransferOut.of(transfer)
 

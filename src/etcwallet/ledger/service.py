@@ -14,8 +14,8 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -39,8 +39,10 @@ from etcwallet.ledger.engine import (
     transfer_from_row,
 )
 from etcwallet.ledger.errors import LedgerError
-from etcwallet.ledger.types import Account, PendingState, Transfer, TransferRequest
-from etcwallet.platform.unit import Along, RetryState, along_writes, retrying
+from etcwallet.ledger.types import Account, LedgerAction, PendingState, Transfer, TransferRequest
+from etcwallet.platform import audit
+from etcwallet.platform.audit import Actor, AuditEvent
+from etcwallet.platform.unit import Along, RetryState, along_writes, commit_statements, retrying
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +170,15 @@ class Ledger:
 
     # --- accounts ------------------------------------------------------------------------------
 
-    async def create_account(self, spec: AccountSpec) -> Account:
-        """Open an account; the same id with the same fields returns it, with others is refused."""
+    async def create_account(self, spec: AccountSpec, *, actor: Actor | None = None) -> Account:
+        """Open an account; the same id with the same fields returns it, with others is refused.
+
+        With ``actor`` (the ledger's API), the opening is audited in the same transaction.
+        """
         check_currency(spec.currency)
         if spec.debits_must_not_exceed_credits and spec.credits_must_not_exceed_debits:
             raise LedgerError("account_id_conflict", field="flags")
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "INSERT INTO ledger_accounts (id, currency, code, owner, debits_must_not_exceed_credits, "
                 "credits_must_not_exceed_debits, metadata, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
@@ -190,6 +195,12 @@ class Ledger:
                 ),
             )
             row = await cur.fetchone()
+            if row is not None and actor is not None:
+                event = actor.event(
+                    LedgerAction.ACCOUNT_OPENED, target=("ledger_account", str(spec.id)),
+                    detail={"currency": spec.currency, "code": spec.code, "owner": spec.owner},
+                )  # fmt: skip
+                await audit.append(conn, event)
         if row is not None:
             return Account(*row)
         existing = await self.get_account(spec.id)
@@ -216,14 +227,17 @@ class Ledger:
             raise LedgerError("account_not_found", field="account_id")
         return Account(*row)
 
-    async def set_frozen(self, account_id: UUID, frozen: bool) -> Account:
-        """Freeze (refuse debits) or unfreeze an account."""
-        async with self.pool.connection() as conn:
+    async def set_frozen(self, account_id: UUID, frozen: bool, *, actor: Actor | None = None) -> Account:
+        """Freeze (refuse debits) or unfreeze an account; with ``actor``, audited in the same transaction."""
+        async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 f"UPDATE ledger_accounts SET frozen = %s WHERE id = %s RETURNING {_ACCOUNT_COLUMNS}",
                 (frozen, account_id),
             )
             row = await cur.fetchone()
+            if row is not None and actor is not None:
+                action = LedgerAction.ACCOUNT_FROZEN if frozen else LedgerAction.ACCOUNT_UNFROZEN
+                await audit.append(conn, actor.event(action, target=("ledger_account", str(account_id))))
         if row is None:
             raise LedgerError("account_not_found", field="account_id")
         return Account(*row)
@@ -243,20 +257,38 @@ class Ledger:
 
     # --- transfers -----------------------------------------------------------------------------
 
-    async def create_transfer(self, request: TransferRequest, *, along: Along | None = None) -> Transfer:
+    async def create_transfer(
+        self, request: TransferRequest, *, along: Along | None = None, actor: Actor | None = None
+    ) -> Transfer:
         """Create one transfer; raises :class:`LedgerError` if the ledger refuses it.
 
         ``along``: rows (a domain's own, audit entries, events) that commit with the transfer in the
         gathered writer's shared commit, or not at all (the fast path of a hot domain step).
+        ``actor`` (the ledger's API): the transfer is audited with it, a refusal on its own.
         """
         request.linked = False
+        if actor is not None:
+            along = _audited(along, actor.event(LedgerAction.TRANSFER_CREATED, **_transfer_audit(request)))
         (result,) = await self._submit([request], along)
         if isinstance(result, LedgerError):
-            raise result.at(0)
+            error = result.at(0)
+            if actor is not None:
+                await self._audit_refusal(
+                    actor, LedgerAction.TRANSFER_CREATED, error, _transfer_audit(request)
+                )
+            raise error
         return result
 
+    async def _audit_refusal(
+        self, actor: Actor, action: LedgerAction, error: LedgerError, about: Mapping[str, Any]
+    ) -> None:
+        detail = {**about["detail"], **({"index": error.index} if error.index else {})}
+        await audit.record(
+            self.pool, actor.refused(action, error.code, target=about["target"], detail=detail)
+        )
+
     async def create_linked(
-        self, requests: Sequence[TransferRequest], *, along: Along | None = None
+        self, requests: Sequence[TransferRequest], *, along: Along | None = None, actor: Actor | None = None
     ) -> list[Transfer]:
         """Create transfers that succeed or fail together; the error names the index that failed."""
         if not requests:
@@ -264,18 +296,27 @@ class Ledger:
         chain = list(requests)
         for i, req in enumerate(chain):
             req.linked = i < len(chain) - 1
+        about = _chain_audit(chain)
+        if actor is not None:
+            along = _audited(along, actor.event(LedgerAction.LINKED_CREATED, **about))
         results = await self._submit(chain, along)
         errors = [r for r in results if isinstance(r, LedgerError)]
         if errors:
             # The member that broke the chain; a resent chain whose members were all refused as
             # ``linked_event_failed`` before answers with the first of them.
-            raise next((e for e in errors if e.code != "linked_event_failed"), errors[0])
+            error = next((e for e in errors if e.code != "linked_event_failed"), errors[0])
+            if actor is not None:
+                await self._audit_refusal(actor, LedgerAction.LINKED_CREATED, error, about)
+            raise error
         return [r for r in results if isinstance(r, Transfer)]
 
-    async def create_transfers(self, requests: Sequence[TransferRequest]) -> list[Result]:
+    async def create_transfers(
+        self, requests: Sequence[TransferRequest], *, actor: Actor | None = None
+    ) -> list[Result]:
         """The bulk call: up to 8,000 transfers in one transaction, one result per transfer, in order.
 
-        Transfers are independent unless ``linked`` chains them to the next one.
+        Transfers are independent unless ``linked`` chains them to the next one. With ``actor`` the call
+        is audited in its transaction: how many were accepted and refused, and the first and last id.
         """
         if len(requests) > MAX_BATCH:
             raise DomainError(
@@ -285,7 +326,7 @@ class Ledger:
                 f"at most {MAX_BATCH} transfers a batch",
                 field="transfers",
             )
-        return await self._apply_with_retry(list(requests))
+        return await self._apply_with_retry(list(requests), audit_batch=actor)
 
     async def _submit(self, requests: list[TransferRequest], along: Along | None = None) -> list[Result]:
         if not self._tasks:
@@ -345,18 +386,26 @@ class Ledger:
                 job.future.set_result(renumbered)
 
     async def _apply_with_retry(
-        self, requests: list[TransferRequest], extra_writes: ExtraWrites | None = None
+        self,
+        requests: list[TransferRequest],
+        extra_writes: ExtraWrites | None = None,
+        audit_batch: Actor | None = None,
     ) -> list[Result]:
         """Run a batch in its own transaction, again after a deadlock, a duplicate id or a late lock."""
         bulk = len(requests) > BULK_THRESHOLD
+        if audit_batch is not None and not bulk:
+            extra_writes = _batch_audit_writes(audit_batch, requests)
 
         async def attempt(state: RetryState) -> list[Result]:
             if bulk:  # streams its transfers with COPY
                 async with self.pool.connection() as conn, conn.transaction():
-                    return await apply_transfers(
+                    results = await apply_transfers(
                         conn, requests, self.clock, check_ids=state.check_ids,
                         extra_accounts=state.extra_accounts, bulk=True, probe=self._probe_refusals,
                     )  # fmt: skip
+                    if audit_batch is not None:
+                        await audit.append(conn, _batch_event(audit_batch, requests, results))
+                    return results
             # Sends BEGIN with the lock and the writes with COMMIT: two round trips in all. In
             # autocommit mode, so psycopg sends no BEGIN of its own before ours.
             async with autocommit(self.pool) as conn:
@@ -487,6 +536,49 @@ class Ledger:
             except (psycopg.Error, OSError):
                 log.exception("ledger expiry sweep failed")
             await asyncio.sleep(interval)
+
+
+def _transfer_audit(request: TransferRequest) -> dict[str, Any]:
+    """The audit entry's target and detail for one transfer of the ledger's API."""
+    detail: dict[str, Any] = {"kind": request.kind.value}
+    for name in ("debit_account_id", "credit_account_id", "amount", "currency", "code", "pending_id"):
+        value = getattr(request, name)
+        if value is not None:
+            detail[name] = str(value) if isinstance(value, UUID) else value
+    return {"target": ("transfer", str(request.id)), "detail": detail}
+
+
+def _chain_audit(chain: Sequence[TransferRequest]) -> dict[str, Any]:
+    return {
+        "target": ("transfer", str(chain[0].id)),
+        "detail": {"transfers": [_transfer_audit(r)["detail"] | {"id": str(r.id)} for r in chain]},
+    }
+
+
+def _audited(along: Along | None, event: AuditEvent) -> Along:
+    along = along or Along()
+    return replace(along, audit=[*along.audit, event])
+
+
+def _batch_event(actor: Actor, requests: Sequence[TransferRequest], results: Sequence[Result]) -> AuditEvent:
+    accepted = sum(1 for r in results if isinstance(r, Transfer))
+    return actor.event(
+        LedgerAction.BATCH_SUBMITTED,
+        target=("transfer", str(requests[0].id)) if requests else None,
+        detail={
+            "count": len(requests), "accepted": accepted, "refused": len(results) - accepted,
+            "last_id": str(requests[-1].id) if requests else None,
+        },
+    )  # fmt: skip
+
+
+def _batch_audit_writes(actor: Actor, requests: Sequence[TransferRequest]) -> ExtraWrites:
+    """A small bulk call's audit entry, written with its commit."""
+
+    def writes(results: Sequence[Result], created: set[UUID]) -> list[tuple[str, Any]]:
+        return commit_statements([], [_batch_event(actor, requests, results)])
+
+    return writes
 
 
 def _entry(account: Account, t: Transfer) -> HistoryEntry:

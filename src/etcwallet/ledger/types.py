@@ -18,6 +18,17 @@ class TransferKind(StrEnum):
     VOID_PENDING = "void_pending"
 
 
+class LedgerAction(StrEnum):
+    """What the audit log calls each write made through the ledger's own API."""
+
+    ACCOUNT_OPENED = "ledger.account_opened"
+    ACCOUNT_FROZEN = "ledger.account_frozen"
+    ACCOUNT_UNFROZEN = "ledger.account_unfrozen"
+    TRANSFER_CREATED = "ledger.transfer_created"
+    LINKED_CREATED = "ledger.linked_created"
+    BATCH_SUBMITTED = "ledger.batch_submitted"
+
+
 class PendingState(StrEnum):
     OPEN = "open"
     POSTED = "posted"
