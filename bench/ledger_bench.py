@@ -5,7 +5,10 @@ Run with ``etcwallet bench ledger [--json] [--duration S] [--clients N]``. Phase
 (a) pgbench TPC-B, N clients, prepared statements: the baseline;
 (b) single transfers through the service layer (``Ledger.create_transfer``), N concurrent workers;
 (c) single transfers over HTTP, N concurrent keep-alive clients against ``etcwallet serve``;
-(d) bulk calls of 8,000 transfers (``Ledger.create_transfers``).
+(d) bulk calls of 8,000 transfers (``Ledger.create_transfers``);
+(e) a hot domain step over HTTP, N clients: each request one transfer plus one row of the step's own
+    table, one event and one audit entry, all committed together (``bench/step_service.py``). While it
+    runs, a sampler counts how often a transaction waits for the audit chain's lock.
 
 Each is printed as transfers per second and as a ratio to pgbench's TPS, since these machines are shared
 and noisy; only the ratio is comparable between runs. The benchmark runs on uvloop, the event loop the
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import random
@@ -36,8 +40,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID, uuid4
 
@@ -62,6 +68,7 @@ from etcwallet.identity.authz import Role
 from etcwallet.ledger.chart import AccountCode
 from etcwallet.ledger.service import AccountSpec, Ledger, wallet_spec
 from etcwallet.ledger.types import TransferRequest
+from etcwallet.platform.audit import AUDIT_LOCK_KEY
 
 ACCOUNTS = 1000
 FUNDING = 10**15
@@ -75,6 +82,9 @@ class Report:
     batch_tps: float = 0.0
     http_p50_ms: float = 0.0
     http_p99_ms: float = 0.0
+    step_tps: float = 0.0
+    step_p50_ms: float = 0.0
+    step_p99_ms: float = 0.0
     notes: dict[str, object] = field(default_factory=dict)
 
     def ratios(self) -> dict[str, float]:
@@ -83,6 +93,7 @@ class Report:
             "service_ratio": self.service_tps / base,
             "http_ratio": self.http_tps / base,
             "batch_ratio": self.batch_tps / base,
+            "step_ratio": self.step_tps / base,
         }
 
     def as_dict(self) -> dict[str, object]:
@@ -91,10 +102,13 @@ class Report:
             "service_tps": round(self.service_tps, 1),
             "http_tps": round(self.http_tps, 1),
             "batch_tps": round(self.batch_tps, 1),
+            "step_tps": round(self.step_tps, 1),
         }
         out.update({k: round(v, 3) for k, v in self.ratios().items()})
         out["http_p50_ms"] = round(self.http_p50_ms, 2)
         out["http_p99_ms"] = round(self.http_p99_ms, 2)
+        out["step_p50_ms"] = round(self.step_p50_ms, 2)
+        out["step_p99_ms"] = round(self.step_p99_ms, 2)
         return out
 
 
@@ -334,9 +348,48 @@ async def _post(
     return int(status_line.split()[1]), payload
 
 
+Body = Callable[[random.Random, list[UUID]], bytes]
+
+
+def transfer_body(rng: random.Random, accounts: list[UUID]) -> bytes:
+    debit, credit = rng.sample(accounts, 2)
+    return json.dumps({
+        "id": str(new_id()), "debit_account_id": str(debit), "credit_account_id": str(credit),
+        "amount": {"amount": rng.randint(1, 10_000), "currency": "CNY"}, "code": "bench",
+    }).encode()  # fmt: skip
+
+
+def step_body(rng: random.Random, accounts: list[UUID]) -> bytes:
+    payer, payee = rng.sample(accounts, 2)
+    return json.dumps({
+        "id": str(new_id()), "payer": str(payer), "payee": str(payee),
+        "amount": {"amount": rng.randint(1, 10_000), "currency": "CNY"},
+    }).encode()  # fmt: skip
+
+
+@dataclass
+class HttpRun:
+    tps: float
+    p50_ms: float
+    p99_ms: float
+    failures: int
+
+
 async def bench_http(
-    url: str, clients: int, duration: float, workers: int
-) -> tuple[float, float, float, dict[str, object]]:
+    url: str,
+    clients: int,
+    duration: float,
+    workers: int,
+    *,
+    path: str = "/api/v1/ledger/transfers",
+    body: Body = transfer_body,
+    command: Sequence[str] = ("-m", "etcwallet.cli", "serve"),
+    during: Callable[[], Coroutine[Any, Any, object]] | None = None,
+) -> tuple[HttpRun, object]:
+    """``clients`` keep-alive clients posting ``body`` to ``path`` of a service started as ``command``.
+
+    ``during`` runs beside the clients (a sampler); its result comes back with the figures.
+    """
     pool = await open_pool(url, 2)
     ledger = Ledger(pool)
     accounts = await open_accounts(ledger, ACCOUNTS)
@@ -349,7 +402,7 @@ async def bench_http(
         ETCW_LOOKUP_KEY=generate_key(),
         ETCW_LOG_LEVEL="WARNING", ETCW_PORT=str(port), ETCW_WORKERS=str(workers),
     )  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "etcwallet.cli", "serve", env=env)
+    proc = await asyncio.create_subprocess_exec(sys.executable, *command, env=env)
     try:
         await wait_ready(port, proc)
         deadline = time.perf_counter() + duration
@@ -361,29 +414,67 @@ async def bench_http(
             rng = random.Random(1000 + i)
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             while time.perf_counter() < deadline:
-                debit, credit = rng.sample(accounts, 2)
-                body = json.dumps({
-                    "id": str(new_id()), "debit_account_id": str(debit), "credit_account_id": str(credit),
-                    "amount": {"amount": rng.randint(1, 10_000), "currency": "CNY"}, "code": "bench",
-                }).encode()  # fmt: skip
+                payload = body(rng, accounts)
                 started = time.perf_counter()
-                status, _ = await _post(reader, writer, "/api/v1/ledger/transfers", body, token)
+                status, _ = await _post(reader, writer, path, payload, token)
                 latencies.append(time.perf_counter() - started)
                 if status != 201:
                     failures += 1
             writer.close()
 
         started = time.perf_counter()
+        side = asyncio.create_task(during()) if during is not None else None
         await asyncio.gather(*(client(i) for i in range(clients)))
         elapsed = time.perf_counter() - started
+        sampled = await side if side is not None else None
         ok = len(latencies) - failures
         latencies.sort()
         p50 = statistics.median(latencies) * 1000
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-        return ok / elapsed, p50, p99, {"http_failures": failures, "http_workers": workers}
+        return HttpRun(ok / elapsed, p50, p99, failures), sampled
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 30)
+
+
+# --- (e) a hot domain step ------------------------------------------------------------------------------
+
+
+def prepare_step_schema(owner_url: str) -> None:
+    """The step's own table (bench/step_service.py), readable and writable by the service's role."""
+    spec = importlib.util.spec_from_file_location("step_service", Path(__file__).with_name("step_service.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        conn.execute(module.DDL)
+        with contextlib.suppress(psycopg.Error):  # no service role on a server the benchmark does not own
+            conn.execute(f"GRANT USAGE ON SCHEMA {module.SCHEMA} TO {SERVICE_ROLE}")
+            conn.execute(f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {module.SCHEMA} TO {SERVICE_ROLE}")
+
+
+async def sample_audit_lock(url: str, duration: float, every: float = 0.005) -> dict[str, object]:
+    """How often, while the step's load runs, some transaction waits for the audit chain's lock."""
+    samples = waiting = waiters = 0
+    deadline = time.perf_counter() + duration
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        while time.perf_counter() < deadline:
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND ((classid::bigint << 32) | objid::bigint) = %s",
+                (AUDIT_LOCK_KEY,),
+            )
+            row = await cur.fetchone()
+            n = int(row[0]) if row else 0
+            samples += 1
+            waiting += n > 0
+            waiters += n
+            await asyncio.sleep(every)
+    return {
+        "audit_lock_samples": samples,
+        "audit_lock_waiting_share": round(waiting / samples, 4) if samples else 0.0,
+        "audit_lock_mean_waiters": round(waiters / samples, 3) if samples else 0.0,
+    }
 
 
 # --- driver ------------------------------------------------------------------------------------------------
@@ -408,10 +499,9 @@ async def run_all(url: str, clients: int, duration: float, json_output: bool, ht
     migrate(http_url)
     checkpoint(url)
     _say(json_output, f"(c) HTTP, {clients} clients ...")
-    report.http_tps, report.http_p50_ms, report.http_p99_ms, notes = await bench_http(
-        http_url, clients, duration, http_workers
-    )
-    report.notes.update(notes)
+    run, _ = await bench_http(http_url, clients, duration, http_workers)
+    report.http_tps, report.http_p50_ms, report.http_p99_ms = run.tps, run.p50_ms, run.p99_ms
+    report.notes.update({"http_failures": run.failures, "http_workers": http_workers})
 
     batch_url = create_database(url, "etcw_bench_batch")
     migrate(batch_url)
@@ -419,6 +509,19 @@ async def run_all(url: str, clients: int, duration: float, json_output: bool, ht
     _say(json_output, "(d) bulk calls of 8,000 transfers ...")
     report.batch_tps, notes = await bench_batch(service_role_url(batch_url), duration)
     report.notes.update(notes)
+
+    step_url = create_database(url, "etcw_bench_step")
+    migrate(step_url)
+    prepare_step_schema(step_url)
+    checkpoint(url)
+    _say(json_output, f"(e) a domain step over HTTP (transfer + row + event + audit), {clients} clients ...")
+    run, sampled = await bench_http(
+        step_url, clients, duration, http_workers, path="/bench/v1/steps", body=step_body,
+        command=(str(Path(__file__).with_name("step_service.py")),),
+        during=lambda: sample_audit_lock(step_url, duration),
+    )  # fmt: skip
+    report.step_tps, report.step_p50_ms, report.step_p99_ms = run.tps, run.p50_ms, run.p99_ms
+    report.notes.update({"step_failures": run.failures, **(sampled if isinstance(sampled, dict) else {})})
     return report
 
 
@@ -452,7 +555,9 @@ def main(json_output: bool = False, duration: float = 20.0, clients: int = 16, h
     print(f"{'(b) service layer':<34}{report.service_tps:>14,.0f}{ratios['service_ratio']:>12.2f}")
     print(f"{'(c) HTTP':<34}{report.http_tps:>14,.0f}{ratios['http_ratio']:>12.2f}")
     print(f"{'(d) bulk, 8,000 a call':<34}{report.batch_tps:>14,.0f}{ratios['batch_ratio']:>12.2f}")
-    print(f"HTTP latency p50 {report.http_p50_ms:.1f} ms, p99 {report.http_p99_ms:.1f} ms; {report.notes}")
+    print(f"{'(e) domain step over HTTP':<34}{report.step_tps:>14,.0f}{ratios['step_ratio']:>12.2f}")
+    print(f"HTTP latency p50 {report.http_p50_ms:.1f} ms, p99 {report.http_p99_ms:.1f} ms; "
+          f"step p50 {report.step_p50_ms:.1f} ms, p99 {report.step_p99_ms:.1f} ms; {report.notes}")  # fmt: skip
 
 
 if __name__ == "__main__":

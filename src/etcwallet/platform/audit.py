@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 GENESIS = bytes(32)
-_AUDIT_LOCK = 0x45544357_41554449  # "ETCW" "AUDI": the advisory lock that orders appends
+AUDIT_LOCK_KEY = 0x45544357_41554449  # "ETCW" "AUDI": the advisory lock that orders appends
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ _INSERT = (
     "sha256(h.prev || %s::bytea) FROM (SELECT coalesce((SELECT hash FROM audit_log ORDER BY seq DESC "
     "LIMIT 1), %s::bytea) AS prev) AS h"
 )
-LOCK_STATEMENT = f"SELECT pg_advisory_xact_lock({_AUDIT_LOCK})"
+LOCK_STATEMENT = f"SELECT pg_advisory_xact_lock({AUDIT_LOCK_KEY})"
 """Taken before the appends and held to the end of the transaction: appends are chained in commit order."""
 
 
