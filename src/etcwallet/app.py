@@ -40,6 +40,7 @@ from etcwallet.identity.staff_api import router as staff_router
 from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
 from etcwallet.ledger.service import Ledger
+from etcwallet.platform.unit import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,11 @@ class Runtime:
     sms: SmsGateway = field(default_factory=OutboxGateway)
     server: DatabaseServer | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    uow: UnitOfWork = field(init=False)
+
+    def __post_init__(self) -> None:
+        # One unit of work for every domain, on the ledger's clock, so steps and transfers agree on time.
+        self.uow = UnitOfWork(self.pool, clock=self.ledger.clock)
 
     async def close(self) -> None:
         """Stop the services, close the pool, and leave the embedded server (stopping it if last)."""
