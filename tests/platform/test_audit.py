@@ -428,6 +428,35 @@ async def test_a_row_with_a_large_float_in_its_detail_verifies(fresh_database: C
     assert report.ok, report
 
 
+async def test_many_rows_appended_in_one_message_link_up_with_awkward_details(
+    fresh_database: Callable[[], str],
+) -> None:
+    """The server chains the rows of one message; details jsonb would spell differently still verify."""
+    url = fresh_database()
+    pool = await open_pool(url, 2)
+    awkward: list[dict[str, Any]] = [
+        {"amount": 1e20, "rate": 0.1, "tiny": 5e-324},
+        {"nested": {"b": [1, (2, 3)], "a": None}, 7: "int key"},
+        {"text": "中文 \\ \"quoted\" \u2028", "when": datetime(2026, 12, 3, tzinfo=UTC)},
+        {},
+    ]
+    try:
+        async with pool.connection() as conn:
+            await audit.append(conn, AuditEvent("system", "test", "test.first", "success"))
+            await audit.append_many(
+                conn, [AuditEvent("system", "test", "test.many", "success", detail=d) for d in awkward]
+            )
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT detail FROM audit_log WHERE action = 'test.many' ORDER BY seq")
+            stored = [row[0] for row in await cur.fetchall()]
+    finally:
+        await pool.close()
+    assert stored[0] == {"amount": "1e+20", "rate": "0.1", "tiny": "5e-324"}
+    assert stored[1] == {"nested": {"b": [1, [2, 3]], "a": None}, "7": "int key"}
+    report = await verify_url(url)
+    assert report.ok and report.rows == 5, report
+
+
 async def test_an_anchor_catches_rows_deleted_from_the_end(
     fresh_database: Callable[[], str], keys: Keys
 ) -> None:
