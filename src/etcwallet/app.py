@@ -40,6 +40,7 @@ from etcwallet.identity.staff_api import router as staff_router
 from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
 from etcwallet.ledger.service import Ledger
+from etcwallet.platform import idempotency
 from etcwallet.platform.unit import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.state.runtime = runtime
         app.state.ledger = runtime.ledger
     install_handlers(app)
+    idempotency.install(app)
 
     app.add_middleware(MetricsMiddleware)
 

@@ -36,6 +36,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.identity import sessions, staff
 from etcwallet.identity.authz import OUTLET_ROLES, ROLE_PERMISSIONS, Permission, Role
+from tests.idempotency_keys import keyed
 from tests.identity.customer_helpers import new_resident_id
 from tests.identity.software_authenticator import SoftwareAuthenticator, random_phone
 
@@ -431,7 +432,7 @@ async def world(pool: AsyncConnectionPool, http: httpx.AsyncClient) -> World:
             "credential": device.create(options, ORIGIN),
             "name": "B",
         },
-        headers=b_headers,
+        headers=keyed(b_headers),
     )
     assert r.status_code == 201, r.text
     customer_b = CustomerB(
@@ -545,7 +546,9 @@ async def test_matrix(
     http: httpx.AsyncClient,
     routes: dict[tuple[str, str], Any],
 ) -> None:
-    headers = await world.headers_for(who)
+    # Every call carries a fresh Idempotency-Key, so that an admitted call on a route taking one is judged
+    # on its body (a missing key would be a 400 before it); the gate runs before the key is looked at.
+    headers = keyed(await world.headers_for(who))
     body = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
     r = await http.request(method, world.url(path), headers=headers, **body)
     assert r.status_code < 500, f"{r.status_code}: {r.text}"

@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.identity import staff
 from etcwallet.identity.authz import Role
 from tests.conftest import STAFF_PASSWORD, STAFF_SECRETS, app_pool, bootstrap_enrollment_code
+from tests.idempotency_keys import keyed
 
 ADMIN = "/api/v1/admin"
 AUTH = "/api/v1/staff/auth"
@@ -101,13 +102,13 @@ async def create_staff_http(
     }
     if outlet_id is not None:
         body["outlet_id"] = str(outlet_id)
-    r = await client.post(f"{ADMIN}/staff", json=body, headers=admin_headers | UA)
+    r = await client.post(f"{ADMIN}/staff", json=body, headers=keyed(admin_headers | UA))
     if role not in PRIVILEGED:
         assert r.status_code == 201, r.text
         return r.json()
     assert r.status_code == 202, r.text
     assert approver is not None, "a finance or administrator member needs a second administrator's approval"
-    r = await client.post(f"{ADMIN}/staff-changes/{r.json()['id']}/approve", headers=approver | UA)
+    r = await client.post(f"{ADMIN}/staff-changes/{r.json()['id']}/approve", headers=keyed(approver | UA))
     assert r.status_code == 200, r.text
     made: dict[str, Any] = r.json()["staff"]
     return made

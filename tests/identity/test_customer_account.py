@@ -8,6 +8,7 @@ import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.identity.authz import Role
+from tests.idempotency_keys import keyed
 
 from .customer_helpers import (
     BASE,
@@ -31,7 +32,7 @@ async def test_risk_staff_freeze_and_unfreeze(
     me = await register(client)
     other = await sign_in(client, me)
     reason = "疑似盗刷，请联系客服"
-    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": reason}, headers=risk)
+    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": reason}, headers=keyed(risk))
     assert r.status_code == 200, r.text
     assert (
         r.json()["status"] == "frozen"
@@ -53,9 +54,9 @@ async def test_risk_staff_freeze_and_unfreeze(
     r = await client.post(f"{BASE}/unfreeze", json={"phone": me.phone, "password": "Wrong-pass-123"})
     assert_problem(r, 401, "invalid_credentials")
     # Freezing again changes nothing.
-    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "again"}, headers=risk)
+    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "again"}, headers=keyed(risk))
     assert r.status_code == 200 and r.json()["frozen_reason"] == reason
-    r = await client.post(f"{BASE}/{me.id}/unfreeze", headers=risk)
+    r = await client.post(f"{BASE}/{me.id}/unfreeze", headers=keyed(risk))
     assert r.status_code == 200 and r.json()["status"] == "active" and r.json()["frozen_reason"] is None
     assert (await login(client, me.phone)).status_code == 200
     async with pool.connection() as conn:
@@ -125,7 +126,7 @@ async def test_staff_frozen_account_cannot_be_unfrozen_by_sms(
 ) -> None:
     me = await register(client)
     risk = await make_staff(Role.RISK_OFFICER)  # type: ignore[operator]
-    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "可疑交易"}, headers=risk)
+    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "可疑交易"}, headers=keyed(risk))
     assert r.status_code == 200, r.text
     body = assert_problem(await login(client, me.phone), 403, "account_frozen")
     assert body["frozen_by"] == "staff" and body["unfreeze_by"] == "staff"
@@ -144,17 +145,19 @@ async def test_freezing_needs_the_permission(client: httpx.AsyncClient, make_sta
     support = await make_staff(Role.SUPPORT_AGENT)  # type: ignore[operator]
     admin = await make_staff(Role.ADMINISTRATOR)  # type: ignore[operator]
     for headers in (support, admin, me.headers):
-        r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "x"}, headers=headers)
+        r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "x"}, headers=keyed(headers))
         assert_problem(r, 403, "forbidden")
-        assert_problem(await client.post(f"{BASE}/{me.id}/unfreeze", headers=headers), 403, "forbidden")
+        assert_problem(
+            await client.post(f"{BASE}/{me.id}/unfreeze", headers=keyed(headers)), 403, "forbidden"
+        )
     assert_problem(await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "x"}), 401, "unauthenticated")
     risk = await make_staff(Role.RISK_OFFICER)  # type: ignore[operator]
     assert_problem(
-        await client.post(f"{BASE}/{uuid4()}/freeze", json={"reason": "x"}, headers=risk),
+        await client.post(f"{BASE}/{uuid4()}/freeze", json={"reason": "x"}, headers=keyed(risk)),
         404,
         "customer_not_found",
     )
-    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "x" * 201}, headers=risk)
+    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "x" * 201}, headers=keyed(risk))
     assert_problem(r, 422, "string_too_long", "reason")
     assert (await client.get(f"{BASE}/me", headers=me.headers)).status_code == 200
 

@@ -18,6 +18,7 @@ from etcwallet.app import Runtime
 from etcwallet.identity import customer_api, lockout, passwords, totp
 from etcwallet.identity.passwords import hash_secret
 from etcwallet.identity.ratelimit import Limit
+from tests.idempotency_keys import keyed
 
 from .customer_helpers import (
     BASE,
@@ -541,11 +542,13 @@ async def test_changing_the_password_ends_every_other_session(
     r = await client.post(
         f"{BASE}/me/password",
         json={"old_password": "Wrong-pass-1", "new_password": "Brand-new-99"},
-        headers=me.headers,
+        headers=keyed(me.headers),
     )
     assert_problem(r, 403, "old_password_wrong", "old_password")
     r = await client.post(
-        f"{BASE}/me/password", json={"old_password": PASSWORD, "new_password": "short"}, headers=me.headers
+        f"{BASE}/me/password",
+        json={"old_password": PASSWORD, "new_password": "short"},
+        headers=keyed(me.headers),
     )
     assert_problem(r, 422, "password_too_short", "new_password")
     assert await scalar(pool, "SELECT password_hash FROM customers WHERE id = %s", me.id) == before
@@ -554,7 +557,7 @@ async def test_changing_the_password_ends_every_other_session(
     r = await client.post(
         f"{BASE}/me/password",
         json={"old_password": PASSWORD, "new_password": "Brand-new-99"},
-        headers=me.headers,
+        headers=keyed(me.headers),
     )
     assert r.status_code == 200 and r.json()["sessions_ended"] == 1, r.text
     assert (await client.get(f"{BASE}/me", headers=me.headers)).status_code == 200

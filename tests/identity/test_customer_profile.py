@@ -17,6 +17,7 @@ from etcwallet.identity.customers import (
     find_customer_by_id_number,
     verify_payment_password,
 )
+from tests.idempotency_keys import keyed
 
 from .customer_helpers import (
     BASE,
@@ -240,7 +241,7 @@ async def test_payment_password_set_verify_lock_and_reset(
     number = new_resident_id()
     # Resetting needs the real-name profile on file...
     r = await client.post(
-        reset, json={"sms_code": code, "id_number": number, "new_pin": "369258"}, headers=me.headers
+        reset, json={"sms_code": code, "id_number": number, "new_pin": "369258"}, headers=keyed(me.headers)
     )
     assert_problem(r, 409, "profile_required")
     await step_up(client, me)
@@ -251,11 +252,11 @@ async def test_payment_password_set_verify_lock_and_reset(
     r = await client.post(
         reset,
         json={"sms_code": code, "id_number": new_resident_id(), "new_pin": "369258"},
-        headers=me.headers,
+        headers=keyed(me.headers),
     )
     assert_problem(r, 422, "id_number_mismatch", "id_number")
     r = await client.post(
-        reset, json={"sms_code": code, "id_number": number, "new_pin": "369258"}, headers=me.headers
+        reset, json={"sms_code": code, "id_number": number, "new_pin": "369258"}, headers=keyed(me.headers)
     )
     assert_problem(r, 422, "sms_code_expired", "sms_code")
     assert (await client.get(url, headers=me.headers)).json()["locked"] is True
@@ -263,13 +264,17 @@ async def test_payment_password_set_verify_lock_and_reset(
     code = await send_own_code(client, me.headers, me.phone, "reset_payment_password")
     birthday_pin = number[8:14]  # MMDD of the birth date inside
     r = await client.post(
-        reset, json={"sms_code": code, "id_number": number, "new_pin": birthday_pin}, headers=me.headers
+        reset,
+        json={"sms_code": code, "id_number": number, "new_pin": birthday_pin},
+        headers=keyed(me.headers),
     )
     # Refused as a birth date (or, for some dates, as a repeat or a run first); the code is not spent.
     body = assert_problem(r, 422, r.json()["code"], "new_pin")
     assert body["code"] in {"pin_birth_date", "pin_repeated", "pin_sequential", "pin_pattern"}
     r = await client.post(
-        reset, json={"sms_code": code, "id_number": number.lower(), "new_pin": "369258"}, headers=me.headers
+        reset,
+        json={"sms_code": code, "id_number": number.lower(), "new_pin": "369258"},
+        headers=keyed(me.headers),
     )
     assert r.status_code == 200 and r.json()["locked"] is False and r.json()["remaining_attempts"] == 5, (
         r.text

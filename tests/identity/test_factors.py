@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI
 from etcwallet.core.errors import install_handlers
 from etcwallet.identity.authz import Principal
 from etcwallet.identity.stepup import stepped_up
+from tests.idempotency_keys import keyed
 from tests.identity.software_authenticator import make_customer, open_session
 
 ME = "/api/v1/me/factors"
@@ -42,12 +43,14 @@ async def sms_step_up(client: httpx.AsyncClient, headers: dict[str, str], phone:
 
 
 async def enroll_totp(client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[str, list[str]]:
-    r = await client.post(f"{ME}/totp/enroll", headers=headers)
+    r = await client.post(f"{ME}/totp/enroll", headers=keyed(headers))
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["otpauth_uri"].startswith("otpauth://totp/") and body["qr_svg"].startswith("<svg")
     assert body["qr_png_base64"]
-    r = await client.post(f"{ME}/totp/confirm", json={"code": code_at(body["secret"])}, headers=headers)
+    r = await client.post(
+        f"{ME}/totp/confirm", json={"code": code_at(body["secret"])}, headers=keyed(headers)
+    )
     assert r.status_code == 200, r.text
     codes = r.json()["recovery_codes"]
     assert len(codes) == 10 and len(set(codes)) == 10
@@ -66,7 +69,7 @@ async def audit_actions(pool: Any, customer_id: Any) -> list[tuple[str, str, dic
 async def test_step_up_required_offers_sms_only_when_nothing_is_enrolled(client, pool):
     customer_id, _ = await make_customer(pool)
     headers, _ = await open_session(pool, customer_id)
-    r = await client.post(f"{ME}/recovery-codes/regenerate", headers=headers)
+    r = await client.post(f"{ME}/recovery-codes/regenerate", headers=keyed(headers))
     assert r.status_code == 403, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     body = r.json()
@@ -93,7 +96,9 @@ async def test_step_up_required_offers_sms_only_when_nothing_is_enrolled(client,
     r = await client.post(f"{ME}/step-up/recovery", json={"code": "12345-67890"}, headers=headers)
     assert r.status_code == 409
     # English on request.
-    r = await client.post(f"{ME}/recovery-codes/regenerate", headers=headers | {"Accept-Language": "en"})
+    r = await client.post(
+        f"{ME}/recovery-codes/regenerate", headers=keyed(headers | {"Accept-Language": "en"})
+    )
     assert "second factor" in r.json()["title"]
 
 
@@ -128,24 +133,24 @@ async def test_totp_enroll_confirm_step_up_and_replay(client, pool):
     customer_id, phone = await make_customer(pool)
     headers, _ = await open_session(pool, customer_id)
     # Adding a factor needs a step-up first (here by SMS, the only factor so far).
-    r = await client.post(f"{ME}/totp/enroll", headers=headers)
+    r = await client.post(f"{ME}/totp/enroll", headers=keyed(headers))
     assert r.status_code == 403 and r.json()["accepted_factors"] == ["sms"]
     await sms_step_up(client, headers, phone)
 
-    r = await client.post(f"{ME}/totp/confirm", json={"code": "123456"}, headers=headers)
+    r = await client.post(f"{ME}/totp/confirm", json={"code": "123456"}, headers=keyed(headers))
     assert r.status_code == 409 and r.json()["code"] == "totp_not_pending"
-    r = await client.post(f"{ME}/totp/enroll", headers=headers)
+    r = await client.post(f"{ME}/totp/enroll", headers=keyed(headers))
     secret = r.json()["secret"]
     bad = f"{(int(code_at(secret)) + 1) % 1_000_000:06d}"
-    r = await client.post(f"{ME}/totp/confirm", json={"code": bad}, headers=headers)
+    r = await client.post(f"{ME}/totp/confirm", json={"code": bad}, headers=keyed(headers))
     assert r.status_code == 422 and r.json()["code"] == "totp_invalid"
     secret, _ = await enroll_totp(client, headers)
-    r = await client.post(f"{ME}/totp/enroll", headers=headers)
+    r = await client.post(f"{ME}/totp/enroll", headers=keyed(headers))
     assert r.status_code == 409 and r.json()["code"] == "totp_already_enrolled"
 
     # SMS no longer stands in for the stronger factor.
     fresh, _ = await open_session(pool, customer_id)
-    r = await client.post(f"{ME}/recovery-codes/regenerate", headers=fresh)
+    r = await client.post(f"{ME}/recovery-codes/regenerate", headers=keyed(fresh))
     assert r.status_code == 403 and r.json()["accepted_factors"] == ["totp", "recovery_code"]
     r = await client.post(f"{ME}/step-up/sms/send", headers=fresh)
     assert r.status_code == 409 and r.json()["code"] == "factor_not_accepted"
@@ -154,7 +159,7 @@ async def test_totp_enroll_confirm_step_up_and_replay(client, pool):
     r = await client.post(f"{ME}/step-up/totp", json={"code": code}, headers=fresh)
     assert r.status_code == 200, r.text
     assert r.json()["stepped_up"] is True and r.json()["factor"] == "totp"
-    r = await client.post(f"{ME}/recovery-codes/regenerate", headers=fresh)
+    r = await client.post(f"{ME}/recovery-codes/regenerate", headers=keyed(fresh))
     assert r.status_code == 200 and len(r.json()["recovery_codes"]) == 10
 
     # The same code again (another session): refused as a replay, session not stepped up.
@@ -192,7 +197,7 @@ async def test_recovery_code_works_once_and_regeneration_replaces_them(client, p
     r = await client.post(f"{ME}/step-up/recovery", json={"code": codes[1].replace("-", "")}, headers=second)
     assert r.status_code == 200
 
-    r = await client.post(f"{ME}/recovery-codes/regenerate", headers=second)
+    r = await client.post(f"{ME}/recovery-codes/regenerate", headers=keyed(second))
     assert r.status_code == 200
     fresh = r.json()["recovery_codes"]
     third, _ = await open_session(pool, customer_id)

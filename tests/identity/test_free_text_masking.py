@@ -6,6 +6,7 @@ import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.identity.authz import Role
+from tests.idempotency_keys import keyed
 
 from .customer_helpers import BASE, assert_problem, login, new_phone, new_resident_id, register, scalar
 
@@ -22,7 +23,7 @@ async def test_freeze_reason_is_masked_in_answers_audit_and_storage(
     )
     secrets = (caller, number, caller[3:7], number[6:14])
 
-    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": reason}, headers=risk)
+    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": reason}, headers=keyed(risk))
     assert r.status_code == 200, r.text
     answers = [
         r,
@@ -49,7 +50,7 @@ async def test_a_reason_stored_before_masking_is_answered_masked(
     risk = await make_staff(Role.RISK_OFFICER)  # type: ignore[operator]
     me = await register(client)
     caller = new_phone()
-    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "可疑交易"}, headers=risk)
+    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "可疑交易"}, headers=keyed(risk))
     assert r.status_code == 200, r.text
     async with pool.connection() as conn:  # as an older version stored it: unmasked
         await conn.execute(
@@ -58,7 +59,7 @@ async def test_a_reason_stored_before_masking_is_answered_masked(
     for answer in (
         await login(client, me.phone),
         await client.get(f"{BASE}/{me.id}", headers=risk),
-        await client.post(f"{BASE}/{me.id}/unfreeze", headers=risk),
+        await client.post(f"{BASE}/{me.id}/unfreeze", headers=keyed(risk)),
     ):
         assert caller not in answer.text, answer.text
     detail = await scalar(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.idempotency_keys import keyed
 from tests.identity.software_authenticator import (
     SoftwareAuthenticator,
     b64url,
@@ -31,7 +32,7 @@ async def register(
     r = await client.post(
         f"{ME}/passkeys/register/verify",
         json={"challenge_id": options["challenge_id"], "credential": credential, "name": name},
-        headers=headers,
+        headers=keyed(headers),
     )
     assert r.status_code == 201, r.text
     return r.json()
@@ -149,23 +150,23 @@ async def test_registration_needs_step_up_and_a_valid_attestation(client, pool):
     # Wrong origin: refused, nothing stored, and the challenge is spent.
     credential = device.create(options, "https://evil.example")
     body = {"challenge_id": options["challenge_id"], "credential": credential}
-    r = await client.post(f"{ME}/passkeys/register/verify", json=body, headers=headers)
+    r = await client.post(f"{ME}/passkeys/register/verify", json=body, headers=keyed(headers))
     assert r.status_code == 422 and r.json()["code"] == "passkey_registration_invalid", r.text
     body["credential"] = device.create(options, ORIGIN)
-    r = await client.post(f"{ME}/passkeys/register/verify", json=body, headers=headers)
+    r = await client.post(f"{ME}/passkeys/register/verify", json=body, headers=keyed(headers))
     assert r.status_code == 400 and r.json()["code"] == "webauthn_challenge_invalid"
     assert (await client.get(f"{ME}/passkeys", headers=headers)).json() == []
     # Garbage is a clean 4xx as well.
     options = (await client.post(f"{ME}/passkeys/register/options", headers=headers)).json()
     body = {"challenge_id": options["challenge_id"], "credential": {"id": "x", "rawId": "%%%"}}
-    r = await client.post(f"{ME}/passkeys/register/verify", json=body, headers=headers)
+    r = await client.post(f"{ME}/passkeys/register/verify", json=body, headers=keyed(headers))
     assert r.status_code == 422 and r.json()["code"] == "passkey_registration_invalid"
     # Another customer cannot answer my registration challenge.
     options = (await client.post(f"{ME}/passkeys/register/options", headers=headers)).json()
     other_id, _ = await make_customer(pool)
     other, _ = await open_session(pool, other_id, stepped_up=True)
     body = {"challenge_id": options["challenge_id"], "credential": device.create(options, ORIGIN)}
-    r = await client.post(f"{ME}/passkeys/register/verify", json=body, headers=other)
+    r = await client.post(f"{ME}/passkeys/register/verify", json=body, headers=keyed(other))
     assert r.status_code == 400 and r.json()["code"] == "webauthn_challenge_invalid"
     assert ("factor.passkey.register", "refused") in await audit_actions(pool, customer_id)
 
@@ -181,7 +182,7 @@ async def test_same_credential_cannot_register_twice(client, pool):
     known = next(iter(device.credentials))
     credential = SoftwareAuthenticator().create(options, ORIGIN, credential_id=known)
     body = {"challenge_id": options["challenge_id"], "credential": credential}
-    r = await client.post(f"{ME}/passkeys/register/verify", json=body, headers=headers)
+    r = await client.post(f"{ME}/passkeys/register/verify", json=body, headers=keyed(headers))
     assert r.status_code == 409 and r.json()["code"] == "passkey_exists", r.text
     assert len((await client.get(f"{ME}/passkeys", headers=headers)).json()) == 1
 
@@ -337,7 +338,7 @@ async def test_frozen_customer_cannot_sign_in_with_a_passkey(client, pool):
 async def test_passkey_step_up(client, pool):
     customer_id, _, device, _ = await customer_with_passkey(client, pool)
     headers, _ = await open_session(pool, customer_id)
-    r = await client.post(f"{ME}/recovery-codes/regenerate", headers=headers)
+    r = await client.post(f"{ME}/recovery-codes/regenerate", headers=keyed(headers))
     assert r.status_code == 403
     assert r.json()["accepted_factors"] == ["passkey"]
     assert set(r.json()["step_up"]["endpoints"]) == {"passkey"}

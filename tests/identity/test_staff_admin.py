@@ -28,6 +28,7 @@ from tests.conftest import (
     bootstrap_enrollment_code,
     sign_in_staff,
 )
+from tests.idempotency_keys import keyed
 from tests.identity.software_authenticator import make_customer
 from tests.identity.staff_helpers import (
     ADMIN,
@@ -76,7 +77,7 @@ async def test_admin_creates_a_self_operated_outlet(client, pool, admin) -> None
     r = await client.post(
         f"{ADMIN}/outlets",
         json={"code": code, "name": "兰州东自营网点", "kind": "self_operated"},
-        headers=headers | UA,
+        headers=keyed(headers | UA),
     )
     assert r.status_code == 201, r.text
     made = r.json()
@@ -109,7 +110,7 @@ async def test_admin_creates_a_bank_outlet_for_each_bank(client, pool, admin, ba
     headers, admin_id = admin
     zh, en = staff.BANKS[bank]
     body = {"code": outlet_code(), "name": f"{zh}城关支行", "kind": "bank", "bank": bank}
-    r = await client.post(f"{ADMIN}/outlets", json=body, headers=headers)
+    r = await client.post(f"{ADMIN}/outlets", json=body, headers=keyed(headers))
     assert r.status_code == 201, r.text
     made = r.json()
     assert made["kind"] == "bank" and made["bank"] == bank and made["bank_name"] == f"{zh} / {en}"
@@ -140,7 +141,7 @@ async def test_bad_outlets_are_refused_naming_the_field_and_nothing_is_created(
 ) -> None:
     headers, admin_id = admin
     body: dict[str, Any] = {"code": outlet_code(), "name": "网点", "kind": "self_operated"} | change
-    r = await client.post(f"{ADMIN}/outlets", json=body, headers=headers)
+    r = await client.post(f"{ADMIN}/outlets", json=body, headers=keyed(headers))
     assert_problem(r, status, field=field, code=code)
     assert await count(pool, "SELECT count(*) FROM outlets WHERE code = %s", str(body["code"])) == 0
     # A body the schema refuses never reaches the service; a refusal by the service is on the record.
@@ -152,9 +153,9 @@ async def test_bad_outlets_are_refused_naming_the_field_and_nothing_is_created(
 async def test_duplicate_outlet_code_is_a_conflict(client, pool, admin) -> None:
     headers, admin_id = admin
     body = {"code": outlet_code(), "name": "网点", "kind": "bank", "bank": "ccb"}
-    assert (await client.post(f"{ADMIN}/outlets", json=body, headers=headers)).status_code == 201
+    assert (await client.post(f"{ADMIN}/outlets", json=body, headers=keyed(headers))).status_code == 201
     again = body | {"name": "另一个网点", "kind": "self_operated", "bank": None}
-    r = await client.post(f"{ADMIN}/outlets", json=again, headers=headers)
+    r = await client.post(f"{ADMIN}/outlets", json=again, headers=keyed(headers))
     assert_problem(r, 409, field="code", code="outlet_code_taken")
     assert await count(pool, "SELECT count(*) FROM outlets WHERE code = %s", body["code"]) == 1
     rows = await audit_rows(pool, action="outlet.create", actor_id=admin_id)
@@ -211,7 +212,7 @@ async def test_admin_creates_staff_in_each_role_who_can_then_sign_in(
         [(approver_id, admin_id, role.value)] if privileged else []
     )
 
-    r = await client.post(f"{ADMIN}/staff/{made['id']}/enrollment-code", headers=approver)
+    r = await client.post(f"{ADMIN}/staff/{made['id']}/enrollment-code", headers=keyed(approver))
     assert r.status_code == 201, r.text
     session = await full_sign_in(client, name, r.json()["enrollment_code"])
     assert session["staff"] == made
@@ -247,7 +248,7 @@ async def test_placement_rules(
     }
     if outlet_id is not None:
         body["outlet_id"] = str(outlet_id)
-    r = await client.post(f"{ADMIN}/staff", json=body, headers=headers)
+    r = await client.post(f"{ADMIN}/staff", json=body, headers=keyed(headers))
     assert_problem(r, status, field="outlet_id", code=code)
     assert await count(pool, "SELECT count(*) FROM staff WHERE username = %s", name) == 0
     rows = await audit_rows(pool, action="staff.create", actor_id=admin_id)
@@ -270,7 +271,7 @@ async def test_duplicate_username_is_a_conflict(client, pool, admin) -> None:
     name = username()
     await create_staff_http(client, headers, Role.RISK_OFFICER, name=name)
     body = {"username": name, "display_name": "另一个", "password": STAFF_PASSWORD, "role": "support_agent"}
-    r = await client.post(f"{ADMIN}/staff", json=body, headers=headers)
+    r = await client.post(f"{ADMIN}/staff", json=body, headers=keyed(headers))
     assert_problem(r, 409, field="username", code="username_taken")
     assert await count(pool, "SELECT count(*) FROM staff WHERE username = %s", name) == 1
     rows = await audit_rows(pool, action="staff.create", actor_id=admin_id)
@@ -305,7 +306,7 @@ async def test_bad_staff_input_is_refused_naming_the_field(client, pool, admin, 
         "password": STAFF_PASSWORD,
         "role": "finance",
     } | change
-    r = await client.post(f"{ADMIN}/staff", json=body, headers=headers)
+    r = await client.post(f"{ADMIN}/staff", json=body, headers=keyed(headers))
     assert_problem(r, 422, field=field, code="validation_failed")
     assert not await audit_rows(pool, action="staff.create", actor_id=admin_id)
 
@@ -320,7 +321,7 @@ async def test_weak_staff_password_is_a_422_naming_the_password(
     headers, _ = admin
     name = username()
     body = {"username": name, "display_name": "x", "password": password, "role": "finance"}
-    r = await as_served.post(f"{ADMIN}/staff", json=body, headers=headers)
+    r = await as_served.post(f"{ADMIN}/staff", json=body, headers=keyed(headers))
     assert await count(pool, "SELECT count(*) FROM staff WHERE username = %s", name) == 0
     assert_problem(r, 422, field="password", code=code)
 
@@ -328,8 +329,8 @@ async def test_weak_staff_password_is_a_422_naming_the_password(
 async def test_refused_administrative_actions_are_audited(client, pool, admin) -> None:
     headers, admin_id = admin
     body = {"username": username(), "display_name": "x", "password": STAFF_PASSWORD, "role": "risk_officer"}
-    assert (await client.post(f"{ADMIN}/staff", json=body, headers=headers)).status_code == 201
-    assert (await client.post(f"{ADMIN}/staff", json=body, headers=headers)).status_code == 409
+    assert (await client.post(f"{ADMIN}/staff", json=body, headers=keyed(headers))).status_code == 201
+    assert (await client.post(f"{ADMIN}/staff", json=body, headers=keyed(headers))).status_code == 409
     rows = await audit_rows(pool, action="staff.create", actor_id=admin_id)
     assert [x["outcome"] for x in rows] == ["success", "refused"]
 
@@ -492,9 +493,9 @@ async def test_first_sign_in_enrolls_totp(client, pool, admin, second_admin) -> 
     r = await password_step(client, name)
     assert_problem(r, 401, field="enrollment_code", code="enrollment_code_required")
     assert "secret" not in r.text and "ticket" not in r.json()
-    r = await client.post(f"{ADMIN}/staff/{made['id']}/enrollment-code", headers=headers | UA)
+    r = await client.post(f"{ADMIN}/staff/{made['id']}/enrollment-code", headers=keyed(headers | UA))
     assert_problem(r, 409, field="staff_id", code="enrollment_code_by_password_setter")
-    r = await client.post(f"{ADMIN}/staff/{made['id']}/enrollment-code", headers=second_admin[0] | UA)
+    r = await client.post(f"{ADMIN}/staff/{made['id']}/enrollment-code", headers=keyed(second_admin[0] | UA))
     assert r.status_code == 201, r.text
     issued = r.json()
     enrollment_code = issued["enrollment_code"]
@@ -852,7 +853,7 @@ async def test_unknown_username_answers_like_a_wrong_password(client, pool) -> N
 async def test_a_nul_character_is_a_422_naming_the_field(as_served, pool, admin, path, body, field) -> None:
     """PostgreSQL text cannot hold NUL: it is refused up front (it used to reach the database: a 500)."""
     headers, admin_id = admin
-    r = await as_served.post(path, json=body, headers=headers)
+    r = await as_served.post(path, json=body, headers=keyed(headers))
     problem = assert_problem(r, 422, field=field, code="validation_failed")
     assert problem["errors"][0]["code"] == "nul_character"
     assert [x["action"] for x in await audit_rows(pool, actor_id=admin_id)] == [

@@ -30,6 +30,7 @@ from etcwallet.identity import sessions, staff, staff_changes
 from etcwallet.identity.authz import Role
 from etcwallet.ledger.service import Ledger
 from tests.conftest import STAFF_PASSWORD, StaffFactory
+from tests.idempotency_keys import keyed
 from tests.identity.staff_helpers import (
     ADMIN,
     UA,
@@ -80,7 +81,7 @@ async def test_an_administrator_alone_cannot_create_finance_or_administrator_sta
 ) -> None:
     (first, first_id), (second, second_id), _ = admins
     body = new_member(role)
-    r = await client.post(f"{ADMIN}/staff", json=body, headers=first | UA)
+    r = await client.post(f"{ADMIN}/staff", json=body, headers=keyed(first | UA))
     assert r.status_code == 202, r.text  # recorded, not done
     change = r.json()
     assert r.headers["location"] == f"{CHANGES}/{change['id']}"
@@ -98,21 +99,21 @@ async def test_an_administrator_alone_cannot_create_finance_or_administrator_sta
     assert_problem(await password_step(client, body["username"]), 401, code="invalid_credentials")
     r = await client.patch(f"{ADMIN}/staff/{member_id}", json={"status": "active"}, headers=first)
     assert_problem(r, 409, field="staff_id", code="change_pending")
-    r = await client.post(f"{ADMIN}/staff/{member_id}/enrollment-code", headers=second)
+    r = await client.post(f"{ADMIN}/staff/{member_id}/enrollment-code", headers=keyed(second))
     assert_problem(r, 409, field="staff_id", code="staff_not_active")
     # The requester cannot approve their own request.
-    r = await client.post(f"{CHANGES}/{change['id']}/approve", headers=first | UA)
+    r = await client.post(f"{CHANGES}/{change['id']}/approve", headers=keyed(first | UA))
     assert_problem(r, 409, field="change_id", code="self_approval")
     assert await role_of(client, first, member_id) == (role, "pending")
 
-    r = await client.post(f"{CHANGES}/{change['id']}/approve", headers=second | UA)
+    r = await client.post(f"{CHANGES}/{change['id']}/approve", headers=keyed(second | UA))
     assert r.status_code == 200, r.text
     approved = r.json()
     assert approved["status"] == "approved" and approved["decided_by"] == second_id
     assert approved["staff"]["status"] == "active" and approved["staff"]["role"] == role
-    r = await client.post(f"{CHANGES}/{change['id']}/approve", headers=second)
+    r = await client.post(f"{CHANGES}/{change['id']}/approve", headers=keyed(second))
     assert_problem(r, 409, field="change_id", code="change_not_pending")
-    r = await client.post(f"{CHANGES}/{change['id']}/reject", headers=second)
+    r = await client.post(f"{CHANGES}/{change['id']}/reject", headers=keyed(second))
     assert_problem(r, 409, field="change_id", code="change_not_pending")
 
     # Who requested and who approved are on the record; so is the refused self-approval.
@@ -133,7 +134,7 @@ async def test_an_administrator_alone_cannot_create_finance_or_administrator_sta
     ]
 
     # Approved, the member enrolls with a code from an administrator who did not set the password.
-    r = await client.post(f"{ADMIN}/staff/{member_id}/enrollment-code", headers=second)
+    r = await client.post(f"{ADMIN}/staff/{member_id}/enrollment-code", headers=keyed(second))
     assert r.status_code == 201, r.text
     session = await full_sign_in(client, body["username"], r.json()["enrollment_code"])
     assert session["staff"]["role"] == role
@@ -143,14 +144,14 @@ async def test_a_finance_member_moves_money_only_after_the_second_approval(clien
     """The issue's probe: create a finance user, sign in as it, move money. Now it takes two people."""
     (first, _), (second, _), _ = admins
     body = new_member("finance")
-    r = await client.post(f"{ADMIN}/staff", json=body, headers=first)
+    r = await client.post(f"{ADMIN}/staff", json=body, headers=keyed(first))
     assert r.status_code == 202, r.text
     change = r.json()
-    r = await client.post(f"{ADMIN}/staff/{change['staff']['id']}/enrollment-code", headers=second)
+    r = await client.post(f"{ADMIN}/staff/{change['staff']['id']}/enrollment-code", headers=keyed(second))
     assert_problem(r, 409, code="staff_not_active")
     assert_problem(await password_step(client, body["username"]), 401, code="invalid_credentials")
-    assert (await client.post(f"{CHANGES}/{change['id']}/approve", headers=second)).status_code == 200
-    r = await client.post(f"{ADMIN}/staff/{change['staff']['id']}/enrollment-code", headers=second)
+    assert (await client.post(f"{CHANGES}/{change['id']}/approve", headers=keyed(second))).status_code == 200
+    r = await client.post(f"{ADMIN}/staff/{change['staff']['id']}/enrollment-code", headers=keyed(second))
     session = await full_sign_in(client, body["username"], r.json()["enrollment_code"])
     account = {"currency": "CNY", "code": "general", "owner": "sod"}
     r = await client.post("/api/v1/ledger/accounts", json=account, headers=bearer(session["access_token"]))
@@ -160,8 +161,8 @@ async def test_a_finance_member_moves_money_only_after_the_second_approval(clien
 async def test_rejected_creation_leaves_a_member_who_never_signs_in(client, pool, admins) -> None:
     (first, first_id), (second, second_id), _ = admins
     body = new_member("administrator")
-    change = (await client.post(f"{ADMIN}/staff", json=body, headers=first)).json()
-    r = await client.post(f"{CHANGES}/{change['id']}/reject", headers=second | UA)
+    change = (await client.post(f"{ADMIN}/staff", json=body, headers=keyed(first))).json()
+    r = await client.post(f"{CHANGES}/{change['id']}/reject", headers=keyed(second | UA))
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "rejected" and r.json()["decided_by"] == second_id
     assert r.json()["staff"]["status"] == "rejected"
@@ -170,9 +171,9 @@ async def test_rejected_creation_leaves_a_member_who_never_signs_in(client, pool
     for patch in ({"status": "active"}, {"role": "support_agent"}):
         r = await client.patch(f"{ADMIN}/staff/{member_id}", json=patch, headers=second)
         assert_problem(r, 409, field="staff_id", code="staff_rejected")
-    r = await client.post(f"{ADMIN}/staff", json=body, headers=second)  # the username stays taken
+    r = await client.post(f"{ADMIN}/staff", json=body, headers=keyed(second))  # the username stays taken
     assert_problem(r, 409, field="username", code="username_taken")
-    r = await client.post(f"{CHANGES}/{change['id']}/approve", headers=second)
+    r = await client.post(f"{CHANGES}/{change['id']}/approve", headers=keyed(second))
     assert_problem(r, 409, code="change_not_pending")
     [row] = await audit_rows(pool, target_id=member_id, action="staff.change.reject")
     assert (row["actor_id"], row["detail"]["requested_by"]) == (second_id, first_id)
@@ -202,11 +203,11 @@ async def test_nobody_changes_their_own_role_or_disables_themselves(client, pool
     r = await client.patch(f"{ADMIN}/staff/{first_id}", json={"role": "finance"}, headers=second)
     assert r.status_code == 202, r.text
     change_id = r.json()["id"]
-    r = await client.post(f"{CHANGES}/{change_id}/approve", headers=first)
+    r = await client.post(f"{CHANGES}/{change_id}/approve", headers=keyed(first))
     assert_problem(r, 409, field="change_id", code="own_role")
     assert await role_of(client, second, first_id) == ("administrator", "active")
     assert (await client.get("/api/v1/staff/me", headers=first)).status_code == 200
-    r = await client.post(f"{CHANGES}/{change_id}/approve", headers=third)
+    r = await client.post(f"{CHANGES}/{change_id}/approve", headers=keyed(third))
     assert r.status_code == 200 and r.json()["staff"]["role"] == "finance", r.text
     # The role change ended the member's sessions: they sign in again in the new role.
     assert_problem(await client.get("/api/v1/staff/me", headers=first), 401, code="unauthenticated")
@@ -242,7 +243,7 @@ async def test_granting_or_taking_finance_or_administrator_waits_for_approval(
     assert await role_of(client, first, str(member.id)) == (start.value, "active")
     assert (await client.get("/api/v1/staff/me", headers=theirs)).status_code == 200
 
-    r = await client.post(f"{CHANGES}/{change['id']}/approve", headers=second | UA)
+    r = await client.post(f"{CHANGES}/{change['id']}/approve", headers=keyed(second | UA))
     assert r.status_code == 200, r.text
     assert r.json()["staff"]["role"] == to
     assert_problem(await client.get("/api/v1/staff/me", headers=theirs), 401, code="unauthenticated")
@@ -292,7 +293,7 @@ async def test_one_pending_change_per_member_and_the_role_change_alone(client, p
     assert_problem(await client.get(f"{CHANGES}/{uuid4()}", headers=second), 404, code="change_not_found")
     assert_problem(await client.get(CHANGES, params={"status": "done"}, headers=second), 422, field="status")
     # The requester may withdraw their own request.
-    r = await client.post(f"{CHANGES}/{change_id}/reject", headers=first)
+    r = await client.post(f"{CHANGES}/{change_id}/reject", headers=keyed(first))
     assert r.status_code == 200 and r.json()["status"] == "rejected", r.text
     assert await role_of(client, first, str(member.id)) == ("support_agent", "disabled")
     r = await client.get(CHANGES, params={"status": "rejected", "limit": 200}, headers=second)
@@ -307,7 +308,7 @@ async def test_a_change_gone_stale_is_refused(client, pool, admins) -> None:
     change_id = r.json()["id"]
     async with pool.connection() as conn:  # the role changed meanwhile (by the bootstrap path)
         await staff.update_staff(conn, member.id, role=Role.RISK_OFFICER)
-    r = await client.post(f"{CHANGES}/{change_id}/approve", headers=second)
+    r = await client.post(f"{CHANGES}/{change_id}/approve", headers=keyed(second))
     assert_problem(r, 409, field="change_id", code="change_stale")
 
 
@@ -318,8 +319,8 @@ async def test_enrollment_codes_work_once_expire_and_are_replaced(client, pool, 
     (first, _), (second, _), _ = admins
     member = await new_staff(pool)  # the bootstrap path: nobody recorded as having set the password
     url = f"{ADMIN}/staff/{member.id}/enrollment-code"
-    old = (await client.post(url, headers=first)).json()["enrollment_code"]
-    new = (await client.post(url, headers=second)).json()["enrollment_code"]
+    old = (await client.post(url, headers=keyed(first))).json()["enrollment_code"]
+    new = (await client.post(url, headers=keyed(second))).json()["enrollment_code"]
     assert old != new
     r = await password_step(client, member.username, code=old)  # replaced by the newer one
     assert_problem(r, 401, field="enrollment_code", code="enrollment_code_invalid")
@@ -330,11 +331,11 @@ async def test_enrollment_codes_work_once_expire_and_are_replaced(client, pool, 
         )
     r = await password_step(client, member.username, code=new)
     assert_problem(r, 401, field="enrollment_code", code="enrollment_code_invalid")
-    fresh = (await client.post(url, headers=first)).json()["enrollment_code"]
+    fresh = (await client.post(url, headers=keyed(first))).json()["enrollment_code"]
     await full_sign_in(client, member.username, fresh)
-    r = await client.post(url, headers=first)
+    r = await client.post(url, headers=keyed(first))
     assert_problem(r, 409, field="staff_id", code="totp_already_enrolled")
-    assert_problem(await client.post(f"{ADMIN}/staff/{uuid4()}/enrollment-code", headers=first), 404)
+    assert_problem(await client.post(f"{ADMIN}/staff/{uuid4()}/enrollment-code", headers=keyed(first)), 404)
 
 
 async def test_wrong_enrollment_codes_count_toward_the_lockout(client, pool) -> None:

@@ -33,6 +33,7 @@ from etcwallet.identity.passwords import verify_secret
 from etcwallet.platform import audit
 from etcwallet.platform.audit import GENESIS, AuditEvent
 from tests.conftest import STAFF_PASSWORD, StaffFactory
+from tests.idempotency_keys import keyed
 
 UA = "etcw-audit-test/2.0 (X11; Linux x86_64)"
 SERVICE_UA = "etcw-service/2.0 (审计 · 测试)"
@@ -171,7 +172,7 @@ async def test_rows_record_who_what_target_outcome_where_and_when_and_link_up(
             "role": "outlet_operator",
             "outlet_id": str(outlet.id),
         },
-        headers=admin | {"User-Agent": UA},
+        headers=keyed(admin | {"User-Agent": UA}),
     )
     assert r.status_code == 201, r.text
     staff_id = r.json()["id"]
@@ -179,7 +180,7 @@ async def test_rows_record_who_what_target_outcome_where_and_when_and_link_up(
     second = await make_staff(Role.ADMINISTRATOR)
     second_id = (await client.get("/api/v1/staff/me", headers=second)).json()["id"]
     r = await client.post(
-        f"/api/v1/admin/staff/{staff_id}/enrollment-code", headers=second | {"User-Agent": UA}
+        f"/api/v1/admin/staff/{staff_id}/enrollment-code", headers=keyed(second | {"User-Agent": UA})
     )
     assert r.status_code == 201, r.text
     code = r.json()["enrollment_code"]
@@ -437,7 +438,7 @@ async def test_many_rows_appended_in_one_message_link_up_with_awkward_details(
     awkward: list[dict[str, Any]] = [
         {"amount": 1e20, "rate": 0.1, "tiny": 5e-324},
         {"nested": {"b": [1, (2, 3)], "a": None}, 7: "int key"},
-        {"text": "中文 \\ \"quoted\" \u2028", "when": datetime(2026, 12, 3, tzinfo=UTC)},
+        {"text": '中文 \\ "quoted" \u2028', "when": datetime(2026, 12, 3, tzinfo=UTC)},
         {},
     ]
     try:

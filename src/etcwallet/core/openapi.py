@@ -5,11 +5,16 @@ from its shape are added to the document for every route by :func:`document_prob
 them without asking: 401 and 403, and the bearer security requirement, when an authorization dependency
 (``require_*``) guards it; 422 when it takes parameters or a body; 413 and 415 when it takes a body (with
 the route's body limit); 404 when its path names a resource. FastAPI's own 422 (``application/json``, a shape we never send) is replaced.
+
+A dependency may describe what it adds to the operations it guards with an ``__openapi__`` mapping
+(``platform/idempotency.py`` does: the ``Idempotency-Key`` header, its 400 and 409 answers and the
+``Idempotent-Replayed`` answer header): ``parameters``, ``problems`` and ``answer_headers`` (on 2xx).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,11 +27,13 @@ from etcwallet.core.errors import PROBLEM_JSON
 PROBLEM_REF = "#/components/schemas/ProblemDetails"
 
 DESCRIPTIONS: dict[int, str] = {
-    400: "Refused as malformed beyond field validation (an expired or spent WebAuthn challenge)",
+    400: "Refused as malformed beyond field validation (an expired or spent WebAuthn challenge, a missing or "
+    "malformed `Idempotency-Key`)",
     401: "Not signed in: the token is missing, invalid or expired (`unauthenticated`)",
     403: "Signed in, but this principal or role may not do this (`forbidden`)",
     404: "The resource named in the path (or a resource the body names) does not exist",
-    409: "Conflicts with the current state (an id reused with other fields, a state already reached)",
+    409: "Conflicts with the current state (an id or `Idempotency-Key` reused with another request, a key "
+    "still in use, a state already reached)",
     413: "The request body is over this endpoint's limit (`body_too_large`)",
     415: "The body is not sent as JSON (`unsupported_media_type`)",
     422: "The request is invalid: `errors` names each field and the reason",
@@ -77,18 +84,46 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def _gated(route: APIRoute) -> bool:
-    todo = list(route.dependant.dependencies)
+OPENAPI_ATTR = "__openapi__"
+
+
+def _dependencies(route: APIRoute) -> list[Any]:
+    """Every dependency callable of ``route``, sub-dependencies included."""
+    calls, todo = [], list(route.dependant.dependencies)
     while todo:
         dep = todo.pop()
-        if getattr(dep.call, "__name__", "").startswith(("require_", "load_principal")):
-            return True
+        calls.append(dep.call)
         todo.extend(dep.dependencies)
-    return False
+    return calls
+
+
+def _gated(route: APIRoute) -> bool:
+    return any(
+        getattr(call, "__name__", "").startswith(("require_", "load_principal"))
+        for call in _dependencies(route)
+    )
+
+
+def _annotations(route: APIRoute) -> list[Mapping[str, Any]]:
+    """What the route's dependencies say they add to its operation (their ``__openapi__``)."""
+    return [getattr(call, OPENAPI_ATTR) for call in _dependencies(route) if hasattr(call, OPENAPI_ATTR)]
+
+
+def _annotate(route: APIRoute, operation: dict[str, Any]) -> None:
+    """Add the route's dependencies' parameters and answer headers to ``operation``."""
+    for note in _annotations(route):
+        parameters = operation.setdefault("parameters", [])
+        named = {(p.get("in"), p.get("name")) for p in parameters}
+        parameters.extend(
+            copy.deepcopy(p) for p in note.get("parameters", ()) if (p["in"], p["name"]) not in named
+        )
+        for status, answer in operation.get("responses", {}).items():
+            if str(status).startswith("2"):
+                answer.setdefault("headers", {}).update(copy.deepcopy(dict(note.get("answer_headers", {}))))
 
 
 def _inferred(route: APIRoute, path: str, operation: dict[str, Any]) -> list[int]:
-    statuses: list[int] = []
+    statuses: list[int] = [status for note in _annotations(route) for status in note.get("problems", ())]
     has_body = "requestBody" in operation
     if _gated(route):
         statuses += [401, 403]
@@ -120,6 +155,7 @@ def document_problems(app: FastAPI, document: dict[str, Any]) -> dict[str, Any]:
                 continue
             if _gated(route):
                 operation.setdefault("security", [{"bearer": []}])
+            _annotate(route, operation)
             responses = operation.setdefault("responses", {})
             for status, answer in problems(*_inferred(route, path, operation)).items():
                 if str(status) == "422" or str(status) not in responses:

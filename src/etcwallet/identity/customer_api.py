@@ -21,6 +21,7 @@ from etcwallet.identity.ratelimit import Limit, hit
 from etcwallet.identity.sessions import IssuedTokens, Session
 from etcwallet.identity.sms import Purpose, SentCode
 from etcwallet.identity.stepup import STEP_UP_WINDOW
+from etcwallet.platform.idempotency import idempotent
 
 router = APIRouter(prefix="/api/v1/customers", tags=["customers"])
 
@@ -32,6 +33,9 @@ REFRESH_PER_IP = Limit(60, timedelta(minutes=5))
 SENSITIVE_PER_CUSTOMER = Limit(20, timedelta(minutes=15))
 
 Me = Annotated[Principal, Depends(require_customer)]
+KeyedMe = Annotated[Principal, Depends(idempotent(require_customer))]
+"""The signed-in customer, on a route that takes an ``Idempotency-Key`` (docs/architecture.md lists them)."""
+Freezer = Annotated[Principal, Depends(idempotent(require(Permission.CUSTOMERS_FREEZE)))]
 
 
 def _client(request: Request) -> service.Client:
@@ -263,7 +267,9 @@ async def request_own_sms_code(body: s.OwnSmsCodeRequest, request: Request, me: 
 
 
 @router.post("/me/password", response_model=s.PasswordChangedOut, responses=problems(404, 423, 429))
-async def change_password(body: s.ChangePasswordRequest, request: Request, me: Me) -> s.PasswordChangedOut:
+async def change_password(
+    body: s.ChangePasswordRequest, request: Request, me: KeyedMe
+) -> s.PasswordChangedOut:
     """Change my password; every other session ends."""
     await _limit(request, (f"customer-password:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     ended = await service.change_password(
@@ -351,7 +357,7 @@ async def verify_payment_password(
     "/me/payment-password/reset", response_model=s.PaymentPasswordOut, responses=problems(404, 409, 423, 429)
 )
 async def reset_payment_password(
-    body: s.PaymentPasswordResetRequest, request: Request, me: Me
+    body: s.PaymentPasswordResetRequest, request: Request, me: KeyedMe
 ) -> s.PaymentPasswordOut:
     """Reset (and unlock) my payment password with an SMS code and the ID number of my real-name profile."""
     await _limit(request, (f"customer-pin:id:{me.id}", SENSITIVE_PER_CUSTOMER))
@@ -406,7 +412,7 @@ async def freeze_customer(
     customer_id: UUID,
     body: s.StaffFreezeRequest,
     request: Request,
-    staff: Annotated[Principal, Depends(require(Permission.CUSTOMERS_FREEZE))],
+    staff: Freezer,
 ) -> s.AccountStateOut:
     """Risk staff freeze an account with a reason the customer will be shown; every session ends."""
     customer, ended = await service.freeze(
@@ -420,7 +426,7 @@ async def freeze_customer(
 async def unfreeze_customer(
     customer_id: UUID,
     request: Request,
-    staff: Annotated[Principal, Depends(require(Permission.CUSTOMERS_FREEZE))],
+    staff: Freezer,
 ) -> s.AccountStateOut:
     """Risk staff lift a freeze (and any sign-in lockout)."""
     customer = await service.unfreeze(

@@ -34,6 +34,7 @@ from etcwallet.identity.schemas import SessionOut, TotpEnrollmentOut
 from etcwallet.identity.validators import validate_mobile
 from etcwallet.platform import audit
 from etcwallet.platform.audit import AuditEvent
+from etcwallet.platform.idempotency import idempotent
 
 router = APIRouter(tags=["second factors"])
 
@@ -43,6 +44,9 @@ PASSKEY_LOGIN_PER_IP = Limit(30, timedelta(minutes=5))
 PASSKEY_LOGIN_PER_PHONE = Limit(10, timedelta(minutes=5))
 
 Customer = Annotated[Principal, Depends(require_customer)]
+KeyedCustomer = Annotated[Principal, Depends(idempotent(require_customer))]
+"""The customer, on a route that takes an ``Idempotency-Key``: its answer (a secret, recovery codes, a new
+passkey) is stored encrypted and answered again to a retry."""
 
 
 # --- bodies ----------------------------------------------------------------------------------------------
@@ -192,7 +196,7 @@ TOTP_NOT_PENDING = DomainError(
 
 
 @router.post(f"{ME}/totp/enroll", response_model=TotpEnrollmentOut, responses=problems(409))
-async def totp_enroll(request: Request, me: Customer) -> TotpEnrollmentOut:
+async def totp_enroll(request: Request, me: KeyedCustomer) -> TotpEnrollmentOut:
     """Start TOTP enrollment (needs a fresh step-up): the secret, otpauth URI and its QR code (SVG/PNG)."""
     await stepup.require_step_up(request, me)
     rt = request.app.state.runtime
@@ -209,7 +213,7 @@ async def totp_enroll(request: Request, me: Customer) -> TotpEnrollmentOut:
 
 
 @router.post(f"{ME}/totp/confirm", response_model=RecoveryCodesOut, responses=problems(401, 409, 423, 429))
-async def totp_confirm(body: CodeIn, request: Request, me: Customer) -> RecoveryCodesOut:
+async def totp_confirm(body: CodeIn, request: Request, me: KeyedCustomer) -> RecoveryCodesOut:
     """Confirm TOTP with its first code; answers ten one-time recovery codes (shown only now)."""
     rt = request.app.state.runtime
     async with rt.pool.connection() as conn:
@@ -254,7 +258,7 @@ async def totp_remove(request: Request, me: Customer) -> Response:
 
 
 @router.post(f"{ME}/recovery-codes/regenerate", response_model=RecoveryCodesOut, responses=problems(409))
-async def regenerate_recovery_codes(request: Request, me: Customer) -> RecoveryCodesOut:
+async def regenerate_recovery_codes(request: Request, me: KeyedCustomer) -> RecoveryCodesOut:
     """Replace the recovery codes with ten new ones (needs a fresh step-up); the old ones stop working."""
     await stepup.require_step_up(request, me)
     rt = request.app.state.runtime
@@ -289,7 +293,7 @@ async def passkey_register_options(request: Request, me: Customer) -> CeremonyOu
     status_code=status.HTTP_201_CREATED,
     responses=problems(400, 409, 503),
 )
-async def passkey_register_verify(body: PasskeyRegisterIn, request: Request, me: Customer) -> PasskeyOut:
+async def passkey_register_verify(body: PasskeyRegisterIn, request: Request, me: KeyedCustomer) -> PasskeyOut:
     """Store the passkey the authenticator created for the options' challenge."""
     rp_id, origin = relying_party(request)
     fingerprint = _fingerprint(body.credential)

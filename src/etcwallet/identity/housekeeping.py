@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.identity import lockout, ratelimit
-from etcwallet.platform import audit
+from etcwallet.platform import audit, idempotency
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ async def sweep(conn: AsyncConnection[Any], now: datetime | None = None) -> dict
         {"spent": spent},
     )
     deleted["session_refresh_history"] = cur.rowcount
+    # Not identity's, but this loop is the one that runs until the jobs runner takes housekeeping over.
+    deleted["idempotency_keys"] = await idempotency.purge_expired(conn, now)
     return deleted
 
 

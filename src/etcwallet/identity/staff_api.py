@@ -26,11 +26,15 @@ from etcwallet.identity.authz import (
 from etcwallet.identity.ratelimit import Limit, hit
 from etcwallet.platform import audit
 from etcwallet.platform.audit import AuditEvent
+from etcwallet.platform.idempotency import idempotent
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff"])
 ANCHOR_PATTERN = r"^\s*[0-9]{1,19}:[0-9A-Fa-f]{64}\s*$"
 """An audit anchor, ``SEQ:HASH`` (as ``etcwallet audit verify`` prints it), for the schema."""
 admin = APIRouter(prefix="/api/v1/admin", tags=["administration"])
+
+StaffManager = Annotated[Principal, Depends(idempotent(require(Permission.STAFF_MANAGE)))]
+"""An administrator, on a route that takes an ``Idempotency-Key`` (docs/architecture.md lists them)."""
 
 LOGIN_PER_IP = Limit(30, timedelta(minutes=5))
 LOGIN_PER_USER = Limit(10, timedelta(minutes=5))
@@ -161,7 +165,7 @@ async def _audit(
 async def create_outlet(
     body: s.OutletCreate,
     request: Request,
-    me: Annotated[Principal, Depends(require(Permission.OUTLETS_MANAGE))],
+    me: Annotated[Principal, Depends(idempotent(require(Permission.OUTLETS_MANAGE)))],
 ) -> s.OutletOut:
     try:
         async with request.app.state.runtime.pool.connection() as conn:
@@ -232,9 +236,7 @@ _AWAITS_APPROVAL: dict[int | str, dict[str, object]] = {
     response_model=s.StaffOut,
     responses={**_AWAITS_APPROVAL, **problems(404, 409)},
 )
-async def create_staff(
-    body: s.StaffCreate, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
-) -> s.StaffOut | JSONResponse:
+async def create_staff(body: s.StaffCreate, request: Request, me: StaffManager) -> s.StaffOut | JSONResponse:
     """Create a staff member (201). In the finance or administrator role the member waits, unable to sign
     in, until another administrator approves (202 and the pending change). Either way the member enrolls
     TOTP with a code that another administrator issues, since the caller set the password."""
@@ -312,9 +314,7 @@ def _placement(m: service.StaffMember) -> dict[str, str | None]:
     response_model=s.EnrollmentCodeOut,
     responses=problems(409),
 )
-async def issue_enrollment_code(
-    staff_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
-) -> s.EnrollmentCodeOut:
+async def issue_enrollment_code(staff_id: UUID, request: Request, me: StaffManager) -> s.EnrollmentCodeOut:
     """Issue a one-time TOTP enrollment code (shown once; replaces an earlier one) for an active member who
     has not enrolled. Whoever set the member's password may not (409): another administrator does, and
     hands it to the member, who signs in with it and the password to see their new TOTP secret."""
@@ -373,18 +373,14 @@ async def _decide(request: Request, me: Principal, change_id: UUID, verdict: str
 
 
 @admin.post("/staff-changes/{change_id}/approve", response_model=s.StaffChangeOut, responses=problems(409))
-async def approve_staff_change(
-    change_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
-) -> s.StaffChangeOut:
+async def approve_staff_change(change_id: UUID, request: Request, me: StaffManager) -> s.StaffChangeOut:
     """Approve a pending change: it takes effect now. Not by whoever requested it, nor by the member it
     concerns (409); a change already decided is 409 too."""
     return await _decide(request, me, change_id, "approve")
 
 
 @admin.post("/staff-changes/{change_id}/reject", response_model=s.StaffChangeOut, responses=problems(409))
-async def reject_staff_change(
-    change_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
-) -> s.StaffChangeOut:
+async def reject_staff_change(change_id: UUID, request: Request, me: StaffManager) -> s.StaffChangeOut:
     """Reject a pending change (the requester may withdraw their own); a member waiting to be created ends
     ``rejected``."""
     return await _decide(request, me, change_id, "reject")
