@@ -57,6 +57,8 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "sms_codes": _READ_WRITE_DELETE,  # housekeeping
     "rate_limits": _READ_WRITE_DELETE,  # housekeeping
     "unknown_login_failures": _READ_WRITE_DELETE,  # housekeeping
+    # platform
+    "jobs": _READ_WRITE_DELETE,  # claimed, leased and finished by runners; old finished one-offs pruned
 }
 """Every table of the schema and what the service may do to its rows. Nothing else is granted."""
 
