@@ -350,9 +350,10 @@ def jobs_list() -> None:
     table = Table(title="后台任务 · jobs")
     for heading in (
         "任务 · job", "计划 · schedule", "状态 · state", "上次运行 · last run", "结果 · outcome",
-        "下次运行 · next run", "尝试 · attempts", "最近错误 · last error",
+        "下次运行 · next run", "尝试 · attempts",
     ):  # fmt: skip
-        table.add_column(heading)
+        table.add_column(heading, no_wrap=heading != "计划 · schedule")
+    table.add_column("最近错误 · last error")
     for status in asyncio.run(run()):
         name = status.name if status.scheduled else f"{status.name} #{status.job_id}"
         state = status.state + (f" ({status.lease_owner})" if status.state == "running" else "")
@@ -361,7 +362,7 @@ def jobs_list() -> None:
             _when(status.next_run) if status.state != "new" else "启动时 · at start",
             str(status.attempts), (status.last_error or "")[:120],
         )  # fmt: skip
-    Console(width=max(console.width, 160)).print(table)
+    Console(width=max(console.width, 180)).print(table)
 
 
 @jobs_app.command("run")
