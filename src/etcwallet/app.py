@@ -29,7 +29,7 @@ from etcwallet.core.headers import SecurityHeaders
 from etcwallet.core.http import HotRoutes
 from etcwallet.core.logging import configure_logging
 from etcwallet.core.openapi import document_problems
-from etcwallet.identity import housekeeping as identity_housekeeping
+from etcwallet.identity import jobs as identity_jobs
 from etcwallet.identity import totp
 from etcwallet.identity.customer_api import router as customer_router
 from etcwallet.identity.dev_api import router as dev_router
@@ -37,10 +37,13 @@ from etcwallet.identity.factors_api import router as factors_router
 from etcwallet.identity.sms import OutboxGateway, SmsGateway
 from etcwallet.identity.staff_api import admin as admin_router
 from etcwallet.identity.staff_api import router as staff_router
+from etcwallet.ledger import jobs as ledger_jobs
 from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
 from etcwallet.ledger.service import Ledger
 from etcwallet.platform import idempotency
+from etcwallet.platform.job_runner import Runner
+from etcwallet.platform.jobs import Registry, platform_jobs
 from etcwallet.platform.unit import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class Runtime:
     keys: Keys
     sms: SmsGateway = field(default_factory=OutboxGateway)
     server: DatabaseServer | None = None
+    jobs: Runner | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     uow: UnitOfWork = field(init=False)
 
@@ -65,6 +69,8 @@ class Runtime:
     async def close(self) -> None:
         """Stop the services, close the pool, and leave the embedded server (stopping it if last)."""
         try:
+            if self.jobs is not None:
+                await self.jobs.stop()  # running jobs finish (or are released) while the ledger still runs
             for task in self.background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -103,12 +109,8 @@ async def _start_services(settings: Settings, server: DatabaseServer) -> Runtime
             rekeyed = await totp.rekey_legacy_recovery_codes(conn, keys.lookup_key)
         if rekeyed:
             log.info("legacy recovery codes rekeyed", extra={"count": rekeyed})
-        runtime.background.append(
-            asyncio.create_task(ledger.run_expiry_sweeper(settings.ledger_expiry_interval_seconds))
-        )
-        runtime.background.append(
-            asyncio.create_task(identity_housekeeping.run(pool, settings.housekeeping_interval_seconds))
-        )
+        runtime.jobs = Runner(pool, job_registry(settings, ledger))
+        await runtime.jobs.start()
         if settings.demo and not settings.is_production:
             from etcwallet.demo import load_demo_data
 
@@ -118,6 +120,17 @@ async def _start_services(settings: Settings, server: DatabaseServer) -> Runtime
         await runtime.close()
         raise
     return runtime
+
+
+def job_registry(settings: Settings, ledger: Ledger) -> Registry:
+    """Every job the service declares, bound to this process's services (the runner's and the CLI's)."""
+    return Registry(
+        [
+            *platform_jobs(),
+            *ledger_jobs.jobs(ledger, settings.ledger_expiry_interval_seconds),
+            *identity_jobs.jobs(settings.housekeeping_interval_seconds),
+        ]
+    )
 
 
 class MetricsMiddleware:

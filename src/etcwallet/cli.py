@@ -6,9 +6,11 @@ import asyncio
 import importlib.util
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -34,6 +36,8 @@ staff_app = typer.Typer(help="员工 · staff", no_args_is_help=True)
 audit_app = typer.Typer(help="审计 · audit log", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
 app.add_typer(audit_app, name="audit")
+jobs_app = typer.Typer(help="后台任务 · scheduled and queued jobs", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 dev_app = typer.Typer(
     help="开发工具（需 ETCW_DEV_OUTBOX=1，生产环境不可用）· development tools: ETCW_DEV_OUTBOX=1, never in production",
     no_args_is_help=True,
@@ -43,6 +47,7 @@ if get_settings().serves_dev_outbox:
 console = Console(stderr=True)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def _database(prepare: bool) -> DatabaseServer:
@@ -316,6 +321,92 @@ def ledger_expire() -> None:
 
     configure_logging(get_settings())
     console.print(f"已释放过期冻结 · expired holds released: {asyncio.run(run())}")
+
+
+def _when(value: datetime | None) -> str:
+    """A time as the console shows it: Asia/Shanghai, to the second."""
+    return "—" if value is None else f"{value.astimezone(SHANGHAI):%Y-%m-%d %H:%M:%S}"
+
+
+@jobs_app.command("list")
+def jobs_list() -> None:
+    """Show every scheduled job (schedule, last run, outcome, next run, attempts) and the queued jobs that
+    are waiting, running or parked after their last attempt failed. Times are Asia/Shanghai."""
+    from rich.table import Table
+
+    from etcwallet.app import job_registry
+    from etcwallet.ledger.service import Ledger
+    from etcwallet.platform import jobs
+
+    async def run() -> list[jobs.JobStatus]:
+        pool = await open_pool(_database_url(), 2)
+        try:
+            async with pool.connection() as conn:
+                return await jobs.overview(conn, job_registry(get_settings(), Ledger(pool)))
+        finally:
+            await pool.close()
+
+    configure_logging(get_settings())
+    table = Table(title="后台任务 · jobs")
+    for heading in (
+        "任务 · job", "计划 · schedule", "状态 · state", "上次运行 · last run", "结果 · outcome",
+        "下次运行 · next run", "尝试 · attempts",
+    ):  # fmt: skip
+        table.add_column(heading, no_wrap=heading != "计划 · schedule")
+    table.add_column("最近错误 · last error")
+    for status in asyncio.run(run()):
+        name = status.name if status.scheduled else f"{status.name} #{status.job_id}"
+        state = status.state + (f" ({status.lease_owner})" if status.state == "running" else "")
+        table.add_row(
+            name, status.schedule, state, _when(status.started_at), status.outcome or "—",
+            _when(status.next_run) if status.state != "new" else "启动时 · at start",
+            str(status.attempts), (status.last_error or "")[:120],
+        )  # fmt: skip
+    Console(width=max(console.width, 180)).print(table)
+
+
+@jobs_app.command("run")
+def jobs_run(name: Annotated[str, typer.Argument(help="the job's name, e.g. ledger.expire_holds")]) -> None:
+    """Run a scheduled job now, once, whether due or not; refused while another process runs it.
+
+    The run counts as the job's latest (its next run is one period later) and is audited as the command
+    line's.
+    """
+    from etcwallet.app import job_registry
+    from etcwallet.core.errors import DomainError
+    from etcwallet.ledger.service import Ledger
+    from etcwallet.platform import audit
+    from etcwallet.platform.job_runner import Runner, RunOutcome, runner_name
+
+    async def run() -> RunOutcome:
+        pool = await open_pool(_database_url(), 3)  # the claim and lease, and the job's own work
+        try:
+            runner = Runner(pool, job_registry(get_settings(), Ledger(pool)), owner=f"cli:{runner_name()}")
+            outcome = await runner.run_now(name)
+            await audit.record(
+                pool,
+                audit.Actor.system("cli").event(
+                    "jobs.run", target=("job", name),
+                    detail={"job_id": outcome.job_id, "result": outcome.result, "error": outcome.error},
+                    outcome="success" if outcome.outcome == "success" else "failure",
+                ),
+            )  # fmt: skip
+            return outcome
+        finally:
+            await pool.close()
+
+    configure_logging(get_settings())
+    try:
+        outcome = asyncio.run(run())
+    except DomainError as exc:
+        console.print(f"[red]{exc.zh} / {exc.en}: {name}[/]")
+        if exc.code == "job_not_found":
+            console.print("已声明的任务 · declared jobs: " + ", ".join(exc.extra.get("names", [])))
+        raise typer.Exit(2 if exc.code == "job_not_found" else 1) from None
+    if outcome.outcome != "success":
+        console.print(f"[red]任务失败 · job failed ({outcome.outcome}): {outcome.error}[/]")
+        raise typer.Exit(1)
+    console.print(f"任务已完成 · job done: {name} {outcome.result or ''}")
 
 
 @bench_app.command("ledger")

@@ -14,8 +14,11 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.identity import housekeeping
+from etcwallet.identity import jobs as identity_jobs
 from etcwallet.platform import audit
 from etcwallet.platform.audit import AuditEvent
+from etcwallet.platform.job_runner import Runner
+from etcwallet.platform.jobs import Registry
 
 NOW = datetime.now(UTC)
 LONG_AGO = NOW - timedelta(days=45)
@@ -111,14 +114,15 @@ async def test_sweep_deletes_spent_rows_and_keeps_live_ones(pool: AsyncConnectio
         assert deleted[table] >= 1, (table, deleted)
 
 
-async def test_the_background_task_sweeps_until_cancelled(
+async def test_the_housekeeping_job_sweeps_under_a_runner_until_stopped(
     pool: AsyncConnectionPool, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=housekeeping.__name__)
     seq = await audit.record(pool, AuditEvent("system", "test", "test.housekeeping", "success"))
     async with pool.connection() as conn:
         old_code = await _sms_code(conn, LONG_AGO)
-    task = asyncio.create_task(housekeeping.run(pool, interval=0.05))
+    runner = Runner(pool, Registry(identity_jobs.jobs(0.05)), poll_interval=0.05)
+    await runner.start()
     try:
         for _ in range(100):
             async with pool.connection() as conn:
@@ -126,11 +130,9 @@ async def test_the_background_task_sweeps_until_cancelled(
                     break
             await asyncio.sleep(0.05)
         else:
-            raise AssertionError("the housekeeping task never swept")
+            raise AssertionError("the housekeeping job never swept")
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    assert task.cancelled()
+        await runner.stop()
     # Each round logs the audit head as an anchor that verifies against the log.
     anchors = [r.anchor for r in caplog.records if r.getMessage() == "audit chain head"]  # type: ignore[attr-defined]
     assert anchors, caplog.text

@@ -59,6 +59,7 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "unknown_login_failures": _READ_WRITE_DELETE,  # housekeeping
     # platform
     "idempotency_keys": _READ_WRITE_DELETE,  # claimed, answered, released after a failure, purged
+    "jobs": _READ_WRITE_DELETE,  # claimed, leased and finished by runners; old finished one-offs pruned
 }
 """Every table of the schema and what the service may do to its rows. Nothing else is granted."""
 

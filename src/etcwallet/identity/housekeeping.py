@@ -10,12 +10,10 @@ session rotated out are forgotten.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -60,21 +58,17 @@ async def sweep(conn: AsyncConnection[Any], now: datetime | None = None) -> dict
     return deleted
 
 
-async def run(pool: AsyncConnectionPool, interval: float) -> None:
-    """Sweep every ``interval`` seconds until cancelled.
+async def run_round(pool: AsyncConnectionPool) -> dict[str, int]:
+    """One round of housekeeping (the ``identity.housekeeping`` job): sweep, then log the audit head.
 
-    Each round also logs the audit log's head: shipped with the logs, those lines are anchors kept
-    outside the database, against which ``etcwallet audit verify --anchor`` finds deleted tail rows.
+    The head's line, shipped with the logs, is an anchor kept outside the database, against which
+    ``etcwallet audit verify --anchor`` finds deleted tail rows.
     """
-    while True:
-        try:
-            async with pool.connection() as conn:
-                deleted = await sweep(conn)
-                newest = await audit.head(conn)
-            if any(deleted.values()):
-                log.info("identity housekeeping", extra={"deleted": deleted})
-            if newest is not None:
-                log.info("audit chain head", extra={"anchor": f"{newest[0]}:{newest[1]}"})
-        except (psycopg.Error, OSError):
-            log.exception("identity housekeeping failed")
-        await asyncio.sleep(interval)
+    async with pool.connection() as conn:
+        deleted = await sweep(conn)
+        newest = await audit.head(conn)
+    if any(deleted.values()):
+        log.info("identity housekeeping", extra={"deleted": deleted})
+    if newest is not None:
+        log.info("audit chain head", extra={"anchor": f"{newest[0]}:{newest[1]}"})
+    return deleted

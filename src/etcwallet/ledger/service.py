@@ -485,7 +485,8 @@ class Ledger:
     # --- expiry --------------------------------------------------------------------------------
 
     async def expire_due(self, limit: int = 1000) -> int:
-        """Release holds whose timeout has passed; returns how many. Run by the sweeper and the CLI."""
+        """Release holds whose timeout has passed; returns how many. Run by the ``ledger.expire_holds`` job
+        (``ledger/jobs.py``) and ``etcwallet ledger expire``."""
         total = 0
         while True:
             async with self.pool.connection() as conn, conn.transaction():
@@ -525,17 +526,6 @@ class Ledger:
                 total += len(released)
             if len(due) < limit:
                 return total
-
-    async def run_expiry_sweeper(self, interval: float) -> None:
-        """Release expired holds every ``interval`` seconds until cancelled."""
-        while True:
-            try:
-                expired = await self.expire_due()
-                if expired:
-                    log.info("ledger holds expired", extra={"count": expired})
-            except (psycopg.Error, OSError):
-                log.exception("ledger expiry sweep failed")
-            await asyncio.sleep(interval)
 
 
 def _transfer_audit(request: TransferRequest) -> dict[str, Any]:
