@@ -8,7 +8,6 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from etcwallet.core.bodies import body_limit
-from etcwallet.core.errors import DomainError
 from etcwallet.core.http import body_schema, parse_body
 from etcwallet.core.i18n import negotiate
 from etcwallet.core.ids import new_id
@@ -88,9 +87,7 @@ async def list_transfers(
 @router.get("/accounts/{account_id}/balance", response_model=s.BalanceAsOf, dependencies=READ)
 async def balance_as_of(account_id: UUID, at: s.AsOf, ledger: LedgerDep) -> s.BalanceAsOf:
     if at.tzinfo is None:
-        raise DomainError(
-            "timezone_required", 422, "时间必须带时区", "the time must carry a UTC offset", field="at"
-        )
+        raise LedgerError("timezone_required")
     account, balance = await ledger.balance_as_of(account_id, at)
     return s.BalanceAsOf(
         account_id=account_id, at=at, balance=SignedMoney(amount=balance, currency=account.currency)
@@ -187,5 +184,5 @@ async def void_pending(pending_id: UUID, body: s.VoidPending, ledger: LedgerDep)
 async def read_transfer(transfer_id: UUID, ledger: LedgerDep) -> s.TransferOut:
     transfer = await ledger.get_transfer(transfer_id)
     if transfer is None:
-        raise DomainError("transfer_not_found", 404, "转账不存在", "transfer not found", field="transfer_id")
+        raise LedgerError("transfer_not_found")
     return s.TransferOut.of(transfer)
