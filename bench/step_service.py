@@ -20,7 +20,8 @@ from etcwallet.app import create_app_from_env
 from etcwallet.core.http import parse_body
 from etcwallet.core.money import Money
 from etcwallet.core.schemas import RequestModel
-from etcwallet.ledger.api import actor_of, can_write
+from etcwallet.identity.authz import actor
+from etcwallet.ledger.api import can_write
 from etcwallet.ledger.service import Ledger
 from etcwallet.ledger.types import TransferRequest
 from etcwallet.platform.unit import Along
@@ -51,12 +52,12 @@ class StepCreate(RequestModel):
 @router.post("/steps", status_code=201)
 async def book_step(request: Request) -> Response:
     """One transfer with its row, its event and its audit entry, committed together."""
-    actor = actor_of(request, await can_write(request))
+    who = actor(request, await can_write(request))
     body = await parse_body(request, StepCreate)
     ledger: Ledger = request.app.state.ledger
     along = Along(
         statements=[(_INSERT, (body.id, body.payer, body.payee, body.amount.amount))],
-        audit=[actor.event("bench.step_booked", target=("bench_step", str(body.id)))],
+        audit=[who.event("bench.step_booked", target=("bench_step", str(body.id)))],
     )
     transfer = await ledger.create_transfer(
         TransferRequest(body.id, debit_account_id=body.payer, credit_account_id=body.payee,

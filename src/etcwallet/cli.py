@@ -156,7 +156,7 @@ def staff_create(
     from etcwallet.identity import staff
     from etcwallet.identity.authz import Role
     from etcwallet.platform import audit
-    from etcwallet.platform.audit import AuditEvent
+    from etcwallet.platform.audit import Actor
 
     password = (
         sys.stdin.readline().rstrip("\n")
@@ -185,11 +185,11 @@ def staff_create(
                     conn, username=username, display_name=display_name, password=password, role=Role(role),
                     outlet_id=outlet_id,
                 )  # fmt: skip
-                await audit.append(
-                    conn,
-                    AuditEvent("system", "cli", "staff.create", "success", "staff", str(member.id),
-                               detail={"username": username, "role": role}),
-                )  # fmt: skip
+                detail = {"username": username, "role": role}
+                event = Actor.system("cli").event(
+                    "staff.create", target=("staff", str(member.id)), detail=detail
+                )
+                await audit.append(conn, event)
                 code = await _issue_code(conn, member.id)
             return str(member.id), code
         finally:
@@ -214,14 +214,14 @@ async def _issue_code(conn: AsyncConnection[Any], staff_id: UUID) -> EnrollmentC
     """Issue a TOTP enrollment code from the command line (audited as the system)."""
     from etcwallet.identity import staff
     from etcwallet.platform import audit
-    from etcwallet.platform.audit import AuditEvent
+    from etcwallet.platform.audit import Actor
 
     code = await staff.issue_enrollment_code(conn, staff_id, issued_by=None)
-    await audit.append(
-        conn,
-        AuditEvent("system", "cli", "staff.enrollment_code.issue", "success", "staff", str(staff_id),
-                   detail={"expires_at": code.expires_at.isoformat()}),
-    )  # fmt: skip
+    detail = {"expires_at": code.expires_at.isoformat()}
+    event = Actor.system("cli").event(
+        "staff.enrollment_code.issue", target=("staff", str(staff_id)), detail=detail
+    )
+    await audit.append(conn, event)
     return code
 
 

@@ -669,6 +669,13 @@ async def test_bulk_batch_too_large(ledger: Ledger) -> None:
     with pytest.raises(DomainError) as info:
         await ledger.create_transfers(reqs)
     assert info.value.code == "batch_too_large"
+    # from the ledger's error table, with the limit in both sentences and the field named
+    assert isinstance(info.value, LedgerError) and info.value.status == 422
+    assert (info.value.zh, info.value.en, info.value.field) == (
+        f"一批最多 {MAX_BATCH} 笔转账",
+        f"at most {MAX_BATCH} transfers a batch",
+        "transfers",
+    )
 
 
 # --- idempotency ---------------------------------------------------------------------------------

@@ -21,8 +21,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import hash_token
 from etcwallet.core.db import autocommit
-from etcwallet.core.errors import DomainError
 from etcwallet.identity import sessions
+from etcwallet.identity.errors import IdentityError
+from etcwallet.platform.audit import Actor
 
 
 class Role(StrEnum):
@@ -135,26 +136,27 @@ class Principal:
         return self.stepped_up_at is not None and datetime.now(UTC) - self.stepped_up_at <= window
 
 
-def unauthenticated() -> DomainError:
-    return DomainError(
-        "unauthenticated", 401, "请先登录（令牌缺失、无效或已过期）", "sign in first: the token is missing, invalid or expired",
-        field="Authorization",
-    )  # fmt: skip
+def unauthenticated() -> IdentityError:
+    return IdentityError("unauthenticated")
 
 
-def refresh_token_reused() -> DomainError:
+def refresh_token_reused() -> IdentityError:
     """The answer to a replayed refresh token: its session has just been ended."""
-    return DomainError(
-        "refresh_token_reused", 401, "该刷新令牌已被使用过，为安全起见会话已结束，请重新登录",
-        "this refresh token was already used: the session has been ended for safety, sign in again",
-        field="refresh_token",
-    )  # fmt: skip
+    return IdentityError("refresh_token_reused")
 
 
-def forbidden(permission: str) -> DomainError:
-    return DomainError(
-        "forbidden", 403, "无权执行此操作", "you are not allowed to do this", extra={"permission": permission}
-    )
+def forbidden(permission: str) -> IdentityError:
+    return IdentityError("forbidden", permission=permission)
+
+
+def actor(request: Request, principal: Principal | None = None) -> Actor:
+    """Who acts in ``request``, for the audit: the principal (anonymous without one), from the request's
+    client address and user agent."""
+    ip = request.client.host if request.client else None
+    ua = request.headers.get("user-agent")
+    if principal is None:
+        return Actor("anonymous", None, ip, ua)
+    return Actor(principal.kind, str(principal.id), ip, ua)
 
 
 def bearer_token(request: Request) -> str | None:
@@ -268,9 +270,7 @@ async def load_principal(request: Request) -> Principal:
     # headers (an Authorization header of another scheme, say) the request carries.
     unsafe = request.method not in ("GET", "HEAD", "OPTIONS")
     if from_cookie and unsafe and not _csrf_echoed(request, principal.csrf_token):
-        raise DomainError(
-            "csrf_failed", 403, "CSRF 校验失败", "CSRF token missing or wrong", field="X-CSRF-Token"
-        )
+        raise IdentityError("csrf_failed")
     request.state.principal = principal
     return principal
 

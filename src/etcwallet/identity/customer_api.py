@@ -16,7 +16,8 @@ from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
 from etcwallet.identity import customer_schemas as s
 from etcwallet.identity import customers as service
-from etcwallet.identity.authz import Permission, Principal, require, require_customer
+from etcwallet.identity.authz import Permission, Principal, actor, require, require_customer
+from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.ratelimit import Limit, hit
 from etcwallet.identity.sessions import IssuedTokens, Session
 from etcwallet.identity.sms import Purpose, SentCode
@@ -39,7 +40,8 @@ Freezer = Annotated[Principal, Depends(idempotent(require(Permission.CUSTOMERS_F
 
 
 def _client(request: Request) -> service.Client:
-    return service.Client(request.client.host if request.client else None, request.headers.get("user-agent"))
+    who = actor(request)
+    return service.Client(who.ip, who.user_agent)
 
 
 async def _limit(request: Request, *keys: tuple[str, Limit]) -> None:
@@ -303,7 +305,7 @@ async def read_profile(request: Request, me: Me) -> s.ProfileOut:
     async with rt.pool.connection() as conn:
         profile = await service.get_profile(conn, rt.keys.cipher, me.id)
     if profile is None:
-        raise service.PROFILE_MISSING
+        raise IdentityError("profile_missing")
     return _profile_out(profile)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_free_text, mask_id_number, mask_name, mask_phone
 from etcwallet.identity import lockout, passkeys, sessions, sms, stepup, totp
 from etcwallet.identity.authz import refresh_token_reused, unauthenticated
+from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
 from etcwallet.identity.sms import Purpose, SentCode, SmsGateway
 from etcwallet.identity.validators import (
@@ -39,7 +41,7 @@ from etcwallet.identity.validators import (
     validate_resident_id,
 )
 from etcwallet.platform import audit
-from etcwallet.platform.audit import AuditEvent
+from etcwallet.platform.audit import Actor, AuditEvent
 
 CUSTOMER = "customer"
 TICKET_LIFETIME = timedelta(minutes=5)
@@ -135,109 +137,36 @@ class CustomerDetail:
 
 # --- refusals --------------------------------------------------------------------------------------------
 
-INVALID_CREDENTIALS = DomainError(
-    "invalid_credentials", 401, "手机号或密码错误", "wrong phone number or password", field="password"
-)
-PHONE_REGISTERED = DomainError(
-    "phone_registered", 409, "该手机号已注册，请直接登录", "this phone number is already registered: sign in", field="phone"
-)  # fmt: skip
-BAD_TICKET = DomainError(
-    "login_ticket_invalid", 401, "登录已过期，请重新输入密码", "the sign-in has expired: enter the password again",
-    field="ticket",
-)  # fmt: skip
-BAD_SECOND_FACTOR = DomainError(
-    "second_factor_invalid", 401, "动态验证码或恢复码错误或已使用", "wrong or already used code", field="code"
-)
-OLD_PASSWORD_WRONG = DomainError(
-    "old_password_wrong", 403, "原密码错误", "the current password is wrong", field="old_password"
-)
-PASSWORD_UNCHANGED = DomainError(
-    "password_unchanged", 422, "新密码不能与原密码相同", "the new password must differ from the current one",
-    field="new_password",
-)  # fmt: skip
-SESSION_NOT_FOUND = DomainError(
-    "session_not_found", 404, "会话不存在或已结束", "no such session, or it has ended", field="session_id"
-)
-CUSTOMER_NOT_FOUND = DomainError(
-    "customer_not_found", 404, "客户不存在", "customer not found", field="customer_id"
-)
-PROFILE_MISSING = DomainError("profile_missing", 404, "尚未完成实名登记", "no real-name profile on file yet")
-PROFILE_REQUIRED = DomainError(
-    "profile_required", 409, "请先完成实名登记", "register your real name and ID first"
-)
-PROFILE_CODE_REQUIRED = DomainError(
-    "sms_code_required", 422, "修改已登记的实名信息需要短信验证码（用途 profile_change）",
-    "changing real-name data on file needs an SMS code (purpose profile_change)", field="sms_code",
-)  # fmt: skip
-ID_NUMBER_TAKEN = DomainError(
-    "id_number_registered", 409, "该证件号码已被其他账户登记", "this ID number is registered to another account",
-    field="id_number",
-)  # fmt: skip
-ID_NUMBER_MISMATCH = DomainError(
-    "id_number_mismatch", 422, "证件号码与实名登记信息不符", "the ID number does not match the real-name profile",
-    field="id_number",
-)  # fmt: skip
-PIN_NOT_SET = DomainError(
-    "payment_password_not_set", 409, "尚未设置支付密码", "no payment password has been set", field="pin"
-)
-PIN_ALREADY_SET = DomainError(
-    "payment_password_exists", 409, "支付密码已设置；如需更改请使用重置（短信验证码加证件号码）",
-    "a payment password is already set: reset it with an SMS code and your ID number", field="pin",
-)  # fmt: skip
-PIN_LOCKED = DomainError(
-    "payment_password_locked", 423, "支付密码错误次数过多，已锁定；请通过短信验证码和证件号码重置",
-    "too many wrong payment passwords: it is locked; reset it with an SMS code and your ID number",
-    field="pin", extra={"remaining_attempts": 0},
-)  # fmt: skip
-UNFREEZE_NEEDS_STAFF = DomainError(
-    "unfreeze_needs_staff", 403, "该账户由客服或风控冻结，解冻需由工作人员办理，请联系客服或到网点",
-    "this account was frozen by staff: unfreezing it needs staff; contact customer service or visit an outlet",
-    extra={"unfreeze_by": "staff"},
-)  # fmt: skip
-UNFREEZE_NEEDS_SMS = DomainError(
-    "unfreeze_needs_sms_code", 403, "自助解冻需要短信验证码（用途 unfreeze）", "to unfreeze your account, add an SMS code (purpose unfreeze)",
-    field="sms_code", extra={"unfreeze_by": "customer_sms"},
-)  # fmt: skip
-NOT_FROZEN = DomainError("account_not_frozen", 409, "账户未冻结", "the account is not frozen")
 
-
-def pin_wrong(remaining: int) -> DomainError:
+def pin_wrong(remaining: int) -> IdentityError:
     """A wrong payment password, saying how many tries are left before it locks."""
-    return DomainError(
-        "payment_password_wrong", 403, f"支付密码错误，还可尝试 {remaining} 次", f"wrong payment password: {remaining} tries left",
-        field="pin", extra={"remaining_attempts": remaining},
-    )  # fmt: skip
+    return IdentityError("payment_password_wrong", remaining_attempts=remaining)
 
 
-def frozen_error(customer: Customer) -> DomainError:
+def pin_locked() -> IdentityError:
+    return IdentityError("payment_password_locked", remaining_attempts=0)
+
+
+def frozen_error(customer: Customer) -> IdentityError:
     """The refusal for a frozen account: the reason, since when, by whom (customer or staff), and how to undo it."""
-    reason = customer.frozen_reason or "—"
     by = "staff" if (customer.frozen_by or "").startswith("staff") else "customer"
-    at = customer.frozen_at.astimezone(UTC).isoformat(timespec="seconds") if customer.frozen_at else None
-    if by == "customer":
-        zh_how, en_how, unfreeze_by = (
-            "可凭密码和短信验证码自助解冻",
-            "unfreeze it yourself with your password and an SMS code",
-            "customer_sms",
-        )
-    else:
-        zh_how, en_how, unfreeze_by = (
-            "解冻请联系客服或到网点办理",
-            "to unfreeze it, contact customer service or visit an outlet",
-            "staff",
-        )
-    return DomainError(
-        "account_frozen", 403, f"账户已冻结（原因：{reason}），{zh_how}", f"the account is frozen (reason: {reason}); {en_how}",
-        extra={"frozen_reason": reason, "frozen_by": by, "frozen_at": at, "unfreeze_by": unfreeze_by},
-    )  # fmt: skip
+    return IdentityError(
+        f"account_frozen@{by}",
+        frozen_reason=customer.frozen_reason or "—",
+        frozen_by=by,
+        frozen_at=customer.frozen_at.astimezone(UTC).isoformat(timespec="seconds")
+        if customer.frozen_at
+        else None,
+        unfreeze_by="customer_sms" if by == "customer" else "staff",
+    )
 
 
 def _self_frozen(customer: Customer) -> bool:
     return customer.status == "frozen" and customer.frozen_by == CUSTOMER
 
 
-def closed_error() -> DomainError:
-    return DomainError("account_closed", 403, "账户已注销", "the account has been closed")
+def closed_error() -> IdentityError:
+    return IdentityError("account_closed")
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -253,34 +182,30 @@ class _SilentGateway:
 _SILENT = _SilentGateway()
 
 
-async def _audit(
-    pool: AsyncConnectionPool,
+def _event(
     client: Client,
     action: str,
-    outcome: str,
     *,
     customer_id: UUID | None,
     failure: DomainError | None = None,
     actor: tuple[str, str | None] | None = None,
-    detail: dict[str, Any] | None = None,
-) -> None:
-    data = dict(detail or {})
-    if failure is not None:
-        data["reason"] = failure.code
+    detail: Mapping[str, Any] | None = None,
+    outcome: str = "success",
+) -> AuditEvent:
+    """The audit entry for an action on a customer's account: refused when ``failure`` is set, and by the
+    customer unless ``actor`` names someone else (anonymous when there is no customer to name).
+
+    It is appended last in the transaction that made the change, or that counted a refused attempt; a
+    refusal that rolls its transaction back is recorded on its own.
+    """
     actor_type, actor_id = actor or (
         (CUSTOMER, str(customer_id)) if customer_id is not None else ("anonymous", None)
     )
-    await audit.record(
-        pool,
-        AuditEvent(
-            actor_type, actor_id, action, outcome, CUSTOMER, str(customer_id) if customer_id else None,
-            client.ip, client.user_agent, data,
-        ),
-    )  # fmt: skip
-
-
-def _outcome(failure: DomainError | None) -> str:
-    return "success" if failure is None else "refused"
+    who = Actor(actor_type, actor_id, client.ip, client.user_agent)
+    target = (CUSTOMER, str(customer_id) if customer_id else None)
+    if failure is not None:
+        return who.refused(action, failure.code, target=target, detail=detail)
+    return who.event(action, target=target, detail=detail, outcome=outcome)
 
 
 def _claimant(customer_id: UUID | None, proven: bool) -> tuple[str, str | None]:
@@ -299,7 +224,7 @@ async def get_customer(
     cur = await conn.execute(f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id = %s{lock}", (customer_id,))
     row = await cur.fetchone()
     if row is None:
-        raise CUSTOMER_NOT_FOUND
+        raise IdentityError("customer_not_found")
     return Customer(*row)
 
 
@@ -314,7 +239,7 @@ async def _by_phone(
     return None if row is None else (Customer(*row[:8]), row[8])
 
 
-def _status_refusal(customer: Customer) -> DomainError | None:
+def _status_refusal(customer: Customer) -> IdentityError | None:
     if customer.status == "frozen":
         return frozen_error(customer)
     if customer.status == "closed":
@@ -323,6 +248,8 @@ def _status_refusal(customer: Customer) -> DomainError | None:
 
 
 # --- SMS codes -------------------------------------------------------------------------------------------
+
+_SMS_REQUEST = "customer.sms_code.request"
 
 
 async def request_code(
@@ -347,21 +274,24 @@ async def request_code(
         async with pool.connection() as conn:
             found = await _by_phone(conn, phone)
         send = found is not None and _self_frozen(found[0])
-    failure: DomainError | None = None
+    customer_id = row[0] if row else None
+    detail = {"phone": mask_phone(phone), "purpose": purpose.value}
+    anonymous = ("anonymous", None)
     try:
         async with pool.connection() as conn, conn.transaction():
             sent = await sms.send_code(
                 conn, gateway if send else _SILENT, lookup_key, phone=phone, purpose=purpose, ip=client.ip
             )
-    except DomainError as exc:
-        failure = exc
-    await _audit(
-        pool, client, "customer.sms_code.request", _outcome(failure), customer_id=row[0] if row else None,
-        failure=failure, actor=("anonymous", None),
-        detail={"phone": mask_phone(phone), "purpose": purpose.value, "delivered": send and failure is None},
-    )  # fmt: skip
-    if failure is not None:
-        raise failure
+            await audit.append(
+                conn, _event(client, _SMS_REQUEST, customer_id=customer_id, actor=anonymous,
+                             detail=detail | {"delivered": send}),
+            )  # fmt: skip
+    except DomainError as refused:
+        await audit.record(
+            pool, _event(client, _SMS_REQUEST, customer_id=customer_id, failure=refused, actor=anonymous,
+                         detail=detail | {"delivered": False}),
+        )  # fmt: skip
+        raise
     return sent
 
 
@@ -377,24 +307,28 @@ async def request_own_code(
     """Send a code to the signed-in customer's own phone (payment password, profile change)."""
     async with pool.connection() as conn:
         customer = await get_customer(conn, customer_id)
-    failure: DomainError | None = None
+    detail = {"phone": mask_phone(customer.phone), "purpose": purpose.value}
     try:
         async with pool.connection() as conn, conn.transaction():
             sent = await sms.send_code(
                 conn, gateway, lookup_key, phone=customer.phone, purpose=purpose, ip=client.ip
             )
-    except DomainError as exc:
-        failure = exc
-    await _audit(
-        pool, client, "customer.sms_code.request", _outcome(failure), customer_id=customer_id, failure=failure,
-        detail={"phone": mask_phone(customer.phone), "purpose": purpose.value, "delivered": failure is None},
-    )  # fmt: skip
-    if failure is not None:
-        raise failure
+            await audit.append(
+                conn,
+                _event(client, _SMS_REQUEST, customer_id=customer_id, detail=detail | {"delivered": True}),
+            )
+    except DomainError as refused:
+        await audit.record(
+            pool, _event(client, _SMS_REQUEST, customer_id=customer_id, failure=refused,
+                         detail=detail | {"delivered": False}),
+        )  # fmt: skip
+        raise
     return sent
 
 
 # --- registration and sign-in ----------------------------------------------------------------------------
+
+_SECOND_FACTOR = "customer.login.second_factor"
 
 
 async def register(
@@ -411,7 +345,7 @@ async def register(
         validate_password(password, phone=phone)
     except InvalidValue as exc:
         raise exc.at("password") from None
-    failure: DomainError | None = None
+    failure: IdentityError | None = None
     customer: Customer | None = None
     async with pool.connection() as conn, conn.transaction():
         failure = await sms.check_code(conn, lookup_key, phone=phone, purpose=Purpose.REGISTER, code=sms_code)
@@ -423,17 +357,17 @@ async def register(
             )
             row = await cur.fetchone()
             if row is None:
-                failure = PHONE_REGISTERED
+                failure = IdentityError("phone_registered")
             else:
                 customer = Customer(*row)
                 tokens = await sessions.create(
                     conn, CUSTOMER, customer.id, ip=client.ip, user_agent=client.user_agent
                 )
-    await _audit(
-        pool, client, "customer.register", _outcome(failure), customer_id=customer.id if customer else None,
-        failure=failure, actor=_claimant(customer.id if customer else None, failure is None),
-        detail={"phone": mask_phone(phone)},
-    )  # fmt: skip
+        await audit.append(
+            conn, _event(client, "customer.register", customer_id=customer.id if customer else None,
+                         failure=failure, actor=_claimant(customer.id if customer else None, failure is None),
+                         detail={"phone": mask_phone(phone)}),
+        )  # fmt: skip
     if failure is not None:
         raise failure
     assert customer is not None
@@ -473,7 +407,7 @@ async def _after_first_factor(conn: AsyncConnection[Any], customer_id: UUID, cli
 
 async def _check_password(
     conn: AsyncConnection[Any], phone: str, password: str
-) -> tuple[Customer | None, DomainError | None]:
+) -> tuple[Customer | None, IdentityError | None]:
     """Phone and password, with lockout: (customer if known, refusal or None). Same cost for unknown phones.
 
     The customer's row stays locked until the caller's transaction ends, so concurrent sign-ins for one
@@ -487,14 +421,14 @@ async def _check_password(
             return None, locked
         await verify_secret_async(dummy_hash(), password)
         until = await lockout.record_unknown_failure(conn, "customers", phone)
-        return None, INVALID_CREDENTIALS if until is None else lockout.locked_error(until)
+        return None, lockout.failed("invalid_credentials", until)
     customer, stored = found
     locked = lockout.lock_in_force(customer.locked_until)
     if locked is not None:
         return customer, locked
     if not await verify_secret_async(stored, password):
         until = await lockout.record_failure(conn, "customers", customer.id)
-        return customer, INVALID_CREDENTIALS if until is None else lockout.locked_error(until)
+        return customer, lockout.failed("invalid_credentials", until)
     return customer, _status_refusal(customer)
 
 
@@ -506,12 +440,12 @@ async def login_password(pool: AsyncConnectionPool, *, phone: str, password: str
         if failure is None:
             assert customer is not None
             result = await _after_first_factor(conn, customer.id, client)
-    await _audit(
-        pool, client, "customer.login.password", _outcome(failure),
-        customer_id=customer.id if customer else None, failure=failure,
-        actor=_claimant(customer.id if customer else None, failure is None),
-        detail={"phone": mask_phone(phone)} | ({"factors": list(result.factors)} if result else {}),
-    )  # fmt: skip
+        await audit.append(
+            conn, _event(client, "customer.login.password", customer_id=customer.id if customer else None,
+                         failure=failure, actor=_claimant(customer.id if customer else None, failure is None),
+                         detail={"phone": mask_phone(phone)}
+                         | ({"factors": list(result.factors)} if result else {})),
+        )  # fmt: skip
     if failure is not None:
         raise failure
     assert result is not None
@@ -529,17 +463,18 @@ async def login_sms(
         if failure is None:
             found = await _by_phone(conn, phone)
             if found is None:
-                failure = sms.WRONG_CODE  # only reachable by guessing a code nobody was sent
+                # only reachable by guessing a code nobody was sent
+                failure = IdentityError("sms_code_invalid")
             else:
                 customer = found[0]
                 failure = lockout.lock_in_force(customer.locked_until) or _status_refusal(customer)
                 if failure is None:
                     result = await _after_first_factor(conn, customer.id, client)
-    await _audit(
-        pool, client, "customer.login.sms", _outcome(failure), customer_id=customer.id if customer else None,
-        failure=failure, actor=_claimant(customer.id if customer else None, failure is None),
-        detail={"phone": mask_phone(phone)},
-    )  # fmt: skip
+        await audit.append(
+            conn, _event(client, "customer.login.sms", customer_id=customer.id if customer else None,
+                         failure=failure, actor=_claimant(customer.id if customer else None, failure is None),
+                         detail={"phone": mask_phone(phone)}),
+        )  # fmt: skip
     if failure is not None:
         raise failure
     assert result is not None
@@ -556,7 +491,7 @@ async def login_second_factor(
     client: Client,
 ) -> sessions.IssuedTokens:
     """Finish a sign-in with a TOTP code or a recovery code; a wrong code counts toward the lockout."""
-    failure: DomainError | None = None
+    failure: IdentityError | None = None
     customer_id: UUID | None = None
     factor = "totp"
     ticket_hash = hash_token(ticket)
@@ -568,7 +503,7 @@ async def login_second_factor(
         )
         row = await cur.fetchone()
         if row is None:
-            failure = BAD_TICKET
+            failure = IdentityError("login_ticket_invalid")
         else:
             customer_id = row[0]
             customer = await get_customer(conn, row[0], for_update=True)  # count failures one at a time
@@ -592,11 +527,11 @@ async def login_second_factor(
                     "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s", (ticket_hash,)
                 )
                 until = await lockout.record_failure(conn, "customers", customer_id)
-                failure = BAD_SECOND_FACTOR if until is None else lockout.locked_error(until)
-    await _audit(
-        pool, client, "customer.login.second_factor", _outcome(failure), customer_id=customer_id,
-        failure=failure, actor=_claimant(customer_id, failure is None), detail={"factor": factor},
-    )  # fmt: skip
+                failure = lockout.failed("second_factor_invalid", until)
+        await audit.append(
+            conn, _event(client, _SECOND_FACTOR, customer_id=customer_id, failure=failure,
+                         actor=_claimant(customer_id, failure is None), detail={"factor": factor}),
+        )  # fmt: skip
     if failure is not None:
         raise failure
     return tokens
@@ -616,7 +551,7 @@ async def passkey_second_factor_options(
         cur = await conn.execute(_LIVE_TICKET, (hash_token(ticket), TICKET_ATTEMPTS))
         row = await cur.fetchone()
         if row is None:
-            raise BAD_TICKET
+            raise IdentityError("login_ticket_invalid")
         return await passkeys.authentication_options(
             conn, purpose="login", rp_id=rp_id, principal=(CUSTOMER, row[0])
         )
@@ -634,49 +569,51 @@ async def login_second_factor_passkey(
 ) -> sessions.IssuedTokens:
     """Finish a password sign-in with a passkey assertion answering :func:`passkey_second_factor_options`."""
     ticket_hash = hash_token(ticket)
-    customer_id: UUID | None = None
-    failure: DomainError | None = None
+    detail = {"factor": "passkey"}
     async with pool.connection() as conn:
         cur = await conn.execute(_LIVE_TICKET, (ticket_hash, TICKET_ATTEMPTS))
         row = await cur.fetchone()
     if row is None:
-        failure = BAD_TICKET
-    else:
-        customer_id = row[0]
-        try:
-            challenge, _ = await passkeys.take_challenge(pool, challenge_id, "login", (CUSTOMER, customer_id))
-            async with pool.connection() as conn, conn.transaction():
-                cur = await conn.execute(_LIVE_TICKET + " FOR UPDATE", (ticket_hash, TICKET_ATTEMPTS))
-                if await cur.fetchone() is None:
-                    raise BAD_TICKET  # spent by a concurrent attempt
-                customer = await get_customer(conn, customer_id)
-                refusal = lockout.lock_in_force(customer.locked_until) or _status_refusal(customer)
-                if refusal is not None:
-                    raise refusal
-                await passkeys.verify_assertion(
-                    conn, challenge=challenge, credential=credential, rp_id=rp_id, origin=origin,
-                    principal=(CUSTOMER, customer_id), principal_type=CUSTOMER,
-                )  # fmt: skip
-                await conn.execute(
-                    "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (ticket_hash,)
-                )
-                await lockout.record_success(conn, "customers", customer_id)
-                tokens = await sessions.create(
-                    conn, CUSTOMER, customer_id, ip=client.ip, user_agent=client.user_agent
-                )
-                await sessions.mark_stepped_up(conn, tokens.session_id, "passkey")
-        except DomainError as refused:
-            failure = refused
-            async with pool.connection() as conn:
-                await conn.execute(
-                    "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s", (ticket_hash,)
-                )
-    await _audit(
-        pool, client, "customer.login.second_factor", _outcome(failure), customer_id=customer_id,
-        failure=failure, actor=_claimant(customer_id, failure is None), detail={"factor": "passkey"},
-    )  # fmt: skip
-    if failure is not None:
+        failure = IdentityError("login_ticket_invalid")
+        await audit.record(
+            pool, _event(client, _SECOND_FACTOR, customer_id=None, failure=failure, detail=detail)
+        )
         raise failure
+    customer_id: UUID = row[0]
+    try:
+        challenge, _ = await passkeys.take_challenge(pool, challenge_id, "login", (CUSTOMER, customer_id))
+        async with pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(_LIVE_TICKET + " FOR UPDATE", (ticket_hash, TICKET_ATTEMPTS))
+            if await cur.fetchone() is None:
+                raise IdentityError("login_ticket_invalid")  # spent by a concurrent attempt
+            customer = await get_customer(conn, customer_id)
+            refusal = lockout.lock_in_force(customer.locked_until) or _status_refusal(customer)
+            if refusal is not None:
+                raise refusal
+            await passkeys.verify_assertion(
+                conn, challenge=challenge, credential=credential, rp_id=rp_id, origin=origin,
+                principal=(CUSTOMER, customer_id), principal_type=CUSTOMER,
+            )  # fmt: skip
+            await conn.execute(
+                "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (ticket_hash,)
+            )
+            await lockout.record_success(conn, "customers", customer_id)
+            tokens = await sessions.create(
+                conn, CUSTOMER, customer_id, ip=client.ip, user_agent=client.user_agent
+            )
+            await sessions.mark_stepped_up(conn, tokens.session_id, "passkey")
+            await audit.append(conn, _event(client, _SECOND_FACTOR, customer_id=customer_id, detail=detail))
+    except DomainError as refused:
+        # The refused attempt counts against the ticket, and is audited with that count.
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s", (ticket_hash,)
+            )
+            await audit.append(
+                conn, _event(client, _SECOND_FACTOR, customer_id=customer_id, failure=refused,
+                             actor=_claimant(customer_id, False), detail=detail),
+            )  # fmt: skip
+        raise
     return tokens
 
 
@@ -684,13 +621,15 @@ async def refresh(pool: AsyncConnectionPool, refresh_token: str, client: Client)
     """Rotate a customer session's tokens (the old pair stops working); 401 if it is not live."""
     async with pool.connection() as conn, conn.transaction():
         rotation = await sessions.rotate(conn, "customer", refresh_token)
-    tokens, customer_id = rotation.tokens, rotation.principal_id
-    failure = None if tokens is not None else refresh_token_reused() if rotation.reused else unauthenticated()
-    await _audit(
-        pool, client, "customer.session.refresh", _outcome(failure), customer_id=customer_id, failure=failure,
-        actor=_claimant(customer_id, failure is None),
-        detail={"session_id": str(rotation.session_id)} if rotation.session_id else {},
-    )  # fmt: skip
+        tokens, customer_id = rotation.tokens, rotation.principal_id
+        failure = (
+            None if tokens is not None else refresh_token_reused() if rotation.reused else unauthenticated()
+        )
+        await audit.append(
+            conn, _event(client, "customer.session.refresh", customer_id=customer_id, failure=failure,
+                         actor=_claimant(customer_id, failure is None),
+                         detail={"session_id": str(rotation.session_id)} if rotation.session_id else {}),
+        )  # fmt: skip
     if failure is not None:
         raise failure
     assert tokens is not None
@@ -699,16 +638,12 @@ async def refresh(pool: AsyncConnectionPool, refresh_token: str, client: Client)
 
 async def logout(pool: AsyncConnectionPool, *, customer_id: UUID, session_id: UUID, client: Client) -> None:
     """End the current session."""
-    async with pool.connection() as conn:
+    async with pool.connection() as conn, conn.transaction():
         await sessions.revoke(conn, session_id, "logout")
-    await _audit(
-        pool,
-        client,
-        "customer.logout",
-        "success",
-        customer_id=customer_id,
-        detail={"session_id": str(session_id)},
-    )
+        await audit.append(
+            conn, _event(client, "customer.logout", customer_id=customer_id,
+                         detail={"session_id": str(session_id)}),
+        )  # fmt: skip
 
 
 # --- passwords -------------------------------------------------------------------------------------------
@@ -738,7 +673,8 @@ async def reset_password(
             cur = await conn.execute("SELECT id FROM customers WHERE phone = %s FOR UPDATE", (phone,))
             row = await cur.fetchone()
             if row is None:
-                failure = sms.WRONG_CODE  # only reachable by guessing a code nobody was sent
+                # only reachable by guessing a code nobody was sent
+                failure = IdentityError("sms_code_invalid")
             else:
                 customer_id = row[0]
                 await conn.execute(
@@ -747,11 +683,11 @@ async def reset_password(
                     (await hash_secret_async(new_password), customer_id),
                 )
                 ended = await sessions.revoke_all(conn, CUSTOMER, row[0], "password_reset")
-    await _audit(
-        pool, client, "customer.password.reset", _outcome(failure), customer_id=customer_id, failure=failure,
-        actor=_claimant(customer_id, failure is None),
-        detail={"phone": mask_phone(phone), "sessions_ended": ended},
-    )  # fmt: skip
+        await audit.append(
+            conn, _event(client, "customer.password.reset", customer_id=customer_id, failure=failure,
+                         actor=_claimant(customer_id, failure is None),
+                         detail={"phone": mask_phone(phone), "sessions_ended": ended}),
+        )  # fmt: skip
     if failure is not None:
         raise failure
     return ended
@@ -767,7 +703,7 @@ async def change_password(
     client: Client,
 ) -> int:
     """Change the password knowing the current one; ends every other session (how many)."""
-    failure: DomainError | None = None
+    failure: IdentityError | None = None
     ended = 0
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
@@ -776,7 +712,7 @@ async def change_password(
         )
         row = await cur.fetchone()
         if row is None:
-            raise CUSTOMER_NOT_FOUND
+            raise IdentityError("customer_not_found")
         try:
             validate_password(new_password, phone=row[0])
         except InvalidValue as exc:
@@ -784,9 +720,9 @@ async def change_password(
         failure = lockout.lock_in_force(row[2])
         if failure is None and not await verify_secret_async(row[1], old_password):
             until = await lockout.record_failure(conn, "customers", customer_id)
-            failure = OLD_PASSWORD_WRONG if until is None else lockout.locked_error(until)
+            failure = lockout.failed("old_password_wrong", until)
         if failure is None and new_password == old_password:
-            failure = PASSWORD_UNCHANGED
+            failure = IdentityError("password_unchanged")
         if failure is None:
             await conn.execute(
                 "UPDATE customers SET password_hash = %s, password_changed_at = now(), failed_logins = 0 "
@@ -796,10 +732,10 @@ async def change_password(
             ended = await sessions.revoke_all(
                 conn, CUSTOMER, customer_id, "password_changed", keep=session_id
             )
-    await _audit(
-        pool, client, "customer.password.change", _outcome(failure), customer_id=customer_id, failure=failure,
-        detail={"sessions_ended": ended},
-    )  # fmt: skip
+        await audit.append(
+            conn, _event(client, "customer.password.change", customer_id=customer_id, failure=failure,
+                         detail={"sessions_ended": ended}),
+        )  # fmt: skip
     if failure is not None:
         raise failure
     return ended
@@ -817,19 +753,18 @@ async def end_session(
     pool: AsyncConnectionPool, *, customer_id: UUID, session_id: UUID, client: Client
 ) -> None:
     """End one of the customer's own sessions; anybody else's (or an ended one) is a 404."""
-    async with pool.connection() as conn:
+    async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "UPDATE sessions SET revoked_at = now(), revoked_reason = 'ended_by_customer' WHERE id = %s "
             "AND principal_type = 'customer' AND principal_id = %s AND revoked_at IS NULL "
             "AND idle_expires_at > now() AND absolute_expires_at > now()",
             (session_id, customer_id),
         )
-        found = cur.rowcount == 1
-    failure = None if found else SESSION_NOT_FOUND
-    await _audit(
-        pool, client, "customer.session.end", _outcome(failure), customer_id=customer_id, failure=failure,
-        detail={"session_id": str(session_id)},
-    )  # fmt: skip
+        failure = None if cur.rowcount == 1 else IdentityError("session_not_found")
+        await audit.append(
+            conn, _event(client, "customer.session.end", customer_id=customer_id, failure=failure,
+                         detail={"session_id": str(session_id)}),
+        )  # fmt: skip
     if failure is not None:
         raise failure
 
@@ -919,6 +854,9 @@ async def get_profile(conn: AsyncConnection[Any], cipher: FieldCipher, customer_
     return None if row is None else _profile(cipher, row)
 
 
+_PROFILE_SET = "customer.profile.set"
+
+
 async def set_profile(
     pool: AsyncConnectionPool,
     keys: Keys,
@@ -946,7 +884,7 @@ async def set_profile(
         raise exc.at("id_number") from None
     digest = _id_hash(id_type, number, keys.lookup_key)
     masked = mask_id_number(number)
-    failure: DomainError | None = None
+    failure: IdentityError | None = None
     changed = False
     try:
         async with pool.connection() as conn, conn.transaction():
@@ -966,7 +904,7 @@ async def set_profile(
                 failure = stepup.step_up_required(CUSTOMER, factors, stepup.STEP_UP_WINDOW)
             elif current is not None and not same:
                 if sms_code is None:
-                    failure = PROFILE_CODE_REQUIRED
+                    failure = IdentityError("sms_code_required")
                 else:
                     failure = await sms.check_code(
                         conn,
@@ -978,7 +916,7 @@ async def set_profile(
             if failure is None and not same:
                 other = await find_customer_by_id_number(conn, keys.lookup_key, id_type, number)
                 if other is not None and other != customer_id:
-                    failure = ID_NUMBER_TAKEN
+                    failure = IdentityError("id_number_registered")
             if failure is None and not same:
                 await conn.execute(
                     "INSERT INTO customer_profiles (customer_id, name_enc, id_type, id_number_enc, id_number_hash, "
@@ -994,12 +932,17 @@ async def set_profile(
                 )  # fmt: skip
                 changed = True
             profile = await get_profile(conn, keys.cipher, customer_id)
+            await audit.append(
+                conn, _event(client, _PROFILE_SET, customer_id=customer_id, failure=failure,
+                             detail={"id_type": id_type, "id_number": masked, "changed": changed}),
+            )  # fmt: skip
     except UniqueViolation:
-        failure = ID_NUMBER_TAKEN  # a concurrent registration of the same number won the race
-    await _audit(
-        pool, client, "customer.profile.set", _outcome(failure), customer_id=customer_id, failure=failure,
-        detail={"id_type": id_type, "id_number": masked, "changed": changed},
-    )  # fmt: skip
+        # a concurrent registration of the same number won the race
+        failure = IdentityError("id_number_registered")
+        await audit.record(
+            pool, _event(client, _PROFILE_SET, customer_id=customer_id, failure=failure,
+                         detail={"id_type": id_type, "id_number": masked, "changed": False}),
+        )  # fmt: skip
     if failure is not None:
         raise failure
     assert profile is not None
@@ -1033,7 +976,7 @@ async def _pin_context(conn: AsyncConnection[Any], customer_id: UUID) -> tuple[s
     )
     row = await cur.fetchone()
     if row is None:
-        raise CUSTOMER_NOT_FOUND
+        raise IdentityError("customer_not_found")
     return row[0], row[1]
 
 
@@ -1054,12 +997,12 @@ async def set_payment_password(
     client: Client,
 ) -> None:
     """Set the 6-digit payment password the first time, proved by an SMS code (purpose reset_payment_password)."""
-    failure: DomainError | None = None
+    failure: IdentityError | None = None
     async with pool.connection() as conn, conn.transaction():
         phone, birth = await _pin_context(conn, customer_id)
         _check_pin(pin, "pin", phone, birth)
         if (await pin_state(conn, customer_id)).set:
-            raise PIN_ALREADY_SET
+            raise IdentityError("payment_password_exists")
         failure = await sms.check_code(
             conn, lookup_key, phone=phone, purpose=Purpose.RESET_PAYMENT_PASSWORD, code=sms_code
         )
@@ -1070,22 +1013,17 @@ async def set_payment_password(
                 (customer_id, await hash_secret_async(pin)),
             )
             if cur.rowcount != 1:
-                failure = PIN_ALREADY_SET
-    await _audit(
-        pool,
-        client,
-        "customer.payment_password.set",
-        _outcome(failure),
-        customer_id=customer_id,
-        failure=failure,
-    )
+                failure = IdentityError("payment_password_exists")
+        await audit.append(
+            conn, _event(client, "customer.payment_password.set", customer_id=customer_id, failure=failure)
+        )
     if failure is not None:
         raise failure
 
 
 async def verify_payment_password(
     conn: AsyncConnection[Any], customer_id: UUID, pin: str
-) -> DomainError | None:
+) -> IdentityError | None:
     """Check a payment password: None when right, else the refusal (wrong with tries left, locked, or not set).
 
     A wrong try is counted and the 5th locks it, so run this in a transaction that commits even when the
@@ -1098,9 +1036,9 @@ async def verify_payment_password(
     )
     row = await cur.fetchone()
     if row is None:
-        return PIN_NOT_SET
+        return IdentityError("payment_password_not_set")
     if row[2] is not None:
-        return PIN_LOCKED
+        return pin_locked()
     if await verify_secret_async(row[0], pin):
         if row[1]:
             await conn.execute(
@@ -1116,7 +1054,7 @@ async def verify_payment_password(
     counted = await cur.fetchone()
     assert counted is not None
     remaining = PIN_MAX_FAILURES - counted[0]
-    return PIN_LOCKED if remaining <= 0 else pin_wrong(remaining)
+    return pin_locked() if remaining <= 0 else pin_wrong(remaining)
 
 
 async def check_payment_password(
@@ -1125,10 +1063,10 @@ async def check_payment_password(
     """Verify a payment password in a transaction of its own (tries always counted); raises the refusal."""
     async with pool.connection() as conn, conn.transaction():
         failure = await verify_payment_password(conn, customer_id, pin)
-    await _audit(
-        pool, client, "customer.payment_password.verify", _outcome(failure), customer_id=customer_id,
-        failure=failure, detail={"purpose": purpose},
-    )  # fmt: skip
+        await audit.append(
+            conn, _event(client, "customer.payment_password.verify", customer_id=customer_id, failure=failure,
+                         detail={"purpose": purpose}),
+        )  # fmt: skip
     if failure is not None:
         raise failure
 
@@ -1144,7 +1082,7 @@ async def reset_payment_password(
     client: Client,
 ) -> None:
     """Reset (and unlock) the payment password with an SMS code plus the ID number on the real-name profile."""
-    failure: DomainError | None = None
+    failure: IdentityError | None = None
     async with pool.connection() as conn, conn.transaction():
         phone, birth = await _pin_context(conn, customer_id)
         cur = await conn.execute(
@@ -1152,7 +1090,7 @@ async def reset_payment_password(
         )
         profile = await cur.fetchone()
         if profile is None:
-            raise PROFILE_REQUIRED
+            raise IdentityError("profile_required")
         _check_pin(new_pin, "new_pin", phone, birth)
         failure = await sms.check_code(
             conn, keys.lookup_key, phone=phone, purpose=Purpose.RESET_PAYMENT_PASSWORD, code=sms_code
@@ -1161,7 +1099,7 @@ async def reset_payment_password(
         if failure is None and not hmac.compare_digest(
             bytes(profile[1]), _id_hash(profile[0], id_number, keys.lookup_key)
         ):
-            failure = ID_NUMBER_MISMATCH
+            failure = IdentityError("id_number_mismatch")
         if failure is None:
             await conn.execute(
                 "INSERT INTO payment_passwords (customer_id, password_hash) VALUES (%s, %s) "
@@ -1169,10 +1107,10 @@ async def reset_payment_password(
                 "failed_attempts = 0, locked_at = NULL, updated_at = now()",
                 (customer_id, await hash_secret_async(new_pin)),
             )
-    await _audit(
-        pool, client, "customer.payment_password.reset", _outcome(failure), customer_id=customer_id,
-        failure=failure, detail={"id_number": mask_id_number(normalize_id_number(id_number))},
-    )  # fmt: skip
+        await audit.append(
+            conn, _event(client, "customer.payment_password.reset", customer_id=customer_id, failure=failure,
+                         detail={"id_number": mask_id_number(normalize_id_number(id_number))}),
+        )  # fmt: skip
     if failure is not None:
         raise failure
 
@@ -1204,11 +1142,11 @@ async def freeze(
             )
         ended = await sessions.revoke_all(conn, CUSTOMER, customer_id, "frozen")
         after = await get_customer(conn, customer_id)
-    await _audit(
-        pool, client, "customer.freeze", "success" if before.status == "active" else "unchanged",
-        customer_id=customer_id, actor=(actor_type, str(actor_id)),
-        detail={"reason": reason, "status_before": before.status, "sessions_ended": ended},
-    )  # fmt: skip
+        await audit.append(
+            conn, _event(client, "customer.freeze", customer_id=customer_id, actor=(actor_type, str(actor_id)),
+                         detail={"reason": reason, "status_before": before.status, "sessions_ended": ended},
+                         outcome="success" if before.status == "active" else "unchanged"),
+        )  # fmt: skip
     return after, ended
 
 
@@ -1225,11 +1163,11 @@ async def unfreeze(
                 (customer_id,),
             )
         after = await get_customer(conn, customer_id)
-    await _audit(
-        pool, client, "customer.unfreeze", "success" if before.status == "frozen" else "unchanged",
-        customer_id=customer_id, actor=("staff", str(staff_id)),
-        detail={"status_before": before.status, "frozen_reason_before": before.frozen_reason},
-    )  # fmt: skip
+        await audit.append(
+            conn, _event(client, "customer.unfreeze", customer_id=customer_id, actor=("staff", str(staff_id)),
+                         detail={"status_before": before.status, "frozen_reason_before": before.frozen_reason},
+                         outcome="success" if before.status == "frozen" else "unchanged"),
+        )  # fmt: skip
     return after
 
 
@@ -1252,11 +1190,11 @@ async def request_self_unfreeze(
         if proven:
             assert customer is not None
             if failure is None:
-                failure = NOT_FROZEN
+                failure = IdentityError("account_not_frozen")
             elif not _self_frozen(customer):
-                failure = UNFREEZE_NEEDS_STAFF
+                failure = IdentityError("unfreeze_needs_staff", unfreeze_by="staff")
             elif sms_code is None:
-                failure = UNFREEZE_NEEDS_SMS
+                failure = IdentityError("unfreeze_needs_sms_code", unfreeze_by="customer_sms")
             else:
                 failure = await sms.check_code(
                     conn, lookup_key, phone=phone, purpose=Purpose.UNFREEZE, code=sms_code
@@ -1268,11 +1206,11 @@ async def request_self_unfreeze(
                     (customer.id,),
                 )
                 customer = await get_customer(conn, customer.id)
-    await _audit(
-        pool, client, "customer.unfreeze.self", _outcome(failure), customer_id=customer.id if customer else None,
-        failure=failure, actor=_claimant(customer.id if customer else None, proven),
-        detail={"phone": mask_phone(phone), "factor": "password+sms"},
-    )  # fmt: skip
+        await audit.append(
+            conn, _event(client, "customer.unfreeze.self", customer_id=customer.id if customer else None,
+                         failure=failure, actor=_claimant(customer.id if customer else None, proven),
+                         detail={"phone": mask_phone(phone), "factor": "password+sms"}),
+        )  # fmt: skip
     if failure is not None:
         raise failure
     assert customer is not None
@@ -1318,7 +1256,7 @@ async def detail(conn: AsyncConnection[Any], cipher: FieldCipher, customer_id: U
 async def audit_staff_read(
     pool: AsyncConnectionPool, *, staff_id: UUID, customer_id: UUID, client: Client
 ) -> None:
-    """Record that a staff member looked a customer up."""
-    await _audit(
-        pool, client, "customer.read", "success", customer_id=customer_id, actor=("staff", str(staff_id))
+    """Record that a staff member looked a customer up (a read changes nothing, so it is recorded alone)."""
+    await audit.record(
+        pool, _event(client, "customer.read", customer_id=customer_id, actor=("staff", str(staff_id)))
     )

@@ -27,13 +27,14 @@ from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
 from etcwallet.core.schemas import RequestModel
 from etcwallet.identity import customers, passkeys, sessions, stepup, totp
-from etcwallet.identity.authz import Principal, require_customer
+from etcwallet.identity.authz import Principal, actor, require_customer
 from etcwallet.identity.customer_schemas import LoginTicket
+from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.ratelimit import Limit, hit
 from etcwallet.identity.schemas import SessionOut, TotpEnrollmentOut
 from etcwallet.identity.validators import validate_mobile
 from etcwallet.platform import audit
-from etcwallet.platform.audit import AuditEvent
+from etcwallet.platform.audit import Actor
 from etcwallet.platform.idempotency import idempotent
 
 router = APIRouter(tags=["second factors"])
@@ -110,10 +111,6 @@ class SmsSentOut(BaseModel):
 # --- helpers ---------------------------------------------------------------------------------------------
 
 
-def _client(request: Request) -> tuple[str | None, str | None]:
-    return (request.client.host if request.client else None), request.headers.get("user-agent")
-
-
 def relying_party(request: Request) -> tuple[str, str]:
     """(RP id, origin) for WebAuthn: from configuration, or in development from the request's own host.
 
@@ -124,36 +121,19 @@ def relying_party(request: Request) -> tuple[str, str]:
     if settings.webauthn_rp_id and settings.webauthn_origin:
         return settings.webauthn_rp_id, settings.webauthn_origin
     if settings.is_production:
-        raise DomainError(
-            "passkeys_not_configured", 503, "通行密钥尚未配置", "passkeys are not configured on this server"
-        )
+        raise IdentityError("passkeys_not_configured")
     host = request.url.hostname or "localhost"
     return host, f"{request.url.scheme}://{request.url.netloc}"
 
 
-async def _audit(
-    request: Request,
-    actor: tuple[str, UUID | None],
-    action: str,
-    outcome: str,
-    *,
-    target: tuple[str, str] | None = None,
-    detail: Mapping[str, Any] | None = None,
+async def _refused(
+    request: Request, who: Actor, action: str, refused: DomainError, detail: Mapping[str, Any] | None = None
 ) -> None:
-    ip, ua = _client(request)
-    if target is None and actor[1] is not None:
-        target = (actor[0], str(actor[1]))
+    """Record a refusal on its own: whatever the refused call would have changed rolled back."""
+    target = (who.type, who.id) if who.id is not None else None
     await audit.record(
-        request.app.state.runtime.pool,
-        AuditEvent(
-            actor[0], str(actor[1]) if actor[1] else None, action, outcome,
-            target[0] if target else None, target[1] if target else None, ip, ua, dict(detail or {}),
-        ),
-    )  # fmt: skip
-
-
-def _me(p: Principal) -> tuple[str, UUID]:
-    return (p.kind, p.id)
+        request.app.state.runtime.pool, who.refused(action, refused.code, target=target, detail=detail)
+    )
 
 
 def _passkey_out(k: passkeys.Passkey) -> PasskeyOut:
@@ -183,15 +163,6 @@ async def _phone_of(request: Request, customer_id: UUID) -> str:
     return str(row[0])
 
 
-TOTP_ALREADY = DomainError(
-    "totp_already_enrolled", 409, "已开启动态验证码，如需更换请先关闭", "TOTP is already enabled: turn it off first to replace it",
-)  # fmt: skip
-TOTP_NOT_ENROLLED = DomainError("totp_not_enrolled", 409, "尚未开启动态验证码", "TOTP is not enabled")
-TOTP_NOT_PENDING = DomainError(
-    "totp_not_pending", 409, "请先开始绑定动态验证码", "start TOTP enrollment first", field="code"
-)
-
-
 # --- TOTP ------------------------------------------------------------------------------------------------
 
 
@@ -201,12 +172,13 @@ async def totp_enroll(request: Request, me: KeyedCustomer) -> TotpEnrollmentOut:
     await stepup.require_step_up(request, me)
     rt = request.app.state.runtime
     phone = await _phone_of(request, me.id)
+    who = actor(request, me)
     async with rt.pool.connection() as conn, conn.transaction():
         try:
             e = await totp.enroll(conn, rt.keys.cipher, "customer", me.id, mask_phone(phone))
         except ValueError:
-            raise TOTP_ALREADY from None
-    await _audit(request, _me(me), "factor.totp.enroll_start", "success")
+            raise IdentityError("totp_already_enrolled") from None
+        await audit.append(conn, who.event("factor.totp.enroll_start", target=(who.type, who.id)))
     return TotpEnrollmentOut(
         otpauth_uri=e.otpauth_uri, secret=e.secret, qr_svg=e.qr_svg, qr_png_base64=e.qr_png_base64
     )
@@ -218,25 +190,31 @@ async def totp_confirm(body: CodeIn, request: Request, me: KeyedCustomer) -> Rec
     rt = request.app.state.runtime
     async with rt.pool.connection() as conn:
         await hit(conn, f"step-up:customer:{me.id}", stepup.PROOF_LIMIT)
-    failure: DomainError | None = None
+    who, target = actor(request, me), ("customer", str(me.id))
+    failure: IdentityError | None = None
     async with rt.pool.connection() as conn, conn.transaction():
         if await totp.is_enrolled(conn, "customer", me.id):
-            failure = TOTP_ALREADY
+            failure = IdentityError("totp_already_enrolled")
         else:
             cur = await conn.execute(
                 "SELECT 1 FROM totp_factors WHERE principal_type = 'customer' AND principal_id = %s", (me.id,)
             )
             if await cur.fetchone() is None:
-                failure = TOTP_NOT_PENDING
+                failure = IdentityError("totp_not_pending")
             elif not await totp.verify(conn, rt.keys.cipher, "customer", me.id, body.code, confirming=True):
-                failure = stepup.TOTP_INVALID
+                failure = IdentityError("totp_invalid@step_up")
             else:
                 codes = await totp.issue_recovery_codes(conn, rt.keys.lookup_key, "customer", me.id)
                 await sessions.mark_stepped_up(conn, me.session_id, "totp")
+        # a refusal rolls nothing back here: it is appended in this transaction, as a success is
+        event = (
+            who.event("factor.totp.enroll", target=target)
+            if failure is None
+            else who.refused("factor.totp.enroll", failure.code, target=target)
+        )
+        await audit.append(conn, event)
     if failure is not None:
-        await _audit(request, _me(me), "factor.totp.enroll", "refused", detail={"reason": failure.code})
         raise failure
-    await _audit(request, _me(me), "factor.totp.enroll", "success")
     return RecoveryCodesOut(recovery_codes=codes)
 
 
@@ -244,6 +222,7 @@ async def totp_confirm(body: CodeIn, request: Request, me: KeyedCustomer) -> Rec
 async def totp_remove(request: Request, me: Customer) -> Response:
     """Turn TOTP off (needs a fresh step-up); its recovery codes go with it."""
     await stepup.require_step_up(request, me)
+    who = actor(request, me)
     async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "DELETE FROM totp_factors WHERE principal_type = 'customer' AND principal_id = %s", (me.id,)
@@ -252,8 +231,8 @@ async def totp_remove(request: Request, me: Customer) -> Response:
             "DELETE FROM recovery_codes WHERE principal_type = 'customer' AND principal_id = %s", (me.id,)
         )
         if cur.rowcount == 0:
-            raise TOTP_NOT_ENROLLED
-    await _audit(request, _me(me), "factor.totp.remove", "success")
+            raise IdentityError("totp_not_enrolled")
+        await audit.append(conn, who.event("factor.totp.remove", target=(who.type, who.id)))
     return Response(status_code=204)
 
 
@@ -262,11 +241,12 @@ async def regenerate_recovery_codes(request: Request, me: KeyedCustomer) -> Reco
     """Replace the recovery codes with ten new ones (needs a fresh step-up); the old ones stop working."""
     await stepup.require_step_up(request, me)
     rt = request.app.state.runtime
+    who = actor(request, me)
     async with rt.pool.connection() as conn, conn.transaction():
         if not await totp.is_enrolled(conn, "customer", me.id):
-            raise TOTP_NOT_ENROLLED
+            raise IdentityError("totp_not_enrolled")
         codes = await totp.issue_recovery_codes(conn, rt.keys.lookup_key, "customer", me.id)
-    await _audit(request, _me(me), "factor.recovery_codes.regenerate", "success")
+        await audit.append(conn, who.event("factor.recovery_codes.regenerate", target=(who.type, who.id)))
     return RecoveryCodesOut(recovery_codes=codes)
 
 
@@ -296,22 +276,17 @@ async def passkey_register_options(request: Request, me: Customer) -> CeremonyOu
 async def passkey_register_verify(body: PasskeyRegisterIn, request: Request, me: KeyedCustomer) -> PasskeyOut:
     """Store the passkey the authenticator created for the options' challenge."""
     rp_id, origin = relying_party(request)
-    fingerprint = _fingerprint(body.credential)
+    who = actor(request, me)
     try:
         key = await passkeys.verify_registration(
             request.app.state.runtime.pool, principal_type="customer", principal_id=me.id,
             challenge_id=body.challenge_id, credential=body.credential, name=body.name, rp_id=rp_id, origin=origin,
+            actor=who,
         )  # fmt: skip
     except DomainError as exc:
-        await _audit(
-            request, _me(me), "factor.passkey.register", "refused",
-            detail={"reason": exc.code, "credential": fingerprint},
-        )  # fmt: skip
+        detail = {"credential": passkeys.fingerprint(body.credential)}
+        await _refused(request, who, "factor.passkey.register", exc, detail)
         raise
-    await _audit(
-        request, _me(me), "factor.passkey.register", "success",
-        detail={"passkey_id": str(key.id), "name": key.name, "credential": fingerprint},
-    )  # fmt: skip
     return _passkey_out(key)
 
 
@@ -326,21 +301,12 @@ async def passkey_list(request: Request, me: Customer) -> list[PasskeyOut]:
 async def passkey_delete(passkey_id: UUID, request: Request, me: Customer) -> Response:
     """Remove one of the customer's own passkeys (needs a fresh step-up); any other id is a 404."""
     await stepup.require_step_up(request, me)
+    who = actor(request, me)
     async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
         key = await passkeys.delete_passkey(conn, "customer", me.id, passkey_id)
-    await _audit(
-        request,
-        _me(me),
-        "factor.passkey.remove",
-        "success",
-        detail={"passkey_id": str(key.id), "name": key.name},
-    )
+        detail = {"passkey_id": str(key.id), "name": key.name}
+        await audit.append(conn, who.event("factor.passkey.remove", target=(who.type, who.id), detail=detail))
     return Response(status_code=204)
-
-
-def _fingerprint(credential: Mapping[str, Any]) -> str | None:
-    raw = passkeys.credential_id_of(dict(credential))
-    return passkeys.credential_fingerprint(raw) if raw is not None else None
 
 
 # --- step-up ---------------------------------------------------------------------------------------------
@@ -352,39 +318,28 @@ async def step_up_status(request: Request, me: Customer) -> StepUpOut:
     return await _step_up_out(request, me)
 
 
-async def _proved(
-    request: Request, me: Principal, factor: str, detail: Mapping[str, Any] | None = None
-) -> StepUpOut:
-    await _audit(request, _me(me), f"step_up.{factor}", "success", detail=detail)
-    return await _step_up_out(request, me)
-
-
-async def _refused(request: Request, me: Principal, factor: str, exc: DomainError) -> None:
-    await _audit(request, _me(me), f"step_up.{factor}", "refused", detail={"reason": exc.code})
-
-
 @router.post(f"{ME}/step-up/totp", response_model=StepUpOut, responses=problems(401, 409, 423, 429))
 async def step_up_totp(body: CodeIn, request: Request, me: Customer) -> StepUpOut:
     """Step up with an authenticator (TOTP) code."""
-    rt = request.app.state.runtime
+    rt, who = request.app.state.runtime, actor(request, me)
     try:
-        await stepup.prove_totp(rt.pool, rt.keys.cipher, me, body.code)
+        await stepup.prove_totp(rt.pool, rt.keys.cipher, me, body.code, actor=who)
     except DomainError as exc:
-        await _refused(request, me, "totp", exc)
+        await _refused(request, who, "step_up.totp", exc)
         raise
-    return await _proved(request, me, "totp")
+    return await _step_up_out(request, me)
 
 
 @router.post(f"{ME}/step-up/recovery", response_model=StepUpOut, responses=problems(401, 409, 423, 429))
 async def step_up_recovery(body: CodeIn, request: Request, me: Customer) -> StepUpOut:
     """Step up with a one-time recovery code (it is spent)."""
+    rt, who = request.app.state.runtime, actor(request, me)
     try:
-        rt = request.app.state.runtime
-        await stepup.prove_recovery_code(rt.pool, rt.keys.lookup_key, me, body.code)
+        await stepup.prove_recovery_code(rt.pool, rt.keys.lookup_key, me, body.code, actor=who)
     except DomainError as exc:
-        await _refused(request, me, "recovery_code", exc)
+        await _refused(request, who, "step_up.recovery_code", exc)
         raise
-    return await _proved(request, me, "recovery_code")
+    return await _step_up_out(request, me)
 
 
 @router.post(f"{ME}/step-up/passkey/options", response_model=CeremonyOut, responses=problems(409, 503))
@@ -402,15 +357,16 @@ async def step_up_passkey_options(request: Request, me: Customer) -> CeremonyOut
 async def step_up_passkey_verify(body: PasskeyAssertionIn, request: Request, me: Customer) -> StepUpOut:
     """Step up with the passkey assertion answering the step-up options."""
     rp_id, origin = relying_party(request)
+    who = actor(request, me)
     try:
-        assertion = await stepup.prove_passkey(
+        await stepup.prove_passkey(
             request.app.state.runtime.pool, me, challenge_id=body.challenge_id, credential=body.credential,
-            rp_id=rp_id, origin=origin,
+            rp_id=rp_id, origin=origin, actor=who,
         )  # fmt: skip
     except DomainError as exc:
-        await _refused(request, me, "passkey", exc)
+        await _refused(request, who, "step_up.passkey", exc)
         raise
-    return await _proved(request, me, "passkey", {"passkey_id": str(assertion.passkey_id)})
+    return await _step_up_out(request, me)
 
 
 @router.post(
@@ -421,14 +377,12 @@ async def step_up_passkey_verify(body: PasskeyAssertionIn, request: Request, me:
 )
 async def step_up_sms_send(request: Request, me: Customer) -> SmsSentOut:
     """Send a step-up code to the customer's phone (only when no TOTP or passkey is enrolled)."""
-    rt = request.app.state.runtime
-    ip, _ = _client(request)
+    rt, who = request.app.state.runtime, actor(request, me)
     try:
-        sent = await stepup.send_sms(rt.pool, rt.sms, rt.keys.lookup_key, me, ip=ip)
+        sent = await stepup.send_sms(rt.pool, rt.sms, rt.keys.lookup_key, me, actor=who)
     except DomainError as exc:
-        await _audit(request, _me(me), "step_up.sms.send", "refused", detail={"reason": exc.code})
+        await _refused(request, who, "step_up.sms.send", exc)
         raise
-    await _audit(request, _me(me), "step_up.sms.send", "success")
     return SmsSentOut(
         phone=mask_phone(sent.phone), expires_at=sent.expires_at, resend_after=sent.resend_after
     )
@@ -437,13 +391,13 @@ async def step_up_sms_send(request: Request, me: Customer) -> SmsSentOut:
 @router.post(f"{ME}/step-up/sms/verify", response_model=StepUpOut, responses=problems(401, 409, 423, 429))
 async def step_up_sms_verify(body: CodeIn, request: Request, me: Customer) -> StepUpOut:
     """Step up with the SMS code just sent."""
-    rt = request.app.state.runtime
+    rt, who = request.app.state.runtime, actor(request, me)
     try:
-        await stepup.prove_sms(rt.pool, rt.keys.lookup_key, me, body.code)
+        await stepup.prove_sms(rt.pool, rt.keys.lookup_key, me, body.code, actor=who)
     except DomainError as exc:
-        await _refused(request, me, "sms", exc)
+        await _refused(request, who, "step_up.sms", exc)
         raise
-    return await _proved(request, me, "sms")
+    return await _step_up_out(request, me)
 
 
 # --- a passkey as the second step of a password sign-in -------------------------------------------------
@@ -459,10 +413,10 @@ class TicketAssertionIn(PasskeyAssertionIn):
 
 async def _second_factor_attempt(request: Request) -> customers.Client:
     """Count a passkey second-step call against its IP's limit; the caller, for the audit."""
-    ip, ua = _client(request)
+    who = actor(request)
     async with request.app.state.runtime.pool.connection() as conn:
-        await hit(conn, f"customer-second-factor:ip:{ip}", PASSKEY_LOGIN_PER_IP)
-    return customers.Client(ip, ua)
+        await hit(conn, f"customer-second-factor:ip:{who.ip}", PASSKEY_LOGIN_PER_IP)
+    return customers.Client(who.ip, who.user_agent)
 
 
 @router.post(
@@ -503,8 +457,7 @@ async def login_passkey(body: TicketAssertionIn, request: Request) -> SessionOut
 @router.post(f"{LOGIN}/options", response_model=CeremonyOut, responses=problems(429, 503))
 async def passkey_login_options(request: Request, body: PasskeyLoginOptionsIn | None = None) -> CeremonyOut:
     """Options to sign in with a passkey: any of this device's (no body), or a phone's (``phone`` hint)."""
-    rt = request.app.state.runtime
-    ip, _ = _client(request)
+    rt, ip = request.app.state.runtime, actor(request).ip
     rp_id, _ = relying_party(request)
     phone: str | None = None
     if body is not None and body.phone:
@@ -533,32 +486,21 @@ async def passkey_login_options(request: Request, body: PasskeyLoginOptionsIn | 
 @router.post(f"{LOGIN}/verify", response_model=SessionOut, responses=problems(400, 401, 403, 423, 429, 503))
 async def passkey_login_verify(body: PasskeyAssertionIn, request: Request) -> SessionOut:
     """Sign in with the passkey assertion answering the login options; answers the session's tokens."""
-    rt = request.app.state.runtime
-    ip, ua = _client(request)
+    rt, who = request.app.state.runtime, actor(request)
     rp_id, origin = relying_party(request)
     async with rt.pool.connection() as conn:
-        await hit(conn, f"passkey-login:ip:{ip}", PASSKEY_LOGIN_PER_IP)
-    fingerprint = _fingerprint(body.credential)
+        await hit(conn, f"passkey-login:ip:{who.ip}", PASSKEY_LOGIN_PER_IP)
+    detail = {"credential": passkeys.fingerprint(body.credential)}
     try:
         done = await passkeys.login(
             rt.pool, challenge_id=body.challenge_id, credential=body.credential, rp_id=rp_id, origin=origin,
-            ip=ip, user_agent=ua,
+            ip=who.ip, user_agent=who.user_agent,
         )  # fmt: skip
     except DomainError as exc:
-        await _audit(
-            request, ("anonymous", None), "customer.login.passkey", "refused",
-            detail={"reason": exc.code, "credential": fingerprint},
-        )  # fmt: skip
+        await _refused(request, who, "customer.login.passkey", exc, detail)
         raise
     except passkeys.LoginRefused as refused:
-        await _audit(
-            request, ("customer", refused.customer_id), "customer.login.passkey", "refused",
-            detail={"reason": refused.error.code, "credential": fingerprint},
-        )  # fmt: skip
+        customer = Actor("customer", str(refused.customer_id), who.ip, who.user_agent)
+        await _refused(request, customer, "customer.login.passkey", refused.error, detail)
         raise refused.error from None
-    a, t = done.assertion, done.tokens
-    await _audit(
-        request, ("customer", a.principal_id), "customer.login.passkey", "success",
-        detail={"passkey_id": str(a.passkey_id), "session_id": str(t.session_id)},
-    )  # fmt: skip
-    return SessionOut.of(t)
+    return SessionOut.of(done.tokens)

@@ -22,7 +22,7 @@ from uuid import UUID
 from psycopg import AsyncConnection
 
 from etcwallet.core.crypto import hash_token
-from etcwallet.core.errors import DomainError
+from etcwallet.identity.errors import IdentityError
 
 MAX_FAILURES = 5
 BASE_LOCK = timedelta(minutes=15)
@@ -39,15 +39,16 @@ def lock_duration(previous_lockouts: int) -> timedelta:
     return min(lock, MAX_LOCK)
 
 
-def locked_error(until: datetime) -> DomainError:
-    shown = until.astimezone(UTC).isoformat(timespec="seconds")
-    return DomainError(
-        "account_locked", 423, f"登录失败次数过多，账户已锁定至 {shown}", f"too many failed sign-ins: locked until {shown}",
-        extra={"locked_until": shown},
-    )  # fmt: skip
+def locked_error(until: datetime) -> IdentityError:
+    return IdentityError("account_locked", locked_until=until.astimezone(UTC).isoformat(timespec="seconds"))
 
 
-def lock_in_force(locked_until: datetime | None) -> DomainError | None:
+def failed(key: str, locked_until: datetime | None) -> IdentityError:
+    """The answer to a counted failure: the refusal ``key``, or the lock if this failure set one."""
+    return IdentityError(key) if locked_until is None else locked_error(locked_until)
+
+
+def lock_in_force(locked_until: datetime | None) -> IdentityError | None:
     """The refusal to give while an account is locked, or None when it is not."""
     if locked_until is not None and locked_until > datetime.now(UTC):
         return locked_error(locked_until)
@@ -93,7 +94,7 @@ def _identity(table: Table, identifier: str) -> bytes:
 
 async def unknown_lock_in_force(
     conn: AsyncConnection[Any], table: Table, identifier: str
-) -> DomainError | None:
+) -> IdentityError | None:
     """The refusal to give while an identifier without an account is locked, or None.
 
     The identifier's row is created if need be and locked for the rest of the caller's transaction, so

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -50,8 +50,10 @@ from webauthn.helpers.structs import (
 )
 
 from etcwallet.core.crypto import keyed_hash
-from etcwallet.core.errors import DomainError
 from etcwallet.identity import sessions
+from etcwallet.identity.errors import IdentityError
+from etcwallet.platform import audit
+from etcwallet.platform.audit import Actor
 
 CHALLENGE_LIFETIME = timedelta(minutes=5)
 RP_NAME = "ETC服务钱包"
@@ -98,7 +100,7 @@ class Assertion:
 class LoginRefused(Exception):
     """A verified passkey whose customer may not sign in (frozen or closed): the refusal and who it was."""
 
-    def __init__(self, error: DomainError, customer_id: UUID) -> None:
+    def __init__(self, error: IdentityError, customer_id: UUID) -> None:
         super().__init__(str(error))
         self.error, self.customer_id = error, customer_id
 
@@ -113,43 +115,19 @@ class PasskeyLogin:
 
 # --- refusals --------------------------------------------------------------------------------------------
 
-CHALLENGE_INVALID = DomainError(
-    "webauthn_challenge_invalid", 400, "验证请求已过期或已使用，请重新开始", "the passkey challenge has expired or was already used: start again",
-    field="challenge_id",
-)  # fmt: skip
-REGISTRATION_INVALID = DomainError(
-    "passkey_registration_invalid", 422, "通行密钥注册验证失败", "the passkey registration could not be verified",
-    field="credential",
-)  # fmt: skip
-PASSKEY_EXISTS = DomainError(
-    "passkey_exists", 409, "该通行密钥已注册", "this passkey is already registered", field="credential"
-)
-TOO_MANY = DomainError(
-    "passkey_limit", 409, f"最多可注册 {MAX_PASSKEYS} 个通行密钥", f"at most {MAX_PASSKEYS} passkeys can be registered",
-)  # fmt: skip
-NOT_FOUND = DomainError("passkey_not_found", 404, "通行密钥不存在", "passkey not found", field="passkey_id")
-ACCOUNT_FROZEN = DomainError(
-    "account_frozen", 403, "账户已冻结，无法登录，请联系客服", "the account is frozen and cannot sign in: contact support",
-)  # fmt: skip
-ACCOUNT_CLOSED = DomainError(
-    "account_closed", 403, "账户已注销，无法登录", "the account is closed and cannot sign in"
-)
+
+def too_many() -> IdentityError:
+    return IdentityError("passkey_limit", text={"max": MAX_PASSKEYS})
 
 
-def assertion_invalid(status: int) -> DomainError:
+def assertion_invalid(status: int) -> IdentityError:
     """An assertion that does not verify (unknown credential, bad signature, origin, RP or challenge)."""
-    return DomainError(
-        "passkey_invalid", status, "通行密钥验证失败", "the passkey could not be verified", field="credential"
-    )
+    return IdentityError("passkey_invalid", status=status)
 
 
-def counter_regressed(status: int) -> DomainError:
+def counter_regressed(status: int) -> IdentityError:
     """A signature counter that did not grow: the authenticator may have been cloned."""
-    return DomainError(
-        "passkey_counter_regressed", status, "通行密钥签名计数异常（可能被复制），已拒绝",
-        "the passkey's signature counter went backwards (possibly a cloned authenticator): refused",
-        field="credential",
-    )  # fmt: skip
+    return IdentityError("passkey_counter_regressed", status=status)
 
 
 # --- challenges ------------------------------------------------------------------------------------------
@@ -196,10 +174,10 @@ async def take_challenge(
         )
         row = await cur.fetchone()
     if row is None or row[1] <= datetime.now(UTC):
-        raise CHALLENGE_INVALID
+        raise IdentityError("webauthn_challenge_invalid")
     bound: PrincipalRef | None = (row[2], row[3]) if row[2] is not None else None
     if principal is not None and bound != principal:
-        raise CHALLENGE_INVALID
+        raise IdentityError("webauthn_challenge_invalid")
     return bytes(row[0]), bound
 
 
@@ -238,7 +216,7 @@ async def registration_options(
     )
     existing = await cur.fetchall()
     if len(existing) >= MAX_PASSKEYS:
-        raise TOO_MANY
+        raise too_many()
     options = generate_registration_options(
         rp_id=rp_id,
         rp_name=RP_NAME,
@@ -275,8 +253,12 @@ async def verify_registration(
     name: str | None,
     rp_id: str,
     origin: str,
+    actor: Actor,
 ) -> Passkey:
-    """Check an attestation answering this principal's registration challenge and store the passkey."""
+    """Check an attestation answering this principal's registration challenge and store the passkey.
+
+    The registration is audited (``factor.passkey.register``, by ``actor``) in the transaction that stores it.
+    """
     challenge, _ = await take_challenge(pool, challenge_id, "register", (principal_type, principal_id))
     try:
         parsed: RegistrationCredential = parse_registration_credential_json(credential)
@@ -288,7 +270,7 @@ async def verify_registration(
             require_user_verification=True,
         )
     except _MALFORMED:
-        raise REGISTRATION_INVALID from None
+        raise IdentityError("passkey_registration_invalid") from None
     transports = [t.value for t in parsed.response.transports or []]
     label = (name or "").strip()[:NAME_MAX] or DEFAULT_NAME
     async with pool.connection() as conn, conn.transaction():
@@ -302,7 +284,7 @@ async def verify_registration(
         )
         count = await cur.fetchone()
         if count is not None and count[0] >= MAX_PASSKEYS:
-            raise TOO_MANY
+            raise too_many()
         cur = await conn.execute(
             "INSERT INTO passkeys (id, principal_type, principal_id, credential_id, public_key, sign_count, "
             "transports, name) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (credential_id) DO NOTHING "
@@ -313,9 +295,13 @@ async def verify_registration(
             ),
         )  # fmt: skip
         row = await cur.fetchone()
-    if row is None:
-        raise PASSKEY_EXISTS
-    return _passkey(row)
+        if row is None:
+            raise IdentityError("passkey_exists")
+        key = _passkey(row)
+        detail = {"passkey_id": str(key.id), "name": key.name, "credential": fingerprint(credential)}
+        target = (principal_type, str(principal_id))
+        await audit.append(conn, actor.event("factor.passkey.register", target=target, detail=detail))
+    return key
 
 
 # --- authentication --------------------------------------------------------------------------------------
@@ -431,8 +417,9 @@ async def login(
 ) -> PasskeyLogin:
     """Sign a customer in with a passkey: verify, refuse frozen or closed accounts, open a session.
 
-    The new session counts as stepped up (a user-verified passkey is two factors in one). Raises
-    DomainError when the assertion does not verify, LoginRefused when its customer may not sign in.
+    The new session counts as stepped up (a user-verified passkey is two factors in one), and the sign-in
+    is audited (``customer.login.passkey``) in the transaction that opens it. Raises IdentityError when the
+    assertion does not verify, LoginRefused when its customer may not sign in.
     """
     challenge, bound = await take_challenge(pool, challenge_id, "login", None)
     async with pool.connection() as conn, conn.transaction():
@@ -445,10 +432,18 @@ async def login(
         if row is None:
             raise assertion_invalid(401)
         if row[0] != "active":
-            refusal = ACCOUNT_FROZEN if row[0] == "frozen" else ACCOUNT_CLOSED
+            refusal = IdentityError(
+                "account_frozen@passkey" if row[0] == "frozen" else "account_closed@passkey"
+            )
             raise LoginRefused(refusal, assertion.principal_id)
         tokens = await sessions.create(conn, "customer", assertion.principal_id, ip=ip, user_agent=user_agent)
         await sessions.mark_stepped_up(conn, tokens.session_id, "passkey")
+        customer = ("customer", str(assertion.principal_id))
+        detail = {"passkey_id": str(assertion.passkey_id), "session_id": str(tokens.session_id)}
+        event = Actor(*customer, ip, user_agent).event(
+            "customer.login.passkey", target=customer, detail=detail
+        )
+        await audit.append(conn, event)
     return PasskeyLogin(assertion, tokens)
 
 
@@ -485,7 +480,7 @@ async def delete_passkey(
     )
     row = await cur.fetchone()
     if row is None:
-        raise NOT_FOUND
+        raise IdentityError("passkey_not_found")
     return _passkey(row)
 
 
@@ -494,7 +489,13 @@ def credential_fingerprint(credential_id: bytes) -> str:
     return hashlib.sha256(credential_id).hexdigest()[:16]
 
 
-def credential_id_of(credential: dict[str, Any]) -> bytes | None:
+def fingerprint(credential: Mapping[str, Any]) -> str | None:
+    """The :func:`credential_fingerprint` of the credential id a client's JSON names, None when malformed."""
+    raw = credential_id_of(credential)
+    return credential_fingerprint(raw) if raw is not None else None
+
+
+def credential_id_of(credential: Mapping[str, Any]) -> bytes | None:
     """The raw credential id a client's JSON names, or None when it is malformed."""
     raw = credential.get("rawId")
     if not isinstance(raw, str):

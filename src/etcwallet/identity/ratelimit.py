@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from etcwallet.core.errors import DomainError
+from etcwallet.identity.errors import IdentityError
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,8 @@ def _window_start(now: datetime, window: timedelta) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
 
 
-def too_many(retry_after: int) -> DomainError:
-    return DomainError(
-        "rate_limited", 429, f"请求过于频繁，请 {retry_after} 秒后再试", f"too many attempts; try again in {retry_after} s",
-        extra={"retry_after": retry_after},
-    )  # fmt: skip
+def too_many(retry_after: int) -> IdentityError:
+    return IdentityError("rate_limited", retry_after=retry_after)
 
 
 async def hit(conn: AsyncConnection[Any], key: str, limit: Limit) -> None:

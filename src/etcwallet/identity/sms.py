@@ -20,7 +20,7 @@ from uuid import uuid4
 from psycopg import AsyncConnection
 
 from etcwallet.core.crypto import keyed_hash
-from etcwallet.core.errors import DomainError
+from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.ratelimit import Limit, hit
 
 LIFETIME = timedelta(minutes=5)
@@ -83,11 +83,8 @@ def _code_hash(lookup_key: bytes, phone: str, purpose: Purpose, code: str) -> by
     return keyed_hash(f"{phone}:{purpose.value}:{code}", lookup_key)
 
 
-def cooldown_error(seconds: int) -> DomainError:
-    return DomainError(
-        "sms_cooldown", 429, f"验证码发送过于频繁，请 {seconds} 秒后再试", f"wait {seconds} s before asking for another code",
-        field="phone", extra={"retry_after": seconds},
-    )  # fmt: skip
+def cooldown_error(seconds: int) -> IdentityError:
+    return IdentityError("sms_cooldown", retry_after=seconds)
 
 
 async def send_code(
@@ -137,16 +134,9 @@ async def send_code(
     return SentCode(phone, purpose, now + LIFETIME, now + COOLDOWN)
 
 
-WRONG_CODE = DomainError("sms_code_invalid", 422, "验证码错误", "wrong verification code", field="sms_code")
-EXPIRED_CODE = DomainError(
-    "sms_code_expired", 422, "验证码已过期或已使用，请重新获取", "the code has expired or was used: ask for a new one",
-    field="sms_code",
-)  # fmt: skip
-
-
 async def check_code(
     conn: AsyncConnection[Any], lookup_key: bytes, *, phone: str, purpose: Purpose, code: str
-) -> DomainError | None:
+) -> IdentityError | None:
     """Spend ``code`` if it is the live code for phone and purpose; otherwise count a try and say why.
 
     Returns None on success. Run it in a transaction that commits even when the answer is a refusal,
@@ -160,14 +150,14 @@ async def check_code(
     )
     row = await cur.fetchone()
     if row is None or row[3] <= now or row[2] >= MAX_ATTEMPTS:
-        return EXPIRED_CODE
+        return IdentityError("sms_code_expired")
     candidate = code.strip()
     well_formed = len(candidate) == 6 and candidate.isdigit()
     if well_formed and hmac.compare_digest(bytes(row[1]), _code_hash(lookup_key, phone, purpose, candidate)):
         await conn.execute("UPDATE sms_codes SET consumed_at = %s WHERE id = %s", (now, row[0]))
         return None
     await conn.execute("UPDATE sms_codes SET attempts = attempts + 1 WHERE id = %s", (row[0],))
-    return WRONG_CODE
+    return IdentityError("sms_code_invalid")
 
 
 async def outbox(

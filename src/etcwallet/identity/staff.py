@@ -11,6 +11,7 @@ their own and sign in as the new member. The rules on who may grant which role l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,10 +24,11 @@ from etcwallet.core.crypto import FieldCipher, hash_token, new_token
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.identity import lockout, sessions, totp
 from etcwallet.identity.authz import OUTLET_ROLES, Principal, Role, refresh_token_reused, unauthenticated
+from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
 from etcwallet.identity.validators import validate_password
 from etcwallet.platform import audit
-from etcwallet.platform.audit import AuditEvent
+from etcwallet.platform.audit import Actor, AuditEvent
 
 BANKS: dict[str, tuple[str, str]] = {
     "lanzhou_bank": ("兰州银行", "Bank of Lanzhou"),
@@ -90,36 +92,8 @@ class StaffLogin:
     recovery_codes: list[str] | None
 
 
-def _not_found(what: str) -> DomainError:
-    zh = {"outlet": "网点不存在", "staff": "员工不存在"}[what]
-    return DomainError(f"{what}_not_found", 404, zh, f"{what} not found", field=f"{what}_id")
-
-
-_INVALID_LOGIN = DomainError(
-    "invalid_credentials", 401, "用户名或密码错误", "wrong username or password", field="password"
-)
-_BAD_TICKET = DomainError(
-    "login_ticket_invalid", 401, "登录已过期，请重新输入密码", "the sign-in has expired: enter the password again",
-    field="ticket",
-)  # fmt: skip
-_BAD_CODE = DomainError(
-    "totp_invalid", 401, "动态验证码错误或已使用", "wrong or already used code", field="code"
-)
-
-
-def _enrollment_code_required() -> DomainError:
-    return DomainError(
-        "enrollment_code_required", 401, "首次登录须同时提供动态验证码绑定码（由另一位管理员发放）",
-        "the first sign-in needs the TOTP enrollment code too (issued by another administrator)",
-        field="enrollment_code",
-    )  # fmt: skip
-
-
-def _enrollment_code_invalid() -> DomainError:
-    return DomainError(
-        "enrollment_code_invalid", 401, "绑定码错误、已使用或已过期", "the enrollment code is wrong, used or expired",
-        field="enrollment_code",
-    )  # fmt: skip
+def _not_found(what: str) -> IdentityError:
+    return IdentityError(f"{what}_not_found")
 
 
 _OUTLET_COLUMNS = "id, code, name, kind, bank, active, created_at"
@@ -138,10 +112,7 @@ async def create_outlet(
 ) -> Outlet:
     """Open an outlet; a bank outlet names its bank, a self-operated one has none."""
     if (kind == "bank") != (bank is not None):
-        raise DomainError(
-            "outlet_bank_mismatch", 422, "银行网点必须指定银行，自营网点不能指定银行",
-            "a bank outlet names its bank; a self-operated outlet has none", field="bank",
-        )  # fmt: skip
+        raise IdentityError("outlet_bank_mismatch")
     cur = await conn.execute(
         f"INSERT INTO outlets (id, code, name, kind, bank) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (code) DO NOTHING "
         f"RETURNING {_OUTLET_COLUMNS}",
@@ -149,9 +120,7 @@ async def create_outlet(
     )
     row = await cur.fetchone()
     if row is None:
-        raise DomainError(
-            "outlet_code_taken", 409, "网点编号已存在", "an outlet with this code exists", field="code"
-        )
+        raise IdentityError("outlet_code_taken")
     return Outlet(*row)
 
 
@@ -179,28 +148,13 @@ async def check_placement(conn: AsyncConnection[Any], role: Role, outlet_id: UUI
     """Refuse (422/404, naming outlet_id) a role and outlet that do not fit together."""
     if role not in OUTLET_ROLES:
         if outlet_id is not None:
-            raise DomainError(
-                "outlet_not_allowed",
-                422,
-                "该角色不属于网点",
-                "this role does not belong to an outlet",
-                field="outlet_id",
-            )
+            raise IdentityError("outlet_not_allowed")
         return
     if outlet_id is None:
-        raise DomainError(
-            "outlet_required",
-            422,
-            "网点角色必须指定网点",
-            "an outlet role needs an outlet",
-            field="outlet_id",
-        )
+        raise IdentityError("outlet_required")
     outlet = await get_outlet(conn, outlet_id)
     if role is Role.BANK_OPERATOR and outlet.kind != "bank":
-        raise DomainError(
-            "bank_outlet_required", 422, "银行网点操作员只能属于银行网点", "a bank operator belongs to a bank outlet",
-            field="outlet_id",
-        )  # fmt: skip
+        raise IdentityError("bank_outlet_required")
 
 
 async def create_staff(
@@ -236,7 +190,7 @@ async def create_staff(
     )  # fmt: skip
     row = await cur.fetchone()
     if row is None:
-        raise DomainError("username_taken", 409, "用户名已存在", "the username is taken", field="username")
+        raise IdentityError("username_taken")
     return _staff(row)
 
 
@@ -330,21 +284,11 @@ async def issue_enrollment_code(
     if row is None:
         raise _not_found("staff")
     if row[0] != "active":
-        raise DomainError(
-            "staff_not_active", 409, "该员工未启用（待审批、已拒绝或已停用）",
-            "this staff member is not active (awaiting approval, rejected or disabled)", field="staff_id",
-        )  # fmt: skip
+        raise IdentityError("staff_not_active")
     if await totp.is_enrolled(conn, "staff", staff_id):
-        raise DomainError(
-            "totp_already_enrolled", 409, "该员工已绑定动态验证码", "this staff member has enrolled TOTP already",
-            field="staff_id",
-        )  # fmt: skip
+        raise IdentityError("totp_already_enrolled@staff")
     if issued_by is not None and row[1] == issued_by:
-        raise DomainError(
-            "enrollment_code_by_password_setter", 409, "设置密码的管理员不能为同一员工发放绑定码，请由另一位管理员发放",
-            "whoever set the password cannot issue the enrollment code: another administrator must",
-            field="staff_id",
-        )  # fmt: skip
+        raise IdentityError("enrollment_code_by_password_setter")
     code = new_token()
     expires = datetime.now(UTC) + ENROLLMENT_CODE_LIFETIME
     await conn.execute(
@@ -367,6 +311,25 @@ async def _spend_enrollment_code(conn: AsyncConnection[Any], staff_id: UUID, cod
 
 
 # --- sign-in -------------------------------------------------------------------------------------------
+
+
+def _event(
+    staff_id: UUID | None,
+    ip: str | None,
+    ua: str | None,
+    action: str,
+    target: tuple[str, UUID | None],
+    failure: DomainError | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """A sign-in step's audit entry: by the staff member once known (anonymous before), refused when
+    ``failure`` is set. It is appended in the step's transaction, which commits refusals too (they count
+    toward the lockout)."""
+    who = Actor("staff", str(staff_id), ip, ua) if staff_id else Actor("anonymous", None, ip, ua)
+    on = (target[0], str(target[1]) if target[1] else None)
+    if failure is not None:
+        return who.refused(action, failure.code, target=on, detail=detail)
+    return who.event(action, target=on, detail=detail)
 
 
 async def login_password(
@@ -392,19 +355,17 @@ async def login_password(
         row = await cur.fetchone()
         staff_id = None
         if row is None:
-            failure: DomainError | None = await lockout.unknown_lock_in_force(conn, "staff", username)
+            failure: IdentityError | None = await lockout.unknown_lock_in_force(conn, "staff", username)
             if failure is None:
                 await verify_secret_async(dummy_hash(), password)
                 until = await lockout.record_unknown_failure(conn, "staff", username)
-                failure = _INVALID_LOGIN if until is None else lockout.locked_error(until)
+                failure = lockout.failed("invalid_credentials@staff", until)
         else:
             staff_id = row[0]
             failure = lockout.lock_in_force(row[3])
             if failure is None and (row[2] != "active" or not await verify_secret_async(row[1], password)):
-                failure = _INVALID_LOGIN
                 until = await lockout.record_failure(conn, "staff", staff_id)
-                if until is not None:
-                    failure = lockout.locked_error(until)
+                failure = lockout.failed("invalid_credentials@staff", until)
         enrollment = None
         if failure is None:
             assert staff_id is not None
@@ -417,15 +378,10 @@ async def login_password(
                 "VALUES (%s, 'staff', %s, %s)",
                 (hash_token(ticket), staff_id, expires),
             )
-    detail = {"username": username} | ({"reason": failure.code} if failure else {})
-    await audit.record(
-        pool,
-        AuditEvent(
-            "staff" if staff_id else "anonymous", str(staff_id) if staff_id else None, "staff.login.password",
-            "success" if failure is None else "refused", "staff", str(staff_id) if staff_id else None, ip, ua,
-            detail | ({"totp_enrollment": "started"} if enrollment else {}),
-        ),
-    )  # fmt: skip
+        detail = {"username": username} | ({"totp_enrollment": "started"} if enrollment else {})
+        await audit.append(
+            conn, _event(staff_id, ip, ua, "staff.login.password", ("staff", staff_id), failure, detail)
+        )
     if failure is not None:
         raise failure
     return LoginStep(ticket, expires, enrollment)
@@ -433,16 +389,16 @@ async def login_password(
 
 async def _first_sign_in(
     conn: AsyncConnection[Any], cipher: FieldCipher, staff_id: UUID, username: str, code: str | None
-) -> tuple[totp.Enrollment | None, DomainError | None]:
+) -> tuple[totp.Enrollment | None, IdentityError | None]:
     """After a right password: nothing to do for an enrolled member; otherwise the enrollment code opens
     a new TOTP enrollment (and spends the code), and its absence or a wrong one refuses the sign-in."""
     if await totp.is_enrolled(conn, "staff", staff_id):
         return None, None
     if code is None:
-        return None, _enrollment_code_required()
+        return None, IdentityError("enrollment_code_required")
     if not await _spend_enrollment_code(conn, staff_id, code):
         until = await lockout.record_failure(conn, "staff", staff_id)
-        return None, _enrollment_code_invalid() if until is None else lockout.locked_error(until)
+        return None, lockout.failed("enrollment_code_invalid", until)
     return await totp.enroll(conn, cipher, "staff", staff_id, f"staff:{username}"), None
 
 
@@ -463,7 +419,7 @@ async def login_second_factor(
     staff row is locked while the code is checked, so concurrent guesses are counted one after another.
     """
     recovery: list[str] | None = None
-    failure: DomainError | None = None
+    failure: IdentityError | None = None
     staff_id: UUID | None = None
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
@@ -474,7 +430,7 @@ async def login_second_factor(
         )
         row = await cur.fetchone()
         if row is None:
-            failure = _BAD_TICKET
+            failure = IdentityError("login_ticket_invalid")
         elif (failure := lockout.lock_in_force(row[1])) is not None:
             staff_id = row[0]
         else:
@@ -489,7 +445,7 @@ async def login_second_factor(
                     (hash_token(ticket),),
                 )
                 until = await lockout.record_failure(conn, "staff", staff_id)
-                failure = _BAD_CODE if until is None else lockout.locked_error(until)
+                failure = lockout.failed("totp_invalid", until)
             else:
                 await conn.execute(
                     "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (hash_token(ticket),)
@@ -499,14 +455,10 @@ async def login_second_factor(
                 await lockout.record_success(conn, "staff", staff_id)
                 tokens = await sessions.create(conn, "staff", staff_id, ip=ip, user_agent=ua)
                 member = await get_staff(conn, staff_id)
-    await audit.record(
-        pool,
-        AuditEvent(
-            "staff" if staff_id else "anonymous", str(staff_id) if staff_id else None, "staff.login.totp",
-            "success" if failure is None else "refused", "staff", str(staff_id) if staff_id else None, ip, ua,
-            {"reason": failure.code} if failure else {"enrolled_now": recovery is not None},
-        ),
-    )  # fmt: skip
+        detail = {} if failure else {"enrolled_now": recovery is not None}
+        await audit.append(
+            conn, _event(staff_id, ip, ua, "staff.login.totp", ("staff", staff_id), failure, detail)
+        )
     if failure is not None:
         raise failure
     return StaffLogin(tokens, member, recovery)
@@ -518,21 +470,20 @@ async def refresh_session(
     """Rotate an active staff member's session tokens (audited); 401 for any other token."""
     async with pool.connection() as conn, conn.transaction():
         rotation = await sessions.rotate(conn, "staff", refresh_token)
-    tokens = rotation.tokens
-    actor = str(rotation.principal_id) if tokens is not None and rotation.principal_id else None
-    session_id = rotation.session_id
-    await audit.record(
-        pool,
-        AuditEvent(
-            "staff" if actor else "anonymous", actor, "staff.session.refresh",
-            "success" if tokens else "refused", "session", str(session_id) if session_id else None, ip, ua,
-            {"reason": sessions.REUSED, "staff_id": str(rotation.principal_id)} if rotation.reused else {},
-        ),
-    )  # fmt: skip
-    if rotation.reused:
-        raise refresh_token_reused()
-    if tokens is None:
-        raise unauthenticated()
+        tokens = rotation.tokens
+        failure = (
+            None if tokens is not None else refresh_token_reused() if rotation.reused else unauthenticated()
+        )
+        actor = rotation.principal_id if tokens is not None else None
+        # A reused token ended its session: the refusal names the member whose session that was.
+        detail = {"staff_id": str(rotation.principal_id)} if rotation.reused else {}
+        event = _event(
+            actor, ip, ua, "staff.session.refresh", ("session", rotation.session_id), failure, detail
+        )
+        await audit.append(conn, event)
+    if failure is not None:
+        raise failure
+    assert tokens is not None
     return tokens
 
 
@@ -540,9 +491,6 @@ async def logout(
     pool: AsyncConnectionPool, *, staff_id: UUID, session_id: UUID, ip: str | None, ua: str | None
 ) -> None:
     """End the staff member's current session (audited)."""
-    async with pool.connection() as conn:
+    async with pool.connection() as conn, conn.transaction():
         await sessions.revoke(conn, session_id, "logout")
-    await audit.record(
-        pool,
-        AuditEvent("staff", str(staff_id), "staff.logout", "success", "session", str(session_id), ip, ua),
-    )
+        await audit.append(conn, _event(staff_id, ip, ua, "staff.logout", ("session", session_id)))

@@ -20,12 +20,14 @@ from etcwallet.identity.authz import (
     ROLE_NAMES,
     Permission,
     Principal,
+    actor,
     require,
     require_staff,
 )
+from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.ratelimit import Limit, hit
 from etcwallet.platform import audit
-from etcwallet.platform.audit import AuditEvent
+from etcwallet.platform.audit import Actor, AuditEvent
 from etcwallet.platform.idempotency import idempotent
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff"])
@@ -38,10 +40,6 @@ StaffManager = Annotated[Principal, Depends(idempotent(require(Permission.STAFF_
 
 LOGIN_PER_IP = Limit(30, timedelta(minutes=5))
 LOGIN_PER_USER = Limit(10, timedelta(minutes=5))
-
-
-def _client(request: Request) -> tuple[str | None, str | None]:
-    return (request.client.host if request.client else None), request.headers.get("user-agent")
 
 
 def staff_out(m: service.StaffMember) -> s.StaffOut:
@@ -73,13 +71,15 @@ async def login(body: s.StaffPasswordLogin, request: Request) -> s.LoginStepOut:
     At first sign-in (no TOTP yet) the one-time ``enrollment_code`` another administrator issued is needed
     too (401 ``enrollment_code_required`` without it); with it, the answer carries the TOTP enrollment.
     """
-    ip, ua = _client(request)
+    who = actor(request)
     await _limit(
-        request, (f"staff-login:ip:{ip}", LOGIN_PER_IP), (f"staff-login:user:{body.username}", LOGIN_PER_USER)
+        request,
+        (f"staff-login:ip:{who.ip}", LOGIN_PER_IP),
+        (f"staff-login:user:{body.username}", LOGIN_PER_USER),
     )
     rt = request.app.state.runtime
     step = await service.login_password(
-        rt.pool, rt.keys.cipher, username=body.username, password=body.password, ip=ip, ua=ua,
+        rt.pool, rt.keys.cipher, username=body.username, password=body.password, ip=who.ip, ua=who.user_agent,
         enrollment_code=body.enrollment_code,
     )  # fmt: skip
     enrollment = None
@@ -97,8 +97,8 @@ async def login(body: s.StaffPasswordLogin, request: Request) -> s.LoginStepOut:
 @router.post("/auth/totp", response_model=s.StaffSessionOut, responses=problems(401, 403, 423, 429))
 async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSessionOut:
     """Step 2: the TOTP code (or a recovery code). The first code after enrollment confirms it."""
-    ip, ua = _client(request)
-    await _limit(request, (f"staff-totp:ip:{ip}", LOGIN_PER_IP))
+    who = actor(request)
+    await _limit(request, (f"staff-totp:ip:{who.ip}", LOGIN_PER_IP))
     rt = request.app.state.runtime
     done = await service.login_second_factor(
         rt.pool,
@@ -106,8 +106,8 @@ async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSess
         lookup_key=rt.keys.lookup_key,
         ticket=body.ticket,
         code=body.code,
-        ip=ip,
-        ua=ua,
+        ip=who.ip,
+        ua=who.user_agent,
     )
     t = done.tokens
     return s.StaffSessionOut(
@@ -118,17 +118,19 @@ async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSess
 @router.post("/auth/refresh", response_model=s.SessionOut, responses=problems(401, 403, 429))
 async def refresh(body: s.RefreshRequest, request: Request) -> s.SessionOut:
     """Rotate the session's tokens; the old pair stops working."""
-    ip, ua = _client(request)
-    await _limit(request, (f"staff-refresh:ip:{ip}", LOGIN_PER_IP))
-    tokens = await service.refresh_session(request.app.state.runtime.pool, body.refresh_token, ip=ip, ua=ua)
+    who = actor(request)
+    await _limit(request, (f"staff-refresh:ip:{who.ip}", LOGIN_PER_IP))
+    tokens = await service.refresh_session(
+        request.app.state.runtime.pool, body.refresh_token, ip=who.ip, ua=who.user_agent
+    )
     return s.SessionOut.of(tokens)
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(request: Request, me: Annotated[Principal, Depends(require_staff)]) -> Response:
-    ip, ua = _client(request)
+    who = actor(request, me)
     await service.logout(
-        request.app.state.runtime.pool, staff_id=me.id, session_id=me.session_id, ip=ip, ua=ua
+        request.app.state.runtime.pool, staff_id=me.id, session_id=me.session_id, ip=who.ip, ua=who.user_agent
     )
     return Response(status_code=204)
 
@@ -142,21 +144,19 @@ async def whoami(request: Request, me: Annotated[Principal, Depends(require_staf
 # --- administration ------------------------------------------------------------------------------------
 
 
-async def _audit(
+async def _refused(
     request: Request,
-    me: Principal,
+    who: Actor,
     action: str,
     target: tuple[str, str | None],
     detail: Mapping[str, object],
-    refused: DomainError | None = None,
+    refused: DomainError,
 ) -> None:
-    """Record an administrative action; a refused one too, with the reason it was refused."""
-    ip, ua = _client(request)
-    outcome, detail = ("refused", {**detail, "reason": refused.code}) if refused else ("success", detail)
-    await audit.record(
-        request.app.state.runtime.pool,
-        AuditEvent("staff", str(me.id), action, outcome, target[0], target[1], ip, ua, detail),
-    )
+    """Record a refused administrative action, with the reason, on its own: the change rolled back.
+
+    (A success is appended in the transaction of the change it records.)"""
+    event = who.refused(action, refused.code, target=target, detail=detail)
+    await audit.record(request.app.state.runtime.pool, event)
 
 
 @admin.post(
@@ -167,15 +167,18 @@ async def create_outlet(
     request: Request,
     me: Annotated[Principal, Depends(idempotent(require(Permission.OUTLETS_MANAGE)))],
 ) -> s.OutletOut:
+    who, detail = actor(request, me), body.model_dump(mode="json")
     try:
-        async with request.app.state.runtime.pool.connection() as conn:
+        async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
             outlet = await service.create_outlet(
                 conn, code=body.code, name=body.name, kind=body.kind, bank=body.bank
             )
+            await audit.append(
+                conn, who.event("outlet.create", target=("outlet", str(outlet.id)), detail=detail)
+            )
     except DomainError as refused:
-        await _audit(request, me, "outlet.create", ("outlet", None), body.model_dump(mode="json"), refused)
+        await _refused(request, who, "outlet.create", ("outlet", None), detail, refused)
         raise
-    await _audit(request, me, "outlet.create", ("outlet", str(outlet.id)), body.model_dump(mode="json"))
     return outlet_out(outlet)
 
 
@@ -214,6 +217,18 @@ def _change_detail(change: changes.StaffChange, member: service.StaffMember) -> 
     }  # fmt: skip
 
 
+def _done_event(
+    who: Actor, action: str, outcome: changes.Outcome, detail: Mapping[str, object]
+) -> AuditEvent:
+    """The audit entry for an administrator's request: ``action`` when it took effect, a change request
+    (with what was asked, for whom, by whom) when it waits for a second administrator."""
+    target = ("staff", str(outcome.member.id))
+    if outcome.change is None:
+        return who.event(action, target=target, detail=detail)
+    change_detail = {**detail, **_change_detail(outcome.change, outcome.member)}
+    return who.event("staff.change.request", target=target, detail=change_detail)
+
+
 def _awaiting_approval(change: changes.StaffChange, member: service.StaffMember) -> JSONResponse:
     """202: the change is recorded and waits for a second administrator."""
     return JSONResponse(
@@ -240,23 +255,20 @@ async def create_staff(body: s.StaffCreate, request: Request, me: StaffManager) 
     """Create a staff member (201). In the finance or administrator role the member waits, unable to sign
     in, until another administrator approves (202 and the pending change). Either way the member enrolls
     TOTP with a code that another administrator issues, since the caller set the password."""
-    detail = body.model_dump(mode="json", exclude={"password"})
+    who, detail = actor(request, me), body.model_dump(mode="json", exclude={"password"})
     try:
         async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
             done = await changes.create_staff(
                 conn, actor=me.id, username=body.username, display_name=body.display_name, password=body.password,
                 role=body.role, outlet_id=body.outlet_id,
             )  # fmt: skip
+            await audit.append(conn, _done_event(who, "staff.create", done, detail))
     except DomainError as refused:
-        await _audit(request, me, "staff.create", ("staff", None), detail, refused)
+        await _refused(request, who, "staff.create", ("staff", None), detail, refused)
         raise
-    member = done.member
     if done.change is not None:
-        change_detail = detail | _change_detail(done.change, member)
-        await _audit(request, me, "staff.change.request", ("staff", str(member.id)), change_detail)
-        return _awaiting_approval(done.change, member)
-    await _audit(request, me, "staff.create", ("staff", str(member.id)), detail)
-    return staff_out(member)
+        return _awaiting_approval(done.change, done.member)
+    return staff_out(done.member)
 
 
 @admin.get("/staff", response_model=list[s.StaffOut])
@@ -285,22 +297,22 @@ async def update_staff(
     """Change a member's role, outlet or status (200). A role change to or from finance or administrator
     waits for another administrator (202). Nobody changes their own role or disables themselves, and the
     last active administrator stays (409)."""
-    asked = body.model_dump(mode="json", exclude_unset=True)
+    who, asked = actor(request, me), body.model_dump(mode="json", exclude_unset=True)
     try:
         async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
             done = await changes.update_staff(
                 conn, staff_id, actor=me.id, role=body.role, outlet_id=body.outlet_id, status=body.status
             )
+            detail: dict[str, object] = {"asked": asked}
+            if done.change is None:  # it took effect: what it changed
+                assert done.before is not None
+                detail = {"before": _placement(done.before), "after": _placement(done.member)}
+            await audit.append(conn, _done_event(who, "staff.update", done, detail))
     except DomainError as refused:
-        await _audit(request, me, "staff.update", ("staff", str(staff_id)), {"asked": asked}, refused)
+        await _refused(request, who, "staff.update", ("staff", str(staff_id)), {"asked": asked}, refused)
         raise
     if done.change is not None:
-        detail = {"asked": asked} | _change_detail(done.change, done.member)
-        await _audit(request, me, "staff.change.request", ("staff", str(staff_id)), detail)
         return _awaiting_approval(done.change, done.member)
-    assert done.before is not None
-    detail = {"before": _placement(done.before), "after": _placement(done.member)}
-    await _audit(request, me, "staff.update", ("staff", str(staff_id)), detail)
     return staff_out(done.member)
 
 
@@ -318,14 +330,15 @@ async def issue_enrollment_code(staff_id: UUID, request: Request, me: StaffManag
     """Issue a one-time TOTP enrollment code (shown once; replaces an earlier one) for an active member who
     has not enrolled. Whoever set the member's password may not (409): another administrator does, and
     hands it to the member, who signs in with it and the password to see their new TOTP secret."""
+    who, action, target = actor(request, me), "staff.enrollment_code.issue", ("staff", str(staff_id))
     try:
         async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
             issued = await service.issue_enrollment_code(conn, staff_id, issued_by=me.id)
+            detail = {"expires_at": issued.expires_at.isoformat()}
+            await audit.append(conn, who.event(action, target=target, detail=detail))
     except DomainError as refused:
-        await _audit(request, me, "staff.enrollment_code.issue", ("staff", str(staff_id)), {}, refused)
+        await _refused(request, who, action, target, {}, refused)
         raise
-    detail = {"expires_at": issued.expires_at.isoformat()}
-    await _audit(request, me, "staff.enrollment_code.issue", ("staff", str(staff_id)), detail)
     return s.EnrollmentCodeOut(staff_id=staff_id, enrollment_code=issued.code, expires_at=issued.expires_at)
 
 
@@ -357,18 +370,17 @@ async def read_staff_change(
 
 
 async def _decide(request: Request, me: Principal, change_id: UUID, verdict: str) -> s.StaffChangeOut:
-    action = f"staff.change.{verdict}"
+    who, action = actor(request, me), f"staff.change.{verdict}"
     decide = changes.approve if verdict == "approve" else changes.reject
     try:
         async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
             done = await decide(conn, change_id, actor=me.id)
+            assert done.change is not None
+            detail = _change_detail(done.change, done.member)
+            await audit.append(conn, who.event(action, target=("staff", str(done.member.id)), detail=detail))
     except DomainError as refused:
-        await _audit(request, me, action, ("staff_change", str(change_id)), {}, refused)
+        await _refused(request, who, action, ("staff_change", str(change_id)), {}, refused)
         raise
-    assert done.change is not None
-    await _audit(
-        request, me, action, ("staff", str(done.member.id)), _change_detail(done.change, done.member)
-    )
     return change_out(done.change, done.member)
 
 
@@ -399,10 +411,7 @@ async def verify_audit(
     try:
         anchors = [audit.Anchor.parse(text) for text in anchor or []]
     except ValueError:
-        raise DomainError(
-            "invalid_anchor", 422, "锚点格式应为 序号:64位十六进制哈希", "an anchor is SEQ:HASH, the hash 64 hex digits",
-            field="anchor",
-        ) from None  # fmt: skip
+        raise IdentityError("invalid_anchor") from None
     async with request.app.state.runtime.pool.connection() as conn:
         report = await audit.verify(conn, anchors=anchors)
     return s.AuditChainOut(

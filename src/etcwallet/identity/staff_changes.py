@@ -25,9 +25,9 @@ from uuid import UUID, uuid4
 
 from psycopg import AsyncConnection
 
-from etcwallet.core.errors import DomainError
 from etcwallet.identity import staff
 from etcwallet.identity.authz import OUTLET_ROLES, Role
+from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.staff import StaffMember
 
 PRIVILEGED_ROLES = frozenset({Role.FINANCE, Role.ADMINISTRATOR})
@@ -36,30 +36,6 @@ PRIVILEGED_ROLES = frozenset({Role.FINANCE, Role.ADMINISTRATOR})
 _STAFF_ADMIN_LOCK = 0x45544357_53544146  # "ETCW" "STAF": orders every administrative change of staff
 
 ChangeStatus = Literal["pending", "approved", "rejected"]
-
-# code: (status, zh, en)
-_ERRORS: dict[str, tuple[int, str, str]] = {
-    "own_role": (409, "不能更改自己的角色", "nobody changes their own role"),
-    "own_status": (409, "不能停用自己的账户", "nobody disables themselves"),
-    "last_administrator": (
-        409, "不能停用或降级最后一位在职管理员", "the last active administrator cannot be disabled or demoted",
-    ),
-    "self_approval": (409, "不能批准自己提出的变更，须由另一位管理员批准", "a change is approved by another administrator, not by whoever requested it"),
-    "change_not_pending": (409, "该变更已被批准或拒绝", "this change was already approved or rejected"),
-    "change_pending": (409, "该员工已有待批准的变更", "this staff member has a change awaiting approval"),
-    "change_stale": (409, "员工的角色在申请后已变更，该变更不再适用", "the staff member's role changed since the request"),
-    "change_with_status": (
-        422, "需要审批的角色变更不能同时更改状态，请分开提交", "a role change that needs approval cannot change the status too: send it alone",
-    ),
-    "staff_rejected": (409, "该员工的创建申请已被拒绝", "the creation of this staff member was rejected"),
-    "change_not_found": (404, "变更不存在", "change not found"),
-}  # fmt: skip
-
-
-def refusal(code: str, field: str) -> DomainError:
-    """A fresh refusal from the table above, naming ``field``."""
-    status, zh, en = _ERRORS[code]
-    return DomainError(code, status, zh, en, field=field)
 
 
 @dataclass(frozen=True)
@@ -116,7 +92,7 @@ async def _keep_an_administrator(conn: AsyncConnection[Any], leaving: UUID, fiel
     )
     row = await cur.fetchone()
     if row is None or row[0] == 0:
-        raise refusal("last_administrator", field)
+        raise IdentityError("last_administrator", field=field)
 
 
 async def _pending_for(conn: AsyncConnection[Any], staff_id: UUID) -> StaffChange | None:
@@ -195,17 +171,17 @@ async def update_staff(
     await _serialize(conn)
     before = await staff.get_staff(conn, staff_id, for_update=True)
     if before.status == "pending":
-        raise refusal("change_pending", "staff_id")
+        raise IdentityError("change_pending", field="staff_id")
     if before.status == "rejected":
-        raise refusal("staff_rejected", "staff_id")
+        raise IdentityError("staff_rejected", field="staff_id")
     role_changes = role is not None and role != before.role
     if staff_id == actor and role_changes:
-        raise refusal("own_role", "role")
+        raise IdentityError("own_role", field="role")
     if staff_id == actor and status == "disabled":
-        raise refusal("own_status", "status")
+        raise IdentityError("own_status", field="status")
     new_role = role or before.role
     if (role_changes or outlet_id is not None) and await _pending_for(conn, staff_id) is not None:
-        raise refusal("change_pending", "staff_id")
+        raise IdentityError("change_pending", field="staff_id")
     if needs_approval(before.role, new_role):
         return await _request_role_change(conn, before, new_role, outlet_id, status, actor)
     if status == "disabled" and before.role is Role.ADMINISTRATOR and before.status == "active":
@@ -219,7 +195,7 @@ async def _request_role_change(
     status: str | None, actor: UUID,
 ) -> Outcome:  # fmt: skip
     if status is not None and status != before.status:
-        raise refusal("change_with_status", "status")
+        raise IdentityError("change_with_status", field="status")
     if before.role is Role.ADMINISTRATOR and before.status == "active":
         await _keep_an_administrator(conn, before.id, "role")
     new_outlet = (
@@ -239,10 +215,10 @@ async def _lock_pending(conn: AsyncConnection[Any], change_id: UUID) -> StaffCha
     )
     row = await cur.fetchone()
     if row is None:
-        raise refusal("change_not_found", "change_id")
+        raise IdentityError("change_not_found", field="change_id")
     change = _change(row)
     if change.status != "pending":
-        raise refusal("change_not_pending", "change_id")
+        raise IdentityError("change_not_pending", field="change_id")
     return change
 
 
@@ -265,15 +241,15 @@ async def approve(conn: AsyncConnection[Any], change_id: UUID, *, actor: UUID) -
     await _serialize(conn)
     change = await _lock_pending(conn, change_id)
     if change.requested_by == actor:
-        raise refusal("self_approval", "change_id")
+        raise IdentityError("self_approval", field="change_id")
     if change.staff_id == actor:
-        raise refusal("own_role", "change_id")
+        raise IdentityError("own_role", field="change_id")
     before = await staff.get_staff(conn, change.staff_id, for_update=True)
     if change.kind == "create":
         _, member = await staff.update_staff(conn, before.id, status="active")
     else:
         if before.role != change.role_from:
-            raise refusal("change_stale", "change_id")
+            raise IdentityError("change_stale", field="change_id")
         if before.role is Role.ADMINISTRATOR and before.status == "active":
             await _keep_an_administrator(conn, before.id, "change_id")
         _, member = await staff.update_staff(
@@ -305,7 +281,7 @@ async def get_change(conn: AsyncConnection[Any], change_id: UUID) -> StaffChange
     cur = await conn.execute(f"SELECT {_CHANGE_COLUMNS} FROM staff_changes WHERE id = %s", (change_id,))
     row = await cur.fetchone()
     if row is None:
-        raise refusal("change_not_found", "change_id")
+        raise IdentityError("change_not_found", field="change_id")
     return _change(row)
 
 

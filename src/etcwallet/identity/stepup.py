@@ -6,7 +6,8 @@ proved a second factor within ``max_age``, the answer is a 403 ``step_up_require
 factors this principal can use and where to prove each: TOTP (and its recovery codes) when enrolled, a
 passkey when registered, and an SMS code to the customer's phone only when neither is set up (a code sent
 to the phone must not stand in for a stronger factor the customer chose). Proving a factor marks the
-session (``sessions.stepped_up_at``) and is audited by the caller.
+session (``sessions.stepped_up_at``) and is audited in the same transaction (``step_up.<factor>``, by the
+``actor`` the caller names); a refused proof is the caller's to audit.
 
 403, not 401: the caller's token is good, and clients treat 401 as "sign in again".
 """
@@ -24,10 +25,12 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import FieldCipher
-from etcwallet.core.errors import DomainError
 from etcwallet.identity import passkeys, sessions, sms, totp
 from etcwallet.identity.authz import Principal, load_principal
+from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.ratelimit import Limit, hit
+from etcwallet.platform import audit
+from etcwallet.platform.audit import Actor
 
 STEP_UP_WINDOW = timedelta(minutes=5)
 PROOF_LIMIT = Limit(10, timedelta(minutes=5))  # proof attempts per principal
@@ -86,20 +89,17 @@ async def accepted_factors(conn: AsyncConnection[Any], principal_type: str, prin
     return factors
 
 
-def step_up_required(kind: str, factors: list[str], max_age: timedelta) -> DomainError:
+def step_up_required(kind: str, factors: list[str], max_age: timedelta) -> IdentityError:
     """The refusal telling a principal of ``kind`` which factors it accepts and where to prove them."""
     endpoints = (
         {f: CUSTOMER_ENDPOINTS[f] for f in factors if f in CUSTOMER_ENDPOINTS} if kind == "customer" else {}
     )
-    return DomainError(
-        "step_up_required", 403, "此操作需要再次验证身份（动态验证码、通行密钥或短信验证码）",
-        "this action needs a fresh second factor (authenticator code, passkey or SMS code)",
-        extra={
-            "accepted_factors": factors,
-            "max_age_seconds": int(max_age.total_seconds()),
-            "step_up": {"status": BASE if kind == "customer" else None, "endpoints": endpoints},
-        },
-    )  # fmt: skip
+    return IdentityError(
+        "step_up_required",
+        accepted_factors=factors,
+        max_age_seconds=int(max_age.total_seconds()),
+        step_up={"status": BASE if kind == "customer" else None, "endpoints": endpoints},
+    )
 
 
 async def require_step_up(
@@ -140,20 +140,10 @@ async def status(
 
 # --- proofs ----------------------------------------------------------------------------------------------
 
-TOTP_INVALID = DomainError(
-    "totp_invalid", 422, "动态验证码错误或已使用", "wrong or already used authenticator code", field="code"
-)
-RECOVERY_INVALID = DomainError(
-    "recovery_code_invalid", 422, "恢复码错误或已使用", "wrong or already used recovery code", field="code"
-)
 
-
-def not_accepted(factor: str, factors: list[str]) -> DomainError:
+def not_accepted(factor: str, factors: list[str]) -> IdentityError:
     """A factor this principal cannot use for step-up now (not enrolled, or SMS while stronger ones exist)."""
-    return DomainError(
-        "factor_not_accepted", 409, "不能使用该方式验证身份", f"{factor} cannot be used for step-up here",
-        field="factor", extra={"accepted_factors": factors},
-    )  # fmt: skip
+    return IdentityError("factor_not_accepted", text={"factor": factor}, accepted_factors=factors)
 
 
 async def _admit(conn: AsyncConnection[Any], principal: Principal, factor: Factor) -> None:
@@ -169,24 +159,39 @@ async def _limit_and_admit(pool: AsyncConnectionPool, principal: Principal, fact
         await _admit(conn, principal, factor)
 
 
-async def prove_totp(pool: AsyncConnectionPool, cipher: FieldCipher, principal: Principal, code: str) -> None:
+async def _stepped_up(
+    conn: AsyncConnection[Any],
+    principal: Principal,
+    factor: Factor,
+    actor: Actor,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Mark the session stepped up and audit it, last in the proof's transaction."""
+    await sessions.mark_stepped_up(conn, principal.session_id, factor)
+    target = (principal.kind, str(principal.id))
+    await audit.append(conn, actor.event(f"step_up.{factor}", target=target, detail=detail))
+
+
+async def prove_totp(
+    pool: AsyncConnectionPool, cipher: FieldCipher, principal: Principal, code: str, *, actor: Actor
+) -> None:
     """Step up with a TOTP code (each code works once)."""
     await _limit_and_admit(pool, principal, "totp")
     async with pool.connection() as conn, conn.transaction():
         if not await totp.verify(conn, cipher, principal.kind, principal.id, code):
-            raise TOTP_INVALID
-        await sessions.mark_stepped_up(conn, principal.session_id, "totp")
+            raise IdentityError("totp_invalid@step_up")
+        await _stepped_up(conn, principal, "totp", actor)
 
 
 async def prove_recovery_code(
-    pool: AsyncConnectionPool, lookup_key: bytes, principal: Principal, code: str
+    pool: AsyncConnectionPool, lookup_key: bytes, principal: Principal, code: str, *, actor: Actor
 ) -> None:
     """Step up with a one-time recovery code (spent by this)."""
     await _limit_and_admit(pool, principal, "recovery_code")
     async with pool.connection() as conn, conn.transaction():
         if not await totp.use_recovery_code(conn, lookup_key, principal.kind, principal.id, code):
-            raise RECOVERY_INVALID
-        await sessions.mark_stepped_up(conn, principal.session_id, "recovery_code")
+            raise IdentityError("recovery_code_invalid")
+        await _stepped_up(conn, principal, "recovery_code", actor)
 
 
 async def passkey_options(conn: AsyncConnection[Any], principal: Principal, rp_id: str) -> passkeys.Ceremony:
@@ -207,6 +212,7 @@ async def prove_passkey(
     credential: dict[str, Any],
     rp_id: str,
     origin: str,
+    actor: Actor,
 ) -> passkeys.Assertion:
     """Step up with an assertion answering this principal's step-up challenge."""
     await _limit_and_admit(pool, principal, "passkey")
@@ -217,7 +223,7 @@ async def prove_passkey(
             conn, challenge=challenge, credential=credential, rp_id=rp_id, origin=origin, principal=ref,
             refusal_status=422,
         )  # fmt: skip
-        await sessions.mark_stepped_up(conn, principal.session_id, "passkey")
+        await _stepped_up(conn, principal, "passkey", actor, {"passkey_id": str(assertion.passkey_id)})
     return assertion
 
 
@@ -236,7 +242,7 @@ async def send_sms(
     lookup_key: bytes,
     principal: Principal,
     *,
-    ip: str | None,
+    actor: Actor,
 ) -> sms.SentCode:
     """Send a step-up code to the customer's phone (only when no TOTP or passkey is enrolled)."""
     async with pool.connection() as conn, conn.transaction():
@@ -244,10 +250,17 @@ async def send_sms(
         if "sms" not in factors:
             raise not_accepted("sms", factors)
         phone = await _customer_phone(conn, principal)
-        return await sms.send_code(conn, gateway, lookup_key, phone=phone, purpose=sms.Purpose.STEP_UP, ip=ip)
+        sent = await sms.send_code(
+            conn, gateway, lookup_key, phone=phone, purpose=sms.Purpose.STEP_UP, ip=actor.ip
+        )
+        target = (principal.kind, str(principal.id))
+        await audit.append(conn, actor.event("step_up.sms.send", target=target))
+        return sent
 
 
-async def prove_sms(pool: AsyncConnectionPool, lookup_key: bytes, principal: Principal, code: str) -> None:
+async def prove_sms(
+    pool: AsyncConnectionPool, lookup_key: bytes, principal: Principal, code: str, *, actor: Actor
+) -> None:
     """Step up with the SMS code just sent; a wrong code counts as one of the code's five tries."""
     await _limit_and_admit(pool, principal, "sms")
     async with pool.connection() as conn:
@@ -257,6 +270,6 @@ async def prove_sms(pool: AsyncConnectionPool, lookup_key: bytes, principal: Pri
                 conn, lookup_key, phone=phone, purpose=sms.Purpose.STEP_UP, code=code
             )
             if refusal is None:
-                await sessions.mark_stepped_up(conn, principal.session_id, "sms")
+                await _stepped_up(conn, principal, "sms", actor)
         if refusal is not None:
-            raise DomainError(refusal.code, refusal.status, refusal.zh, refusal.en, field="code")
+            raise IdentityError(refusal.code, field="code")

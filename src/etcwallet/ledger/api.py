@@ -8,13 +8,12 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from etcwallet.core.bodies import body_limit
-from etcwallet.core.errors import DomainError
 from etcwallet.core.http import body_schema, parse_body
 from etcwallet.core.i18n import negotiate
 from etcwallet.core.ids import new_id
 from etcwallet.core.money import SignedMoney
 from etcwallet.core.openapi import problems
-from etcwallet.identity.authz import Permission, Principal, require
+from etcwallet.identity.authz import Permission, Principal, actor, require
 from etcwallet.ledger import schemas as s
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.service import AccountSpec, Ledger
@@ -38,15 +37,9 @@ async def get_ledger(request: Request) -> Ledger:
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 
 
-def actor_of(request: Request, principal: Principal) -> Actor:
-    """The caller as the audit log names it, with the address and agent it called from."""
-    ip = request.client.host if request.client else None
-    return Actor(principal.kind, str(principal.id), ip, request.headers.get("user-agent"))
-
-
 async def writer(request: Request, principal: Annotated[Principal, Depends(can_write)]) -> Actor:
     """Finance staff allowed to write to the ledger, as the actor of the audit entries."""
-    return actor_of(request, principal)
+    return actor(request, principal)
 
 
 WriterDep = Annotated[Actor, Depends(writer)]
@@ -58,7 +51,7 @@ WriterDep = Annotated[Actor, Depends(writer)]
     response_model=s.AccountOut,
     responses=problems(409),
 )
-async def create_account(body: s.AccountCreate, ledger: LedgerDep, actor: WriterDep) -> s.AccountOut:
+async def create_account(body: s.AccountCreate, ledger: LedgerDep, who: WriterDep) -> s.AccountOut:
     account = await ledger.create_account(
         AccountSpec(
             id=body.id or new_id(),
@@ -69,7 +62,7 @@ async def create_account(body: s.AccountCreate, ledger: LedgerDep, actor: Writer
             credits_must_not_exceed_debits=body.credits_must_not_exceed_debits,
             metadata=body.metadata,
         ),
-        actor=actor,
+        actor=who,
     )
     return s.AccountOut.of(account)
 
@@ -81,9 +74,9 @@ async def read_account(account_id: UUID, ledger: LedgerDep) -> s.AccountOut:
 
 @router.put("/accounts/{account_id}/frozen", response_model=s.AccountOut)
 async def freeze_account(
-    account_id: UUID, body: s.FreezeRequest, ledger: LedgerDep, actor: WriterDep
+    account_id: UUID, body: s.FreezeRequest, ledger: LedgerDep, who: WriterDep
 ) -> s.AccountOut:
-    return s.AccountOut.of(await ledger.set_frozen(account_id, body.frozen, actor=actor))
+    return s.AccountOut.of(await ledger.set_frozen(account_id, body.frozen, actor=who))
 
 
 @router.get("/accounts/{account_id}/transfers", response_model=s.HistoryPage, dependencies=READ)
@@ -104,9 +97,7 @@ async def list_transfers(
 @router.get("/accounts/{account_id}/balance", response_model=s.BalanceAsOf, dependencies=READ)
 async def balance_as_of(account_id: UUID, at: s.AsOf, ledger: LedgerDep) -> s.BalanceAsOf:
     if at.tzinfo is None:
-        raise DomainError(
-            "timezone_required", 422, "时间必须带时区", "the time must carry a UTC offset", field="at"
-        )
+        raise LedgerError("timezone_required")
     account, balance = await ledger.balance_as_of(account_id, at)
     return s.BalanceAsOf(
         account_id=account_id, at=at, balance=SignedMoney(amount=balance, currency=account.currency)
@@ -122,10 +113,10 @@ async def balance_as_of(account_id: UUID, at: s.AsOf, ledger: LedgerDep) -> s.Ba
 )
 async def create_transfer(request: Request) -> Response:
     """Create one transfer. The busiest endpoint: it parses and answers without FastAPI's machinery."""
-    actor = actor_of(request, await can_write(request))
+    who = actor(request, await can_write(request))
     body = await parse_body(request, s.TransferCreate)
     ledger: Ledger = request.app.state.ledger
-    transfer = await ledger.create_transfer(body.request(), actor=actor)
+    transfer = await ledger.create_transfer(body.request(), actor=who)
     return Response(
         s.TransferOut.of(transfer).model_dump_json(), status_code=201, media_type="application/json"
     )
@@ -137,8 +128,8 @@ async def create_transfer(request: Request) -> Response:
     response_model=s.LinkedOut,
     responses=problems(404, 409),
 )
-async def create_linked(body: s.LinkedCreate, ledger: LedgerDep, actor: WriterDep) -> s.LinkedOut:
-    transfers = await ledger.create_linked([t.request() for t in body.transfers], actor=actor)
+async def create_linked(body: s.LinkedCreate, ledger: LedgerDep, who: WriterDep) -> s.LinkedOut:
+    transfers = await ledger.create_linked([t.request() for t in body.transfers], actor=who)
     return s.LinkedOut(transfers=[s.TransferOut.of(t) for t in transfers])
 
 
@@ -148,10 +139,10 @@ async def create_linked(body: s.LinkedCreate, ledger: LedgerDep, actor: WriterDe
     openapi_extra=body_limit(s.MAX_BATCH_BODY),
 )
 async def create_batch(
-    body: s.BatchCreate, request: Request, ledger: LedgerDep, actor: WriterDep
+    body: s.BatchCreate, request: Request, ledger: LedgerDep, who: WriterDep
 ) -> s.BatchOut:
     lang = negotiate(request.headers.get("accept-language"))
-    results = await ledger.create_transfers([t.request(linked=t.linked) for t in body.transfers], actor=actor)
+    results = await ledger.create_transfers([t.request(linked=t.linked) for t in body.transfers], actor=who)
     items = [
         s.BatchResult(index=i, status="refused", error=r.problem(lang))
         if isinstance(r, LedgerError)
@@ -169,7 +160,7 @@ async def create_batch(
     responses=problems(409),
 )
 async def post_pending(
-    pending_id: UUID, body: s.PostPending, ledger: LedgerDep, actor: WriterDep
+    pending_id: UUID, body: s.PostPending, ledger: LedgerDep, who: WriterDep
 ) -> s.TransferOut:
     transfer = await ledger.create_transfer(
         TransferRequest(
@@ -180,7 +171,7 @@ async def post_pending(
             currency=body.amount.currency if body.amount else None,
             metadata=body.metadata,
         ),
-        actor=actor,
+        actor=who,
     )
     return s.TransferOut.of(transfer)
 
@@ -192,13 +183,13 @@ async def post_pending(
     responses=problems(409),
 )
 async def void_pending(
-    pending_id: UUID, body: s.VoidPending, ledger: LedgerDep, actor: WriterDep
+    pending_id: UUID, body: s.VoidPending, ledger: LedgerDep, who: WriterDep
 ) -> s.TransferOut:
     transfer = await ledger.create_transfer(
         TransferRequest(
             id=body.id, kind=TransferKind.VOID_PENDING, pending_id=pending_id, metadata=body.metadata
         ),
-        actor=actor,
+        actor=who,
     )
     return s.TransferOut.of(transfer)
 
@@ -207,5 +198,5 @@ async def void_pending(
 async def read_transfer(transfer_id: UUID, ledger: LedgerDep) -> s.TransferOut:
     transfer = await ledger.get_transfer(transfer_id)
     if transfer is None:
-        raise DomainError("transfer_not_found", 404, "转账不存在", "transfer not found", field="transfer_id")
+        raise LedgerError("transfer_not_found")
     return s.TransferOut.of(transfer)

@@ -1,7 +1,11 @@
-"""The ledger's refusal codes, each with its HTTP status and a sentence in zh-CN and English."""
+"""The ledger's refusal codes, each with its HTTP status and a sentence in zh-CN and English.
+
+A sentence may name a value in braces (``{max_batch}``), filled from the error's ``text``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from etcwallet.core.errors import DomainError
@@ -65,23 +69,43 @@ LEDGER_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
         None,
     ),
     "linked_event_chain_open": (422, "关联转账链未闭合", "the linked chain is not closed", None),
+    "batch_too_large": (
+        422,
+        "一批最多 {max_batch} 笔转账",
+        "at most {max_batch} transfers a batch",
+        "transfers",
+    ),
+    "transfer_not_found": (404, "转账不存在", "transfer not found", "transfer_id"),
+    "timezone_required": (422, "时间必须带时区", "the time must carry a UTC offset", "at"),
 }
 
 
 class LedgerError(DomainError):
-    """A transfer the ledger refused; ``index`` is its position in the submitted batch."""
+    """A request the ledger refused; ``index`` is the refused transfer's position in the submitted batch.
+
+    ``extra`` goes into the answer, ``text`` only into its sentences.
+    """
 
     def __init__(
-        self, code: str, *, index: int | None = None, field: str | None = None, **extra: Any
+        self,
+        code: str,
+        *,
+        index: int | None = None,
+        field: str | None = None,
+        text: Mapping[str, object] | None = None,
+        **extra: Any,
     ) -> None:
         status, zh, en, default_field = LEDGER_ERRORS[code]
+        if text:
+            zh, en = zh.format_map(text), en.format_map(text)
         payload: dict[str, Any] = dict(extra)
         if index is not None:
             payload["index"] = index
         super().__init__(code, status, zh, en, field=field or default_field, extra=payload)
         self.index = index
+        self.text = dict(text or {})
 
     def at(self, index: int) -> LedgerError:
         """The same refusal, numbered by its position in the caller's own submission."""
         extra = {k: v for k, v in self.extra.items() if k != "index"}
-        return LedgerError(self.code, index=index, field=self.field, **extra)
+        return LedgerError(self.code, index=index, field=self.field, text=self.text, **extra)

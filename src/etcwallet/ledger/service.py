@@ -25,7 +25,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core import metrics
 from etcwallet.core.db import autocommit
-from etcwallet.core.errors import DomainError
 from etcwallet.core.money import check_currency
 from etcwallet.ledger.chart import AccountCode, platform_accounts
 from etcwallet.ledger.engine import (
@@ -319,13 +318,7 @@ class Ledger:
         is audited in its transaction: how many were accepted and refused, and the first and last id.
         """
         if len(requests) > MAX_BATCH:
-            raise DomainError(
-                "batch_too_large",
-                422,
-                f"一批最多 {MAX_BATCH} 笔转账",
-                f"at most {MAX_BATCH} transfers a batch",
-                field="transfers",
-            )
+            raise LedgerError("batch_too_large", text={"max_batch": MAX_BATCH})
         return await self._apply_with_retry(list(requests), audit_batch=actor)
 
     async def _submit(self, requests: list[TransferRequest], along: Along | None = None) -> list[Result]:
