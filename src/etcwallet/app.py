@@ -40,6 +40,9 @@ from etcwallet.identity.staff_api import router as staff_router
 from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
 from etcwallet.ledger.service import Ledger
+from etcwallet.platform.clients import jobs as client_jobs
+from etcwallet.platform.clients.api import admin as clients_admin_router
+from etcwallet.platform.clients.api import router as machine_router
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,7 @@ async def _start_services(settings: Settings, server: DatabaseServer) -> Runtime
         runtime.background.append(
             asyncio.create_task(identity_housekeeping.run(pool, settings.housekeeping_interval_seconds))
         )
+        runtime.background.append(asyncio.create_task(client_jobs.run(pool)))
         if settings.demo and not settings.is_production:
             from etcwallet.demo import load_demo_data
 
@@ -246,6 +250,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(ledger_router)
     app.include_router(staff_router)
     app.include_router(admin_router)
+    app.include_router(clients_admin_router)
+    app.include_router(machine_router)
     app.include_router(customer_router)
     app.include_router(factors_router)
     if settings.serves_dev_outbox:

@@ -57,6 +57,10 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "sms_codes": _READ_WRITE_DELETE,  # housekeeping
     "rate_limits": _READ_WRITE_DELETE,  # housekeeping
     "unknown_login_failures": _READ_WRITE_DELETE,  # housekeeping
+    # machine clients (platform/clients): revoked and heartbeats recorded, never deleted (the audit log
+    # names them); a signed request's nonce is forgotten once its timestamp leaves the replay window
+    "machine_clients": _READ_WRITE,
+    "machine_nonces": ("SELECT", "INSERT", "DELETE"),
 }
 """Every table of the schema and what the service may do to its rows. Nothing else is granted."""
 
