@@ -8,7 +8,9 @@ routes: ``GET /api/v1/machine/whoami`` (any machine) and the signed ``POST /api/
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -366,3 +368,34 @@ async def test_secrets_are_not_stored_in_clear(
         for secret in (lane.secret, operator.secret, lane.secret[6:], operator.secret[6:]):
             assert secret not in row[0] and secret not in row[1]
     assert not [d for d in details if lane.secret[6:] in d]
+
+
+async def test_a_request_sent_twice_at_once_runs_once(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool, lane: IssuedClient
+) -> None:
+    body = beat()
+    headers = signed(lane, "POST", HEARTBEAT, body)
+    answers = await asyncio.gather(*(client.post(HEARTBEAT, content=body, headers=headers) for _ in range(4)))
+    assert sorted(r.status_code for r in answers) == [200, 401, 401, 401], [r.text for r in answers]
+    assert {r.json()["code"] for r in answers if r.status_code == 401} == {"request_replayed"}
+    rows = await audit_rows(pool, lane.client.id)
+    assert [r[2:4] for r in rows].count(("machine.heartbeat", "success")) == 1
+
+
+async def test_every_call_is_attributed_in_the_logs(
+    client: httpx.AsyncClient, lane: IssuedClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="etcwallet.platform.clients")
+    r = await client.get(WHOAMI, headers=signed(lane, "GET", WHOAMI))
+    assert r.status_code == 200, r.text
+    r = await client.get(WHOAMI, headers=signed(lane, "GET", WHOAMI, secret="etcws_wrong"))
+    assert r.status_code == 401, r.text
+    calls = [
+        (rec.getMessage(), getattr(rec, "client_id", None), getattr(rec, "reason", None))
+        for rec in caplog.records
+    ]
+    assert ("machine call", str(lane.client.id), None) in calls
+    assert ("machine call refused", str(lane.client.id), "signature_invalid") in calls
+    assert not [
+        rec for rec in caplog.records if lane.secret in rec.getMessage() or lane.secret in str(rec.__dict__)
+    ]
