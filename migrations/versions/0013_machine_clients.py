@@ -23,7 +23,7 @@ def upgrade() -> None:
     op.execute(
         """
         CREATE TABLE machine_clients (
-            id uuid PRIMARY KEY,
+            id uuid PRIMARY KEY,  -- UUIDv7: time-ordered, so lists page by id
             name text NOT NULL CHECK (length(name) BETWEEN 1 AND 64),
             kind text NOT NULL,
             scopes text[] NOT NULL CHECK (cardinality(scopes) > 0),
@@ -40,7 +40,6 @@ def upgrade() -> None:
             CHECK ((auth = 'bearer') = (key_hash IS NOT NULL)),
             CHECK ((revoked_at IS NULL) = (revoked_by IS NULL))
         );
-        CREATE INDEX machine_clients_by_time ON machine_clients (created_at DESC);
 
         CREATE TABLE machine_nonces (
             client_id uuid NOT NULL REFERENCES machine_clients (id),

@@ -18,7 +18,7 @@ from etcwallet.core.crypto import load_keys
 from etcwallet.core.db import open_pool
 from etcwallet.platform.clients import service, signing
 from etcwallet.platform.clients.errors import ClientError
-from etcwallet.platform.clients.types import MachinePrincipal, Scope
+from etcwallet.platform.clients.types import MachineCall, MachinePrincipal, Scope
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def clients_cli(
     root.setLevel(level)
 
 
-def authenticate(run: Any, call: service.MachineCall, scope: Scope | None) -> MachinePrincipal:
+def authenticate(run: Any, call: MachineCall, scope: Scope | None) -> MachinePrincipal:
     """What the server makes of ``call``, with the database and keys the command used."""
 
     async def go() -> MachinePrincipal:
@@ -65,10 +65,10 @@ def authenticate(run: Any, call: service.MachineCall, scope: Scope | None) -> Ma
     return asyncio.run(go())
 
 
-def signed_call(client_id: str, secret: str) -> service.MachineCall:
+def signed_call(client_id: str, secret: str) -> MachineCall:
     body = b'{"device_time": "2026-12-03T10:00:00+08:00"}'
     headers = signing.sign(client_id, secret, "POST", "/api/v1/machine/heartbeat", body)
-    return service.MachineCall(
+    return MachineCall(
         "POST", "/api/v1/machine/heartbeat", body, client=headers[signing.HEADER_CLIENT],
         timestamp=headers[signing.HEADER_TIMESTAMP], nonce=headers[signing.HEADER_NONCE],
         signature=headers[signing.HEADER_SIGNATURE],
@@ -100,7 +100,7 @@ def test_create_prints_the_id_and_secret_once_and_they_work(clients_cli: Any) ->
     assert key.exit_code == 0, key.output
     key_id, bearer = key.stdout.split()[-2:]
     assert bearer.startswith(signing.BEARER_KEY_PREFIX) and "Authorization: Bearer" in key.flat
-    call = service.MachineCall("GET", "/api/v1/machine/whoami", b"", key=bearer)
+    call = MachineCall("GET", "/api/v1/machine/whoami", b"", key=bearer)
     assert str(authenticate(run, call, Scope.SETTLEMENT_DOWNLOAD).id) == key_id
 
 

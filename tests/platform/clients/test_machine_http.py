@@ -91,10 +91,10 @@ async def test_a_signed_request_passes_and_is_attributed(
     assert me["window_seconds"] == signing.WINDOW_SECONDS
     assert lane.secret not in r.text
     rows = await audit_rows(pool, lane.client.id)
-    assert rows[-1] == ("machine", str(lane.client.id), "machine.whoami", "success", None)
+    assert rows[-1] == ("machine", str(lane.client.id), "machine_client.whoami", "success", None)
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT ip, user_agent FROM audit_log WHERE target_id = %s AND action = 'machine.whoami'",
+            "SELECT ip, user_agent FROM audit_log WHERE target_id = %s AND action = 'machine_client.whoami'",
             (str(lane.client.id),),
         )
         assert (await cur.fetchone())[1] == "lane-ctl/4.2"  # type: ignore[index]
@@ -110,7 +110,7 @@ async def test_a_signed_body_passes_and_is_recorded(
     assert 10 < r.json()["clock_skew_seconds"] < 14
     at, detail = await heartbeat_of(pool, lane)
     assert at is not None and detail["software"] == "lane-ctl 4.2" and detail["status"] == "ok"
-    assert (await audit_rows(pool, lane.client.id))[-1][2:4] == ("machine.heartbeat", "success")
+    assert (await audit_rows(pool, lane.client.id))[-1][2:4] == ("machine_client.heartbeat", "success")
 
 
 async def test_a_query_is_part_of_what_is_signed(client: httpx.AsyncClient, lane: IssuedClient) -> None:
@@ -135,7 +135,7 @@ async def test_a_bearer_key_passes(
     assert (await audit_rows(pool, operator.client.id))[-1][:4] == (
         "machine",
         str(operator.client.id),
-        "machine.whoami",
+        "machine_client.whoami",
         "success",
     )
 
@@ -150,7 +150,7 @@ async def assert_only_audited(
     rows = await audit_rows(pool, issued.client.id)
     assert len(rows) == before + 1, rows
     actor_type, actor_id, action, outcome, why = rows[-1]
-    assert (actor_type, action, outcome, why) == ("machine", "machine.call", "refused", reason)
+    assert (actor_type, action, outcome, why) == ("machine", "machine_client.call", "refused", reason)
     # Only a caller that proved it holds the secret is named as the actor.
     assert actor_id == (str(issued.client.id) if verified else None)
     assert await nonce_count(pool, issued.client.id) == 0
@@ -206,7 +206,7 @@ async def test_a_replayed_request_is_refused(
     assert (await audit_rows(pool, lane.client.id))[-1] == (
         "machine",
         str(lane.client.id),
-        "machine.call",
+        "machine_client.call",
         "refused",
         "request_replayed",
     )
@@ -235,7 +235,13 @@ async def test_a_revoked_client_is_refused_at_once(
         refused(r, 401, "client_revoked")
         rows = await audit_rows(pool, issued.client.id)
         assert len(rows) == before + 1
-        assert rows[-1] == ("machine", str(issued.client.id), "machine.call", "refused", "client_revoked")
+        assert rows[-1] == (
+            "machine",
+            str(issued.client.id),
+            "machine_client.call",
+            "refused",
+            "client_revoked",
+        )
     assert await nonce_count(pool, lane.client.id) == 1  # the call before revocation only
 
 
@@ -263,7 +269,7 @@ async def test_an_unknown_client_is_refused(
     r = await client.get(WHOAMI, headers=signed(stranger, "GET", WHOAMI))
     assert refused(r, 401, "client_unknown")["field"] == "X-Etcw-Client"
     rows = await audit_rows(pool, stranger.client.id)
-    assert rows == [("machine", None, "machine.call", "refused", "client_unknown")]
+    assert rows == [("machine", None, "machine_client.call", "refused", "client_unknown")]
     # A key the server never issued; and the HMAC route of a client that uses a key.
     r = await client.get(WHOAMI, headers={"Authorization": f"Bearer {signing.new_secret('etcwk_')}"})
     assert refused(r, 401, "client_unknown")["field"] == "Authorization"
@@ -320,16 +326,24 @@ async def test_administrators_list_and_revoke(
     admin = await make_staff(Role.ADMINISTRATOR)
     r = await client.get(ADMIN, headers=admin)
     assert r.status_code == 200, r.text
-    listed = {c["id"]: c for c in r.json()}
+    listed = {c["id"]: c for c in r.json()["items"]}
     assert {str(lane.client.id), str(operator.client.id)} <= set(listed)
     assert listed[str(lane.client.id)]["kind_name"] == "收费车道 / toll lane"
     assert lane.secret not in r.text and operator.secret not in r.text
+    # Newest first, a page at a time: the operator was made after the lane.
+    first = (await client.get(ADMIN, params={"limit": 1}, headers=admin)).json()
+    assert [c["id"] for c in first["items"]] == [str(operator.client.id)]
+    second = (
+        await client.get(ADMIN, params={"limit": 1, "cursor": first["next_cursor"]}, headers=admin)
+    ).json()
+    assert [c["id"] for c in second["items"]] == [str(lane.client.id)]
 
     r = await client.post(f"{ADMIN}/{lane.client.id}/revoke", headers=admin)
     assert r.status_code == 200, r.text
-    assert str(lane.client.id) not in {c["id"] for c in (await client.get(ADMIN, headers=admin)).json()}
-    r = await client.get(ADMIN, params={"include_revoked": True}, headers=admin)
-    assert str(lane.client.id) in {c["id"] for c in r.json()}
+    page = (await client.get(ADMIN, params={"limit": 200}, headers=admin)).json()
+    assert str(lane.client.id) not in {c["id"] for c in page["items"]}
+    r = await client.get(ADMIN, params={"include_revoked": True, "limit": 200}, headers=admin)
+    assert str(lane.client.id) in {c["id"] for c in r.json()["items"]}
 
     refused(
         await client.post(f"{ADMIN}/{lane.client.id}/revoke", headers=admin), 409, "client_already_revoked"
@@ -379,7 +393,7 @@ async def test_a_request_sent_twice_at_once_runs_once(
     assert sorted(r.status_code for r in answers) == [200, 401, 401, 401], [r.text for r in answers]
     assert {r.json()["code"] for r in answers if r.status_code == 401} == {"request_replayed"}
     rows = await audit_rows(pool, lane.client.id)
-    assert [r[2:4] for r in rows].count(("machine.heartbeat", "success")) == 1
+    assert [r[2:4] for r in rows].count(("machine_client.heartbeat", "success")) == 1
 
 
 async def test_every_call_is_attributed_in_the_logs(

@@ -14,7 +14,7 @@ from etcwallet.core.crypto import Keys
 from etcwallet.platform.audit import Actor
 from etcwallet.platform.clients import jobs, service, signing
 from etcwallet.platform.clients.errors import CLIENT_ERRORS, ClientError
-from etcwallet.platform.clients.types import KIND_AUTH, KIND_SCOPES, AuthStyle, ClientKind, Scope
+from etcwallet.platform.clients.types import KIND_AUTH, KIND_SCOPES, AuthStyle, ClientKind, MachineCall, Scope
 from tests.platform.clients.builders import audit_rows, new_client, nonce_count
 
 
@@ -131,7 +131,7 @@ async def test_authenticate_without_any_credentials_is_not_audited(
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT max(seq) FROM audit_log")
         (before,) = await cur.fetchone()  # type: ignore[misc]
-    call = service.MachineCall("GET", "/api/v1/machine/whoami", b"", ip="10.1.2.3")
+    call = MachineCall("GET", "/api/v1/machine/whoami", b"", ip="10.1.2.3")
     with pytest.raises(ClientError) as refused:
         await service.authenticate(pool, keys, call, scope=None)
     assert refused.value.code == "machine_unauthenticated"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.openapi import problems
@@ -56,11 +56,22 @@ def _staff_actor(request: Request, me: Principal) -> Actor:
     )
 
 
-@admin.get("", response_model=list[s.ClientOut])
-async def list_clients(request: Request, me: Manager, include_revoked: bool = False) -> list[s.ClientOut]:
-    """Every machine client (revoked ones too with ``include_revoked``), newest first, never a secret."""
-    clients = await service.list_clients(_pool(request), include_revoked=include_revoked)
-    return [s.ClientOut.of(c) for c in clients]
+@admin.get("", response_model=s.ClientPage)
+async def list_clients(
+    request: Request,
+    me: Manager,
+    include_revoked: bool = False,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: UUID | None = None,
+) -> s.ClientPage:
+    """Machine clients (revoked ones too with ``include_revoked``), newest first, never a secret."""
+    clients = await service.list_clients(
+        _pool(request), include_revoked=include_revoked, limit=limit, before=cursor
+    )
+    return s.ClientPage(
+        items=[s.ClientOut.of(c) for c in clients],
+        next_cursor=clients[-1].id if len(clients) == limit else None,
+    )
 
 
 @admin.post("/{client_id}/revoke", response_model=s.ClientOut, responses=problems(409))

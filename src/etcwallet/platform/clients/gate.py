@@ -14,7 +14,7 @@ from fastapi import Request
 
 from etcwallet.core.openapi import MACHINE_GATE
 from etcwallet.platform.clients import service, signing
-from etcwallet.platform.clients.types import MachinePrincipal, Scope
+from etcwallet.platform.clients.types import MachineCall, MachinePrincipal, Scope
 
 GATE_PREFIX = MACHINE_GATE
 """Every machine gate's name starts so: the OpenAPI document and the authorization matrix recognise it."""
@@ -43,13 +43,13 @@ def machine(scope: Scope | None = None) -> MachineGate:
     return MachineGate(scope)
 
 
-async def read_call(request: Request) -> service.MachineCall:
+async def read_call(request: Request) -> MachineCall:
     """The request's target, body and machine credentials (absent ones None), as the service checks them."""
     headers = request.headers
     scheme, _, token = headers.get("authorization", "").partition(" ")
     token = token.strip()
     key = token if scheme.lower() == "bearer" and token.startswith(signing.BEARER_KEY_PREFIX) else None
-    return service.MachineCall(
+    return MachineCall(
         method=request.method,
         target=signing.request_target(
             request.scope.get("raw_path") or request.scope["path"].encode(), request.scope["query_string"]

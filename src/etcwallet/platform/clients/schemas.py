@@ -10,11 +10,11 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from etcwallet.core.schemas import RequestModel
 from etcwallet.platform.clients import signing
-from etcwallet.platform.clients.service import Heartbeat
 from etcwallet.platform.clients.types import (
     KIND_NAMES,
     AuthStyle,
     ClientKind,
+    Heartbeat,
     MachineClient,
     MachinePrincipal,
     Scope,
@@ -45,6 +45,13 @@ class ClientOut(BaseModel):
             created_at=c.created_at, created_by=c.created_by, revoked_at=c.revoked_at, revoked_by=c.revoked_by,
             last_heartbeat_at=c.last_heartbeat_at, last_heartbeat=c.last_heartbeat or None,
         )  # fmt: skip
+
+
+class ClientPage(BaseModel):
+    """One page of clients, newest first; ``next_cursor`` asks for the next (None on the last page)."""
+
+    items: list[ClientOut]
+    next_cursor: UUID | None
 
 
 class WhoAmIOut(BaseModel):

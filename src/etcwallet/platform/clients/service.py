@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import logging
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -30,8 +29,11 @@ from etcwallet.platform.clients.types import (
     KIND_AUTH,
     KIND_SCOPES,
     AuthStyle,
+    ClientAction,
     ClientKind,
+    Heartbeat,
     IssuedClient,
+    MachineCall,
     MachineClient,
     MachinePrincipal,
     Scope,
@@ -79,7 +81,7 @@ async def create_client(
     try:
         _check_new(kind, scopes, name)
     except ClientError as refused:
-        await audit.record(pool, actor.refused("machine_client.create", refused.code, detail=detail))
+        await audit.record(pool, actor.refused(ClientAction.CREATE, refused.code, detail=detail))
         raise
     style = KIND_AUTH[kind]
     client = MachineClient(
@@ -97,7 +99,7 @@ async def create_client(
         await audit.append(
             conn,
             actor.event(
-                "machine_client.create", target=(TARGET, str(client_id)), detail={**detail, "auth": style}
+                ClientAction.CREATE, target=(TARGET, str(client_id)), detail={**detail, "auth": style}
             ),
         )
     return IssuedClient(client, secret)
@@ -112,10 +114,17 @@ def _check_new(kind: ClientKind, scopes: frozenset[Scope], name: str) -> None:
         raise ClientError("name_invalid")
 
 
-async def list_clients(pool: AsyncConnectionPool, *, include_revoked: bool = False) -> list[MachineClient]:
-    """Every client, newest first (revoked ones too when asked)."""
+async def list_clients(
+    pool: AsyncConnectionPool,
+    *,
+    include_revoked: bool = False,
+    limit: int | None = None,
+    before: UUID | None = None,
+) -> list[MachineClient]:
+    """Clients newest first, up to ``limit`` (all when None) after the cursor ``before`` (an id);
+    revoked ones too when asked."""
     async with autocommit(pool) as conn:
-        return await store.list_all(conn, include_revoked=include_revoked)
+        return await store.list_page(conn, include_revoked=include_revoked, limit=limit, before=before)
 
 
 async def revoke_client(pool: AsyncConnectionPool, *, client_id: UUID, actor: Actor) -> MachineClient:
@@ -129,35 +138,15 @@ async def revoke_client(pool: AsyncConnectionPool, *, client_id: UUID, actor: Ac
             if not client.active:
                 raise ClientError("client_already_revoked")
             revoked = await store.mark_revoked(conn, client_id, by=str(actor.id), at=datetime.now(UTC))
-            await audit.append(conn, actor.event("machine_client.revoke", target=target))
+            await audit.append(conn, actor.event(ClientAction.REVOKE, target=target))
     except ClientError as refused:
-        await audit.record(pool, actor.refused("machine_client.revoke", refused.code, target=target))
+        await audit.record(pool, actor.refused(ClientAction.REVOKE, refused.code, target=target))
         raise
     log.info("machine client revoked", extra={"client_id": str(client_id), "by": actor.id})
     return revoked
 
 
 # --- a machine's call ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MachineCall:
-    """What the gate read off a request: where it went, its body, and the credentials it carried."""
-
-    method: str
-    target: str  # the path and query as sent
-    body: bytes
-    ip: str | None = None
-    user_agent: str | None = None
-    client: str | None = None  # X-Etcw-Client
-    timestamp: str | None = None  # X-Etcw-Timestamp
-    nonce: str | None = None  # X-Etcw-Nonce
-    signature: str | None = None  # X-Etcw-Signature
-    key: str | None = None  # Authorization: Bearer etcwk_…
-
-    @property
-    def signed(self) -> bool:
-        return any(v is not None for v in (self.client, self.timestamp, self.nonce, self.signature))
 
 
 class _Refused(Exception):
@@ -204,7 +193,7 @@ async def _record_refusal(
     claimed = str(refused.verified) if refused.verified else (refused.claimed or "")[:64] or None
     detail = {"method": call.method, "path": call.target[:256], "scope": scope.value if scope else None}
     await audit.record(
-        pool, actor.refused("machine.call", refused.code, target=(TARGET, claimed), detail=detail)
+        pool, actor.refused(ClientAction.CALL, refused.code, target=(TARGET, claimed), detail=detail)
     )
     log.warning(
         "machine call refused",
@@ -284,16 +273,8 @@ async def _by_signature(
 
 async def whoami(pool: AsyncConnectionPool, principal: MachinePrincipal) -> MachinePrincipal:
     """A machine checking its credentials: audited, so a device's first contact is on record."""
-    await audit.record(pool, principal.actor.event("machine.whoami", target=(TARGET, str(principal.id))))
+    await audit.record(pool, principal.actor.event(ClientAction.WHOAMI, target=(TARGET, str(principal.id))))
     return principal
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    """What the server answers a device's heartbeat: its clock, and how far the device's is off."""
-
-    server_time: datetime
-    clock_skew_seconds: float
 
 
 async def heartbeat(
@@ -313,10 +294,12 @@ async def heartbeat(
     async with pool.connection() as conn, conn.transaction():
         live = await store.record_heartbeat(conn, principal.id, at=now, detail=detail)
         if live:
-            await audit.append(conn, principal.actor.event("machine.heartbeat", target=target, detail=detail))
+            await audit.append(
+                conn, principal.actor.event(ClientAction.HEARTBEAT, target=target, detail=detail)
+            )
     if not live:  # revoked between the gate and here
         await audit.record(
-            pool, principal.actor.refused("machine.heartbeat", "client_revoked", target=target)
+            pool, principal.actor.refused(ClientAction.HEARTBEAT, "client_revoked", target=target)
         )
         raise ClientError("client_revoked")
     if abs(skew) > signing.WINDOW_SECONDS / 2:

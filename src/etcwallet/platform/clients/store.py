@@ -85,10 +85,15 @@ async def by_key_hash(conn: AsyncConnection[Any], key_hash: bytes) -> tuple[Mach
     return (_client(row[:11]), bytes(row[11])) if row else None
 
 
-async def list_all(conn: AsyncConnection[Any], *, include_revoked: bool) -> list[MachineClient]:
-    """Every client, newest first; revoked ones only when asked for."""
-    where = "" if include_revoked else " WHERE revoked_at IS NULL"
-    cur = await conn.execute(f"SELECT {_COLUMNS} FROM machine_clients{where} ORDER BY created_at DESC, id")
+async def list_page(
+    conn: AsyncConnection[Any], *, include_revoked: bool, limit: int | None, before: UUID | None
+) -> list[MachineClient]:
+    """Clients newest first (ids are time-ordered), after the cursor ``before``; revoked ones when asked."""
+    where = ["id < %(before)s" if before else "true", "true" if include_revoked else "revoked_at IS NULL"]
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM machine_clients WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %(limit)s",
+        {"before": before, "limit": limit},
+    )
     return [_client(r) for r in await cur.fetchall()]
 
 

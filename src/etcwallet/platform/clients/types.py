@@ -36,6 +36,16 @@ class Scope(StrEnum):
     CLEARING_EXCHANGE = "clearing.exchange"  # exchange clearing, dispute and reconciliation files
 
 
+class ClientAction(StrEnum):
+    """What the audit log records about machine clients and what they do."""
+
+    CREATE = "machine_client.create"
+    REVOKE = "machine_client.revoke"
+    CALL = "machine_client.call"  # a machine's call refused at the gate
+    WHOAMI = "machine_client.whoami"
+    HEARTBEAT = "machine_client.heartbeat"
+
+
 class AuthStyle(StrEnum):
     """How a client proves itself: signed requests, or a bearer key."""
 
@@ -122,3 +132,31 @@ class MachinePrincipal:
     def actor(self) -> Actor:
         """Who to name in audit events for this call."""
         return Actor("machine", str(self.id), self.ip, self.user_agent)
+
+
+@dataclass(frozen=True)
+class MachineCall:
+    """What the gate read off a request: where it went, its body, and the credentials it carried."""
+
+    method: str
+    target: str  # the path and query as sent
+    body: bytes
+    ip: str | None = None
+    user_agent: str | None = None
+    client: str | None = None  # X-Etcw-Client
+    timestamp: str | None = None  # X-Etcw-Timestamp
+    nonce: str | None = None  # X-Etcw-Nonce
+    signature: str | None = None  # X-Etcw-Signature
+    key: str | None = field(default=None, repr=False)  # Authorization: Bearer etcwk_…
+
+    @property
+    def signed(self) -> bool:
+        return any(v is not None for v in (self.client, self.timestamp, self.nonce, self.signature))
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What the server answers a device's heartbeat: its clock, and how far the device's is off."""
+
+    server_time: datetime
+    clock_skew_seconds: float
