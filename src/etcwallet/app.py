@@ -42,6 +42,9 @@ from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
 from etcwallet.ledger.service import Ledger
 from etcwallet.platform import idempotency
+from etcwallet.platform.clients import jobs as client_jobs
+from etcwallet.platform.clients.api import admin as clients_admin_router
+from etcwallet.platform.clients.api import router as machine_router
 from etcwallet.platform.job_runner import Runner
 from etcwallet.platform.jobs import Registry, platform_jobs
 from etcwallet.platform.unit import UnitOfWork
@@ -129,6 +132,7 @@ def job_registry(settings: Settings, ledger: Ledger) -> Registry:
             *platform_jobs(),
             *ledger_jobs.jobs(ledger, settings.ledger_expiry_interval_seconds),
             *identity_jobs.jobs(settings.housekeeping_interval_seconds),
+            *client_jobs.jobs(),
         ]
     )
 
@@ -267,6 +271,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(ledger_router)
     app.include_router(staff_router)
     app.include_router(admin_router)
+    app.include_router(clients_admin_router)
+    app.include_router(machine_router)
     app.include_router(customer_router)
     app.include_router(factors_router)
     if settings.serves_dev_outbox:

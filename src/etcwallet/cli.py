@@ -19,6 +19,7 @@ from etcwallet.core.config import Settings, get_settings
 from etcwallet.core.db import DatabaseServer, connect_database, open_pool, prepare_database
 from etcwallet.core.embedded_pg import exit_on_termination
 from etcwallet.core.logging import configure_logging
+from etcwallet.platform.clients.types import ClientKind, Scope
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -38,6 +39,11 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(audit_app, name="audit")
 jobs_app = typer.Typer(help="后台任务 · scheduled and queued jobs", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+
+clients_app = typer.Typer(
+    help="机器客户端（车道、门架、商户终端、支付机构、路段业主）· machine clients", no_args_is_help=True
+)
+app.add_typer(clients_app, name="clients")
 dev_app = typer.Typer(
     help="开发工具（需 ETCW_DEV_OUTBOX=1，生产环境不可用）· development tools: ETCW_DEV_OUTBOX=1, never in production",
     no_args_is_help=True,
@@ -426,6 +432,136 @@ def bench_ledger(
     sys.modules["ledger_bench"] = module
     spec.loader.exec_module(module)
     module.main(json_output=json_output, duration=duration, clients=clients)
+
+
+@clients_app.command("create")
+def clients_create(
+    kind: Annotated[ClientKind, typer.Option(help="what holds the credential", case_sensitive=False)],
+    scope: Annotated[
+        list[Scope], typer.Option(help="what it may call (repeatable); the kind limits the choice")
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="a name administrators recognise (1-64 characters)")
+    ] = None,
+) -> None:
+    """Create a machine client and print its id and secret, ONCE: the secret cannot be read again.
+
+    The id and the secret go to standard output, one a line (so a script can capture them alone); what
+    they are goes to standard error. The creation is audited as the system.
+    """
+    from rich.table import Table
+
+    from etcwallet.app import keys_from
+    from etcwallet.core.errors import DomainError
+    from etcwallet.platform.audit import Actor
+    from etcwallet.platform.clients import service, signing
+    from etcwallet.platform.clients.types import KIND_NAMES, AuthStyle, IssuedClient
+
+    settings = get_settings()
+    configure_logging(settings)
+    keys = keys_from(settings)
+
+    async def run() -> IssuedClient:
+        pool = await open_pool(_database_url(), 2)
+        try:
+            return await service.create_client(
+                pool, keys, kind=kind, scopes=frozenset(scope), name=name, actor=Actor.system("cli")
+            )
+        finally:
+            await pool.close()
+
+    try:
+        issued = asyncio.run(run())
+    except DomainError as exc:
+        allowed = ", ".join(exc.extra.get("allowed", ()))
+        console.print(f"[red]{exc.zh} / {exc.en}[/]" + (f" ({kind.value}: {allowed})" if allowed else ""))
+        raise typer.Exit(1) from None
+    client = issued.client
+    table = Table(title="已创建机器客户端 · machine client created", show_header=False)
+    table.add_row("ID", str(client.id))
+    table.add_row("名称 · name", client.name)
+    table.add_row("类型 · kind", f"{client.kind.value} ({' / '.join(KIND_NAMES[client.kind])})")
+    table.add_row("权限范围 · scopes", ", ".join(sorted(client.scopes)))
+    if client.auth is AuthStyle.HMAC:
+        how = (
+            f"签名请求 · signed requests: {signing.HEADER_CLIENT}, {signing.HEADER_TIMESTAMP}, "
+            f"{signing.HEADER_NONCE}, {signing.HEADER_SIGNATURE} (HMAC-SHA256, README)"
+        )
+    else:
+        how = "Authorization: Bearer <密钥 · key>"
+    table.add_row("认证方式 · auth", how)
+    console.print(table)
+    console.print(
+        "[bold yellow]密钥只显示这一次，请立即妥善保存（标准输出：第一行 ID，第二行密钥）· "
+        "the secret is shown this once only: store it now (standard output: the id, then the secret)[/]"
+    )
+    print(client.id)
+    print(issued.secret)
+
+
+@clients_app.command("list")
+def clients_list(
+    all_: Annotated[bool, typer.Option("--all", help="revoked clients too")] = False,
+) -> None:
+    """List the machine clients, newest first (never a secret)."""
+    from zoneinfo import ZoneInfo
+
+    from rich.table import Table
+
+    from etcwallet.platform.clients import service
+    from etcwallet.platform.clients.types import MachineClient
+
+    async def run() -> list[MachineClient]:
+        pool = await open_pool(_database_url(), 2)
+        try:
+            return await service.list_clients(pool, include_revoked=all_)
+        finally:
+            await pool.close()
+
+    configure_logging(get_settings())
+    clients = asyncio.run(run())
+    shanghai = ZoneInfo("Asia/Shanghai")
+    table = Table(title=f"机器客户端 · machine clients ({len(clients)}; 北京时间 · Asia/Shanghai)")
+    for column in ("ID", "名称 · name", "类型 · kind", "认证 · auth", "权限范围 · scopes", "创建 · created",
+                   "状态 · status", "最近心跳 · last heartbeat"):  # fmt: skip
+        table.add_column(column, overflow="fold")
+    for c in clients:
+        revoked, beat = c.revoked_at, c.last_heartbeat_at
+        status = (
+            "有效 · active"
+            if revoked is None
+            else f"已吊销 · revoked {revoked.astimezone(shanghai):%Y-%m-%d %H:%M}"
+        )
+        table.add_row(
+            str(c.id), c.name, c.kind.value, c.auth.value, ", ".join(sorted(c.scopes)),
+            f"{c.created_at.astimezone(shanghai):%Y-%m-%d %H:%M}", status,
+            f"{beat.astimezone(shanghai):%Y-%m-%d %H:%M:%S}" if beat else "-",
+        )  # fmt: skip
+    Console(width=max(160, console.width)).print(table)
+
+
+@clients_app.command("revoke")
+def clients_revoke(client_id: Annotated[UUID, typer.Argument(help="the client's id")]) -> None:
+    """Revoke a machine client: every process refuses its next call. Audited as the system."""
+    from etcwallet.core.errors import DomainError
+    from etcwallet.platform.audit import Actor
+    from etcwallet.platform.clients import service
+    from etcwallet.platform.clients.types import MachineClient
+
+    async def run() -> MachineClient:
+        pool = await open_pool(_database_url(), 2)
+        try:
+            return await service.revoke_client(pool, client_id=client_id, actor=Actor.system("cli"))
+        finally:
+            await pool.close()
+
+    configure_logging(get_settings())
+    try:
+        client = asyncio.run(run())
+    except DomainError as exc:
+        console.print(f"[red]{exc.zh} / {exc.en}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"已吊销 · revoked: {client.id} {client.name} ({client.kind.value})")
 
 
 @dev_app.command("sms-outbox")

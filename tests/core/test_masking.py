@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 from typing import Any
 
 import pytest
 import structlog
 
+from etcwallet.core.config import Settings
+from etcwallet.core.logging import configure_logging
 from etcwallet.core.masking import (
     mask_bank_card,
+    mask_card_numbers,
     mask_free_text,
     mask_id_number,
     mask_mapping,
@@ -119,8 +125,11 @@ def test_processor_hides_secrets(key: str) -> None:
     [
         ("status_code", 200), ("currency_code", "CNY"), ("error_code", "password_common"),
         ("token_expires_at", "2025-01-01T00:00:00+08:00"), ("password_changed_at", "2025-01-01"),
-        ("customer_id", "0b8f"), ("idempotency_key", "k-1"), ("name", "transfer"), ("card_no", "1234"),
+        ("customer_id", "0b8f"), ("idempotency_key", "k-1"), ("name", "transfer"),
         ("bank_card_type", "debit"), ("amount", 12345), ("japan", "x"), ("spinner", "x"),
+        ("mac_address", "00:1a:2b:3c:4d:5e"), ("mk_id", 3), ("card_no_type", "stored_value"),
+        ("machine", "lane"), ("tactic", "x"), ("stack", "x"), ("event_key", "k"),
+        ("transfer_id", "0195f3a2-7c1e-7000-8000-123456789012"),
     ],
 )  # fmt: skip
 def test_processor_leaves_ordinary_fields(key: str, value: Any) -> None:
@@ -180,3 +189,79 @@ def test_processor_in_structlog_chain() -> None:
 def test_mask_free_text(text: str, masked: str) -> None:
     assert mask_free_text(text) == masked
     assert mask_free_text(masked) == masked  # idempotent: masking a masked text changes nothing
+
+
+# --- key material, cryptograms and card numbers (issue 16 item 9) --------------------------------------
+
+KEY_MATERIAL = [
+    "master_key", "masterKey", "card_master_key", "mk", "mk_dcc", "mk_load", "MK_PURCHASE", "mkTac",
+    "mac", "mac1", "MAC2", "mac_key", "tac", "kek", "transport_kek", "dek", "zmk", "tmk", "session_key",
+    "secret", "hmac_secret", "webhook_secret", "client_secret", "clientSecret", "signature",
+    "x_etcw_signature", "hmac", "pin_block", "track2",
+]  # fmt: skip
+CARD_KEYS = ["card_no", "cardNo", "card_number", "etc_card_no", "bank_card", "bank_card_no", "pan"]
+
+
+@pytest.mark.parametrize("key", KEY_MATERIAL)
+def test_processor_hides_key_material(key: str) -> None:
+    assert run({"event": "e", key: "0123456789ABCDEF0123456789ABCDEF"})[key] == "***"
+    assert run({"event": "e", key: b"\x01\x02"})[key] == "***"
+
+
+@pytest.mark.parametrize("key", CARD_KEYS)
+def test_processor_masks_card_numbers_by_key(key: str) -> None:
+    assert run({"event": "e", key: "6222021234567890123"})[key] == "6222 **** **** 0123"
+    assert run({"event": "e", key: 62220212345678901234})[key] == "6222 **** **** 1234"
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("charged 6222021234567890123 ok", "charged 6222 **** **** 0123 ok"),
+        ("卡号6222 0212 3456 7890 123，余额不足", "卡号6222 **** **** 0123，余额不足"),
+        ("card=4111-1111-1111-1111", "card=4111 **** **** 1111"),
+        ("ETC 卡 62010101220212345678 已圈存", "ETC 卡 6201 **** **** 5678 已圈存"),
+        ("全角６２２２０２１２３４５６７８９０１２３", "全角6222 **** **** 0123"),
+        # what is not a card number standing alone stays as written
+        ("transfer 0195f3a2-7c1e-7000-8000-123456789012", "transfer 0195f3a2-7c1e-7000-8000-123456789012"),
+        ("phone 13800138000, amount 100000, at 2026-12-03 10:00", "phone 13800138000, amount 100000, at 2026-12-03 10:00"),
+        ("file batch_6222021234567890123.csv", "file batch_6222021234567890123.csv"),
+        ("123456789012345 is fifteen digits", "123456789012345 is fifteen digits"),
+        ("622202123456789012345 is twenty-one", "622202123456789012345 is twenty-one"),
+    ],
+)  # fmt: skip
+def test_mask_card_numbers_in_free_text(text: str, masked: str) -> None:
+    assert mask_card_numbers(text) == masked
+    out = run({"event": text, "note": text, "items": [text, {"detail": text}]})
+    assert out == {"event": masked, "note": masked, "items": [masked, {"detail": masked}]}
+
+
+def test_logged_secrets_are_masked_in_the_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the configured pipeline (core/logging.py), structlog and the standard library alike: the
+    rendered lines hold no secret, card number or key, and ordinary fields as they were."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, structlog.get_config()
+    try:
+        configure_logging(Settings(log_format="json", log_level="INFO"))
+        root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+        secret = "0123456789ABCDEF0123456789ABCDEF"
+        fields = {key: secret for key in KEY_MATERIAL} | {key: "6222021234567890123" for key in CARD_KEYS}
+        ordinary = {"client_id": "0195f3a2-7c1e-7000-8000-123456789012", "status_code": 200, "kind": "lane"}
+        structlog.get_logger("test").info("load 6222021234567890123", **fields, **ordinary)
+        logging.getLogger("test.stdlib").info("load %s", "6222021234567890123", extra={**fields, **ordinary})
+    finally:
+        root.handlers[:], level, config = saved
+        root.setLevel(level)
+        structlog.configure(**config)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == 2, stream.getvalue()
+    for line in lines:
+        assert line["event"] == "load 6222 **** **** 0123", line
+        for key in KEY_MATERIAL:
+            assert line[key] == "***", (key, line)
+        for key in CARD_KEYS:
+            assert line[key] == "6222 **** **** 0123", (key, line)
+        for key, value in ordinary.items():
+            assert line[key] == value, (key, line)
+    assert secret not in stream.getvalue() and "6222021234567890123" not in stream.getvalue()

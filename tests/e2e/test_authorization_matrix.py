@@ -1,12 +1,17 @@
 """The authorization matrix: every protected endpoint called as every kind of caller.
 
-Callers: nobody (no token), a revoked session's token, a customer, and a staff member in each role. The
-expectation table ``EXPECTED`` names, route by route, who gets past the authorization gate. It is written
+Callers: nobody (no token), a revoked session's token, a customer, a staff member in each role, and two
+machine clients: a toll lane that signs its requests and holds the lane's scopes (``machine``), and a
+road operator with a bearer key holding only ``settlement.download`` (``machine_wrong_scope`` wherever a
+route needs another scope). The expectation table ``EXPECTED`` names, route by route, who gets past the
+authorization gate. It is written
 out by hand on purpose: widening a role's permissions or loosening a route's dependency makes a cell fail
 here, and a new route fails ``test_every_route_is_classified`` until someone classifies it.
 
 A refusal is 401 (no live session) or 403 (the wrong kind of principal, or a role without the permission),
-an ``application/problem+json`` body with only the problem's fields, and none of the target's data. An
+on a machine route 401 ``machine_unauthenticated`` (no machine credentials: people's sessions are not) or
+403 ``scope_missing`` (a machine without the route's scope), and machines' credentials are no session on
+people's routes (401 ``unauthenticated``); always an ``application/problem+json`` body with only the problem's fields, and none of the target's data. An
 admitted call may still be refused for its (deliberately minimal) body — a 422 proves the gate was passed —
 but never with 401, 403 or 500.
 
@@ -36,9 +41,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.identity import sessions, staff
 from etcwallet.identity.authz import OUTLET_ROLES, ROLE_PERMISSIONS, Permission, Role
+from etcwallet.platform.audit import Actor
+from etcwallet.platform.clients import service as clients
+from etcwallet.platform.clients.gate import MachineGate
+from etcwallet.platform.clients.types import KIND_SCOPES, ClientKind, IssuedClient, Scope
 from tests.idempotency_keys import keyed
 from tests.identity.customer_helpers import new_resident_id
 from tests.identity.software_authenticator import SoftwareAuthenticator, random_phone
+from tests.platform.clients.builders import credentials
 
 try:  # FastAPI ≥ 0.16x keeps included routers as nodes; this walks them down to the routes
     from fastapi.routing import iter_route_contexts
@@ -56,8 +66,15 @@ REVOKED = "revoked_token"
 CUSTOMER = "customer"
 OO, OS, BO = "outlet_operator", "outlet_supervisor", "bank_operator"
 FIN, RISK, SUP, ADM = "finance", "risk_officer", "support_agent", "administrator"
-PRINCIPALS = (ANONYMOUS, REVOKED, CUSTOMER, OO, OS, BO, FIN, RISK, SUP, ADM)
+MACHINE, MACHINE_WRONG_SCOPE = "machine", "machine_wrong_scope"
+PRINCIPALS = (ANONYMOUS, REVOKED, CUSTOMER, OO, OS, BO, FIN, RISK, SUP, ADM, MACHINE, MACHINE_WRONG_SCOPE)
 UNAUTHENTICATED = frozenset({ANONYMOUS, REVOKED})
+MACHINES = frozenset({MACHINE, MACHINE_WRONG_SCOPE})
+# The machine clients the world makes: (kind, scopes). Written out, like the table below.
+MACHINE_CLIENTS: dict[str, tuple[ClientKind, frozenset[Scope]]] = {
+    MACHINE: (ClientKind.LANE, KIND_SCOPES[ClientKind.LANE]),  # signs its requests
+    MACHINE_WRONG_SCOPE: (ClientKind.ROAD_OPERATOR, frozenset({Scope.SETTLEMENT_DOWNLOAD})),  # a bearer key
+}
 
 # --- the expectation table -----------------------------------------------------------------------------
 # Who is let through each route's gate. Literal role names, not derived from ROLE_PERMISSIONS, so that a
@@ -74,6 +91,8 @@ ADMINISTRATORS = frozenset({ADM})
 AUDIT_READERS = frozenset({RISK, ADM})
 CUSTOMER_READERS = frozenset({OO, OS, BO, RISK, SUP})
 CUSTOMER_FREEZERS = frozenset({RISK})
+ANY_MACHINE = MACHINES
+DEVICES = frozenset({MACHINE})  # devices.heartbeat: lanes, gantries, terminals; not a road operator
 
 L = "/api/v1/ledger"
 C = "/api/v1/customers"
@@ -108,6 +127,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/admin/staff-changes/{change_id}/approve"): ADMINISTRATORS,
     ("POST", "/api/v1/admin/staff-changes/{change_id}/reject"): ADMINISTRATORS,
     ("GET", "/api/v1/admin/audit/verify"): AUDIT_READERS,
+    ("GET", "/api/v1/admin/machine-clients"): ADMINISTRATORS,
+    ("POST", "/api/v1/admin/machine-clients/{client_id}/revoke"): ADMINISTRATORS,
+    # machine clients (never people)
+    ("GET", "/api/v1/machine/whoami"): ANY_MACHINE,
+    ("POST", "/api/v1/machine/heartbeat"): DEVICES,
     # the signed-in customer's own account
     ("POST", f"{C}/auth/logout"): ONLY_CUSTOMER,
     ("GET", f"{C}/me"): ONLY_CUSTOMER,
@@ -180,7 +204,9 @@ GATES_IN_BODY: dict[tuple[str, str], Permission] = {("POST", f"{L}/transfers"): 
 KNOWN_BUGS: dict[tuple[str, str, str], str] = {}
 
 # The only fields a refusal may carry.
-PROBLEM_FIELDS = frozenset({"type", "title", "status", "code", "field", "errors", "instance", "permission"})
+PROBLEM_FIELDS = frozenset(
+    {"type", "title", "status", "code", "field", "errors", "instance", "permission", "scope"}
+)
 
 
 # --- the application's routes --------------------------------------------------------------------------
@@ -213,14 +239,29 @@ def _dependency_names(route: APIRoute) -> set[str]:
     return names
 
 
-def declared_gate(method: str, path: str, route: Any) -> str | Permission | None:
-    """What the route says it needs: "customer", "staff", a Permission, or None (public)."""
+def _machine_gates(route: APIRoute) -> list[MachineGate]:
+    found: list[MachineGate] = []
+    todo = list(route.dependant.dependencies)
+    while todo:
+        dep = todo.pop()
+        if isinstance(dep.call, MachineGate):
+            found.append(dep.call)
+        todo.extend(dep.dependencies)
+    return found
+
+
+Gate = str | Permission | MachineGate
+
+
+def declared_gate(method: str, path: str, route: Any) -> Gate | None:
+    """What the route says it needs: "customer", "staff", a Permission, a machine gate (its scope), or
+    None (public)."""
     if (method, path) in GATES_IN_BODY:
         return GATES_IN_BODY[(method, path)]
     if not isinstance(route, APIRoute):
         return None
     names = _dependency_names(route)
-    gates: list[str | Permission] = []
+    gates: list[Gate] = list(_machine_gates(route))
     if "require_customer" in names:
         gates.append("customer")
     if "require_staff" in names:
@@ -230,8 +271,10 @@ def declared_gate(method: str, path: str, route: Any) -> str | Permission | None
     return gates[0] if gates else None
 
 
-def admitted_by(gate: str | Permission | None) -> frozenset[str]:
-    """Who a gate admits, by ROLE_PERMISSIONS."""
+def admitted_by(gate: Gate | None) -> frozenset[str]:
+    """Who a gate admits, by ROLE_PERMISSIONS (and for a machine gate, by the machines' scopes)."""
+    if isinstance(gate, MachineGate):
+        return frozenset(m for m, (_, scopes) in MACHINE_CLIENTS.items() if gate.scope in scopes | {None})
     if gate == "customer":
         return ONLY_CUSTOMER
     if gate == "staff":
@@ -272,6 +315,8 @@ class World:
     transfer_id: UUID
     account_owner: str
     amount: int
+    machines: dict[str, IssuedClient]  # the machine principals' clients
+    revoke_target: UUID  # a machine client only the administrator's cell revokes
     change_id: UUID = field(default_factory=uuid4)  # no such change: an admitted call answers 404
 
     def path_value(self, name: str) -> str:
@@ -285,6 +330,7 @@ class World:
             "session_id": self.customer_b.session_id,
             "passkey_id": self.customer_b.passkey_id,
             "change_id": self.change_id,
+            "client_id": self.revoke_target,
         }
         assert name in values, f"no value for path parameter {name!r}: add one to World.path_value"
         return str(values[name])
@@ -321,8 +367,13 @@ class World:
                 await sessions.mark_stepped_up(conn, issued.session_id, "test")
         return issued.session_id, issued.access_token
 
-    async def headers_for(self, who: str) -> dict[str, str]:
-        """Fresh credentials for a principal (a new session each time; a new customer for CUSTOMER)."""
+    async def headers_for(
+        self, who: str, method: str = "GET", url: str = "/", body: bytes = b""
+    ) -> dict[str, str]:
+        """Fresh credentials for a principal (a new session each time; a new customer for CUSTOMER; a
+        machine signs ``method url body`` with a fresh nonce, or presents its key)."""
+        if who in MACHINES:
+            return credentials(self.machines[who], method, url, body)
         if who == ANONYMOUS:
             return {}
         if who == REVOKED:
@@ -397,7 +448,7 @@ async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="module")
-async def world(pool: AsyncConnectionPool, http: httpx.AsyncClient) -> World:
+async def world(app: FastAPI, pool: AsyncConnectionPool, http: httpx.AsyncClient) -> World:
     outlet_a, outlet_b = await new_outlet(pool), await new_outlet(pool)
     bank_a, bank_b = await new_outlet(pool, "lanzhou_bank"), await new_outlet(pool, "lanzhou_bank")
     staff_ids: dict[str, UUID] = {}
@@ -439,11 +490,24 @@ async def world(pool: AsyncConnectionPool, http: httpx.AsyncClient) -> World:
         b_id, b_phone, name, id_number, issued.session_id, b_headers, UUID(r.json()["id"]), device
     )
 
+    # Machine clients, made with the application's keys (as the command line makes them).
+    keys, actor = app.state.runtime.keys, Actor.system("matrix")
+    machines = {
+        who: await clients.create_client(
+            pool, keys, kind=kind, scopes=scopes, name=f"matrix {who}", actor=actor
+        )
+        for who, (kind, scopes) in MACHINE_CLIENTS.items()
+    }
+    target = await clients.create_client(
+        pool, keys, kind=ClientKind.GANTRY, scopes=frozenset({Scope.TOLLS_INGEST}), actor=actor
+    )
+
     # Ledger: two accounts, a posted transfer and a hold, with an amount no other test moves.
     w = World(
         pool, outlet_a, bank_a, outlet_b, bank_b, staff_ids, staff_b, customer_b,
         account_id=uuid4(), pending_id=uuid4(), transfer_id=uuid4(),
         account_owner=f"matrix-owner-{uuid4().hex[:12]}", amount=7_000_000 + secrets.randbelow(999_999),
+        machines=machines, revoke_target=target.client.id,
     )  # fmt: skip
     fin = await w.headers_for(FIN)
     source = uuid4()
@@ -546,11 +610,14 @@ async def test_matrix(
     http: httpx.AsyncClient,
     routes: dict[tuple[str, str], Any],
 ) -> None:
+    url = world.url(path)
+    content = b"{}" if method in ("POST", "PUT", "PATCH") else b""
     # Every call carries a fresh Idempotency-Key, so that an admitted call on a route taking one is judged
     # on its body (a missing key would be a 400 before it); the gate runs before the key is looked at.
-    headers = keyed(await world.headers_for(who))
-    body = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
-    r = await http.request(method, world.url(path), headers=headers, **body)
+    headers = keyed(await world.headers_for(who, method, url, content))
+    if content:
+        headers["Content-Type"] = "application/json"
+    r = await http.request(method, url, headers=headers, content=content)
     assert r.status_code < 500, f"{r.status_code}: {r.text}"
     if who in EXPECTED[(method, path)]:
         assert r.status_code not in (401, 403), f"{who} was refused at {method} {path}: {r.text}"
@@ -566,14 +633,22 @@ async def test_matrix(
             ]
             assert not leaked, f"{method} {path} shows customer B's {leaked}: {text}"
         return
-    if who in UNAUTHENTICATED:
+    gate = declared_gate(method, path, routes[(method, path)])
+    if isinstance(gate, MachineGate):
+        if who in MACHINES:  # a machine without the route's scope
+            problem = assert_refusal(r, 403, world.secrets())
+            assert (problem["code"], problem["scope"]) == ("scope_missing", str(gate.scope)), problem
+        else:  # a person, or nobody: no machine credentials
+            problem = assert_refusal(r, 401, world.secrets())
+            assert problem["code"] == "machine_unauthenticated", problem
+        return
+    if who in UNAUTHENTICATED or who in MACHINES:  # a machine's credentials are no session
         problem = assert_refusal(r, 401, world.secrets())
         assert problem["code"] == "unauthenticated", problem
         return
     problem = assert_refusal(r, 403, world.secrets())
     assert problem["code"] == "forbidden", problem
     # The refusal names what was missing: being a customer, being staff, or the staff permission.
-    gate = declared_gate(method, path, routes[(method, path)])
     if gate == "customer":
         assert problem["permission"] == "customer", problem
     elif who == CUSTOMER:

@@ -2,6 +2,9 @@
 
 Conventions: ID numbers keep the first and last 4 characters, phones the first 3 and last 4 digits, bank
 cards the first and last 4 digits, names the surname (first character). Short values show less, never all.
+Key material and cryptograms (passwords, tokens, codes, master keys ``mk_*``, KEKs, MACs and TACs of the
+card protocol, HMAC signatures, client secrets) are replaced by ``***`` whole. In log lines, card numbers
+(16 to 19 digits) are also masked where they appear in free text: the message and unclassified values.
 """
 
 from __future__ import annotations
@@ -86,6 +89,23 @@ def mask_free_text(text: str) -> str:
     return "".join(parts) + text[end:] if parts else text
 
 
+# A card number written in free text: 16 to 19 digits (bank cards), or 20 (an ETC user card: a 4-digit
+# network number and 16 digits), perhaps grouped by single spaces or hyphens, and not part of a longer token
+# (an id, a UUID's segments, a file name), so that only numbers standing alone match.
+_CARD_IN_TEXT = re.compile(r"(?<![0-9A-Za-z_.\-])[0-9](?:[ \-]?[0-9]){15,19}(?![0-9A-Za-z_\-])")
+
+
+def mask_card_numbers(text: str) -> str:
+    """Free text with every card number in it (16-20 digits standing alone) masked as a bank card field is."""
+    folded = text.translate(_FOLD)
+    parts: list[str] = []
+    end = 0
+    for match in _CARD_IN_TEXT.finditer(folded):
+        parts += [text[end : match.start()], mask_bank_card(match.group(0))]
+        end = match.end()
+    return "".join(parts) + text[end:] if parts else text
+
+
 # --- log processor -----------------------------------------------------------------------------------
 
 _SECRET_WORDS = frozenset(
@@ -93,9 +113,17 @@ _SECRET_WORDS = frozenset(
         "password", "passwd", "pwd", "passphrase", "pin", "secret", "secrets", "token", "tokens", "otp",
         "totp", "cvv", "cvv2", "cvn", "apikey", "credential", "credentials", "authorization", "cookie",
         "signature", "csrf",
+        # card and terminal key material and cryptograms (PBOC / ETC load and purchase: MAC1-3, TAC)
+        "mac", "mac1", "mac2", "mac3", "tac", "hmac", "kek", "dek", "zmk", "tmk", "zpk", "tpk", "mak", "pik",
+        "pinblock", "track1", "track2", "track3",
     }
 )  # fmt: skip
-_SECRET_KEY_SUFFIXES = ("api_key", "private_key", "secret_key", "encryption_key", "lookup_key", "access_key")
+_SECRET_KEY_SUFFIXES = (
+    "api_key", "private_key", "secret_key", "encryption_key", "lookup_key", "access_key", "master_key",
+    "session_key", "load_key", "purchase_key", "derived_key", "card_key", "transport_key", "mac_key",
+    "pin_key", "data_key", "signing_key", "hmac_key", "client_key", "machine_key", "root_key",
+)  # fmt: skip
+_SECRET_KEY_PREFIXES = frozenset({"mk"})  # mk_dcc, mk_load, mkPurchase: card master keys
 # "code" alone is a one-time code; these prefixes make "<prefix>_code" one too ("status_code" is not).
 _SECRET_CODE_PREFIXES = frozenset(
     {
@@ -106,13 +134,17 @@ _SECRET_CODE_PREFIXES = frozenset(
 )  # fmt: skip
 # A trailing word that makes the key describe the value rather than hold it ("token_expires_at").
 _METADATA_SUFFIXES = frozenset(
-    {"id", "ids", "count", "type", "kind", "len", "length", "at", "expires", "expiry", "policy", "rule"}
-)
+    {"id", "ids", "count", "type", "kind", "len", "length", "at", "expires", "expiry", "policy", "rule",
+     "address"}  # a lane's mac_address is no MAC
+)  # fmt: skip
 _ID_KEYS = (
     "id_number", "idnumber", "id_no", "id_card", "idcard", "id_card_no", "id_card_number", "resident_id",
     "resident_id_number", "identity_number", "identity_card", "cert_no", "certificate_number",
 )  # fmt: skip
-_CARD_KEYS = ("bank_card", "bankcard", "bank_card_no", "bank_card_number", "card_pan", "pan")
+_CARD_KEYS = (
+    "bank_card", "bankcard", "bank_card_no", "bank_card_number", "card_pan", "pan", "card_no", "cardno",
+    "card_number", "card_num", "bank_account_no", "bank_account_number",
+)  # fmt: skip
 _PHONE_WORDS = frozenset({"phone", "mobile", "msisdn", "tel", "telephone"})
 _NAME_KEYS = frozenset(
     {"real_name", "full_name", "legal_name", "holder_name", "cardholder_name", "customer_name"}
@@ -142,6 +174,8 @@ def _masker(key: str) -> str | None:
     if len(words) > 1 and words[-1] in _METADATA_SUFFIXES:
         return None
     if any(w in _SECRET_WORDS for w in words) or _ends_with(joined, _SECRET_KEY_SUFFIXES):
+        return "secret"
+    if words[0] in _SECRET_KEY_PREFIXES:
         return "secret"
     if words[-1] == "code" and (len(words) == 1 or _ends_with("_".join(words[:-1]), _SECRET_CODE_PREFIXES)):
         return "secret"
@@ -180,19 +214,24 @@ def _mask_value(key: Any, value: Any) -> Any:
     kind = _masker(key) if isinstance(key, str) else None
     if kind is not None:
         return _apply(kind, value)
+    if isinstance(value, str):
+        return mask_card_numbers(value)
     if isinstance(value, Mapping):
         return mask_mapping(value)
     if isinstance(value, list | tuple):
-        return [mask_mapping(v) if isinstance(v, Mapping) else v for v in value]
+        return [_mask_value(None, v) for v in value]
     return value
 
 
 def mask_secrets_processor(
     logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: mask ID numbers, phones, bank cards, names; replace passwords, tokens, codes with ***."""
+    """structlog processor: mask ID numbers, phones, bank cards, names; replace passwords, tokens, codes and
+    key material with ***; mask card numbers written in the message or in other text."""
     for key in list(event_dict):
+        value = event_dict[key]
         if key == "event":
+            event_dict[key] = mask_card_numbers(value) if isinstance(value, str) else value
             continue
-        event_dict[key] = _mask_value(key, event_dict[key])
+        event_dict[key] = _mask_value(key, value)
     return event_dict

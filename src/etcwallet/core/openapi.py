@@ -50,6 +50,24 @@ BEARER = {
 }
 
 
+MACHINE_SIGNATURE = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "X-Etcw-Signature",
+    "description": "a machine client's signed request: X-Etcw-Client (its id), X-Etcw-Timestamp (Unix "
+    "seconds, within 300 s of the server's clock), X-Etcw-Nonce (16-64 of A-Z a-z 0-9 _ -, never reused) and "
+    "X-Etcw-Signature, the hex HMAC-SHA256 under its secret of 'ETCW1-HMAC-SHA256', the method, the path and "
+    "query as sent, the timestamp, the nonce and the hex SHA-256 of the body, one per line",
+}
+MACHINE_KEY = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "a machine client's bearer key (etcwk_…), for the kinds that do not sign",
+}
+MACHINE_GATE = "require_machine"
+"""The name every machine gate's dependency starts with (etcwallet.platform.clients.gate)."""
+
+
 class FieldError(BaseModel):
     """One field that was wrong, and why."""
 
@@ -97,11 +115,19 @@ def _dependencies(route: APIRoute) -> list[Any]:
     return calls
 
 
+def _gate(route: APIRoute) -> str | None:
+    """Who the route's authorization dependency admits: "machine", "person", or None (nobody checks)."""
+    for call in _dependencies(route):
+        name = getattr(call, "__name__", "")
+        if name.startswith(MACHINE_GATE):
+            return "machine"
+        if name.startswith(("require_", "load_principal")):
+            return "person"
+    return None
+
+
 def _gated(route: APIRoute) -> bool:
-    return any(
-        getattr(call, "__name__", "").startswith(("require_", "load_principal"))
-        for call in _dependencies(route)
-    )
+    return _gate(route) is not None
 
 
 def _annotations(route: APIRoute) -> list[Mapping[str, Any]]:
@@ -142,7 +168,8 @@ def document_problems(app: FastAPI, document: dict[str, Any]) -> dict[str, Any]:
     schemas = document["components"]["schemas"]
     schemas["ProblemDetails"] = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas["FieldError"] = schemas["ProblemDetails"].pop("$defs", {}).get("FieldError", {})
-    document["components"].setdefault("securitySchemes", {})["bearer"] = BEARER
+    schemes = document["components"].setdefault("securitySchemes", {})
+    schemes.update(bearer=BEARER, machine_signature=MACHINE_SIGNATURE, machine_key=MACHINE_KEY)
     for context in iter_route_contexts(app.routes):
         route = context.original_route
         path = context.path
@@ -153,7 +180,10 @@ def document_problems(app: FastAPI, document: dict[str, Any]) -> dict[str, Any]:
             operation = document["paths"][path].get(method.lower())
             if operation is None:
                 continue
-            if _gated(route):
+            gate = _gate(route)
+            if gate == "machine":
+                operation.setdefault("security", [{"machine_signature": []}, {"machine_key": []}])
+            elif gate == "person":
                 operation.setdefault("security", [{"bearer": []}])
             _annotate(route, operation)
             responses = operation.setdefault("responses", {})

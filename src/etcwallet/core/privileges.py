@@ -60,6 +60,10 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     # platform
     "idempotency_keys": _READ_WRITE_DELETE,  # claimed, answered, released after a failure, purged
     "jobs": _READ_WRITE_DELETE,  # claimed, leased and finished by runners; old finished one-offs pruned
+    # machine clients (platform/clients): revoked and heartbeats recorded, never deleted (the audit log
+    # names them); a signed request's nonce is forgotten once its timestamp leaves the replay window
+    "machine_clients": _READ_WRITE,
+    "machine_nonces": ("SELECT", "INSERT", "DELETE"),
 }
 """Every table of the schema and what the service may do to its rows. Nothing else is granted."""
 

@@ -61,6 +61,7 @@ class Permission(StrEnum):
     ISSUANCE_OPERATE = "issuance.operate"
     ISSUANCE_SUPERVISE = "issuance.supervise"
     BANK_CARD_BIND = "bank_card.bind"
+    CLIENTS_MANAGE = "clients.manage"  # machine clients (platform/clients): list and revoke
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -102,6 +103,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.STAFF_READ,
             Permission.STAFF_MANAGE,
             Permission.AUDIT_READ,
+            Permission.CLIENTS_MANAGE,
         }
     ),
 }
