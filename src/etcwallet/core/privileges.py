@@ -57,6 +57,11 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "sms_codes": _READ_WRITE_DELETE,  # housekeeping
     "rate_limits": _READ_WRITE_DELETE,  # housekeeping
     "unknown_login_failures": _READ_WRITE_DELETE,  # housekeeping
+    # events: the outbox is written once and pruned once every consumer has passed an event; offsets and
+    # parked events change state
+    "event_outbox": ("SELECT", "INSERT", "DELETE"),
+    "event_consumers": _READ_WRITE,
+    "event_parked": _READ_WRITE,
 }
 """Every table of the schema and what the service may do to its rows. Nothing else is granted."""
 
