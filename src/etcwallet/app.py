@@ -40,6 +40,9 @@ from etcwallet.identity.staff_api import router as staff_router
 from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
 from etcwallet.ledger.service import Ledger
+from etcwallet.platform import events
+from etcwallet.platform.events.api import admin as events_admin_router
+from etcwallet.platform.events.relay import NatsRelay
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class Runtime:
     sms: SmsGateway = field(default_factory=OutboxGateway)
     server: DatabaseServer | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    dispatcher: events.Dispatcher | None = None
+    relay: NatsRelay | None = None
 
     async def close(self) -> None:
         """Stop the services, close the pool, and leave the embedded server (stopping it if last)."""
@@ -62,6 +67,8 @@ class Runtime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self.relay is not None:
+                await self.relay.close()
             await self.ledger.stop()
             await self.pool.close()
         finally:
@@ -102,6 +109,7 @@ async def _start_services(settings: Settings, server: DatabaseServer) -> Runtime
         runtime.background.append(
             asyncio.create_task(identity_housekeeping.run(pool, settings.housekeeping_interval_seconds))
         )
+        await _start_events(settings, runtime)
         if settings.demo and not settings.is_production:
             from etcwallet.demo import load_demo_data
 
@@ -111,6 +119,20 @@ async def _start_services(settings: Settings, server: DatabaseServer) -> Runtime
         await runtime.close()
         raise
     return runtime
+
+
+async def _start_events(settings: Settings, runtime: Runtime) -> None:
+    """The event dispatcher for the registered consumers, and the NATS relay when ``ETCW_NATS_URL`` is set."""
+    consumers = list(events.CONSUMERS)
+    if settings.nats_url:
+        runtime.relay = NatsRelay(settings.nats_url, stream=settings.nats_stream)
+        consumers.append(runtime.relay.consumer())
+        try:
+            await runtime.relay.connect()
+        except events.Unavailable as exc:
+            log.warning("NATS unavailable at start; events wait in the outbox", extra={"reason": str(exc)})
+    runtime.dispatcher = events.Dispatcher.from_settings(runtime.pool, consumers, settings)
+    runtime.background.append(asyncio.create_task(runtime.dispatcher.run()))
 
 
 class MetricsMiddleware:
@@ -246,6 +268,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(ledger_router)
     app.include_router(staff_router)
     app.include_router(admin_router)
+    app.include_router(events_admin_router)
     app.include_router(customer_router)
     app.include_router(factors_router)
     if settings.serves_dev_outbox:

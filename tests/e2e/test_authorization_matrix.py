@@ -71,6 +71,7 @@ OUTLET_READERS = frozenset({OO, OS, BO, FIN, SUP, ADM})
 STAFF_READERS = frozenset({OS, ADM})
 ADMINISTRATORS = frozenset({ADM})
 AUDIT_READERS = frozenset({RISK, ADM})
+PLATFORM_OPERATORS = frozenset({ADM})
 CUSTOMER_READERS = frozenset({OO, OS, BO, RISK, SUP})
 CUSTOMER_FREEZERS = frozenset({RISK})
 
@@ -107,6 +108,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/admin/staff-changes/{change_id}/approve"): ADMINISTRATORS,
     ("POST", "/api/v1/admin/staff-changes/{change_id}/reject"): ADMINISTRATORS,
     ("GET", "/api/v1/admin/audit/verify"): AUDIT_READERS,
+    ("GET", "/api/v1/admin/events/consumers"): PLATFORM_OPERATORS,
+    ("GET", "/api/v1/admin/events/parked"): PLATFORM_OPERATORS,
+    ("POST", "/api/v1/admin/events/parked/{parked_id}/replay"): PLATFORM_OPERATORS,
     # the signed-in customer's own account
     ("POST", f"{C}/auth/logout"): ONLY_CUSTOMER,
     ("GET", f"{C}/me"): ONLY_CUSTOMER,
@@ -284,6 +288,7 @@ class World:
             "session_id": self.customer_b.session_id,
             "passkey_id": self.customer_b.passkey_id,
             "change_id": self.change_id,
+            "parked_id": 2**62,  # no such parked event: an admitted call answers 404
         }
         assert name in values, f"no value for path parameter {name!r}: add one to World.path_value"
         return str(values[name])

@@ -60,6 +60,7 @@ class Permission(StrEnum):
     ISSUANCE_OPERATE = "issuance.operate"
     ISSUANCE_SUPERVISE = "issuance.supervise"
     BANK_CARD_BIND = "bank_card.bind"
+    PLATFORM_OPERATE = "platform.operate"  # the platform's machinery: parked events and their replay
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -101,6 +102,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.STAFF_READ,
             Permission.STAFF_MANAGE,
             Permission.AUDIT_READ,
+            Permission.PLATFORM_OPERATE,
         }
     ),
 }

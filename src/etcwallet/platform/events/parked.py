@@ -16,9 +16,12 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
+from etcwallet.platform import audit
+from etcwallet.platform.audit import Actor
 from etcwallet.platform.events.errors import EventError
 
 Status = Literal["parked", "replaying", "replayed"]
+REPLAY_ACTION = "events.replay"
 
 
 @dataclass(frozen=True)
@@ -89,3 +92,16 @@ async def request_replay(conn: AsyncConnection[Any], parked_id: int, *, requeste
         await get_parked(conn, parked_id)  # not found: that refusal
         raise EventError("parked_event_not_parked")
     return ParkedEvent(*row)
+
+
+async def replay(conn: AsyncConnection[Any], parked_id: int, actor: Actor) -> ParkedEvent:
+    """:func:`request_replay` on behalf of ``actor``, audited (``events.replay``) in the same transaction.
+
+    A refusal is the caller's to audit, in a transaction of its own: this one rolls back.
+    """
+    done = await request_replay(conn, parked_id, requested_by=f"{actor.type}:{actor.id}")
+    detail = {"consumer": done.consumer, "event_id": str(done.event_id), "type": done.type}
+    await audit.append(
+        conn, actor.event(REPLAY_ACTION, target=("event_parked", str(parked_id)), detail=detail)
+    )
+    return done

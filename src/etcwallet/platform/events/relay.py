@@ -48,6 +48,11 @@ def body(event: Delivered) -> bytes:
     ).encode()  # fmt: skip
 
 
+async def _quiet(exc: Exception) -> None:
+    """The client's error callback: its errors reach the relay as failed publishes anyway."""
+    log.debug("NATS client error", exc_info=exc)
+
+
 class NatsRelay:
     """Publishes events to JetStream stream ``stream`` (made on first use, subjects ``etcw.>``)."""
 
@@ -58,17 +63,19 @@ class NatsRelay:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
 
-    def consumer(self) -> Consumer:
+    def consumer(self, name: str = RELAY_NAME) -> Consumer:
         """The relay as a consumer of every event."""
-        return Consumer(RELAY_NAME, self.handle)
+        return Consumer(name, self.handle)
 
     async def connect(self) -> None:
         """Connect and make sure the stream exists; :class:`Unavailable` if NATS cannot be reached."""
         try:
             if self._nc is None or self._nc.is_closed:
+                # No reconnecting inside the client: a lost connection closes it, the publish fails as
+                # Unavailable, and the next attempt (after the consumer's backoff) connects anew.
                 self._nc = await nats.connect(
                     self.url, name="etcwallet-relay", connect_timeout=int(max(1, self.timeout)),
-                    max_reconnect_attempts=-1, allow_reconnect=True,
+                    allow_reconnect=False, error_cb=_quiet,
                 )  # fmt: skip
             js = self._nc.jetstream(timeout=self.timeout)
             try:
@@ -81,7 +88,7 @@ class NatsRelay:
 
     async def handle(self, conn: AsyncConnection[Any], event: Delivered) -> None:
         """Publish ``event`` and wait for JetStream's acknowledgement (a duplicate's too)."""
-        if self._js is None:
+        if self._js is None or self._nc is None or self._nc.is_closed:
             await self.connect()
         assert self._js is not None
         try:
