@@ -13,6 +13,7 @@ The message body is the event as JSON: ``{"id", "type", "key", "payload", "emitt
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -70,21 +71,26 @@ class NatsRelay:
     async def connect(self) -> None:
         """Connect and make sure the stream exists; :class:`Unavailable` if NATS cannot be reached."""
         try:
-            if self._nc is None or self._nc.is_closed:
-                # No reconnecting inside the client: a lost connection closes it, the publish fails as
-                # Unavailable, and the next attempt (after the consumer's backoff) connects anew.
-                self._nc = await nats.connect(
-                    self.url, name="etcwallet-relay", connect_timeout=int(max(1, self.timeout)),
-                    allow_reconnect=False, error_cb=_quiet,
-                )  # fmt: skip
-            js = self._nc.jetstream(timeout=self.timeout)
-            try:
-                await js.stream_info(self.stream)
-            except nats.js.errors.NotFoundError:
-                await js.add_stream(name=self.stream, subjects=[f"{SUBJECT_PREFIX}.>"])
-            self._js = js
+            async with asyncio.timeout(2 * self.timeout):
+                await self._connect()
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             raise Unavailable(f"NATS at {self.url} unavailable: {type(exc).__name__}") from exc
+
+    async def _connect(self) -> None:
+        if self._nc is None or self._nc.is_closed:
+            # No reconnecting inside the client, and one quick retry at most: a lost connection closes
+            # it, the publish fails as Unavailable, and the next attempt (after the consumer's backoff)
+            # connects anew, rather than the client waiting minutes inside a handler.
+            self._nc = await nats.connect(
+                self.url, name="etcwallet-relay", connect_timeout=max(1, int(self.timeout)),
+                allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0, error_cb=_quiet,
+            )  # fmt: skip
+        js = self._nc.jetstream(timeout=self.timeout)
+        try:
+            await js.stream_info(self.stream)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(name=self.stream, subjects=[f"{SUBJECT_PREFIX}.>"])
+        self._js = js
 
     async def handle(self, conn: AsyncConnection[Any], event: Delivered) -> None:
         """Publish ``event`` and wait for JetStream's acknowledgement (a duplicate's too)."""
