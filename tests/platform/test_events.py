@@ -412,6 +412,28 @@ async def test_after_n_failures_an_event_is_parked_and_the_consumer_moves_on_the
     assert seen.numbers == [1, 1, 1, 2, 1, 1]
 
 
+async def test_a_handler_stuck_in_a_query_times_out_as_a_failure_and_is_parked(
+    pool: AsyncConnectionPool,
+) -> None:
+    """The timeout cancels the handler's query; the savepoint rolls back and the round goes on."""
+    event_type, name = new_type(), new_name()
+    attempts: list[int] = []
+
+    async def stuck(conn: AsyncConnection[Any], event: Delivered) -> None:
+        attempts.append(event.attempt)
+        await conn.execute("SELECT pg_sleep(5)")
+
+    policy = Policy(max_attempts=2, retry_seconds=0.01, handler_timeout_seconds=0.3)
+    d = await dispatcher(pool, Consumer(name, stuck, frozenset({event_type})), policy=policy)
+    await emit_committed(pool, event_type, 1)
+    for _ in range(3):
+        await drain(d)
+        await due_now(pool, name)
+    async with pool.connection() as conn:
+        (parked,) = await events.list_parked(conn, consumer=name)
+    assert attempts == [1, 2] and (parked.attempts, parked.last_error) == (2, "TimeoutError")
+
+
 async def test_an_unavailable_broker_is_retried_but_never_parked(pool: AsyncConnectionPool) -> None:
     event_type, name = new_type(), new_name()
     down = True

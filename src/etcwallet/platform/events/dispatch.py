@@ -44,7 +44,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -280,7 +279,7 @@ class Dispatcher:
                 try:
                     progress = await self.run_once()
                     await self._maybe_prune()
-                except (psycopg.Error, OSError):
+                except Exception:  # the database is away, or a bug: keep dispatching, say why
                     log.exception("event dispatch round failed")
                     progress = 0
                 if progress:
