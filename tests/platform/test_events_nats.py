@@ -142,7 +142,9 @@ async def test_the_relay_publishes_each_committed_event_once_with_its_id(
 ) -> None:
     event_type = new_type()
     d = Dispatcher(
-        pool, [Consumer(f"test.{uuid4().hex[:8]}", relay.handle, frozenset({event_type}))], policy=POLICY
+        pool,
+        [Consumer(f"test.{uuid4().hex[:8]}", relay.handle, frozenset({event_type}), writes=False)],
+        policy=POLICY,
     )
     await d.start()
     ids = await emit_committed(pool, event_type, 1, 2, 3)
@@ -174,14 +176,18 @@ async def test_a_crash_between_publish_and_offset_commit_does_not_publish_twice(
         if event.payload["n"] == 2:
             raise Crash  # after the publish, before the offset commits
 
-    d = Dispatcher(pool, [Consumer(name, publish_then_die, frozenset({event_type}))], policy=POLICY)
+    d = Dispatcher(
+        pool, [Consumer(name, publish_then_die, frozenset({event_type}), writes=False)], policy=POLICY
+    )
     await d.start()
     await emit_committed(pool, event_type, 1, 2, 3)
     with pytest.raises(Crash):
         await d.run_once()
     assert published == [1, 2]
 
-    restarted = Dispatcher(pool, [Consumer(name, relay.handle, frozenset({event_type}))], policy=POLICY)
+    restarted = Dispatcher(
+        pool, [Consumer(name, relay.handle, frozenset({event_type}), writes=False)], policy=POLICY
+    )
     await drain(restarted)  # publishes 1, 2 and 3 again: the stream keeps the first of each
     found = await stream_messages(nats_server.url, event_type)
     assert [m["payload"]["n"] for m, _ in found] == [1, 2, 3]
@@ -193,7 +199,7 @@ async def test_nats_down_is_retried_without_parking_and_published_once_it_is_up(
     server = NatsServer(tmp_path, free_port())
     relay = NatsRelay(server.url, timeout=1)
     event_type, name = new_type(), f"test.{uuid4().hex[:8]}"
-    d = Dispatcher(pool, [Consumer(name, relay.handle, frozenset({event_type}))], policy=POLICY)
+    d = Dispatcher(pool, [Consumer(name, relay.handle, frozenset({event_type}), writes=False)], policy=POLICY)
     await d.start()
     await emit_committed(pool, event_type, 1)
     try:

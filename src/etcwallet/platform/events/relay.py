@@ -66,7 +66,7 @@ class NatsRelay:
 
     def consumer(self, name: str = RELAY_NAME) -> Consumer:
         """The relay as a consumer of every event."""
-        return Consumer(name, self.handle)
+        return Consumer(name, self.handle, writes=False)
 
     async def connect(self) -> None:
         """Connect and make sure the stream exists; :class:`Unavailable` if NATS cannot be reached."""
