@@ -275,12 +275,15 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Deliver until cancelled: a round after every wake-up or poll, again at once while it progresses."""
-        await self.start()
+        started = False
         _running.add(self)
         try:
             while True:
                 self._wake.clear()
                 try:
+                    if not started:
+                        await self.start()
+                        started = True
                     progress = await self.run_once()
                     await self._maybe_prune()
                 except Exception:  # the database is away, or a bug: keep dispatching, say why
