@@ -24,6 +24,7 @@ from etcwallet.identity.authz import actor
 from etcwallet.ledger.api import can_write
 from etcwallet.ledger.service import Ledger
 from etcwallet.ledger.types import TransferRequest
+from etcwallet.platform.events import Event
 from etcwallet.platform.unit import Along
 
 SCHEMA = "bench"
@@ -58,6 +59,7 @@ async def book_step(request: Request) -> Response:
     along = Along(
         statements=[(_INSERT, (body.id, body.payer, body.payee, body.amount.amount))],
         audit=[who.event("bench.step_booked", target=("bench_step", str(body.id)))],
+        events=[Event("bench.step_booked", str(body.id), {"amount": body.amount.amount, "currency": "CNY"})],
     )
     transfer = await ledger.create_transfer(
         TransferRequest(body.id, debit_account_id=body.payer, credit_account_id=body.payee,

@@ -41,10 +41,12 @@ from etcwallet.ledger import jobs as ledger_jobs
 from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
 from etcwallet.ledger.service import Ledger
-from etcwallet.platform import idempotency
+from etcwallet.platform import events, idempotency
 from etcwallet.platform.clients import jobs as client_jobs
 from etcwallet.platform.clients.api import admin as clients_admin_router
 from etcwallet.platform.clients.api import router as machine_router
+from etcwallet.platform.events.api import admin as events_admin_router
+from etcwallet.platform.events.relay import NatsRelay
 from etcwallet.platform.job_runner import Runner
 from etcwallet.platform.jobs import Registry, platform_jobs
 from etcwallet.platform.unit import UnitOfWork
@@ -63,6 +65,8 @@ class Runtime:
     server: DatabaseServer | None = None
     jobs: Runner | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    dispatcher: events.Dispatcher | None = None
+    relay: NatsRelay | None = None
     uow: UnitOfWork = field(init=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +82,8 @@ class Runtime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self.relay is not None:
+                await self.relay.close()
             await self.ledger.stop()
             await self.pool.close()
         finally:
@@ -114,6 +120,7 @@ async def _start_services(settings: Settings, server: DatabaseServer) -> Runtime
             log.info("legacy recovery codes rekeyed", extra={"count": rekeyed})
         runtime.jobs = Runner(pool, job_registry(settings, ledger))
         await runtime.jobs.start()
+        await _start_events(settings, runtime)
         if settings.demo and not settings.is_production:
             from etcwallet.demo import load_demo_data
 
@@ -135,6 +142,20 @@ def job_registry(settings: Settings, ledger: Ledger) -> Registry:
             *client_jobs.jobs(),
         ]
     )
+
+
+async def _start_events(settings: Settings, runtime: Runtime) -> None:
+    """The event dispatcher for the registered consumers, and the NATS relay when ``ETCW_NATS_URL`` is set."""
+    consumers = list(events.CONSUMERS)
+    if settings.nats_url:
+        runtime.relay = NatsRelay(settings.nats_url, stream=settings.nats_stream)
+        consumers.append(runtime.relay.consumer())
+        try:
+            await runtime.relay.connect()
+        except events.Unavailable as exc:
+            log.warning("NATS unavailable at start; events wait in the outbox", extra={"reason": str(exc)})
+    runtime.dispatcher = events.Dispatcher.from_settings(runtime.pool, consumers, settings)
+    runtime.background.append(asyncio.create_task(runtime.dispatcher.run()))
 
 
 class MetricsMiddleware:
@@ -273,6 +294,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(admin_router)
     app.include_router(clients_admin_router)
     app.include_router(machine_router)
+    app.include_router(events_admin_router)
     app.include_router(customer_router)
     app.include_router(factors_router)
     if settings.serves_dev_outbox:

@@ -44,6 +44,9 @@ clients_app = typer.Typer(
     help="机器客户端（车道、门架、商户终端、支付机构、路段业主）· machine clients", no_args_is_help=True
 )
 app.add_typer(clients_app, name="clients")
+
+events_app = typer.Typer(help="事件 · events: parked events and replay", no_args_is_help=True)
+app.add_typer(events_app, name="events")
 dev_app = typer.Typer(
     help="开发工具（需 ETCW_DEV_OUTBOX=1，生产环境不可用）· development tools: ETCW_DEV_OUTBOX=1, never in production",
     no_args_is_help=True,
@@ -311,6 +314,75 @@ def audit_verify(
         f"[red]审计链断裂 · audit chain broken at seq {report.first_broken_seq}: {report.reason}[/]"
     )
     raise typer.Exit(1)
+
+
+@events_app.command("parked")
+def events_parked(
+    status: Annotated[str, typer.Option(help="parked, replaying, replayed or all")] = "parked",
+    consumer: Annotated[str | None, typer.Option(help="only this consumer's")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 50,
+) -> None:
+    """List events that a consumer gave up on after too many failures, newest first."""
+    from etcwallet.platform.events import ParkedEvent, list_parked
+
+    if status not in ("parked", "replaying", "replayed", "all"):
+        raise typer.BadParameter("parked, replaying, replayed or all", param_hint="--status")
+
+    async def run() -> list[ParkedEvent]:
+        pool = await open_pool(_database_url(), 2)
+        try:
+            async with pool.connection() as conn:
+                return await list_parked(
+                    conn, status=None if status == "all" else status,  # type: ignore[arg-type]
+                    consumer=consumer, limit=limit,
+                )  # fmt: skip
+        finally:
+            await pool.close()
+
+    configure_logging(get_settings())
+    found = asyncio.run(run())
+    console.print(f"搁置的事件 · parked events: {len(found)}")
+    for p in found:
+        # One line per event on standard output: id first, for `etcwallet events replay ID`.
+        typer.echo(
+            f"{p.id}\t{p.status}\t{p.consumer}\t{p.type}\t{p.key}\t{p.event_id}\t"
+            f"attempts={p.attempts}\t{p.parked_at:%Y-%m-%d %H:%M:%S}\t{p.last_error}"
+        )
+
+
+@events_app.command("replay")
+def events_replay(parked_id: Annotated[int, typer.Argument(min=1, help="the parked event's id")]) -> None:
+    """Deliver a parked event to its consumer once more (the dispatcher holding that consumer does it at
+    its next round); audited as the system."""
+    from etcwallet.core.errors import DomainError
+    from etcwallet.platform import audit
+    from etcwallet.platform.events import ParkedEvent, parked
+
+    actor = audit.Actor.system("cli")
+
+    async def run() -> ParkedEvent:
+        pool = await open_pool(_database_url(), 2)
+        try:
+            try:
+                async with pool.connection() as conn, conn.transaction():
+                    return await parked.replay(conn, parked_id, actor)
+            except DomainError as refused:
+                target = ("event_parked", str(parked_id))
+                await audit.record(pool, actor.refused(parked.REPLAY_ACTION, refused.code, target=target))
+                raise
+        finally:
+            await pool.close()
+
+    configure_logging(get_settings())
+    try:
+        done = asyncio.run(run())
+    except DomainError as exc:
+        console.print(f"[red]{exc.zh} / {exc.en}[/]")
+        raise typer.Exit(1) from None
+    console.print(
+        f"已请求重放 · replay requested: {done.id} ({done.type} for {done.consumer}); "
+        "the dispatcher delivers it at its next round"
+    )
 
 
 @ledger_app.command("expire")

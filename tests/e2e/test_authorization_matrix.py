@@ -89,6 +89,7 @@ OUTLET_READERS = frozenset({OO, OS, BO, FIN, SUP, ADM})
 STAFF_READERS = frozenset({OS, ADM})
 ADMINISTRATORS = frozenset({ADM})
 AUDIT_READERS = frozenset({RISK, ADM})
+PLATFORM_OPERATORS = frozenset({ADM})
 CUSTOMER_READERS = frozenset({OO, OS, BO, RISK, SUP})
 CUSTOMER_FREEZERS = frozenset({RISK})
 ANY_MACHINE = MACHINES
@@ -132,6 +133,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     # machine clients (never people)
     ("GET", "/api/v1/machine/whoami"): ANY_MACHINE,
     ("POST", "/api/v1/machine/heartbeat"): DEVICES,
+    ("GET", "/api/v1/admin/events/consumers"): PLATFORM_OPERATORS,
+    ("GET", "/api/v1/admin/events/parked"): PLATFORM_OPERATORS,
+    ("POST", "/api/v1/admin/events/parked/{parked_id}/replay"): PLATFORM_OPERATORS,
     # the signed-in customer's own account
     ("POST", f"{C}/auth/logout"): ONLY_CUSTOMER,
     ("GET", f"{C}/me"): ONLY_CUSTOMER,
@@ -331,6 +335,7 @@ class World:
             "passkey_id": self.customer_b.passkey_id,
             "change_id": self.change_id,
             "client_id": self.revoke_target,
+            "parked_id": 2**62,  # no such parked event: an admitted call answers 404
         }
         assert name in values, f"no value for path parameter {name!r}: add one to World.path_value"
         return str(values[name])

@@ -49,3 +49,12 @@ async def transfer_exists(pool: AsyncConnectionPool, transfer_id: UUID) -> bool:
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT 1 FROM ledger_transfers WHERE id = %s", (transfer_id,))
         return await cur.fetchone() is not None
+
+
+async def events_about(pool: AsyncConnectionPool, key: UUID | str) -> list[tuple[Any, ...]]:
+    """(type, payload) of the outbox's events about ``key``, in commit-safe order."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT type, payload FROM event_outbox WHERE key = %s ORDER BY xid, seq", (str(key),)
+        )
+        return [tuple(row) for row in await cur.fetchall()]

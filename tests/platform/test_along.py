@@ -12,9 +12,10 @@ from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.service import Ledger
 from etcwallet.ledger.types import TransferRequest
 from etcwallet.platform.audit import Actor
+from etcwallet.platform.events import Event
 from etcwallet.platform.unit import Along
 from tests.platform import toy_orders
-from tests.platform.builders import audit_rows, balance, wallet
+from tests.platform.builders import audit_rows, balance, events_about, wallet
 
 ACTOR = Actor("customer", "c-1", "127.0.0.1", "tests")
 
@@ -29,7 +30,11 @@ def paid_order(order_id: UUID, payer: UUID, merchant: UUID, amount: int) -> tupl
     )
     request = TransferRequest(transfer_id, debit_account_id=payer, credit_account_id=merchant, amount=amount,
                               currency="CNY", code="toy.pay")  # fmt: skip
-    along = Along(statements=[row], audit=[ACTOR.event("toy.order_paid", target=("order", str(order_id)))])
+    along = Along(
+        statements=[row],
+        audit=[ACTOR.event("toy.order_paid", target=("order", str(order_id)))],
+        events=[Event("toy.order_paid", str(order_id), {"amount": amount})],
+    )
     return request, along
 
 
@@ -43,6 +48,7 @@ async def test_rows_commit_with_their_transfer(
     order = await toy_orders.get_order(pool, order_id)
     assert order is not None and order.transfer_id == transfer.id
     assert await audit_rows(pool, order_id) == [("toy.order_paid", "success", {})]
+    assert await events_about(pool, order_id) == [("toy.order_paid", {"amount": 400})]
 
 
 async def test_a_refused_transfer_writes_none_of_its_rows(
@@ -55,6 +61,7 @@ async def test_a_refused_transfer_writes_none_of_its_rows(
         await ledger.create_transfer(request, along=along)
     assert await toy_orders.get_order(pool, order_id) is None
     assert await audit_rows(pool, order_id) == []
+    assert await events_about(pool, order_id) == []
 
 
 async def test_a_resend_writes_its_rows_once(
@@ -65,7 +72,7 @@ async def test_a_resend_writes_its_rows_once(
     for _ in range(3):
         request, along = paid_order(order_id, payer, merchant, 400)
         await ledger.create_transfer(request, along=along)
-    assert len(await audit_rows(pool, order_id)) == 1
+    assert len(await audit_rows(pool, order_id)) == len(await events_about(pool, order_id)) == 1
     assert await balance(ledger, payer) == 600
 
 
@@ -88,5 +95,5 @@ async def test_gathered_callers_get_their_own_rows_and_only_theirs(
     for (order_id, payer), ok in zip(orders, booked, strict=True):
         assert ok == (payer == rich)
         assert (await toy_orders.get_order(pool, order_id) is not None) == ok
-        assert len(await audit_rows(pool, order_id)) == ok
+        assert len(await audit_rows(pool, order_id)) == len(await events_about(pool, order_id)) == ok
     assert await balance(ledger, merchant) == 100 * 32

@@ -16,7 +16,7 @@ from etcwallet.ledger.types import TransferRequest
 from etcwallet.platform import audit
 from etcwallet.platform.unit import Unit, UnitOfWork
 from tests.platform import toy_orders
-from tests.platform.builders import audit_rows, balance, transfer_exists, wallet
+from tests.platform.builders import audit_rows, balance, events_about, transfer_exists, wallet
 
 
 def move(debit: UUID, credit: UUID, amount: int, transfer_id: UUID | None = None) -> TransferRequest:
@@ -36,6 +36,7 @@ async def test_a_step_commits_its_row_its_transfer_and_its_audit_entry_together(
     assert order.transfer_id is not None and await transfer_exists(pool, order.transfer_id)
     assert (await balance(ledger, payer), await balance(ledger, merchant)) == (700, 300)
     assert await audit_rows(pool, order_id) == [("toy.order_paid", "success", {"amount": 300})]
+    assert await events_about(pool, order_id) == [("toy.order_paid", {"amount": 300, "currency": "CNY"})]
 
 
 async def test_a_crash_before_commit_leaves_neither_rows_nor_transfers(
@@ -56,6 +57,7 @@ async def test_a_crash_before_commit_leaves_neither_rows_nor_transfers(
     assert not await transfer_exists(pool, toy_orders.transfer_id(order_id, "pay"))
     assert (await balance(ledger, payer), await balance(ledger, merchant)) == (1000, 0)
     assert await audit_rows(pool, order_id) == []
+    assert await events_about(pool, order_id) == []
     # The restarted process pays the same order: once.
     await toy_orders.pay(uow, order_id=order_id, wallet_id=payer, merchant_id=merchant, amount=300)
     assert (await balance(ledger, payer), await balance(ledger, merchant)) == (700, 300)
@@ -72,6 +74,7 @@ async def test_a_refusal_rolls_the_domain_row_back_and_is_audited_on_its_own(
     assert await toy_orders.get_order(pool, order_id) is None
     assert not await transfer_exists(pool, toy_orders.transfer_id(order_id, "pay"))
     assert await audit_rows(pool, order_id) == [("toy.order_paid", "refused", {"reason": "exceeds_credits"})]
+    assert await events_about(pool, order_id) == []
     assert (await balance(ledger, payer), await balance(ledger, merchant)) == (100, 0)
 
 

@@ -2,7 +2,7 @@
 money" (docs/architecture.md walks through it).
 
 An order is paid from a customer's wallet to a merchant. Paying is one unit of work: the order row, the
-transfer, the audit entry and the event commit together. Delivering is an outside call (a courier here;
+transfer, the audit entry and the event (``toy.order_paid``) commit together. Delivering is an outside call (a courier here;
 a chip or a payment provider in the real domains), so it runs in two units around the call:
 
 1. ``reserve``: the order row with its hold's id, and the hold (a pending transfer without timeout), in
@@ -107,6 +107,7 @@ async def pay(uow: UnitOfWork, *, order_id: UUID, wallet_id: UUID, merchant_id: 
                             currency="CNY", code="toy.pay")
         )  # fmt: skip
         unit.audit(ACTOR.event("toy.order_paid", target=("order", str(order_id)), detail={"amount": amount}))
+        unit.emit("toy.order_paid", str(order_id), {"amount": amount, "currency": "CNY"})
         return Order(order_id, wallet_id, merchant_id, amount, OrderStatus.PAID, None, paid)
 
     return await uow.run(

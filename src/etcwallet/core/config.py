@@ -53,6 +53,28 @@ class Settings(BaseSettings):
     ledger_max_batch: int = Field(default=8000, ge=1, le=8000)
     ledger_expiry_interval_seconds: float = Field(default=5.0, gt=0)
     housekeeping_interval_seconds: float = Field(default=3600.0, gt=0)
+    events_poll_seconds: float = Field(
+        default=0.5, gt=0, description="how often the event dispatcher looks for events other processes wrote"
+    )
+    events_max_attempts: int = Field(
+        default=5, ge=1, le=100, description="failures of one event's handler before it is parked"
+    )
+    events_retry_seconds: float = Field(
+        default=1.0, gt=0, description="the first retry's delay; each further failure doubles it"
+    )
+    events_retry_max_seconds: float = Field(default=300.0, gt=0)
+    events_handler_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="a handler running longer has failed"
+    )
+    events_retention_days: float = Field(
+        default=7.0, gt=0, description="events every consumer has passed are pruned after this long"
+    )
+    nats_url: str | None = Field(
+        default=None,
+        description="NATS server (nats://host:4222): when set, every event is relayed to JetStream "
+        "as etcw.<type>",
+    )
+    nats_stream: str = Field(default="ETCW", pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
     @property
     def is_production(self) -> bool:

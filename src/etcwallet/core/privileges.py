@@ -64,6 +64,11 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     # names them); a signed request's nonce is forgotten once its timestamp leaves the replay window
     "machine_clients": _READ_WRITE,
     "machine_nonces": ("SELECT", "INSERT", "DELETE"),
+    # events: the outbox is written once and pruned once every consumer has passed an event; offsets and
+    # parked events change state
+    "event_outbox": ("SELECT", "INSERT", "DELETE"),
+    "event_consumers": _READ_WRITE,
+    "event_parked": _READ_WRITE,
 }
 """Every table of the schema and what the service may do to its rows. Nothing else is granted."""
 

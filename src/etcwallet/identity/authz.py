@@ -62,6 +62,7 @@ class Permission(StrEnum):
     ISSUANCE_SUPERVISE = "issuance.supervise"
     BANK_CARD_BIND = "bank_card.bind"
     CLIENTS_MANAGE = "clients.manage"  # machine clients (platform/clients): list and revoke
+    PLATFORM_OPERATE = "platform.operate"  # the platform's machinery: parked events and their replay
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -104,6 +105,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.STAFF_MANAGE,
             Permission.AUDIT_READ,
             Permission.CLIENTS_MANAGE,
+            Permission.PLATFORM_OPERATE,
         }
     ),
 }

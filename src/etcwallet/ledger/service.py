@@ -39,7 +39,7 @@ from etcwallet.ledger.engine import (
 )
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.types import Account, LedgerAction, PendingState, Transfer, TransferRequest
-from etcwallet.platform import audit
+from etcwallet.platform import audit, events
 from etcwallet.platform.audit import Actor, AuditEvent
 from etcwallet.platform.unit import Along, RetryState, along_writes, commit_statements, retrying
 
@@ -409,6 +409,8 @@ class Ledger:
 
         started = time.perf_counter()
         results = await retrying(attempt)
+        if extra_writes is not None:
+            events.committed()  # rows carried along may hold events: wake this process's dispatcher
         metrics.LEDGER_BATCH_SIZE.observe(len(requests))
         metrics.LEDGER_BATCH_SECONDS.observe(time.perf_counter() - started)
         created = sum(1 for r in results if isinstance(r, Transfer))
@@ -559,7 +561,7 @@ def _batch_audit_writes(actor: Actor, requests: Sequence[TransferRequest]) -> Ex
     """A small bulk call's audit entry, written with its commit."""
 
     def writes(results: Sequence[Result], created: set[UUID]) -> list[tuple[str, Any]]:
-        return commit_statements([], [_batch_event(actor, requests, results)])
+        return commit_statements([], [], [_batch_event(actor, requests, results)])
 
     return writes
 

@@ -4,7 +4,7 @@ A step is an async function of a :class:`Unit`. Inside it the domain locks and w
 ``unit.conn`` (an open transaction), hands its transfers to the ledger with :meth:`Unit.transfer` (the
 ledger's engine runs in the same transaction: the accounts are locked and checked now, the transfers
 written with the commit), and queues its audit entries and events with :meth:`Unit.audit` and
-:meth:`Unit.emit`. When the step returns, the unit sends the ledger's writes, the events and the audit
+:meth:`Unit.emit` (the transactional outbox, :mod:`etcwallet.platform.events`). When the step returns, the unit sends the ledger's writes, the events and the audit
 entries (last: the audit chain's lock is held only from then to the end of the commit) with ``COMMIT`` in
 one message.
 
@@ -39,8 +39,9 @@ from etcwallet.core.errors import DomainError
 from etcwallet.ledger.engine import ExtraWrites, RetryBatch, apply_in_unit
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.types import Transfer, TransferRequest
-from etcwallet.platform import audit
+from etcwallet.platform import audit, events
 from etcwallet.platform.audit import AuditEvent
+from etcwallet.platform.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +100,16 @@ class Along:
 
     statements: Sequence[tuple[str, Params]] = ()
     audit: Sequence[AuditEvent] = ()
+    events: Sequence[Event] = ()
 
 
 def commit_statements(
-    statements: Sequence[tuple[str, Params]], entries: Sequence[AuditEvent]
+    statements: Sequence[tuple[str, Params]], outbox: Sequence[Event], entries: Sequence[AuditEvent]
 ) -> list[tuple[str, Params]]:
-    """A commit's closing statements in their order: rows, then the audit lock and entries."""
+    """A commit's closing statements in their order: rows, events, then the audit lock and entries."""
     out = list(statements)
+    if outbox:
+        out.append(events.insert_statement(outbox))
     if entries:
         out.append((audit.LOCK_STATEMENT, ()))
         out.extend(audit.insert_statements(entries))
@@ -127,6 +131,7 @@ def along_writes(alongs: Sequence[tuple[Along | None, Sequence[Any]]]) -> ExtraW
         ]
         return commit_statements(
             [s for a in kept for s in a.statements],
+            [e for a in kept for e in a.events],
             [e for a in kept for e in a.audit],
         )
 
@@ -143,6 +148,7 @@ class Unit:
     retry: RetryState
     ledger_writes: list[str] = field(default_factory=list)
     entries: list[AuditEvent] = field(default_factory=list)
+    outbox: list[Event] = field(default_factory=list)
 
     async def transfer(self, request: TransferRequest) -> Transfer:
         """One transfer in this unit's transaction; raises the ledger's refusal (the step rolls back)."""
@@ -174,11 +180,17 @@ class Unit:
         """Append ``event`` to the audit log with this unit's commit (a success: the change is in it)."""
         self.entries.append(event)
 
+    def emit(self, type: str, key: str, payload: Mapping[str, Any]) -> None:
+        """Publish an event with this unit's commit (the transactional outbox): no commit, no event."""
+        self.outbox.append(Event(type, key, payload))
+
     async def commit(self) -> None:
         """Send the ledger's writes, the events, the audit entries and ``COMMIT`` as one message."""
         async with AsyncClientCursor(self.conn) as cur:
-            tail = [cur.mogrify(q, p) for q, p in commit_statements([], self.entries)]
+            tail = [cur.mogrify(q, p) for q, p in commit_statements([], self.outbox, self.entries)]
         await self._send([*self.ledger_writes, *tail, "COMMIT"])
+        if self.outbox:
+            events.committed()
 
     async def _send(self, statements: Sequence[str]) -> None:
         async with AsyncClientCursor(self.conn) as cur:

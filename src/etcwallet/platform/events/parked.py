@@ -1,0 +1,107 @@
+"""Parked events: what a consumer failed to handle too often, kept for an administrator to replay.
+
+Replaying does not call the handler here (this process may not run that consumer): it marks the event
+``replaying``, and the dispatcher that holds the consumer delivers it once at its next round, then marks
+it ``replayed`` or, if the handler fails again, ``parked`` with the new error. Every replay request is
+audited by whoever asked (the API and the command line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from psycopg import AsyncConnection
+
+from etcwallet.platform import audit
+from etcwallet.platform.audit import Actor
+from etcwallet.platform.events.errors import EventError
+
+Status = Literal["parked", "replaying", "replayed"]
+REPLAY_ACTION = "events.replay"
+
+
+@dataclass(frozen=True)
+class ParkedEvent:
+    """An event one consumer gave up on, with how often it tried and why it failed last."""
+
+    id: int
+    consumer: str
+    event_id: UUID
+    type: str
+    key: str
+    payload: Mapping[str, Any]
+    emitted_at: datetime
+    attempts: int
+    last_error: str
+    status: Status
+    parked_at: datetime
+    replay_requested_by: str | None
+    replay_requested_at: datetime | None
+    replayed_at: datetime | None
+
+
+_COLUMNS = (
+    "id, consumer, event_id, type, key, payload, emitted_at, attempts, last_error, status, parked_at, "
+    "replay_requested_by, replay_requested_at, replayed_at"
+)
+
+
+async def list_parked(
+    conn: AsyncConnection[Any],
+    *,
+    status: Status | None = "parked",
+    consumer: str | None = None,
+    limit: int = 50,
+    before: int | None = None,
+) -> list[ParkedEvent]:
+    """Parked events, newest first; ``before`` (an id) pages back, ``status`` None means any."""
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM event_parked WHERE (%(status)s::text IS NULL OR status = %(status)s) "
+        "AND (%(consumer)s::text IS NULL OR consumer = %(consumer)s) "
+        "AND (%(before)s::int8 IS NULL OR id < %(before)s) ORDER BY id DESC LIMIT %(limit)s",
+        {"status": status, "consumer": consumer, "before": before, "limit": limit},
+    )
+    return [ParkedEvent(*row) for row in await cur.fetchall()]
+
+
+async def get_parked(conn: AsyncConnection[Any], parked_id: int) -> ParkedEvent:
+    """One parked event, or ``parked_event_not_found``."""
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM event_parked WHERE id = %s", (parked_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise EventError("parked_event_not_found")
+    return ParkedEvent(*row)
+
+
+async def request_replay(conn: AsyncConnection[Any], parked_id: int, *, requested_by: str) -> ParkedEvent:
+    """Mark a parked event for one more delivery to its consumer; ``requested_by`` as ``kind:id``.
+
+    Refused with ``parked_event_not_parked`` while it is being replayed or once a replay succeeded.
+    """
+    cur = await conn.execute(
+        f"UPDATE event_parked SET status = 'replaying', replay_requested_by = %s, "
+        f"replay_requested_at = now() WHERE id = %s AND status = 'parked' RETURNING {_COLUMNS}",
+        (requested_by, parked_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        await get_parked(conn, parked_id)  # not found: that refusal
+        raise EventError("parked_event_not_parked")
+    return ParkedEvent(*row)
+
+
+async def replay(conn: AsyncConnection[Any], parked_id: int, actor: Actor) -> ParkedEvent:
+    """:func:`request_replay` on behalf of ``actor``, audited (``events.replay``) in the same transaction.
+
+    A refusal is the caller's to audit, in a transaction of its own: this one rolls back.
+    """
+    done = await request_replay(conn, parked_id, requested_by=f"{actor.type}:{actor.id}")
+    detail = {"consumer": done.consumer, "event_id": str(done.event_id), "type": done.type}
+    await audit.append(
+        conn, actor.event(REPLAY_ACTION, target=("event_parked", str(parked_id)), detail=detail)
+    )
+    return done
