@@ -8,7 +8,7 @@ across the job, and a runner that dies stops renewing, so its claim lapses and a
 one; ``outcome``, ``last_error`` and ``result`` describe the last finished try.
 
 Revision ID: 0012_jobs
-Revises: 0010_staff_approvals
+Revises: 0011_idempotency_keys
 Create Date: 2026-12-10
 """
 

@@ -7,7 +7,7 @@ a revoked client is kept (the audit log names it) and refused. ``machine_nonces`
 request's nonce until its timestamp leaves the replay window, so a captured request cannot be sent twice.
 
 Revision ID: 0013_machine_clients
-Revises: 0010_staff_approvals
+Revises: 0012_jobs
 Create Date: 2026-12-04
 """
 

@@ -12,7 +12,7 @@ it is retrying; its row lock is what stops two processes delivering to one consu
 it) until an administrator replays it.
 
 Revision ID: 0014_events
-Revises: 0010_staff_approvals
+Revises: 0013_machine_clients
 Create Date: 2026-12-04
 """
 

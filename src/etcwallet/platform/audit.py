@@ -5,7 +5,8 @@ breaks the chain at that row (``etcwallet audit verify`` names it); the database
 DELETE and TRUNCATE. Rows deleted from the end leave a chain that still links up: verifying against an
 :class:`Anchor` (a row's hash recorded elsewhere earlier) catches that too. Appends are serialized with
 a transaction-scoped advisory lock taken just before them, at the end of the transaction they record;
-the server computes each row's hash, so a whole batch of rows travels in one message with the commit.
+the server computes each row's hash (``audit_append``, migration 0015), so a whole batch of rows is one
+statement that travels in one message with the commit.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg import AsyncClientCursor, AsyncConnection
-from psycopg.types.json import Jsonb
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 GENESIS = bytes(32)
-AUDIT_LOCK_KEY = 0x45544357_41554449  # "ETCW" "AUDI": the advisory lock that orders appends
+AUDIT_LOCK_KEY = 0x45544357_41554449  # "ETCW" "AUDI": the advisory lock that orders appends (migration 0015)
 
 
 @dataclass(frozen=True)
@@ -103,37 +103,30 @@ def _content(at: datetime, e: Mapping[str, Any]) -> bytes:
     ).encode()  # fmt: skip
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
 def as_stored(detail: Mapping[str, Any]) -> Any:
     """The detail exactly as jsonb will give it back, computed without asking the server.
 
     Everything but floats survives jsonb unchanged once it has been through JSON (keys become strings,
     tuples lists, other objects their ``str``); a float may come back spelled differently (``1e+20`` as an
-    integer), so floats are stored as the decimal text Python writes for them.
+    integer), so floats are stored as the decimal text Python writes for them. A flat detail of strings,
+    integers, booleans and nulls (the common case) is already what jsonb gives back.
     """
+    if all(type(k) is str and type(v) in _PLAIN for k, v in detail.items()):
+        return dict(detail)
     return json.loads(json.dumps(dict(detail), ensure_ascii=False, default=str), parse_float=str)
 
 
-_INSERT = (
-    "INSERT INTO audit_log (at, actor_type, actor_id, action, target_type, target_id, outcome, ip, "
-    "user_agent, detail, prev_hash, hash) SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, h.prev, "
-    "sha256(h.prev || %s::bytea) FROM (SELECT coalesce((SELECT hash FROM audit_log ORDER BY seq DESC "
-    "LIMIT 1), %s::bytea) AS prev) AS h"
-)
-LOCK_STATEMENT = f"SELECT pg_advisory_xact_lock({AUDIT_LOCK_KEY})"
-"""Taken before the appends and held to the end of the transaction: appends are chained in commit order."""
+def contents(events: Sequence[AuditEvent], at: datetime | None = None) -> list[str]:
+    """Each event's canonical content (what its hash covers after the previous hash), as text.
 
-
-def insert_statements(
-    events: Sequence[AuditEvent], at: datetime | None = None
-) -> list[tuple[str, tuple[Any, ...]]]:
-    """The statements that append ``events`` (after :data:`LOCK_STATEMENT`), one per row, in order.
-
-    Each row's hash is computed by the server from the row before it, so the statements need no answer
-    from the server between them: they can travel in one message with the rest of a commit, and the
-    chain's lock is held only from that message to the end of its commit.
+    The database function ``audit_append`` (migration 0015) reads the row's fields back out of it, so
+    what is stored is exactly what was hashed.
     """
     at = at or datetime.now(UTC)
-    statements = []
+    out = []
     for event in events:
         fields = {
             "actor_type": event.actor_type,
@@ -146,33 +139,32 @@ def insert_statements(
             "user_agent": (event.user_agent or "")[:512] or None,
             "detail": as_stored(event.detail),
         }
-        statements.append(
-            (
-                _INSERT,
-                (
-                    at, fields["actor_type"], fields["actor_id"], fields["action"], fields["target_type"],
-                    fields["target_id"], fields["outcome"], fields["ip"], fields["user_agent"],
-                    Jsonb(fields["detail"]), _content(at, fields), GENESIS,
-                ),
-            )
-        )  # fmt: skip
-    return statements
+        out.append(_content(at, fields).decode())
+    return out
+
+
+APPEND = "SELECT audit_append(%s::text[])"
+"""Appends a batch of entries (their :func:`contents`) under the chain's lock; answers the last ``seq``."""
+
+
+def append_statement(events: Sequence[AuditEvent], at: datetime | None = None) -> tuple[str, tuple[Any, ...]]:
+    """The one statement that appends ``events`` in order: for a commit that sends its writes in one message.
+
+    The server links each row to the one before, so the statement needs no answer from earlier ones, and
+    the chain's lock is held only from this statement to the end of its commit.
+    """
+    return APPEND, (contents(events, at),)
 
 
 async def append_many(conn: AsyncConnection[Any], events: Sequence[AuditEvent]) -> None:
-    """Append ``events`` inside the caller's transaction, in one message to the server."""
-    if not events:
-        return
-    async with AsyncClientCursor(conn) as cur:
-        sql = [LOCK_STATEMENT] + [cur.mogrify(query, params) for query, params in insert_statements(events)]
-        await cur.execute("; ".join(sql))
+    """Append ``events`` inside the caller's transaction, in one statement."""
+    if events:
+        await conn.execute(*append_statement(events))
 
 
 async def append(conn: AsyncConnection[Any], event: AuditEvent) -> int:
     """Append ``event`` inside the caller's transaction; returns its sequence number."""
-    await conn.execute(LOCK_STATEMENT)
-    ((query, params),) = insert_statements([event])
-    cur = await conn.execute(query + " RETURNING seq", params)
+    cur = await conn.execute(*append_statement([event]))
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])

@@ -106,13 +106,13 @@ class Along:
 def commit_statements(
     statements: Sequence[tuple[str, Params]], outbox: Sequence[Event], entries: Sequence[AuditEvent]
 ) -> list[tuple[str, Params]]:
-    """A commit's closing statements in their order: rows, events, then the audit lock and entries."""
+    """A commit's closing statements in their order: rows, events, then the audit entries (whose lock is
+    thus held for the shortest time)."""
     out = list(statements)
     if outbox:
         out.append(events.insert_statement(outbox))
     if entries:
-        out.append((audit.LOCK_STATEMENT, ()))
-        out.extend(audit.insert_statements(entries))
+        out.append(audit.append_statement(entries))
     return out
 
 
