@@ -143,8 +143,10 @@ def contents(events: Sequence[AuditEvent], at: datetime | None = None) -> list[s
     return out
 
 
-APPEND = "SELECT audit_append(%s::text[])"
-"""Appends a batch of entries (their :func:`contents`) under the chain's lock; answers the last ``seq``."""
+APPEND = "SELECT audit_append(ARRAY(SELECT json_array_elements_text(%s::json)))"
+"""Appends a batch of entries (their :func:`contents`, as one JSON array of strings) under the chain's
+lock; answers the last ``seq``. One JSON document binds far faster on the client than a text array,
+whose every element psycopg quotes in Python."""
 
 
 def append_statement(events: Sequence[AuditEvent], at: datetime | None = None) -> tuple[str, tuple[Any, ...]]:
@@ -153,7 +155,7 @@ def append_statement(events: Sequence[AuditEvent], at: datetime | None = None) -
     The server links each row to the one before, so the statement needs no answer from earlier ones, and
     the chain's lock is held only from this statement to the end of its commit.
     """
-    return APPEND, (contents(events, at),)
+    return APPEND, (json.dumps(contents(events, at), ensure_ascii=False),)
 
 
 async def append_many(conn: AsyncConnection[Any], events: Sequence[AuditEvent]) -> None:
