@@ -10,12 +10,14 @@ invariants keep holding. The code under test connects as the service's restricte
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
@@ -274,3 +276,40 @@ def fresh_database(owner_url: str) -> Iterator[Callable[[], str]]:
     with psycopg.connect(server, autocommit=True) as conn:
         for name in made:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def cli_database(
+    fresh_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Any]:
+    """A fresh database and data directory the ``etcwallet`` command is pointed at (settings re-read),
+    and a runner for it: ``run(*args, input=None)`` answers the result, with ``.flat`` its output on one
+    line (Rich wraps long lines); ``run.url`` and ``run.data_dir`` say where it pointed."""
+    from typer.testing import CliRunner
+
+    from etcwallet import cli
+
+    url = fresh_database()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    monkeypatch.setenv("ETCW_DATABASE_URL", url)
+    monkeypatch.setenv("ETCW_DATA_DIR", str(tmp_path / "cli-data"))
+    monkeypatch.setenv("ETCW_ENV", "test")
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None) -> Any:
+        result = runner.invoke(cli.app, list(args), input=input, env={"COLUMNS": "250"})
+        # The command pointed the log handler at the runner's stream, closed now: point it back.
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        result.flat = " ".join(result.output.split())
+        return result
+
+    run.url = url  # type: ignore[attr-defined]
+    run.data_dir = tmp_path / "cli-data"  # type: ignore[attr-defined]
+    yield run
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    root.handlers[:] = handlers
+    root.setLevel(level)

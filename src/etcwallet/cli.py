@@ -6,9 +6,10 @@ import asyncio
 import importlib.util
 import os
 import sys
+from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -54,6 +55,19 @@ dev_app = typer.Typer(
 if get_settings().serves_dev_outbox:
     app.add_typer(dev_app, name="dev")
 console = Console(stderr=True)
+T = TypeVar("T")
+
+
+def run_or_exit(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work``; a refusal is printed in both languages and ends the command with status 1."""
+    from etcwallet.core.errors import DomainError
+
+    try:
+        return asyncio.run(work)
+    except DomainError as exc:
+        console.print(f"[red]{exc.zh} / {exc.en}[/]")
+        raise typer.Exit(1) from None
+
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -266,11 +280,7 @@ def staff_enrollment_code(
             await pool.close()
 
     configure_logging(get_settings())
-    try:
-        code = asyncio.run(run())
-    except DomainError as exc:
-        console.print(f"[red]{exc.zh} / {exc.en}[/]")
-        raise typer.Exit(1) from None
+    code = run_or_exit(run())
     _print_code(code)
 
 
@@ -374,11 +384,7 @@ def events_replay(parked_id: Annotated[int, typer.Argument(min=1, help="the park
             await pool.close()
 
     configure_logging(get_settings())
-    try:
-        done = asyncio.run(run())
-    except DomainError as exc:
-        console.print(f"[red]{exc.zh} / {exc.en}[/]")
-        raise typer.Exit(1) from None
+    done = run_or_exit(run())
     console.print(
         f"已请求重放 · replay requested: {done.id} ({done.type} for {done.consumer}); "
         "the dispatcher delivers it at its next round"
@@ -615,7 +621,6 @@ def clients_list(
 @clients_app.command("revoke")
 def clients_revoke(client_id: Annotated[UUID, typer.Argument(help="the client's id")]) -> None:
     """Revoke a machine client: every process refuses its next call. Audited as the system."""
-    from etcwallet.core.errors import DomainError
     from etcwallet.platform.audit import Actor
     from etcwallet.platform.clients import service
     from etcwallet.platform.clients.types import MachineClient
@@ -628,11 +633,7 @@ def clients_revoke(client_id: Annotated[UUID, typer.Argument(help="the client's 
             await pool.close()
 
     configure_logging(get_settings())
-    try:
-        client = asyncio.run(run())
-    except DomainError as exc:
-        console.print(f"[red]{exc.zh} / {exc.en}[/]")
-        raise typer.Exit(1) from None
+    client = run_or_exit(run())
     console.print(f"已吊销 · revoked: {client.id} {client.name} ({client.kind.value})")
 
 

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -20,10 +20,7 @@ import httpx
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
-from typer.testing import CliRunner
 
-from etcwallet import cli
-from etcwallet.core.config import get_settings
 from etcwallet.core.crypto import Keys
 from etcwallet.core.db import open_pool
 from etcwallet.core.errors import DomainError
@@ -505,33 +502,6 @@ def test_anchor_text_parses() -> None:
 
 
 # --- the command line ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_database(
-    fresh_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch, tmp_path
-) -> Iterator[Callable[..., Any]]:
-    """A fresh database the ``etcwallet`` command is pointed at (settings re-read), and a runner for it."""
-    url = fresh_database()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    monkeypatch.setenv("ETCW_DATABASE_URL", url)
-    monkeypatch.setenv("ETCW_DATA_DIR", str(tmp_path / "cli-data"))
-    monkeypatch.setenv("ETCW_ENV", "test")
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def run(*args: str, input: str | None = None) -> Any:
-        result = runner.invoke(cli.app, list(args), input=input, env={"COLUMNS": "200"})
-        result.flat = " ".join(result.output.split())  # rich wraps long lines
-        return result
-
-    run.url = url  # type: ignore[attr-defined]
-    yield run
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_cli_creates_an_administrator_from_stdin_and_verifies_the_chain(cli_database) -> None:

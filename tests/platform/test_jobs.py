@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
@@ -20,11 +19,9 @@ from uuid import uuid4
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
-from typer.testing import CliRunner
 
-from etcwallet import cli
 from etcwallet.app import Runtime, job_registry
-from etcwallet.core.config import Settings, get_settings
+from etcwallet.core.config import Settings
 from etcwallet.core.crypto import Keys
 from etcwallet.core.db import open_pool
 from etcwallet.ledger.service import Ledger
@@ -396,42 +393,15 @@ async def test_the_runtime_stops_its_runner(database_url: str, keys: Keys) -> No
 # --- the command line --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli_run(
-    fresh_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Callable[..., Any]]:
-    """Runs ``etcwallet`` against a fresh database of its own (settings re-read)."""
-    url = fresh_database()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    monkeypatch.setenv("ETCW_DATABASE_URL", url)
-    monkeypatch.setenv("ETCW_DATA_DIR", str(tmp_path / "cli-data"))
-    monkeypatch.setenv("ETCW_ENV", "test")
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def run(*args: str) -> Any:
-        result = runner.invoke(cli.app, list(args), env={"COLUMNS": "250"})
-        result.flat = " ".join(result.output.split())
-        return result
-
-    run.url = url  # type: ignore[attr-defined]
-    yield run
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def test_cli_lists_and_runs_jobs(cli_run: Callable[..., Any]) -> None:
-    url = cli_run.url  # type: ignore[attr-defined]
-    listed = cli_run("jobs", "list")
+def test_cli_lists_and_runs_jobs(cli_database: Callable[..., Any]) -> None:
+    url = cli_database.url  # type: ignore[attr-defined]
+    listed = cli_database("jobs", "list")
     assert listed.exit_code == 0, listed.output
     for name in ("ledger.expire_holds", "identity.housekeeping", "jobs.prune"):
         assert name in listed.flat
     assert "every 5s" in listed.flat and "启动时" in listed.flat  # never run: due when a runner starts
 
-    ran = cli_run("jobs", "run", "ledger.expire_holds")
+    ran = cli_database("jobs", "run", "ledger.expire_holds")
     assert ran.exit_code == 0, ran.output
     assert "job done" in ran.flat and "'expired': 0" in ran.flat
     with psycopg.connect(url) as conn:
@@ -445,7 +415,7 @@ def test_cli_lists_and_runs_jobs(cli_run: Callable[..., Any]) -> None:
         ).fetchall()
     assert (state, outcome, attempts) == ("waiting", "success", 1) and 0 < next_in <= 5
     assert audited == [("system", "cli", "success")]
-    listed = cli_run("jobs", "list")
+    listed = cli_database("jobs", "list")
     assert "success" in listed.flat
 
     # Refused while another process holds the job; unknown names list what is declared.
@@ -454,8 +424,8 @@ def test_cli_lists_and_runs_jobs(cli_run: Callable[..., Any]) -> None:
             "UPDATE jobs SET state = 'running', lease_token = gen_random_uuid(), lease_owner = 'elsewhere', "
             "lease_until = now() + interval '1 minute' WHERE name = 'ledger.expire_holds' AND scheduled"
         )
-    busy = cli_run("jobs", "run", "ledger.expire_holds")
+    busy = cli_database("jobs", "run", "ledger.expire_holds")
     assert busy.exit_code == 1 and "running elsewhere" in busy.flat
-    assert "elsewhere" in cli_run("jobs", "list").flat
-    unknown = cli_run("jobs", "run", "no.such_job")
+    assert "elsewhere" in cli_database("jobs", "list").flat
+    unknown = cli_database("jobs", "run", "no.such_job")
     assert unknown.exit_code == 2 and "identity.housekeeping" in unknown.flat

@@ -3,53 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from typer.testing import CliRunner
 
-from etcwallet import cli
-from etcwallet.core.config import get_settings
 from etcwallet.core.crypto import load_keys
 from etcwallet.core.db import open_pool
 from etcwallet.platform.clients import service, signing
 from etcwallet.platform.clients.errors import ClientError
 from etcwallet.platform.clients.types import MachineCall, MachinePrincipal, Scope
-
-
-@pytest.fixture
-def clients_cli(
-    fresh_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Any]:
-    """A fresh database and data directory the ``etcwallet`` command is pointed at, and a runner for it."""
-    url = fresh_database()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    monkeypatch.setenv("ETCW_DATABASE_URL", url)
-    monkeypatch.setenv("ETCW_DATA_DIR", str(tmp_path / "cli-data"))
-    monkeypatch.setenv("ETCW_ENV", "test")
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def run(*args: str) -> Any:
-        result = runner.invoke(cli.app, list(args), env={"COLUMNS": "200"})
-        # The command pointed the log handler at the runner's stream, closed now: point it back.
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        result.flat = " ".join(result.output.split())  # rich wraps long lines
-        return result
-
-    run.url = url  # type: ignore[attr-defined]
-    run.data_dir = tmp_path / "cli-data"  # type: ignore[attr-defined]
-    yield run
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def authenticate(run: Any, call: MachineCall, scope: Scope | None) -> MachinePrincipal:
@@ -75,8 +38,8 @@ def signed_call(client_id: str, secret: str) -> MachineCall:
     )  # fmt: skip
 
 
-def test_create_prints_the_id_and_secret_once_and_they_work(clients_cli: Any) -> None:
-    run = clients_cli
+def test_create_prints_the_id_and_secret_once_and_they_work(cli_database: Any) -> None:
+    run = cli_database
     made = run("clients", "create", "--kind", "lane", "--scope", "tolls.ingest", "--scope", "devices.heartbeat",
                "--name", "G0601 K12 出口 3 号车道")  # fmt: skip
     assert made.exit_code == 0, made.output
@@ -104,18 +67,18 @@ def test_create_prints_the_id_and_secret_once_and_they_work(clients_cli: Any) ->
     assert str(authenticate(run, call, Scope.SETTLEMENT_DOWNLOAD).id) == key_id
 
 
-def test_create_refuses_a_scope_the_kind_may_not_hold(clients_cli: Any) -> None:
-    refused = clients_cli("clients", "create", "--kind", "payment_provider", "--scope", "tolls.ingest")
+def test_create_refuses_a_scope_the_kind_may_not_hold(cli_database: Any) -> None:
+    refused = cli_database("clients", "create", "--kind", "payment_provider", "--scope", "tolls.ingest")
     assert refused.exit_code == 1, refused.output
     assert "此类客户端不能持有该权限范围" in refused.flat and "may not hold that scope" in refused.flat
     assert "payments.callback" in refused.flat  # names what the kind may hold
     assert refused.stdout.strip() == ""  # no id, no secret
-    bad = clients_cli("clients", "create", "--kind", "lane", "--scope", "no.such")
+    bad = cli_database("clients", "create", "--kind", "lane", "--scope", "no.such")
     assert bad.exit_code == 2, bad.output
 
 
-def test_list_and_revoke(clients_cli: Any) -> None:
-    run = clients_cli
+def test_list_and_revoke(cli_database: Any) -> None:
+    run = cli_database
     made = run("clients", "create", "--kind", "gantry", "--scope", "tolls.ingest", "--name", "G30 门架 0042")
     client_id, secret = made.stdout.split()[-2:]
     listed = run("clients", "list")
