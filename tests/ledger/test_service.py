@@ -521,6 +521,23 @@ async def test_linked_chain_fails_together(
     assert totals(await ledger.get_account(source.id)) == (5000, 0, 0, 0)
 
 
+async def test_calls_leave_the_callers_requests_as_sent(
+    ledger: Ledger, funded: tuple[Account, Account]
+) -> None:
+    """The ledger sets ``linked`` on its own copies: a caller may keep, log or resend its requests."""
+    _, wallet = funded
+    merchant = await open_account(ledger)
+    single = replace(move(wallet.id, merchant.id, 10), linked=True)
+    sent = replace(single)
+    await ledger.create_transfer(single)
+    assert single == sent and single.linked
+    chain = [move(wallet.id, merchant.id, 20), replace(move(wallet.id, merchant.id, 30), linked=True)]
+    sent_chain = [replace(r) for r in chain]
+    await ledger.create_linked(chain)
+    assert chain == sent_chain
+    assert [r.linked for r in chain] == [False, True]
+
+
 async def test_linked_chain_with_holds_rolls_back_their_state(
     ledger: Ledger, funded: tuple[Account, Account]
 ) -> None:

@@ -265,7 +265,8 @@ class Ledger:
         gathered writer's shared commit, or not at all (the fast path of a hot domain step).
         ``actor`` (the ledger's API): the transfer is audited with it, a refusal on its own.
         """
-        request.linked = False
+        if request.linked:  # one transfer chains to nothing; the caller's request stays as it was sent
+            request = replace(request, linked=False)
         if actor is not None:
             along = _audited(along, actor.event(LedgerAction.TRANSFER_CREATED, **_transfer_audit(request)))
         (result,) = await self._submit([request], along)
@@ -292,9 +293,9 @@ class Ledger:
         """Create transfers that succeed or fail together; the error names the index that failed."""
         if not requests:
             return []
-        chain = list(requests)
-        for i, req in enumerate(chain):
-            req.linked = i < len(chain) - 1
+        last = len(requests) - 1
+        # New requests where the flag differs: the caller's objects stay as they were sent.
+        chain = [r if r.linked == (i < last) else replace(r, linked=i < last) for i, r in enumerate(requests)]
         about = _chain_audit(chain)
         if actor is not None:
             along = _audited(along, actor.event(LedgerAction.LINKED_CREATED, **about))
