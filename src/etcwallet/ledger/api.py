@@ -69,7 +69,7 @@ async def create_account(body: s.AccountCreate, ledger: LedgerDep, who: WriterDe
 
 @router.get("/accounts/{account_id}", response_model=s.AccountOut, dependencies=READ)
 async def read_account(account_id: UUID, ledger: LedgerDep) -> s.AccountOut:
-    return s.AccountOut.of(await ledger.get_account(account_id))
+    return s.AccountOut.of(await ledger.get_account_or_raise(account_id))
 
 
 @router.put("/accounts/{account_id}/frozen", response_model=s.AccountOut)

@@ -202,7 +202,7 @@ class Ledger:
                 await audit.append(conn, event)
         if row is not None:
             return Account(*row)
-        existing = await self.get_account(spec.id)
+        existing = await self.get_account_or_raise(spec.id)
         same = (
             existing.currency == spec.currency
             and existing.code == spec.code
@@ -215,16 +215,21 @@ class Ledger:
             raise LedgerError("account_id_conflict")
         return existing
 
-    async def get_account(self, account_id: UUID) -> Account:
-        """An account with its four totals, or ``account_not_found``."""
+    async def get_account(self, account_id: UUID) -> Account | None:
+        """An account with its four totals, or None if there is none with this id."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = %s", (account_id,)
             )
             row = await cur.fetchone()
-        if row is None:
+        return Account(*row) if row is not None else None
+
+    async def get_account_or_raise(self, account_id: UUID) -> Account:
+        """An account with its four totals, or ``account_not_found`` (naming the field ``account_id``)."""
+        account = await self.get_account(account_id)
+        if account is None:
             raise LedgerError("account_not_found", field="account_id")
-        return Account(*row)
+        return account
 
     async def set_frozen(self, account_id: UUID, frozen: bool, *, actor: Actor | None = None) -> Account:
         """Freeze (refuse debits) or unfreeze an account; with ``actor``, audited in the same transaction."""
@@ -447,7 +452,7 @@ class Ledger:
         self, account_id: UUID, *, before_seq: int | None = None, limit: int = 50
     ) -> tuple[list[HistoryEntry], int | None]:
         """An account's transfers, newest first, with the running balance; returns the next cursor."""
-        account = await self.get_account(account_id)
+        account = await self.get_account_or_raise(account_id)
         cursor = before_seq if before_seq is not None else 2**63 - 1
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -464,7 +469,7 @@ class Ledger:
 
     async def balance_as_of(self, account_id: UUID, at: datetime) -> tuple[Account, int]:
         """The account's posted balance on its normal side just after the last transfer at or before ``at``."""
-        account = await self.get_account(account_id)
+        account = await self.get_account_or_raise(account_id)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 _side_query("debit", "created_at <= %(t)s", "1")
