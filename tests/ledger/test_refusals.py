@@ -105,7 +105,9 @@ async def test_frozen_and_unknown_accounts_stay_refused(
 
 
 async def test_exceeds_debits_stays_refused(ledger: Ledger) -> None:
-    payable = await open_account(ledger, cmned=True)  # may never be credited beyond its debits
+    payable = await open_account(
+        ledger, credits_must_not_exceed_debits=True
+    )  # may never be credited beyond its debits
     other = await open_account(ledger)
     credit_it = move(other.id, payable.id, 100)
     await refused(ledger.create_transfer(replace(credit_it)), "exceeds_debits")

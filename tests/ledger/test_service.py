@@ -48,8 +48,8 @@ async def open_account(
     ledger: Ledger,
     *,
     currency: str = "CNY",
-    dmnec: bool = False,
-    cmned: bool = False,
+    debits_must_not_exceed_credits: bool = False,
+    credits_must_not_exceed_debits: bool = False,
     code: str = "general",
     owner: str = "test",
 ) -> Account:
@@ -59,8 +59,8 @@ async def open_account(
             currency,
             code,
             owner,
-            debits_must_not_exceed_credits=dmnec,
-            credits_must_not_exceed_debits=cmned,
+            debits_must_not_exceed_credits=debits_must_not_exceed_credits,
+            credits_must_not_exceed_debits=credits_must_not_exceed_debits,
         )
     )
 
@@ -271,7 +271,7 @@ async def test_single_transfer_moves_money(ledger: Ledger) -> None:
 
 async def test_debit_normal_account_balance(ledger: Ledger) -> None:
     """An account with credits_must_not_exceed_debits is debit-normal: balance = debits − credits."""
-    asset = await open_account(ledger, cmned=True)
+    asset = await open_account(ledger, credits_must_not_exceed_debits=True)
     wallet = await ledger.create_account(wallet_spec(uuid4(), "c"))
     await ledger.create_transfer(move(asset.id, wallet.id, 700))
     await ledger.create_transfer(move(wallet.id, asset.id, 200))
@@ -770,7 +770,7 @@ async def test_exceeds_credits(ledger: Ledger, funded: tuple[Account, Account]) 
 
 async def test_exceeds_debits(ledger: Ledger) -> None:
     """A credits_must_not_exceed_debits account (money owed to us) cannot be credited past its debits."""
-    loan = await open_account(ledger, cmned=True)
+    loan = await open_account(ledger, credits_must_not_exceed_debits=True)
     borrower = await open_account(ledger)
     await ledger.create_transfer(move(loan.id, borrower.id, 300))  # lend 300
     await ledger.create_transfer(hold(borrower.id, loan.id, 100))
@@ -920,7 +920,7 @@ async def first_transfer_ids(ledger: Ledger, account_id: UUID) -> set[UUID]:
 
 
 async def test_history_of_debit_normal_account_and_empty(ledger: Ledger) -> None:
-    asset = await open_account(ledger, cmned=True)
+    asset = await open_account(ledger, credits_must_not_exceed_debits=True)
     other = await open_account(ledger)
     assert await ledger.history(asset.id) == ([], None)
     await ledger.create_transfer(move(asset.id, other.id, 50))
