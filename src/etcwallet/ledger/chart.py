@@ -25,6 +25,16 @@ class AccountCode(StrEnum):
     GENERAL = "general"
 
 
+class TransferCode(StrEnum):
+    """Why the platform itself moves money: ``<domain>.<why>``, stored as the transfer's ``code``.
+
+    Code in ``src/`` names a transfer's reason from here (each domain adds its own), never with a bare
+    string. The ledger stores any code a client of its API sends (``ledger.schemas.Code``) as it is.
+    """
+
+    DEMO_TOPUP = "demo.topup"  # demo data (``make run``): a demo customer's opening balance, from cash
+
+
 @dataclass(frozen=True)
 class PlatformAccount:
     key: str
