@@ -62,6 +62,13 @@ PAYMENT_CHANNELS = {
     "cash": ("现金", "cash"),
 }
 FX_CURRENCIES = ("CNY", "HKD", "USD", "EUR", "JPY")
+_PLATFORM_CNY = {
+    "toll_payable.default": (AccountCode.TOLL_PAYABLE, "应付路方通行费", "toll payable"),
+    "promotions_expense": (AccountCode.PROMOTIONS_EXPENSE, "营销费用", "promotions expense"),
+    "fee_income": (AccountCode.FEE_INCOME, "手续费收入", "fee income"),
+    "fund_in_transit": (AccountCode.FUND_IN_TRANSIT, "基金申购在途", "fund subscriptions in transit"),
+    "suspense": (AccountCode.SUSPENSE, "待查挂账", "suspense"),
+}
 
 
 def platform_accounts() -> list[PlatformAccount]:
@@ -70,13 +77,7 @@ def platform_accounts() -> list[PlatformAccount]:
         PlatformAccount(f"clearing.{name}", AccountCode.CLEARING, "CNY", f"{zh}清算", f"{en} clearing")
         for name, (zh, en) in PAYMENT_CHANNELS.items()
     ]
-    chart += [
-        PlatformAccount("toll_payable.default", AccountCode.TOLL_PAYABLE, "CNY", "应付路方通行费", "toll payable"),
-        PlatformAccount("promotions_expense", AccountCode.PROMOTIONS_EXPENSE, "CNY", "营销费用", "promotions expense"),
-        PlatformAccount("fee_income", AccountCode.FEE_INCOME, "CNY", "手续费收入", "fee income"),
-        PlatformAccount("fund_in_transit", AccountCode.FUND_IN_TRANSIT, "CNY", "基金申购在途", "fund subscriptions in transit"),
-        PlatformAccount("suspense", AccountCode.SUSPENSE, "CNY", "待查挂账", "suspense"),
-    ]  # fmt: skip
+    chart += [PlatformAccount(key, code, "CNY", zh, en) for key, (code, zh, en) in _PLATFORM_CNY.items()]
     chart += [
         PlatformAccount("fx_position", AccountCode.FX_POSITION, cur, f"外汇头寸 {cur}", f"FX position {cur}")
         for cur in FX_CURRENCIES

@@ -404,9 +404,19 @@ class _Batch:
         transfer = self._record(req, debit, credit, amount, req.currency, req.code or "", None, expires_at)
         if req.kind is TransferKind.PENDING:
             self.pendings[req.id] = _Pending(
-                req.id, debit.id, credit.id, amount, expires_at, PendingState.OPEN, None, None,
-                code=transfer.code, currency=req.currency, new=True, dirty=True,
-            )  # fmt: skip
+                req.id,
+                debit.id,
+                credit.id,
+                amount,
+                expires_at,
+                PendingState.OPEN,
+                resolved_by=None,
+                resolved_at=None,
+                code=transfer.code,
+                currency=req.currency,
+                new=True,
+                dirty=True,
+            )
         return transfer
 
     def _resolve(self, index: int, req: TransferRequest) -> Result:
@@ -453,10 +463,24 @@ class _Batch:
     ) -> Transfer:
         # Positional, in Transfer's field order: this runs once per transfer in bulk batches.
         transfer = Transfer(
-            req.id, None, req.kind, debit.id, credit.id, amount, currency, code, pending_id,
-            req.timeout_seconds if req.kind is TransferKind.PENDING else None, expires_at, req.metadata,
-            self.now, debit.debits_posted, debit.credits_posted, credit.debits_posted, credit.credits_posted,
-        )  # fmt: skip
+            req.id,
+            None,
+            req.kind,
+            debit.id,
+            credit.id,
+            amount,
+            currency,
+            code,
+            pending_id,
+            req.timeout_seconds if req.kind is TransferKind.PENDING else None,
+            expires_at,
+            req.metadata,
+            self.now,
+            debit.debits_posted,
+            debit.credits_posted,
+            credit.debits_posted,
+            credit.credits_posted,
+        )
         self.created.append(transfer)
         self.created_ids[req.id] = transfer
         return transfer
@@ -745,10 +769,17 @@ async def _read_state(
         params = {"ids": uuid_array(pending_ids), "now": now, "accounts": uuid_array(accounts)}
         for row in await db.rows(_PENDING_QUERY, params):
             pendings[row[0]] = _Pending(
-                id=row[0], debit=row[1], credit=row[2], amount=row[3], expires_at=row[4],
-                state=PendingState(row[5]), resolved_by=row[6], resolved_at=row[7], code=row[8],
+                id=row[0],
+                debit=row[1],
+                credit=row[2],
+                amount=row[3],
+                expires_at=row[4],
+                state=PendingState(row[5]),
+                resolved_by=row[6],
+                resolved_at=row[7],
+                code=row[8],
                 currency=row[9],
-            )  # fmt: skip
+            )
         missing = {a for p in pendings.values() for a in (p.debit, p.credit)} - accounts.keys()
         if missing:
             await _lock_more(db, missing, accounts)

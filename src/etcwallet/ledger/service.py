@@ -196,9 +196,10 @@ class Ledger:
             row = await cur.fetchone()
             if row is not None and actor is not None:
                 event = actor.event(
-                    LedgerAction.ACCOUNT_OPENED, target=("ledger_account", str(spec.id)),
+                    LedgerAction.ACCOUNT_OPENED,
+                    target=("ledger_account", str(spec.id)),
                     detail={"currency": spec.currency, "code": spec.code, "owner": spec.owner},
-                )  # fmt: skip
+                )
                 await audit.append(conn, event)
         if row is not None:
             return Account(*row)
@@ -399,9 +400,14 @@ class Ledger:
             if bulk:  # streams its transfers with COPY
                 async with self.pool.connection() as conn, conn.transaction():
                     results = await apply_transfers(
-                        conn, requests, self.clock, check_ids=state.check_ids,
-                        extra_accounts=state.extra_accounts, bulk=True, probe=self._probe_refusals,
-                    )  # fmt: skip
+                        conn,
+                        requests,
+                        self.clock,
+                        check_ids=state.check_ids,
+                        extra_accounts=state.extra_accounts,
+                        bulk=True,
+                        probe=self._probe_refusals,
+                    )
                     if audit_batch is not None:
                         await audit.append(conn, _batch_event(audit_batch, requests, results))
                     return results
@@ -409,9 +415,13 @@ class Ledger:
             # autocommit mode, so psycopg sends no BEGIN of its own before ours.
             async with autocommit(self.pool) as conn:
                 return await apply_and_commit(
-                    conn, requests, self.clock, check_ids=state.check_ids,
-                    extra_accounts=state.extra_accounts, extra_writes=extra_writes,
-                )  # fmt: skip
+                    conn,
+                    requests,
+                    self.clock,
+                    check_ids=state.check_ids,
+                    extra_accounts=state.extra_accounts,
+                    extra_writes=extra_writes,
+                )
 
         started = time.perf_counter()
         results = await retrying(attempt)
@@ -557,10 +567,12 @@ def _batch_event(actor: Actor, requests: Sequence[TransferRequest], results: Seq
         LedgerAction.BATCH_SUBMITTED,
         target=("transfer", str(requests[0].id)) if requests else None,
         detail={
-            "count": len(requests), "accepted": accepted, "refused": len(results) - accepted,
+            "count": len(requests),
+            "accepted": accepted,
+            "refused": len(results) - accepted,
             "last_id": str(requests[-1].id) if requests else None,
         },
-    )  # fmt: skip
+    )
 
 
 def _batch_audit_writes(actor: Actor, requests: Sequence[TransferRequest]) -> ExtraWrites:
