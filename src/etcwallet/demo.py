@@ -14,7 +14,7 @@ from uuid import NAMESPACE_URL, uuid5
 from etcwallet.core.errors import DomainError
 from etcwallet.identity import staff, totp
 from etcwallet.identity.authz import Role
-from etcwallet.ledger.chart import platform_account_id
+from etcwallet.ledger.chart import TransferCode, platform_account_id
 from etcwallet.ledger.service import wallet_spec
 from etcwallet.ledger.types import TransferRequest
 
@@ -78,14 +78,17 @@ async def load_demo_data(runtime: Runtime) -> None:
     for name, amount in DEMO_CUSTOMERS.items():
         account_id = uuid5(NAMESPACE_URL, f"etcwallet-demo:wallet:{name}")
         await runtime.ledger.create_account(wallet_spec(account_id, f"demo:{name}"))
+        topup_id = uuid5(NAMESPACE_URL, f"etcwallet-demo:topup:{name}")
+        if await runtime.ledger.get_transfer(topup_id) is not None:
+            continue  # topped up at an earlier start (before issue 17, with the code "demo_topup")
         await runtime.ledger.create_transfer(
             TransferRequest(
-                id=uuid5(NAMESPACE_URL, f"etcwallet-demo:topup:{name}"),
+                id=topup_id,
                 debit_account_id=cash,
                 credit_account_id=account_id,
                 amount=amount,
                 currency="CNY",
-                code="demo_topup",
+                code=TransferCode.DEMO_TOPUP.value,
                 metadata={"customer": name},
             )
         )

@@ -156,12 +156,12 @@ async def test_sixteen_clients_on_three_hot_accounts(wide_pool: AsyncConnectionP
     for t in accepted.values():
         debits[t.debit_account_id] += t.amount
         credits[t.credit_account_id] += t.amount
-    final = [await boot.get_account(a) for a in hot_ids]
+    final = [await boot.get_account_or_raise(a) for a in hot_ids]
     for a in final:
         assert a.balance >= 0 and a.available >= 0
         assert totals(a) == (debits[a.id], SEED + credits[a.id], 0, 0)
     assert sum(a.balance for a in final) == total
-    assert (await boot.get_account(funding.id)).balance == -total
+    assert (await boot.get_account_or_raise(funding.id)).balance == -total
 
     # Each account's running totals form one unbroken chain in seq order: no update was lost.
     for a in hot_ids:
@@ -228,11 +228,11 @@ async def test_shared_batcher_gives_each_caller_its_own_answer(ledger: Ledger) -
     assert distinct_valid == 180
     assert refused == 200 - len(expected_code) - sum(isinstance(o, Transfer) for o in outcomes)
 
-    w = await ledger.get_account(wallet.id)
+    w = await ledger.get_account_or_raise(wallet.id)
     assert totals(w) == (15_000, 15_000, 0, 0) and w.available == 0
     for m in merchants:
         got = sum(t.amount for t in accepted.values() if t.credit_account_id == m)
-        assert totals(await ledger.get_account(m)) == (0, got, 0, 0)
+        assert totals(await ledger.get_account_or_raise(m)) == (0, got, 0, 0)
     # The batcher really gathered calls: transfers of one batch share its time.
     assert len({t.created_at for t in accepted.values()}) < len(accepted)
 
@@ -293,5 +293,5 @@ async def test_concurrent_double_resolution(
             assert [row[0] for row in await cur.fetchall()] == [winner.id]
             cur = await conn.execute("SELECT resolved_by FROM ledger_pending WHERE id = %s", (h.id,))
             assert await cur.fetchone() == (winner.id,)
-    assert totals(await boot.get_account(wallet.id)) == (posted, 100_000, 0, 0)
-    assert totals(await boot.get_account(merchant.id)) == (0, posted, 0, 0)
+    assert totals(await boot.get_account_or_raise(wallet.id)) == (posted, 100_000, 0, 0)
+    assert totals(await boot.get_account_or_raise(merchant.id)) == (0, posted, 0, 0)

@@ -71,10 +71,10 @@ class Env:
 class MAccount:
     id: UUID
     currency: str
-    limit: str  # "dmnec", "cmned" or "none"
+    limit: str  # "debits_must_not_exceed_credits", "credits_must_not_exceed_debits" or "none"
     frozen: bool = False
-    dp: int = 0
-    cp: int = 0
+    debits_posted: int = 0
+    credits_posted: int = 0
 
 
 @dataclass
@@ -100,9 +100,13 @@ class Model:
         return h.state == "open" and (h.expires_at is None or h.expires_at > now)
 
     def pending(self, account: UUID, now: datetime) -> tuple[int, int]:
-        dpend = sum(h.amount for h in self.holds.values() if h.debit == account and self.live(h, now))
-        cpend = sum(h.amount for h in self.holds.values() if h.credit == account and self.live(h, now))
-        return dpend, cpend
+        debits_pending = sum(
+            h.amount for h in self.holds.values() if h.debit == account and self.live(h, now)
+        )
+        credits_pending = sum(
+            h.amount for h in self.holds.values() if h.credit == account and self.live(h, now)
+        )
+        return debits_pending, credits_pending
 
     def apply(self, req: TransferRequest, now: datetime) -> str | None:
         """Apply one request as the ledger must; the refusal code, or None when it is accepted."""
@@ -121,18 +125,24 @@ class Model:
             return "currency_mismatch"
         if debit.frozen:
             return "account_frozen"
-        dpend, _ = self.pending(debit.id, now)
-        _, cpend = self.pending(credit.id, now)
-        if debit.limit == "dmnec" and debit.dp + dpend + req.amount > debit.cp:
+        debits_pending, _ = self.pending(debit.id, now)
+        _, credits_pending = self.pending(credit.id, now)
+        if (
+            debit.limit == "debits_must_not_exceed_credits"
+            and debit.debits_posted + debits_pending + req.amount > debit.credits_posted
+        ):
             return "exceeds_credits"
-        if credit.limit == "cmned" and credit.cp + cpend + req.amount > credit.dp:
+        if (
+            credit.limit == "credits_must_not_exceed_debits"
+            and credit.credits_posted + credits_pending + req.amount > credit.debits_posted
+        ):
             return "exceeds_debits"
         if req.kind is TransferKind.PENDING:
             expires = now + timedelta(seconds=req.timeout_seconds) if req.timeout_seconds else None
             self.holds[req.id] = MHold(req.id, debit.id, credit.id, req.amount, expires)
         else:
-            debit.dp += req.amount
-            credit.cp += req.amount
+            debit.debits_posted += req.amount
+            credit.credits_posted += req.amount
         self.transfers[req.id] = (req, None)
         return None
 
@@ -152,8 +162,8 @@ class Model:
         if amount > h.amount or (not posting and amount != h.amount):
             return "amount_exceeds_pending"
         if posting:
-            self.accounts[h.debit].dp += amount
-            self.accounts[h.credit].cp += amount
+            self.accounts[h.debit].debits_posted += amount
+            self.accounts[h.credit].credits_posted += amount
         h.state, h.resolved_by = ("posted" if posting else "voided"), req.id
         self.transfers[req.id] = (req, None)
         return None
@@ -198,8 +208,14 @@ def _same(req: TransferRequest, original: TransferRequest) -> bool:
 
 CURRENCIES = ("CNY", "USD")
 LAYOUT = {  # per currency: the accounts' limits
-    "CNY": ("none", "dmnec", "dmnec", "cmned", "none"),
-    "USD": ("none", "dmnec", "cmned"),
+    "CNY": (
+        "none",
+        "debits_must_not_exceed_credits",
+        "debits_must_not_exceed_credits",
+        "credits_must_not_exceed_debits",
+        "none",
+    ),
+    "USD": ("none", "debits_must_not_exceed_credits", "credits_must_not_exceed_debits"),
 }
 pick = st.integers(0, 10_000)  # an index, taken modulo the list it picks from
 # A plain amount, or one just around the room left under a limit (the edge where bugs live).
@@ -267,13 +283,17 @@ class LedgerMachine(RuleBasedStateMachine):
     def room(self, debit: UUID, credit: UUID) -> int:
         """How much may move from ``debit`` to ``credit`` under their limits, counting live holds."""
         d, c = self.model.accounts[debit], self.model.accounts[credit]
-        dpend, _ = self.model.pending(debit, self.now)
-        _, cpend = self.model.pending(credit, self.now)
+        debits_pending, _ = self.model.pending(debit, self.now)
+        _, credits_pending = self.model.pending(credit, self.now)
         room = 1000
-        if d.limit == "dmnec":
-            room = d.cp - d.dp - dpend
-        if c.limit == "cmned":
-            room = min(room, c.dp - c.cp - cpend) if d.limit == "dmnec" else c.dp - c.cp - cpend
+        if d.limit == "debits_must_not_exceed_credits":
+            room = d.credits_posted - d.debits_posted - debits_pending
+        if c.limit == "credits_must_not_exceed_debits":
+            room = (
+                min(room, c.debits_posted - c.credits_posted - credits_pending)
+                if d.limit == "debits_must_not_exceed_credits"
+                else c.debits_posted - c.credits_posted - credits_pending
+            )
         return room
 
     def note_holds(self, reqs: list[TransferRequest]) -> None:
@@ -309,7 +329,10 @@ class LedgerMachine(RuleBasedStateMachine):
                 ids = []
                 for limit in LAYOUT[currency]:
                     a = await open_account(
-                        self.env.ledger, currency=currency, dmnec=limit == "dmnec", cmned=limit == "cmned"
+                        self.env.ledger,
+                        currency=currency,
+                        debits_must_not_exceed_credits=limit == "debits_must_not_exceed_credits",
+                        credits_must_not_exceed_debits=limit == "credits_must_not_exceed_debits",
                     )
                     self.model.accounts[a.id] = MAccount(a.id, currency, limit)
                     ids.append(a.id)
@@ -322,7 +345,7 @@ class LedgerMachine(RuleBasedStateMachine):
                         continue
                     req = (
                         move(ids[0], acct_id, amount, currency=currency)
-                        if limit == "dmnec"
+                        if limit == "debits_must_not_exceed_credits"
                         else move(acct_id, ids[0], amount, currency=currency)
                     )
                     assert self.model.apply(req, self.now) is None
@@ -500,15 +523,22 @@ class LedgerMachine(RuleBasedStateMachine):
                     assert state in ("open", "expired"), (h, state)
         # Totals: posted as the model says; pending exactly the holds still open in the database.
         for acct in self.model.accounts.values():
-            currency, dp, cp, dpend, cpend, frozen = accounts[acct.id]
-            assert (currency, dp, cp, frozen) == (acct.currency, acct.dp, acct.cp, acct.frozen), acct
+            currency, debits_posted, credits_posted, debits_pending, credits_pending, frozen = accounts[
+                acct.id
+            ]
+            assert (currency, debits_posted, credits_posted, frozen) == (
+                acct.currency,
+                acct.debits_posted,
+                acct.credits_posted,
+                acct.frozen,
+            ), acct
             open_holds = [h for h in self.model.holds.values() if holds[h.id][0] == "open"]
-            assert dpend == sum(h.amount for h in open_holds if h.debit == acct.id), acct
-            assert cpend == sum(h.amount for h in open_holds if h.credit == acct.id), acct
-            if acct.limit == "dmnec":
-                assert dp + dpend <= cp, acct
-            if acct.limit == "cmned":
-                assert cp + cpend <= dp, acct
+            assert debits_pending == sum(h.amount for h in open_holds if h.debit == acct.id), acct
+            assert credits_pending == sum(h.amount for h in open_holds if h.credit == acct.id), acct
+            if acct.limit == "debits_must_not_exceed_credits":
+                assert debits_posted + debits_pending <= credits_posted, acct
+            if acct.limit == "credits_must_not_exceed_debits":
+                assert credits_posted + credits_pending <= debits_posted, acct
         # Nothing was written that the model did not accept (failed chains leave no trace).
         assert stored == set(self.model.transfers)
 

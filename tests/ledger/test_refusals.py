@@ -69,8 +69,8 @@ async def test_insufficient_funds_stays_refused_after_the_money_arrives(
     again = await refused(ledger.create_transfer(replace(spend)), "exceeds_credits")
     assert (again.field, again.extra) == (first.field, first.extra), "the same refusal, details and all"
     assert await ledger.get_transfer(spend.id) is None
-    assert totals(await ledger.get_account(wallet.id)) == (0, 15_000, 0, 0)
-    assert totals(await ledger.get_account(merchant.id)) == (0, 0, 0, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (0, 15_000, 0, 0)
+    assert totals(await ledger.get_account_or_raise(merchant.id)) == (0, 0, 0, 0)
 
     # The same id with any field changed is another request: a conflict, not a second chance.
     for changed in (
@@ -100,18 +100,20 @@ async def test_frozen_and_unknown_accounts_stay_refused(
     await refused(ledger.create_transfer(replace(to_nowhere)), "account_not_found")
     await ledger.create_account(AccountSpec(later, "CNY", "general", "test"))
     await refused(ledger.create_transfer(replace(to_nowhere)), "account_not_found")
-    assert (await ledger.get_account(later)).credits_posted == 0
-    assert totals(await ledger.get_account(wallet.id)) == (0, 5000, 0, 0)
+    assert (await ledger.get_account_or_raise(later)).credits_posted == 0
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (0, 5000, 0, 0)
 
 
 async def test_exceeds_debits_stays_refused(ledger: Ledger) -> None:
-    payable = await open_account(ledger, cmned=True)  # may never be credited beyond its debits
+    payable = await open_account(
+        ledger, credits_must_not_exceed_debits=True
+    )  # may never be credited beyond its debits
     other = await open_account(ledger)
     credit_it = move(other.id, payable.id, 100)
     await refused(ledger.create_transfer(replace(credit_it)), "exceeds_debits")
     await ledger.create_transfer(move(payable.id, other.id, 500))
     await refused(ledger.create_transfer(replace(credit_it)), "exceeds_debits")
-    assert totals(await ledger.get_account(payable.id)) == (500, 0, 0, 0)
+    assert totals(await ledger.get_account_or_raise(payable.id)) == (500, 0, 0, 0)
 
 
 async def test_expired_hold_post_stays_refused(pool: AsyncConnectionPool) -> None:
@@ -140,7 +142,7 @@ async def test_a_retry_inside_one_batch_answers_the_first_refusal(
     for i in (0, 2):
         assert isinstance(results[i], LedgerError)
         assert (results[i].code, results[i].index) == ("exceeds_credits", i)  # type: ignore[union-attr]
-    assert totals(await ledger.get_account(wallet.id)) == (0, 10_000, 0, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (0, 10_000, 0, 0)
 
 
 async def test_a_chain_refused_as_a_whole_answers_the_same_on_resend(
@@ -167,7 +169,7 @@ async def test_a_chain_refused_as_a_whole_answers_the_same_on_resend(
     assert codes == ["linked_event_failed", "exceeds_credits", "linked_event_failed"]
     for r in chain:
         assert await ledger.get_transfer(r.id) is None
-    assert totals(await ledger.get_account(wallet.id)) == (0, 15_000, 0, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (0, 15_000, 0, 0)
     stored = await stored_refusals(ledger.pool, [r.id for r in chain])
     assert stored == dict(zip([r.id for r in chain], codes, strict=True))
 
@@ -196,7 +198,7 @@ async def test_bulk_resend_answers_each_transfer_as_before(
             assert isinstance(after, Transfer) and isinstance(before, Transfer)
             assert after._replace(seq=None) == before._replace(seq=None)
     moved = 400 - len(refused_at)
-    assert totals(await ledger.get_account(merchant.id)) == (0, moved, 0, 0)
+    assert totals(await ledger.get_account_or_raise(merchant.id)) == (0, moved, 0, 0)
 
 
 async def test_refusals_cannot_be_rewritten(
@@ -248,7 +250,7 @@ async def test_a_bulk_call_runs_once_unless_its_probe_finds_a_refused_id(
         == "exceeds_credits"
     )
     assert runs() == 3, "the resend's call ran again with every id looked up"
-    assert totals(await ledger.get_account(wallet.id)) == (0, 15_000, 0, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (0, 15_000, 0, 0)
 
 
 async def test_bulk_resend_after_the_missing_account_is_opened(
@@ -265,7 +267,7 @@ async def test_bulk_resend_after_the_missing_account_is_opened(
     assert last(await ledger.create_transfers(padded(to_later, source=source.id, sink=sink.id))) == (
         "account_not_found"
     )
-    assert (await ledger.get_account(later)).credits_posted == 0
+    assert (await ledger.get_account_or_raise(later)).credits_posted == 0
 
 
 async def test_bulk_resend_with_other_fields_conflicts(
@@ -285,7 +287,7 @@ async def test_bulk_resend_with_other_fields_conflicts(
             "transfer_id_conflict"
         )
     assert await ledger.get_transfer(spend.id) is None
-    assert totals(await ledger.get_account(wallet.id)) == (0, 5000, 0, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (0, 5000, 0, 0)
 
 
 # --- under concurrency ---------------------------------------------------------------------------
@@ -369,8 +371,8 @@ async def test_resent_refusals_never_apply_while_others_fund_the_accounts(
         assert await cur.fetchone() == (0,), "a refused id became a transfer"
     assert set(await stored_refusals(wide_pool, list(refused_ids))) == refused_ids
     spent = sum(t.amount for t in accepted.values())
-    assert totals(await boot.get_account(merchant.id)) == (0, spent, 0, 0)
-    balances = [(await boot.get_account(w.id)).balance for w in wallets]
+    assert totals(await boot.get_account_or_raise(merchant.id)) == (0, spent, 0, 0)
+    balances = [(await boot.get_account_or_raise(w.id)).balance for w in wallets]
     assert sum(balances) == funded_total - spent
 
 
@@ -433,4 +435,4 @@ async def test_small_batches_send_one_begin(pool: AsyncConnectionPool, database_
     finally:
         await own.close()
     assert not [n for n in notices if "already a transaction in progress" in n]
-    assert (await Ledger(pool, writers=0).get_account(wallet.id)).balance == 9
+    assert (await Ledger(pool, writers=0).get_account_or_raise(wallet.id)).balance == 9

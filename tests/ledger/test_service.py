@@ -48,8 +48,8 @@ async def open_account(
     ledger: Ledger,
     *,
     currency: str = "CNY",
-    dmnec: bool = False,
-    cmned: bool = False,
+    debits_must_not_exceed_credits: bool = False,
+    credits_must_not_exceed_debits: bool = False,
     code: str = "general",
     owner: str = "test",
 ) -> Account:
@@ -59,8 +59,8 @@ async def open_account(
             currency,
             code,
             owner,
-            debits_must_not_exceed_credits=dmnec,
-            credits_must_not_exceed_debits=cmned,
+            debits_must_not_exceed_credits=debits_must_not_exceed_credits,
+            credits_must_not_exceed_debits=credits_must_not_exceed_debits,
         )
     )
 
@@ -165,7 +165,7 @@ async def funded(ledger: Ledger) -> tuple[Account, Account]:
     source = await open_account(ledger)
     wallet = await ledger.create_account(wallet_spec(uuid4(), "customer-1"))
     await ledger.create_transfer(move(source.id, wallet.id, 5000, code="topup"))
-    return source, await ledger.get_account(wallet.id)
+    return source, await ledger.get_account_or_raise(wallet.id)
 
 
 # --- accounts ------------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ async def test_create_account_is_idempotent(ledger: Ledger) -> None:
     assert first.debits_must_not_exceed_credits and not first.credits_must_not_exceed_debits
     assert totals(first) == (0, 0, 0, 0) and not first.frozen
     assert first.metadata == {"name": "钱包"}
-    assert await ledger.get_account(spec.id) == first
+    assert await ledger.get_account_or_raise(spec.id) == first
 
 
 @pytest.mark.parametrize(
@@ -206,19 +206,28 @@ async def test_create_account_with_other_fields_conflicts(ledger: Ledger, change
     original = await ledger.create_account(AccountSpec(**fields))
     err = await refused(ledger.create_account(AccountSpec(**(fields | change))), "account_id_conflict")
     assert err.status == 409
-    assert await ledger.get_account(original.id) == original
+    assert await ledger.get_account_or_raise(original.id) == original
 
 
 async def test_account_cannot_carry_both_limits(ledger: Ledger) -> None:
     spec = AccountSpec(uuid4(), "CNY", "general", "x", True, True)
     await refused(ledger.create_account(spec), "account_id_conflict")
-    await refused(ledger.get_account(spec.id), "account_not_found")
+    await refused(ledger.get_account_or_raise(spec.id), "account_not_found")
 
 
 async def test_unknown_account(ledger: Ledger) -> None:
-    err = await refused(ledger.get_account(uuid4()), "account_not_found")
+    err = await refused(ledger.get_account_or_raise(uuid4()), "account_not_found")
     assert err.status == 404
     await refused(ledger.set_frozen(uuid4(), True), "account_not_found")
+
+
+async def test_get_account_answers_none_and_the_or_raise_form_refuses(ledger: Ledger) -> None:
+    """``get_x`` answers None for a missing row; ``get_x_or_raise`` refuses with ``x_not_found``."""
+    assert await ledger.get_account(uuid4()) is None
+    account = await open_account(ledger)
+    assert await ledger.get_account(account.id) == account
+    err = await refused(ledger.get_account_or_raise(uuid4()), "account_not_found")
+    assert err.field == "account_id"
 
 
 # --- single transfers ----------------------------------------------------------------------------
@@ -247,7 +256,7 @@ async def test_single_transfer_moves_money(ledger: Ledger) -> None:
     assert stored is not None and stored.seq is not None
     assert stored._replace(seq=None) == t._replace(seq=None)
 
-    src, wal = await ledger.get_account(source.id), await ledger.get_account(wallet.id)
+    src, wal = await ledger.get_account_or_raise(source.id), await ledger.get_account_or_raise(wallet.id)
     assert totals(src) == (1234, 0, 0, 0)
     assert totals(wal) == (0, 1234, 0, 0)
     assert wal.balance == 1234 and wal.available == 1234
@@ -256,20 +265,20 @@ async def test_single_transfer_moves_money(ledger: Ledger) -> None:
     back = await ledger.create_transfer(move(wallet.id, source.id, 234))
     assert (back.debit_debits_after, back.debit_credits_after) == (234, 1234)
     assert (back.credit_debits_after, back.credit_credits_after) == (1234, 234)
-    assert (await ledger.get_account(wallet.id)).balance == 1000
+    assert (await ledger.get_account_or_raise(wallet.id)).balance == 1000
     assert await ledger.get_transfer(uuid4()) is None
 
 
 async def test_debit_normal_account_balance(ledger: Ledger) -> None:
     """An account with credits_must_not_exceed_debits is debit-normal: balance = debits − credits."""
-    asset = await open_account(ledger, cmned=True)
+    asset = await open_account(ledger, credits_must_not_exceed_debits=True)
     wallet = await ledger.create_account(wallet_spec(uuid4(), "c"))
     await ledger.create_transfer(move(asset.id, wallet.id, 700))
     await ledger.create_transfer(move(wallet.id, asset.id, 200))
-    a = await ledger.get_account(asset.id)
+    a = await ledger.get_account_or_raise(asset.id)
     assert not a.credit_normal and a.balance == 500 and a.available == 500
     await ledger.create_transfer(hold(wallet.id, asset.id, 100))
-    a = await ledger.get_account(asset.id)
+    a = await ledger.get_account_or_raise(asset.id)
     assert a.credits_pending == 100 and a.available == 400
 
 
@@ -282,7 +291,7 @@ async def test_pending_then_post_in_full(ledger: Ledger, funded: tuple[Account, 
     p = await ledger.create_transfer(hold(wallet.id, merchant.id, 1500, code="toll"))
     assert p.kind is TransferKind.PENDING and p.expires_at is None and p.timeout_seconds is None
     assert (p.debit_debits_after, p.debit_credits_after) == (0, 5000)  # posted totals do not move
-    w, m = await ledger.get_account(wallet.id), await ledger.get_account(merchant.id)
+    w, m = await ledger.get_account_or_raise(wallet.id), await ledger.get_account_or_raise(merchant.id)
     assert totals(w) == (0, 5000, 1500, 0) and w.balance == 5000 and w.available == 3500
     assert totals(m) == (0, 0, 0, 1500)
     assert await ledger.pending_state(p.id) is PendingState.OPEN
@@ -291,7 +300,7 @@ async def test_pending_then_post_in_full(ledger: Ledger, funded: tuple[Account, 
     assert done.kind is TransferKind.POST_PENDING and done.pending_id == p.id
     assert (done.debit_account_id, done.credit_account_id, done.amount) == (wallet.id, merchant.id, 1500)
     assert done.code == "toll" and done.currency == "CNY"
-    w, m = await ledger.get_account(wallet.id), await ledger.get_account(merchant.id)
+    w, m = await ledger.get_account_or_raise(wallet.id), await ledger.get_account_or_raise(merchant.id)
     assert totals(w) == (1500, 5000, 0, 0) and w.available == 3500
     assert totals(m) == (0, 1500, 0, 0)
     assert await ledger.pending_state(p.id) is PendingState.POSTED
@@ -305,12 +314,12 @@ async def test_partial_post_releases_the_rest(ledger: Ledger, funded: tuple[Acco
     done = await ledger.create_transfer(post(p.id, 400))
     assert done.amount == 400
     assert (done.debit_debits_after, done.debit_credits_after) == (400, 5000)
-    w, m = await ledger.get_account(wallet.id), await ledger.get_account(merchant.id)
+    w, m = await ledger.get_account_or_raise(wallet.id), await ledger.get_account_or_raise(merchant.id)
     assert totals(w) == (400, 5000, 0, 0) and w.available == 4600
     assert totals(m) == (0, 400, 0, 0)
     # The released 600 is spendable at once.
     await ledger.create_transfer(move(wallet.id, merchant.id, 4600))
-    assert (await ledger.get_account(wallet.id)).available == 0
+    assert (await ledger.get_account_or_raise(wallet.id)).available == 0
 
 
 async def test_void_releases_the_hold(ledger: Ledger, funded: tuple[Account, Account]) -> None:
@@ -319,7 +328,7 @@ async def test_void_releases_the_hold(ledger: Ledger, funded: tuple[Account, Acc
     p = await ledger.create_transfer(hold(wallet.id, merchant.id, 1000))
     v = await ledger.create_transfer(void(p.id))
     assert v.kind is TransferKind.VOID_PENDING and v.pending_id == p.id and v.amount == 1000
-    w, m = await ledger.get_account(wallet.id), await ledger.get_account(merchant.id)
+    w, m = await ledger.get_account_or_raise(wallet.id), await ledger.get_account_or_raise(merchant.id)
     assert totals(w) == (0, 5000, 0, 0) and totals(m) == (0, 0, 0, 0)
     assert await ledger.pending_state(p.id) is PendingState.VOIDED
     assert await pending_row(ledger.pool, p.id) == ("voided", v.id)
@@ -333,7 +342,7 @@ async def test_second_phase_amount_checks(ledger: Ledger, funded: tuple[Account,
     assert err.extra["pending_amount"] == 1000
     # A void releases the whole hold; a void of another amount is refused.
     await refused(ledger.create_transfer(replace(void(p.id), amount=10)), "amount_exceeds_pending")
-    w = await ledger.get_account(wallet.id)
+    w = await ledger.get_account_or_raise(wallet.id)
     assert totals(w) == (0, 5000, 1000, 0)
     assert await ledger.pending_state(p.id) is PendingState.OPEN
     assert await rows_for_pending(ledger.pool, p.id) == 0
@@ -367,7 +376,7 @@ async def test_second_phase_retries_are_idempotent(ledger: Ledger, funded: tuple
     assert err.status == 409
     await refused(ledger.create_transfer(void(p2.id)), "pending_already_voided")
 
-    w = await ledger.get_account(wallet.id)
+    w = await ledger.get_account_or_raise(wallet.id)
     assert totals(w) == (600, 5000, 0, 0)
     assert await rows_for_pending(ledger.pool, p1.id) == 1
     assert await rows_for_pending(ledger.pool, p2.id) == 1
@@ -396,7 +405,7 @@ async def test_pending_retry_does_not_hold_twice(ledger: Ledger, funded: tuple[A
         ledger.create_transfer(hold(wallet.id, merchant.id, 2000, timeout=60, id=req.id)),
         "transfer_id_conflict",
     )
-    assert (await ledger.get_account(wallet.id)).debits_pending == 2000
+    assert (await ledger.get_account_or_raise(wallet.id)).debits_pending == 2000
 
 
 # --- timeouts ------------------------------------------------------------------------------------
@@ -419,8 +428,8 @@ async def test_expired_hold_cannot_be_posted(timed: Ledger, clock: FakeClock) ->
     await refused(timed.create_transfer(void(p.id)), "pending_expired")
     # The refused post's transaction released the hold it found expired.
     assert (await pending_row(timed.pool, p.id) or ("",))[0] == "expired"
-    assert totals(await timed.get_account(wallet.id)) == (0, 1000, 0, 0)
-    assert totals(await timed.get_account(merchant.id)) == (0, 0, 0, 0)
+    assert totals(await timed.get_account_or_raise(wallet.id)) == (0, 1000, 0, 0)
+    assert totals(await timed.get_account_or_raise(merchant.id)) == (0, 0, 0, 0)
     assert await rows_for_pending(timed.pool, p.id) == 0
 
 
@@ -433,7 +442,7 @@ async def test_hold_posted_just_before_timeout(timed: Ledger, clock: FakeClock) 
     assert (await timed.create_transfer(post(p.id))).amount == 800
     clock.advance(3600)
     assert await timed.pending_state(p.id) is PendingState.POSTED
-    assert totals(await timed.get_account(wallet.id)) == (800, 1000, 0, 0)
+    assert totals(await timed.get_account_or_raise(wallet.id)) == (800, 1000, 0, 0)
 
 
 async def test_expired_hold_no_longer_blocks_money(timed: Ledger, clock: FakeClock) -> None:
@@ -446,8 +455,8 @@ async def test_expired_hold_no_longer_blocks_money(timed: Ledger, clock: FakeClo
     clock.advance(11)
     t = await timed.create_transfer(move(wallet.id, merchant.id, 1000))
     assert t.amount == 1000
-    assert totals(await timed.get_account(wallet.id)) == (1000, 1000, 0, 0)
-    assert totals(await timed.get_account(merchant.id)) == (0, 1000, 0, 0)
+    assert totals(await timed.get_account_or_raise(wallet.id)) == (1000, 1000, 0, 0)
+    assert totals(await timed.get_account_or_raise(merchant.id)) == (0, 1000, 0, 0)
     assert (await pending_row(timed.pool, p.id) or ("",))[0] == "expired"
 
 
@@ -460,7 +469,7 @@ async def test_expire_due_releases_holds(timed: Ledger, clock: FakeClock) -> Non
     short2 = await timed.create_transfer(hold(wallet.id, source.id, 200, timeout=8))
     long = await timed.create_transfer(hold(wallet.id, merchant.id, 1000, timeout=600))
     forever = await timed.create_transfer(hold(wallet.id, merchant.id, 50))
-    assert totals(await timed.get_account(wallet.id)) == (0, 5000, 1550, 0)
+    assert totals(await timed.get_account_or_raise(wallet.id)) == (0, 5000, 1550, 0)
 
     clock.advance(10)
     released = await timed.expire_due()
@@ -469,19 +478,19 @@ async def test_expire_due_releases_holds(timed: Ledger, clock: FakeClock) -> Non
     assert (await pending_row(timed.pool, short2.id) or ("",))[0] == "expired"
     assert (await pending_row(timed.pool, long.id) or ("",))[0] == "open"
     assert (await pending_row(timed.pool, forever.id) or ("",))[0] == "open"
-    assert totals(await timed.get_account(wallet.id)) == (0, 5000, 1050, 0)
-    assert totals(await timed.get_account(merchant.id)) == (0, 0, 0, 1050)
-    assert totals(await timed.get_account(source.id)) == (5000, 0, 0, 0)
+    assert totals(await timed.get_account_or_raise(wallet.id)) == (0, 5000, 1050, 0)
+    assert totals(await timed.get_account_or_raise(merchant.id)) == (0, 0, 0, 1050)
+    assert totals(await timed.get_account_or_raise(source.id)) == (5000, 0, 0, 0)
 
     # Sweeping again releases nothing twice.
     await timed.expire_due()
-    assert totals(await timed.get_account(wallet.id)) == (0, 5000, 1050, 0)
+    assert totals(await timed.get_account_or_raise(wallet.id)) == (0, 5000, 1050, 0)
     await refused(timed.create_transfer(post(short1.id)), "pending_expired")
-    assert totals(await timed.get_account(merchant.id)) == (0, 0, 0, 1050)
+    assert totals(await timed.get_account_or_raise(merchant.id)) == (0, 0, 0, 1050)
     # The holds still open resolve normally.
     await timed.create_transfer(post(long.id, 1000))
     await timed.create_transfer(void(forever.id))
-    assert totals(await timed.get_account(wallet.id)) == (1000, 5000, 0, 0)
+    assert totals(await timed.get_account_or_raise(wallet.id)) == (1000, 5000, 0, 0)
 
 
 # --- linked chains -------------------------------------------------------------------------------
@@ -493,9 +502,9 @@ async def test_linked_chain_commits_together(ledger: Ledger, funded: tuple[Accou
     chain = [move(wallet.id, merchant.id, 900), move(wallet.id, fees.id, 100), move(merchant.id, fees.id, 5)]
     out = await ledger.create_linked(chain)
     assert [t.id for t in out] == [r.id for r in chain]
-    assert (await ledger.get_account(wallet.id)).balance == 4000
-    assert (await ledger.get_account(merchant.id)).balance == 895
-    assert (await ledger.get_account(fees.id)).balance == 105
+    assert (await ledger.get_account_or_raise(wallet.id)).balance == 4000
+    assert (await ledger.get_account_or_raise(merchant.id)).balance == 895
+    assert (await ledger.get_account_or_raise(fees.id)).balance == 105
     assert await ledger.create_linked([]) == []
 
 
@@ -516,9 +525,26 @@ async def test_linked_chain_fails_together(
     assert err.extra["index"] == bad_index
     for req in chain:
         assert await ledger.get_transfer(req.id) is None
-    assert totals(await ledger.get_account(wallet.id)) == (0, 5000, 0, 0)
-    assert totals(await ledger.get_account(merchant.id)) == (0, 0, 0, 0)
-    assert totals(await ledger.get_account(source.id)) == (5000, 0, 0, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (0, 5000, 0, 0)
+    assert totals(await ledger.get_account_or_raise(merchant.id)) == (0, 0, 0, 0)
+    assert totals(await ledger.get_account_or_raise(source.id)) == (5000, 0, 0, 0)
+
+
+async def test_calls_leave_the_callers_requests_as_sent(
+    ledger: Ledger, funded: tuple[Account, Account]
+) -> None:
+    """The ledger sets ``linked`` on its own copies: a caller may keep, log or resend its requests."""
+    _, wallet = funded
+    merchant = await open_account(ledger)
+    single = replace(move(wallet.id, merchant.id, 10), linked=True)
+    sent = replace(single)
+    await ledger.create_transfer(single)
+    assert single == sent and single.linked
+    chain = [move(wallet.id, merchant.id, 20), replace(move(wallet.id, merchant.id, 30), linked=True)]
+    sent_chain = [replace(r) for r in chain]
+    await ledger.create_linked(chain)
+    assert chain == sent_chain
+    assert [r.linked for r in chain] == [False, True]
 
 
 async def test_linked_chain_with_holds_rolls_back_their_state(
@@ -541,8 +567,8 @@ async def test_linked_chain_with_holds_rolls_back_their_state(
     assert await ledger.pending_state(new_hold.id) is None
     for req in chain:
         assert await ledger.get_transfer(req.id) is None
-    assert totals(await ledger.get_account(wallet.id)) == (0, 5000, 1000, 0)
-    assert totals(await ledger.get_account(merchant.id)) == (0, 0, 0, 1000)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (0, 5000, 1000, 0)
+    assert totals(await ledger.get_account_or_raise(merchant.id)) == (0, 0, 0, 1000)
 
     # A refusal is final: the same ids again, even with the broken member fixed, stay refused.
     fixed = [replace(req) for req in chain]
@@ -562,8 +588,8 @@ async def test_linked_chain_with_holds_rolls_back_their_state(
     ]
     assert await ledger.pending_state(existing.id) is PendingState.POSTED
     assert await ledger.pending_state(new_hold.id) is PendingState.POSTED
-    assert totals(await ledger.get_account(wallet.id)) == (1200, 5001, 0, 0)
-    assert totals(await ledger.get_account(merchant.id)) == (1, 1200, 0, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (1200, 5001, 0, 0)
+    assert totals(await ledger.get_account_or_raise(merchant.id)) == (1, 1200, 0, 0)
 
 
 # --- the bulk call -------------------------------------------------------------------------------
@@ -611,7 +637,7 @@ async def test_bulk_results_in_order(ledger: Ledger, funded: tuple[Account, Acco
         assert await ledger.get_transfer(reqs[i].id) is None
     for i in (0, 6, 7, 8, 12):
         assert await ledger.get_transfer(reqs[i].id) is not None
-    w = await ledger.get_account(wallet.id)
+    w = await ledger.get_account_or_raise(wallet.id)
     assert totals(w) == (1000 + 3 + 7, 5003, 3993, 0) and w.available == 0
 
 
@@ -623,7 +649,7 @@ async def test_bulk_unclosed_chain(ledger: Ledger, funded: tuple[Account, Accoun
     assert isinstance(results[0], Transfer)
     assert isinstance(results[1], LedgerError) and results[1].code == "linked_event_failed"
     assert isinstance(results[2], LedgerError) and results[2].code == "linked_event_chain_open"
-    assert (await ledger.get_account(wallet.id)).balance == 5001
+    assert (await ledger.get_account_or_raise(wallet.id)).balance == 5001
 
 
 async def test_bulk_large_batch_streams(ledger: Ledger, funded: tuple[Account, Account]) -> None:
@@ -653,7 +679,7 @@ async def test_bulk_large_batch_streams(ledger: Ledger, funded: tuple[Account, A
     assert len(accepted) == 600 - 60 - 12 - 12
     into = sum(t.amount for t in accepted if t.credit_account_id == wallet.id)
     out = sum(t.amount for t in accepted if t.debit_account_id == wallet.id)
-    w = await ledger.get_account(wallet.id)
+    w = await ledger.get_account_or_raise(wallet.id)
     assert totals(w) == (out, 5000 + into, 0, 0)
     async with ledger.pool.connection() as conn:
         cur = await conn.execute(
@@ -694,8 +720,8 @@ async def test_same_id_same_fields_returns_the_original(
     )
     assert again.created_at == first.created_at
     assert again._replace(seq=None) == first._replace(seq=None)
-    assert totals(await ledger.get_account(wallet.id)) == (5000, 5000, 0, 0)
-    assert totals(await ledger.get_account(merchant.id)) == (0, 5000, 0, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (5000, 5000, 0, 0)
+    assert totals(await ledger.get_account_or_raise(merchant.id)) == (0, 5000, 0, 0)
 
 
 @pytest.mark.parametrize(
@@ -723,8 +749,8 @@ async def test_same_id_other_fields_conflicts(
     err = await refused(ledger.create_transfer(other), "transfer_id_conflict")
     assert err.status == 409
     assert await ledger.get_transfer(req.id) == (await ledger.get_transfer(first.id))
-    assert totals(await ledger.get_account(wallet.id)) == (10, 5000, 0, 0)
-    assert totals(await ledger.get_account(source.id)) == (5000, 0, 0, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (10, 5000, 0, 0)
+    assert totals(await ledger.get_account_or_raise(source.id)) == (5000, 0, 0, 0)
 
 
 # --- every refusal -------------------------------------------------------------------------------
@@ -739,12 +765,12 @@ async def test_exceeds_credits(ledger: Ledger, funded: tuple[Account, Account]) 
     await refused(ledger.create_transfer(hold(wallet.id, merchant.id, 4001)), "exceeds_credits")
     assert (await ledger.create_transfer(move(wallet.id, merchant.id, 4000))).amount == 4000
     await refused(ledger.create_transfer(move(wallet.id, merchant.id, 1)), "exceeds_credits")
-    assert totals(await ledger.get_account(wallet.id)) == (4000, 5000, 1000, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (4000, 5000, 1000, 0)
 
 
 async def test_exceeds_debits(ledger: Ledger) -> None:
     """A credits_must_not_exceed_debits account (money owed to us) cannot be credited past its debits."""
-    loan = await open_account(ledger, cmned=True)
+    loan = await open_account(ledger, credits_must_not_exceed_debits=True)
     borrower = await open_account(ledger)
     await ledger.create_transfer(move(loan.id, borrower.id, 300))  # lend 300
     await ledger.create_transfer(hold(borrower.id, loan.id, 100))
@@ -752,7 +778,7 @@ async def test_exceeds_debits(ledger: Ledger) -> None:
     assert err.status == 422
     await refused(ledger.create_transfer(hold(borrower.id, loan.id, 201)), "exceeds_debits")
     await ledger.create_transfer(move(borrower.id, loan.id, 200))
-    assert totals(await ledger.get_account(loan.id)) == (300, 200, 0, 100)
+    assert totals(await ledger.get_account_or_raise(loan.id)) == (300, 200, 0, 100)
 
 
 async def test_account_frozen(ledger: Ledger, funded: tuple[Account, Account]) -> None:
@@ -766,7 +792,7 @@ async def test_account_frozen(ledger: Ledger, funded: tuple[Account, Account]) -
     await ledger.create_transfer(move(source.id, wallet.id, 5))
     assert not (await ledger.set_frozen(wallet.id, False)).frozen
     await ledger.create_transfer(move(wallet.id, source.id, 1))
-    assert totals(await ledger.get_account(wallet.id)) == (1, 5005, 0, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (1, 5005, 0, 0)
 
 
 async def test_account_not_found(ledger: Ledger, funded: tuple[Account, Account]) -> None:
@@ -775,7 +801,7 @@ async def test_account_not_found(ledger: Ledger, funded: tuple[Account, Account]
     assert err.field == "debit_account_id"
     err = await refused(ledger.create_transfer(move(source.id, uuid4(), 1)), "account_not_found")
     assert err.field == "credit_account_id"
-    assert totals(await ledger.get_account(source.id)) == (5000, 0, 0, 0)
+    assert totals(await ledger.get_account_or_raise(source.id)) == (5000, 0, 0, 0)
 
 
 async def test_currency_mismatch(ledger: Ledger, funded: tuple[Account, Account]) -> None:
@@ -793,15 +819,15 @@ async def test_currency_mismatch(ledger: Ledger, funded: tuple[Account, Account]
     bad_post = post(p.id)
     bad_post.currency = "CNY"
     await refused(ledger.create_transfer(bad_post), "currency_mismatch")
-    assert totals(await ledger.get_account(wallet.id)) == (0, 5000, 0, 0)
-    assert totals(await ledger.get_account(usd_wallet.id)) == (0, 99, 10, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (0, 5000, 0, 0)
+    assert totals(await ledger.get_account_or_raise(usd_wallet.id)) == (0, 99, 10, 0)
 
 
 async def test_same_account(ledger: Ledger, funded: tuple[Account, Account]) -> None:
     _, wallet = funded
     await refused(ledger.create_transfer(move(wallet.id, wallet.id, 1)), "same_account")
     await refused(ledger.create_transfer(hold(wallet.id, wallet.id, 1)), "same_account")
-    assert totals(await ledger.get_account(wallet.id)) == (0, 5000, 0, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (0, 5000, 0, 0)
 
 
 async def test_holds_count_against_available_balance(ledger: Ledger, funded: tuple[Account, Account]) -> None:
@@ -811,14 +837,14 @@ async def test_holds_count_against_available_balance(ledger: Ledger, funded: tup
     holds = [await ledger.create_transfer(hold(wallet.id, merchant.id, 1000)) for _ in range(5)]
     await refused(ledger.create_transfer(hold(wallet.id, merchant.id, 1000)), "exceeds_credits")
     await refused(ledger.create_transfer(move(wallet.id, merchant.id, 1)), "exceeds_credits")
-    w = await ledger.get_account(wallet.id)
+    w = await ledger.get_account_or_raise(wallet.id)
     assert w.balance == 5000 and w.available == 0 and w.debits_pending == 5000
     await ledger.create_transfer(void(holds[0].id))
     await ledger.create_transfer(hold(wallet.id, merchant.id, 1000))
     # Posting holds never needs fresh room: they were counted when taken.
     for h in holds[1:]:
         await ledger.create_transfer(post(h.id))
-    w = await ledger.get_account(wallet.id)
+    w = await ledger.get_account_or_raise(wallet.id)
     assert totals(w) == (4000, 5000, 1000, 0) and w.available == 0
 
 
@@ -829,7 +855,7 @@ async def test_holds_count_within_one_batch(ledger: Ledger, funded: tuple[Accoun
     results = await ledger.create_transfers([hold(wallet.id, merchant.id, 1000) for _ in range(6)])
     assert [isinstance(r, Transfer) for r in results] == [True] * 5 + [False]
     assert isinstance(results[5], LedgerError) and results[5].code == "exceeds_credits"
-    assert totals(await ledger.get_account(wallet.id)) == (0, 5000, 5000, 0)
+    assert totals(await ledger.get_account_or_raise(wallet.id)) == (0, 5000, 5000, 0)
 
 
 # --- history and balances ------------------------------------------------------------------------
@@ -872,7 +898,7 @@ async def test_history_pages_newest_first_with_running_balance(
     seqs = [e.transfer.seq for e in seen]
     assert seqs == sorted(seqs, reverse=True) and None not in seqs
 
-    account = await ledger.get_account(wallet.id)
+    account = await ledger.get_account_or_raise(wallet.id)
     assert seen[0].balance_after == account.balance
     # Walk from the oldest: each balance is the previous one plus the posted effect of the transfer.
     balance = 0
@@ -894,7 +920,7 @@ async def first_transfer_ids(ledger: Ledger, account_id: UUID) -> set[UUID]:
 
 
 async def test_history_of_debit_normal_account_and_empty(ledger: Ledger) -> None:
-    asset = await open_account(ledger, cmned=True)
+    asset = await open_account(ledger, credits_must_not_exceed_debits=True)
     other = await open_account(ledger)
     assert await ledger.history(asset.id) == ([], None)
     await ledger.create_transfer(move(asset.id, other.id, 50))
@@ -932,7 +958,7 @@ async def test_balance_as_of(timed: Ledger, clock: FakeClock) -> None:
     assert await at(t3.created_at - timedelta(seconds=1)) == 50
     assert await at(t3.created_at) == 80
     assert await at(t3.created_at + timedelta(days=1)) == 80
-    assert (await timed.get_account(wallet.id)).balance == 80
+    assert (await timed.get_account_or_raise(wallet.id)).balance == 80
     # The unconstrained source account, seen from its side.
     assert (await timed.balance_as_of(source.id, t2.created_at))[1] == -50
     await refused(timed.balance_as_of(uuid4(), start), "account_not_found")
@@ -985,7 +1011,7 @@ async def test_history_and_balance_as_of_across_index_blocks(
         balance += t.amount if t.credit_account_id == wallet.id else -t.amount
         assert (await timed.balance_as_of(wallet.id, t.created_at))[1] == balance
         assert (await timed.balance_as_of(wallet.id, t.created_at + timedelta(microseconds=1)))[1] == balance
-    assert (await timed.get_account(wallet.id)).balance == balance
+    assert (await timed.get_account_or_raise(wallet.id)).balance == balance
 
 
 async def test_a_batch_rewrites_account_totals_in_place(ledger: Ledger, pool: Any) -> None:
@@ -1049,4 +1075,4 @@ async def test_transfers_are_immutable(
     assert isinstance(info.value, pg_errors.RestrictViolation), info.value
     stored = await ledger.get_transfer(t.id)
     assert stored is not None and stored.amount == 10
-    assert (await ledger.get_account(wallet.id)).balance == 4990
+    assert (await ledger.get_account_or_raise(wallet.id)).balance == 4990

@@ -31,7 +31,7 @@ async def wallet(ledger: Ledger, balance: int = 0) -> UUID:
 
 async def balance(ledger: Ledger, account_id: UUID) -> int:
     """Posted credits minus posted debits."""
-    account = await ledger.get_account(account_id)
+    account = await ledger.get_account_or_raise(account_id)
     return account.credits_posted - account.debits_posted
 
 

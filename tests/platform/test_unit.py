@@ -230,7 +230,7 @@ async def test_a_crash_after_the_courier_delivered_is_recovered_by_posting(
     order = order_of(payer, merchant)
     reserved = await toy_orders.reserve(uow, **order)  # type: ignore[arg-type]
     assert await courier.deliver(reserved.id)  # ... and the process dies before settling
-    account = await ledger.get_account(payer)
+    account = await ledger.get_account_or_raise(payer)
     assert (account.debits_pending, await balance(ledger, payer)) == (300, 1000)
 
     assert await toy_orders.recover(uow, courier) >= 1
@@ -247,7 +247,7 @@ async def test_a_crash_before_the_call_is_recovered_by_voiding(uow: UnitOfWork, 
     await toy_orders.recover(uow, courier)
     settled = await toy_orders.get_order(uow.pool, reserved.id)
     assert settled is not None and settled.status is toy_orders.OrderStatus.CANCELLED
-    account = await ledger.get_account(payer)
+    account = await ledger.get_account_or_raise(payer)
     assert (account.debits_pending, await balance(ledger, payer), await balance(ledger, merchant)) == (
         0,
         1000,
@@ -268,7 +268,7 @@ async def test_recovery_racing_a_late_settle_and_itself_moves_the_money_once(
         toy_orders.settle(uow, order_id=reserved.id, delivered=True),
     )
     assert (await balance(ledger, payer), await balance(ledger, merchant)) == (700, 300)
-    account = await ledger.get_account(payer)
+    account = await ledger.get_account_or_raise(payer)
     assert account.debits_pending == 0
 
 

@@ -17,7 +17,6 @@ from etcwallet.identity.authz import Permission, Principal, actor, require
 from etcwallet.ledger import schemas as s
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.service import AccountSpec, Ledger
-from etcwallet.ledger.types import TransferKind, TransferRequest
 from etcwallet.platform.audit import Actor
 
 router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
@@ -69,7 +68,7 @@ async def create_account(body: s.AccountCreate, ledger: LedgerDep, who: WriterDe
 
 @router.get("/accounts/{account_id}", response_model=s.AccountOut, dependencies=READ)
 async def read_account(account_id: UUID, ledger: LedgerDep) -> s.AccountOut:
-    return s.AccountOut.of(await ledger.get_account(account_id))
+    return s.AccountOut.of(await ledger.get_account_or_raise(account_id))
 
 
 @router.put("/accounts/{account_id}/frozen", response_model=s.AccountOut)
@@ -162,17 +161,7 @@ async def create_batch(
 async def post_pending(
     pending_id: UUID, body: s.PostPending, ledger: LedgerDep, who: WriterDep
 ) -> s.TransferOut:
-    transfer = await ledger.create_transfer(
-        TransferRequest(
-            id=body.id,
-            kind=TransferKind.POST_PENDING,
-            pending_id=pending_id,
-            amount=body.amount.amount if body.amount else None,
-            currency=body.amount.currency if body.amount else None,
-            metadata=body.metadata,
-        ),
-        actor=who,
-    )
+    transfer = await ledger.create_transfer(body.request(pending_id), actor=who)
     return s.TransferOut.of(transfer)
 
 
@@ -185,12 +174,7 @@ async def post_pending(
 async def void_pending(
     pending_id: UUID, body: s.VoidPending, ledger: LedgerDep, who: WriterDep
 ) -> s.TransferOut:
-    transfer = await ledger.create_transfer(
-        TransferRequest(
-            id=body.id, kind=TransferKind.VOID_PENDING, pending_id=pending_id, metadata=body.metadata
-        ),
-        actor=who,
-    )
+    transfer = await ledger.create_transfer(body.request(pending_id), actor=who)
     return s.TransferOut.of(transfer)
 
 

@@ -25,6 +25,16 @@ class AccountCode(StrEnum):
     GENERAL = "general"
 
 
+class TransferCode(StrEnum):
+    """Why the platform itself moves money: ``<domain>.<why>``, stored as the transfer's ``code``.
+
+    Code in ``src/`` names a transfer's reason from here (each domain adds its own), never with a bare
+    string. The ledger stores any code a client of its API sends (``ledger.schemas.Code``) as it is.
+    """
+
+    DEMO_TOPUP = "demo.topup"  # demo data (``make run``): a demo customer's opening balance, from cash
+
+
 @dataclass(frozen=True)
 class PlatformAccount:
     key: str
@@ -52,6 +62,13 @@ PAYMENT_CHANNELS = {
     "cash": ("现金", "cash"),
 }
 FX_CURRENCIES = ("CNY", "HKD", "USD", "EUR", "JPY")
+_PLATFORM_CNY = {
+    "toll_payable.default": (AccountCode.TOLL_PAYABLE, "应付路方通行费", "toll payable"),
+    "promotions_expense": (AccountCode.PROMOTIONS_EXPENSE, "营销费用", "promotions expense"),
+    "fee_income": (AccountCode.FEE_INCOME, "手续费收入", "fee income"),
+    "fund_in_transit": (AccountCode.FUND_IN_TRANSIT, "基金申购在途", "fund subscriptions in transit"),
+    "suspense": (AccountCode.SUSPENSE, "待查挂账", "suspense"),
+}
 
 
 def platform_accounts() -> list[PlatformAccount]:
@@ -60,13 +77,7 @@ def platform_accounts() -> list[PlatformAccount]:
         PlatformAccount(f"clearing.{name}", AccountCode.CLEARING, "CNY", f"{zh}清算", f"{en} clearing")
         for name, (zh, en) in PAYMENT_CHANNELS.items()
     ]
-    chart += [
-        PlatformAccount("toll_payable.default", AccountCode.TOLL_PAYABLE, "CNY", "应付路方通行费", "toll payable"),
-        PlatformAccount("promotions_expense", AccountCode.PROMOTIONS_EXPENSE, "CNY", "营销费用", "promotions expense"),
-        PlatformAccount("fee_income", AccountCode.FEE_INCOME, "CNY", "手续费收入", "fee income"),
-        PlatformAccount("fund_in_transit", AccountCode.FUND_IN_TRANSIT, "CNY", "基金申购在途", "fund subscriptions in transit"),
-        PlatformAccount("suspense", AccountCode.SUSPENSE, "CNY", "待查挂账", "suspense"),
-    ]  # fmt: skip
+    chart += [PlatformAccount(key, code, "CNY", zh, en) for key, (code, zh, en) in _PLATFORM_CNY.items()]
     chart += [
         PlatformAccount("fx_position", AccountCode.FX_POSITION, cur, f"外汇头寸 {cur}", f"FX position {cur}")
         for cur in FX_CURRENCIES

@@ -147,16 +147,16 @@ def transfer_from_row(row: Sequence[Any]) -> Transfer:
 
 
 @dataclass(slots=True)
-class _Acct:
+class _AccountState:
     id: UUID
     currency: str
-    dmnec: bool
-    cmned: bool
+    debits_must_not_exceed_credits: bool
+    credits_must_not_exceed_debits: bool
     frozen: bool
-    dp: int
-    cp: int
-    dpend: int
-    cpend: int
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
     dirty: bool = False
 
 
@@ -247,7 +247,7 @@ class _Batch:
 
     def __init__(
         self,
-        accounts: dict[UUID, _Acct],
+        accounts: dict[UUID, _AccountState],
         pendings: dict[UUID, _Pending],
         existing: dict[UUID, Transfer],
         refusals: dict[UUID, _Refusal],
@@ -280,12 +280,24 @@ class _Batch:
 
     def rollback_chain(self) -> None:
         assert self.chain_accounts is not None and self.chain_pendings is not None
-        for aid, (dp, cp, dpend, cpend, dirty) in self.chain_accounts.items():
-            a = self.accounts[aid]
-            a.dp, a.cp, a.dpend, a.cpend, a.dirty = dp, cp, dpend, cpend, dirty
-        for pid, (state, rb, ra, dirty) in self.chain_pendings.items():
-            p = self.pendings[pid]
-            p.state, p.resolved_by, p.resolved_at, p.dirty = state, rb, ra, dirty
+        for account_id, (
+            debits_posted,
+            credits_posted,
+            debits_pending,
+            credits_pending,
+            dirty,
+        ) in self.chain_accounts.items():
+            a = self.accounts[account_id]
+            a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.dirty = (
+                debits_posted,
+                credits_posted,
+                debits_pending,
+                credits_pending,
+                dirty,
+            )
+        for pending_id, (state, resolved_by, resolved_at, dirty) in self.chain_pendings.items():
+            p = self.pendings[pending_id]
+            p.state, p.resolved_by, p.resolved_at, p.dirty = state, resolved_by, resolved_at, dirty
         for t in self.created[self.chain_created_from :]:
             del self.created_ids[t.id]
             if t.kind is TransferKind.PENDING:
@@ -293,9 +305,15 @@ class _Batch:
         del self.created[self.chain_created_from :]
         self.end_chain()
 
-    def _touch(self, a: _Acct) -> None:
+    def _touch(self, a: _AccountState) -> None:
         if self.chain_accounts is not None and a.id not in self.chain_accounts:
-            self.chain_accounts[a.id] = (a.dp, a.cp, a.dpend, a.cpend, a.dirty)
+            self.chain_accounts[a.id] = (
+                a.debits_posted,
+                a.credits_posted,
+                a.debits_pending,
+                a.credits_pending,
+                a.dirty,
+            )
         a.dirty = True
 
     def _touch_pending(self, p: _Pending) -> None:
@@ -312,8 +330,8 @@ class _Batch:
                 debit, credit = self.accounts.get(p.debit), self.accounts.get(p.credit)
                 if debit is None or credit is None:
                     continue
-                debit.dpend -= p.amount
-                credit.cpend -= p.amount
+                debit.debits_pending -= p.amount
+                credit.credits_pending -= p.amount
                 debit.dirty = credit.dirty = True
                 p.state, p.resolved_at, p.dirty = PendingState.EXPIRED, self.now, True
 
@@ -361,33 +379,44 @@ class _Batch:
         if debit.frozen:
             return LedgerError("account_frozen", index=index)
         amount = req.amount
-        if debit.dp + debit.dpend + amount > MAX_AMOUNT:
+        debits_after = debit.debits_posted + debit.debits_pending + amount  # pending and posted alike
+        credits_after = credit.credits_posted + credit.credits_pending + amount
+        if debits_after > MAX_AMOUNT:
             return LedgerError("overflows_debits", index=index)
-        if credit.cp + credit.cpend + amount > MAX_AMOUNT:
+        if credits_after > MAX_AMOUNT:
             return LedgerError("overflows_credits", index=index)
-        if debit.dmnec and debit.dp + debit.dpend + amount > debit.cp:
-            return LedgerError(
-                "exceeds_credits", index=index, field="amount", available=debit.cp - debit.dp - debit.dpend
-            )
-        if credit.cmned and credit.cp + credit.cpend + amount > credit.dp:
+        if debit.debits_must_not_exceed_credits and debits_after > debit.credits_posted:
+            available = debit.credits_posted - debit.debits_posted - debit.debits_pending
+            return LedgerError("exceeds_credits", index=index, field="amount", available=available)
+        if credit.credits_must_not_exceed_debits and credits_after > credit.debits_posted:
             return LedgerError("exceeds_debits", index=index)
         self._touch(debit)
         self._touch(credit)
         expires_at = None
         if req.kind is TransferKind.PENDING:
-            debit.dpend += amount
-            credit.cpend += amount
+            debit.debits_pending += amount
+            credit.credits_pending += amount
             if req.timeout_seconds:
                 expires_at = self.now + timedelta(seconds=req.timeout_seconds)
         else:
-            debit.dp += amount
-            credit.cp += amount
+            debit.debits_posted += amount
+            credit.credits_posted += amount
         transfer = self._record(req, debit, credit, amount, req.currency, req.code or "", None, expires_at)
         if req.kind is TransferKind.PENDING:
             self.pendings[req.id] = _Pending(
-                req.id, debit.id, credit.id, amount, expires_at, PendingState.OPEN, None, None,
-                code=transfer.code, currency=req.currency, new=True, dirty=True,
-            )  # fmt: skip
+                req.id,
+                debit.id,
+                credit.id,
+                amount,
+                expires_at,
+                PendingState.OPEN,
+                resolved_by=None,
+                resolved_at=None,
+                code=transfer.code,
+                currency=req.currency,
+                new=True,
+                dirty=True,
+            )
         return transfer
 
     def _resolve(self, index: int, req: TransferRequest) -> Result:
@@ -411,11 +440,11 @@ class _Batch:
         self._touch(debit)
         self._touch(credit)
         self._touch_pending(p)
-        debit.dpend -= p.amount
-        credit.cpend -= p.amount
+        debit.debits_pending -= p.amount
+        credit.credits_pending -= p.amount
         if posting:
-            debit.dp += amount
-            credit.cp += amount
+            debit.debits_posted += amount
+            credit.credits_posted += amount
         p.state = PendingState.POSTED if posting else PendingState.VOIDED
         p.resolved_by, p.resolved_at = req.id, self.now
         code = req.code if req.code is not None else (p.code or "")
@@ -424,8 +453,8 @@ class _Batch:
     def _record(
         self,
         req: TransferRequest,
-        debit: _Acct,
-        credit: _Acct,
+        debit: _AccountState,
+        credit: _AccountState,
         amount: int,
         currency: str,
         code: str,
@@ -434,10 +463,24 @@ class _Batch:
     ) -> Transfer:
         # Positional, in Transfer's field order: this runs once per transfer in bulk batches.
         transfer = Transfer(
-            req.id, None, req.kind, debit.id, credit.id, amount, currency, code, pending_id,
-            req.timeout_seconds if req.kind is TransferKind.PENDING else None, expires_at, req.metadata,
-            self.now, debit.dp, debit.cp, credit.dp, credit.cp,
-        )  # fmt: skip
+            req.id,
+            None,
+            req.kind,
+            debit.id,
+            credit.id,
+            amount,
+            currency,
+            code,
+            pending_id,
+            req.timeout_seconds if req.kind is TransferKind.PENDING else None,
+            expires_at,
+            req.metadata,
+            self.now,
+            debit.debits_posted,
+            debit.credits_posted,
+            credit.debits_posted,
+            credit.credits_posted,
+        )
         self.created.append(transfer)
         self.created_ids[req.id] = transfer
         return transfer
@@ -714,7 +757,7 @@ async def _read_state(
         reads.append((_TRANSFERS_QUERY, (uuid_array(r.id for r in requests if r.pending_id is not None),)))
     locked, *looked_up = await db.rows_many(reads)
     refused, stored = looked_up if check_ids else ([], looked_up[0] if looked_up else [])
-    accounts = {row[0]: _Acct(*row) for row in locked}
+    accounts = {row[0]: _AccountState(*row) for row in locked}
     refusals = {row[0]: _Refusal.from_row(row) for row in refused}
     existing = {row[0]: transfer_from_row(row) for row in stored}
     # The batch's time is read once the locks are held, so an account's transfers carry times in
@@ -722,14 +765,21 @@ async def _read_state(
     now = clock()
 
     pendings: dict[UUID, _Pending] = {}
-    if pending_ids or any(a.dpend or a.cpend for a in accounts.values()):
+    if pending_ids or any(a.debits_pending or a.credits_pending for a in accounts.values()):
         params = {"ids": uuid_array(pending_ids), "now": now, "accounts": uuid_array(accounts)}
         for row in await db.rows(_PENDING_QUERY, params):
             pendings[row[0]] = _Pending(
-                id=row[0], debit=row[1], credit=row[2], amount=row[3], expires_at=row[4],
-                state=PendingState(row[5]), resolved_by=row[6], resolved_at=row[7], code=row[8],
+                id=row[0],
+                debit=row[1],
+                credit=row[2],
+                amount=row[3],
+                expires_at=row[4],
+                state=PendingState(row[5]),
+                resolved_by=row[6],
+                resolved_at=row[7],
+                code=row[8],
                 currency=row[9],
-            )  # fmt: skip
+            )
         missing = {a for p in pendings.values() for a in (p.debit, p.credit)} - accounts.keys()
         if missing:
             await _lock_more(db, missing, accounts)
@@ -741,7 +791,7 @@ def _hex_array(ids: Iterable[int]) -> str:
     return "{" + ",".join(format(i, "032x") for i in ids) + "}"
 
 
-async def _lock_more(db: _Statements, missing: set[UUID], accounts: dict[UUID, _Acct]) -> None:
+async def _lock_more(db: _Statements, missing: set[UUID], accounts: dict[UUID, _AccountState]) -> None:
     """Lock accounts found late (the other side of an expired hold) without waiting out of order.
 
     If another transaction holds one, the batch runs again from the start with it locked in order.
@@ -753,7 +803,7 @@ async def _lock_more(db: _Statements, missing: set[UUID], accounts: dict[UUID, _
     except pg_errors.LockNotAvailable:
         raise RetryBatch(accounts=frozenset(missing)) from None
     for row in rows:
-        accounts[row[0]] = _Acct(*row)
+        accounts[row[0]] = _AccountState(*row)
 
 
 FLUSH_EVERY = 256
@@ -867,14 +917,15 @@ async def _write_state(db: _Statements, batch: _Batch) -> None:
     if dirty:
         # Five array literals parse faster in PostgreSQL than one JSON document of the same rows.
         await db.write(
-            "UPDATE ledger_accounts a SET debits_posted = u.dp, credits_posted = u.cp, debits_pending = u.dpend, "
-            "credits_pending = u.cpend FROM unnest(%s::uuid[], %s::int8[], %s::int8[], %s::int8[], %s::int8[]) "
-            "AS u (id, dp, cp, dpend, cpend) WHERE a.id = u.id",
+            "UPDATE ledger_accounts a SET debits_posted = u.debits_posted, credits_posted = u.credits_posted, "
+            "debits_pending = u.debits_pending, credits_pending = u.credits_pending "
+            "FROM unnest(%s::uuid[], %s::int8[], %s::int8[], %s::int8[], %s::int8[]) "
+            "AS u (id, debits_posted, credits_posted, debits_pending, credits_pending) WHERE a.id = u.id",
             (
                 uuid_array(a.id for a in dirty),
-                _int_array(a.dp for a in dirty),
-                _int_array(a.cp for a in dirty),
-                _int_array(a.dpend for a in dirty),
-                _int_array(a.cpend for a in dirty),
+                _int_array(a.debits_posted for a in dirty),
+                _int_array(a.credits_posted for a in dirty),
+                _int_array(a.debits_pending for a in dirty),
+                _int_array(a.credits_pending for a in dirty),
             ),
         )

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, Validati
 
 from etcwallet.core.bodies import MIB
 from etcwallet.core.errors import InvalidValue
-from etcwallet.core.money import MAX_AMOUNT, Currency, Money, SignedMoney
+from etcwallet.core.money import Currency, Money, SignedMoney
 from etcwallet.core.schemas import RequestModel, text_fault
 from etcwallet.ledger.chart import AccountCode
 from etcwallet.ledger.service import MAX_BATCH, HistoryEntry
@@ -192,12 +192,27 @@ class PostPending(RequestModel):
     amount: Money | None = None
     metadata: Metadata = Field(default_factory=dict)
 
+    def request(self, pending_id: UUID) -> TransferRequest:
+        return TransferRequest(
+            id=self.id,
+            kind=TransferKind.POST_PENDING,
+            pending_id=pending_id,
+            amount=self.amount.amount if self.amount else None,
+            currency=self.amount.currency if self.amount else None,
+            metadata=self.metadata,
+        )
+
 
 class VoidPending(RequestModel):
     """Release a hold without moving money."""
 
     id: UUID
     metadata: Metadata = Field(default_factory=dict)
+
+    def request(self, pending_id: UUID) -> TransferRequest:
+        return TransferRequest(
+            id=self.id, kind=TransferKind.VOID_PENDING, pending_id=pending_id, metadata=self.metadata
+        )
 
 
 MAX_BATCH_BODY = 8 * MIB
@@ -292,7 +307,3 @@ class BalanceAsOf(BaseModel):
     account_id: UUID
     at: datetime
     balance: SignedMoney
-
-
-Limit = Annotated[int, Field(ge=1, le=200)]
-CursorInt = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]

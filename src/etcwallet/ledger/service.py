@@ -196,13 +196,14 @@ class Ledger:
             row = await cur.fetchone()
             if row is not None and actor is not None:
                 event = actor.event(
-                    LedgerAction.ACCOUNT_OPENED, target=("ledger_account", str(spec.id)),
+                    LedgerAction.ACCOUNT_OPENED,
+                    target=("ledger_account", str(spec.id)),
                     detail={"currency": spec.currency, "code": spec.code, "owner": spec.owner},
-                )  # fmt: skip
+                )
                 await audit.append(conn, event)
         if row is not None:
             return Account(*row)
-        existing = await self.get_account(spec.id)
+        existing = await self.get_account_or_raise(spec.id)
         same = (
             existing.currency == spec.currency
             and existing.code == spec.code
@@ -215,16 +216,21 @@ class Ledger:
             raise LedgerError("account_id_conflict")
         return existing
 
-    async def get_account(self, account_id: UUID) -> Account:
-        """An account with its four totals, or ``account_not_found``."""
+    async def get_account(self, account_id: UUID) -> Account | None:
+        """An account with its four totals, or None if there is none with this id."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = %s", (account_id,)
             )
             row = await cur.fetchone()
-        if row is None:
+        return Account(*row) if row is not None else None
+
+    async def get_account_or_raise(self, account_id: UUID) -> Account:
+        """An account with its four totals, or ``account_not_found`` (naming the field ``account_id``)."""
+        account = await self.get_account(account_id)
+        if account is None:
             raise LedgerError("account_not_found", field="account_id")
-        return Account(*row)
+        return account
 
     async def set_frozen(self, account_id: UUID, frozen: bool, *, actor: Actor | None = None) -> Account:
         """Freeze (refuse debits) or unfreeze an account; with ``actor``, audited in the same transaction."""
@@ -265,7 +271,8 @@ class Ledger:
         gathered writer's shared commit, or not at all (the fast path of a hot domain step).
         ``actor`` (the ledger's API): the transfer is audited with it, a refusal on its own.
         """
-        request.linked = False
+        if request.linked:  # one transfer chains to nothing; the caller's request stays as it was sent
+            request = replace(request, linked=False)
         if actor is not None:
             along = _audited(along, actor.event(LedgerAction.TRANSFER_CREATED, **_transfer_audit(request)))
         (result,) = await self._submit([request], along)
@@ -292,9 +299,9 @@ class Ledger:
         """Create transfers that succeed or fail together; the error names the index that failed."""
         if not requests:
             return []
-        chain = list(requests)
-        for i, req in enumerate(chain):
-            req.linked = i < len(chain) - 1
+        last = len(requests) - 1
+        # New requests where the flag differs: the caller's objects stay as they were sent.
+        chain = [r if r.linked == (i < last) else replace(r, linked=i < last) for i, r in enumerate(requests)]
         about = _chain_audit(chain)
         if actor is not None:
             along = _audited(along, actor.event(LedgerAction.LINKED_CREATED, **about))
@@ -393,9 +400,14 @@ class Ledger:
             if bulk:  # streams its transfers with COPY
                 async with self.pool.connection() as conn, conn.transaction():
                     results = await apply_transfers(
-                        conn, requests, self.clock, check_ids=state.check_ids,
-                        extra_accounts=state.extra_accounts, bulk=True, probe=self._probe_refusals,
-                    )  # fmt: skip
+                        conn,
+                        requests,
+                        self.clock,
+                        check_ids=state.check_ids,
+                        extra_accounts=state.extra_accounts,
+                        bulk=True,
+                        probe=self._probe_refusals,
+                    )
                     if audit_batch is not None:
                         await audit.append(conn, _batch_event(audit_batch, requests, results))
                     return results
@@ -403,9 +415,13 @@ class Ledger:
             # autocommit mode, so psycopg sends no BEGIN of its own before ours.
             async with autocommit(self.pool) as conn:
                 return await apply_and_commit(
-                    conn, requests, self.clock, check_ids=state.check_ids,
-                    extra_accounts=state.extra_accounts, extra_writes=extra_writes,
-                )  # fmt: skip
+                    conn,
+                    requests,
+                    self.clock,
+                    check_ids=state.check_ids,
+                    extra_accounts=state.extra_accounts,
+                    extra_writes=extra_writes,
+                )
 
         started = time.perf_counter()
         results = await retrying(attempt)
@@ -446,7 +462,7 @@ class Ledger:
         self, account_id: UUID, *, before_seq: int | None = None, limit: int = 50
     ) -> tuple[list[HistoryEntry], int | None]:
         """An account's transfers, newest first, with the running balance; returns the next cursor."""
-        account = await self.get_account(account_id)
+        account = await self.get_account_or_raise(account_id)
         cursor = before_seq if before_seq is not None else 2**63 - 1
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -463,7 +479,7 @@ class Ledger:
 
     async def balance_as_of(self, account_id: UUID, at: datetime) -> tuple[Account, int]:
         """The account's posted balance on its normal side just after the last transfer at or before ``at``."""
-        account = await self.get_account(account_id)
+        account = await self.get_account_or_raise(account_id)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 _side_query("debit", "created_at <= %(t)s", "1")
@@ -551,10 +567,12 @@ def _batch_event(actor: Actor, requests: Sequence[TransferRequest], results: Seq
         LedgerAction.BATCH_SUBMITTED,
         target=("transfer", str(requests[0].id)) if requests else None,
         detail={
-            "count": len(requests), "accepted": accepted, "refused": len(results) - accepted,
+            "count": len(requests),
+            "accepted": accepted,
+            "refused": len(results) - accepted,
             "last_id": str(requests[-1].id) if requests else None,
         },
-    )  # fmt: skip
+    )
 
 
 def _batch_audit_writes(actor: Actor, requests: Sequence[TransferRequest]) -> ExtraWrites:
