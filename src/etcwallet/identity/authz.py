@@ -13,14 +13,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Request
+from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import hash_token
 from etcwallet.core.db import autocommit
+from etcwallet.core.deps import Client, ClientDep, get_client
 from etcwallet.identity import sessions
 from etcwallet.identity.errors import IdentityError
 from etcwallet.platform.audit import Actor
@@ -155,12 +156,16 @@ def forbidden(permission: str) -> IdentityError:
 
 def actor(request: Request, principal: Principal | None = None) -> Actor:
     """Who acts in ``request``, for the audit: the principal (anonymous without one), from the request's
-    client address and user agent."""
-    ip = request.client.host if request.client else None
-    ua = request.headers.get("user-agent")
+    client address and user agent. For routes that solve no dependencies (the ledger's hot route);
+    other routes declare ``ActorDep``, ``CustomerActor`` or ``StaffActor``."""
+    return actor_of(principal, get_client(request))
+
+
+def actor_of(principal: Principal | None, client: Client) -> Actor:
+    """The audit's actor: ``principal`` (anonymous without one) calling from ``client``."""
     if principal is None:
-        return Actor("anonymous", None, ip, ua)
-    return Actor(principal.kind, str(principal.id), ip, ua)
+        return Actor("anonymous", None, client.ip, client.user_agent)
+    return Actor(principal.kind, str(principal.id), client.ip, client.user_agent)
 
 
 def bearer_token(request: Request) -> str | None:
@@ -312,3 +317,36 @@ def require(permission: Permission) -> Callable[[Request], Awaitable[Principal]]
 
     dependency.__name__ = f"require_{permission.value.replace('.', '_')}"
     return dependency
+
+
+# --- the caller as the audit's actor (core/deps.py says why these live here) ---------------------------
+
+
+async def signed_in_actor(
+    principal: Annotated[Principal, Depends(load_principal)], client: ClientDep
+) -> Actor:
+    """Whoever is signed in (customer or staff), as the audit's actor."""
+    return actor_of(principal, client)
+
+
+async def customer_actor(
+    principal: Annotated[Principal, Depends(require_customer)], client: ClientDep
+) -> Actor:
+    """The signed-in customer, as the audit's actor."""
+    return actor_of(principal, client)
+
+
+async def staff_actor(principal: Annotated[Principal, Depends(require_staff)], client: ClientDep) -> Actor:
+    """The signed-in staff member, as the audit's actor."""
+    return actor_of(principal, client)
+
+
+async def anonymous_actor(client: ClientDep) -> Actor:
+    """Nobody signed in yet (sign-in, registration), as the audit's actor."""
+    return actor_of(None, client)
+
+
+ActorDep = Annotated[Actor, Depends(signed_in_actor)]
+CustomerActor = Annotated[Actor, Depends(customer_actor)]
+StaffActor = Annotated[Actor, Depends(staff_actor)]
+AnonymousActor = Annotated[Actor, Depends(anonymous_actor)]

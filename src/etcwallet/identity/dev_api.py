@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from etcwallet.core.deps import PoolDep
 from etcwallet.core.errors import InvalidValue
 from etcwallet.identity import sms
 from etcwallet.identity.validators import validate_mobile
@@ -28,13 +29,13 @@ class OutboxMessage(BaseModel):
 
 @router.get("/sms-outbox", response_model=list[OutboxMessage])
 async def sms_outbox(
-    request: Request, phone: Annotated[str, Query(min_length=11, max_length=20)]
+    pool: PoolDep, phone: Annotated[str, Query(min_length=11, max_length=20)]
 ) -> list[OutboxMessage]:
     """Messages the development SMS sink holds for a phone number, newest first."""
     try:
         number = validate_mobile(phone)
     except InvalidValue as exc:
         raise exc.at("phone") from None
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with pool.connection() as conn:
         rows = await sms.outbox(conn, number)
     return [OutboxMessage(id=r[0], phone=r[1], text=r[2], sent_at=r[3]) for r in rows]

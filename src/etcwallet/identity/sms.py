@@ -14,9 +14,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 from uuid import uuid4
 
+from fastapi import Depends, Request
 from psycopg import AsyncConnection
 
 from etcwallet.core.crypto import keyed_hash
@@ -174,3 +175,12 @@ async def outbox(
             "SELECT id, phone, body, created_at FROM sms_outbox ORDER BY id DESC LIMIT %s", (limit,)
         )
     return [(r[0], r[1], r[2], r[3]) for r in await cur.fetchall()]
+
+
+def get_sms(request: Request) -> SmsGateway:
+    """The application's SMS gateway (a route dependency; core/deps.py says why it lives here)."""
+    sms: SmsGateway = request.app.state.runtime.sms
+    return sms
+
+
+SmsDep = Annotated[SmsGateway, Depends(get_sms)]

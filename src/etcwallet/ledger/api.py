@@ -8,15 +8,16 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from etcwallet.core.bodies import body_limit
+from etcwallet.core.deps import ClientDep, LedgerDep, get_ledger
 from etcwallet.core.http import body_schema, parse_body
 from etcwallet.core.i18n import negotiate
 from etcwallet.core.ids import new_id
 from etcwallet.core.money import SignedMoney
 from etcwallet.core.openapi import problems
-from etcwallet.identity.authz import Permission, Principal, actor, require
+from etcwallet.identity.authz import Permission, Principal, actor, actor_of, require
 from etcwallet.ledger import schemas as s
 from etcwallet.ledger.errors import LedgerError
-from etcwallet.ledger.service import AccountSpec, Ledger
+from etcwallet.ledger.service import AccountSpec
 from etcwallet.platform.audit import Actor
 
 router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
@@ -28,17 +29,9 @@ READ = [Depends(can_read)]
 hot_router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
 
 
-async def get_ledger(request: Request) -> Ledger:
-    ledger: Ledger = request.app.state.ledger
-    return ledger
-
-
-LedgerDep = Annotated[Ledger, Depends(get_ledger)]
-
-
-async def writer(request: Request, principal: Annotated[Principal, Depends(can_write)]) -> Actor:
+async def writer(principal: Annotated[Principal, Depends(can_write)], client: ClientDep) -> Actor:
     """Finance staff allowed to write to the ledger, as the actor of the audit entries."""
-    return actor(request, principal)
+    return actor_of(principal, client)
 
 
 WriterDep = Annotated[Actor, Depends(writer)]
@@ -114,7 +107,7 @@ async def create_transfer(request: Request) -> Response:
     """Create one transfer. The busiest endpoint: it parses and answers without FastAPI's machinery."""
     who = actor(request, await can_write(request))
     body = await parse_body(request, s.TransferCreate)
-    ledger: Ledger = request.app.state.ledger
+    ledger = get_ledger(request)  # no dependency solving on the hot route
     transfer = await ledger.create_transfer(body.request(), actor=who)
     return Response(
         s.TransferOut.of(transfer).model_dump_json(), status_code=201, media_type="application/json"

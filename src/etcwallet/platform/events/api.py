@@ -11,12 +11,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel
 
+from etcwallet.core.deps import ClientDep, PoolDep
 from etcwallet.core.errors import DomainError
 from etcwallet.core.openapi import problems
-from etcwallet.identity.authz import Permission, Principal, require
+from etcwallet.identity.authz import Permission, Principal, actor_of, require
 from etcwallet.platform import audit
 from etcwallet.platform.events import dispatch, parked
 from etcwallet.platform.events.dispatch import NAME_PATTERN
@@ -72,15 +73,15 @@ class ConsumerOut(BaseModel):
 
 
 @admin.get("/consumers", response_model=list[ConsumerOut])
-async def list_consumers(request: Request, me: Operator) -> list[ConsumerOut]:
+async def list_consumers(pool: PoolDep, me: Operator) -> list[ConsumerOut]:
     """Every consumer's offset, and the event it is retrying (with the last error), if any."""
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with pool.connection() as conn:
         return [ConsumerOut.of(row) for row in await dispatch.positions(conn)]
 
 
 @admin.get("/parked", response_model=list[ParkedEventOut])
 async def list_parked_events(
-    request: Request,
+    pool: PoolDep,
     me: Operator,
     parked_status: Annotated[
         Literal["parked", "replaying", "replayed", "all"], Query(alias="status", description="which ones")
@@ -90,17 +91,12 @@ async def list_parked_events(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[ParkedEventOut]:
     """Events a consumer gave up on after too many failures, newest first."""
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with pool.connection() as conn:
         found = await parked.list_parked(
             conn, status=None if parked_status == "all" else parked_status, consumer=consumer, limit=limit,
             before=before,
         )  # fmt: skip
     return [ParkedEventOut.of(p) for p in found]
-
-
-def _actor(request: Request, me: Principal) -> audit.Actor:
-    ip = request.client.host if request.client else None
-    return audit.Actor("staff", str(me.id), ip, request.headers.get("user-agent"))
 
 
 @admin.post(
@@ -109,11 +105,13 @@ def _actor(request: Request, me: Principal) -> audit.Actor:
     response_model=ParkedEventOut,
     responses=problems(404, 409),
 )
-async def replay_parked_event(parked_id: ParkedId, request: Request, me: Operator) -> ParkedEventOut:
+async def replay_parked_event(
+    parked_id: ParkedId, pool: PoolDep, me: Operator, client: ClientDep
+) -> ParkedEventOut:
     """Deliver a parked event to its consumer once more (202: the dispatcher holding the consumer does it
     at its next round). Its handler must be idempotent, as always. 409 while a replay is under way or
     after one succeeded."""
-    actor, pool = _actor(request, me), request.app.state.runtime.pool
+    actor = actor_of(me, client)
     try:
         async with pool.connection() as conn, conn.transaction():
             done = await parked.replay(conn, parked_id, actor)
