@@ -7,10 +7,12 @@ from datetime import timedelta
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
 from pydantic import Field
 
+from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep
 from etcwallet.core.errors import DomainError
 from etcwallet.core.openapi import problems
 from etcwallet.identity import schemas as s
@@ -20,7 +22,7 @@ from etcwallet.identity.authz import (
     ROLE_NAMES,
     Permission,
     Principal,
-    actor,
+    actor_of,
     require,
     require_staff,
 )
@@ -58,28 +60,29 @@ def outlet_out(o: service.Outlet) -> s.OutletOut:
     )  # fmt: skip
 
 
-async def _limit(request: Request, *keys: tuple[str, Limit]) -> None:
-    async with request.app.state.runtime.pool.connection() as conn:
+async def _limit(pool: AsyncConnectionPool, *keys: tuple[str, Limit]) -> None:
+    async with pool.connection() as conn:
         for key, limit in keys:
             await hit(conn, key, limit)
 
 
 @router.post("/auth/login", response_model=s.LoginStepOut, responses=problems(401, 403, 423, 429))
-async def login(body: s.StaffPasswordLogin, request: Request) -> s.LoginStepOut:
+async def login(
+    body: s.StaffPasswordLogin, pool: PoolDep, keys: KeysDep, client: ClientDep
+) -> s.LoginStepOut:
     """Step 1: username and password. Answers a ticket for step 2.
 
     At first sign-in (no TOTP yet) the one-time ``enrollment_code`` another administrator issued is needed
     too (401 ``enrollment_code_required`` without it); with it, the answer carries the TOTP enrollment.
     """
-    who = actor(request)
+    who = actor_of(None, client)
     await _limit(
-        request,
+        pool,
         (f"staff-login:ip:{who.ip}", LOGIN_PER_IP),
         (f"staff-login:user:{body.username}", LOGIN_PER_USER),
     )
-    rt = request.app.state.runtime
     step = await service.login_password(
-        rt.pool, rt.keys.cipher, username=body.username, password=body.password, ip=who.ip, ua=who.user_agent,
+        pool, keys.cipher, username=body.username, password=body.password, ip=who.ip, ua=who.user_agent,
         enrollment_code=body.enrollment_code,
     )  # fmt: skip
     enrollment = None
@@ -95,15 +98,16 @@ async def login(body: s.StaffPasswordLogin, request: Request) -> s.LoginStepOut:
 
 
 @router.post("/auth/totp", response_model=s.StaffSessionOut, responses=problems(401, 403, 423, 429))
-async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSessionOut:
+async def login_totp(
+    body: s.SecondFactorLogin, pool: PoolDep, keys: KeysDep, client: ClientDep
+) -> s.StaffSessionOut:
     """Step 2: the TOTP code (or a recovery code). The first code after enrollment confirms it."""
-    who = actor(request)
-    await _limit(request, (f"staff-totp:ip:{who.ip}", LOGIN_PER_IP))
-    rt = request.app.state.runtime
+    who = actor_of(None, client)
+    await _limit(pool, (f"staff-totp:ip:{who.ip}", LOGIN_PER_IP))
     done = await service.login_second_factor(
-        rt.pool,
-        rt.keys.cipher,
-        lookup_key=rt.keys.lookup_key,
+        pool,
+        keys.cipher,
+        lookup_key=keys.lookup_key,
         ticket=body.ticket,
         code=body.code,
         ip=who.ip,
@@ -116,28 +120,26 @@ async def login_totp(body: s.SecondFactorLogin, request: Request) -> s.StaffSess
 
 
 @router.post("/auth/refresh", response_model=s.SessionOut, responses=problems(401, 403, 429))
-async def refresh(body: s.RefreshRequest, request: Request) -> s.SessionOut:
+async def refresh(body: s.RefreshRequest, pool: PoolDep, client: ClientDep) -> s.SessionOut:
     """Rotate the session's tokens; the old pair stops working."""
-    who = actor(request)
-    await _limit(request, (f"staff-refresh:ip:{who.ip}", LOGIN_PER_IP))
-    tokens = await service.refresh_session(
-        request.app.state.runtime.pool, body.refresh_token, ip=who.ip, ua=who.user_agent
-    )
+    who = actor_of(None, client)
+    await _limit(pool, (f"staff-refresh:ip:{who.ip}", LOGIN_PER_IP))
+    tokens = await service.refresh_session(pool, body.refresh_token, ip=who.ip, ua=who.user_agent)
     return s.SessionOut.of(tokens)
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(request: Request, me: Annotated[Principal, Depends(require_staff)]) -> Response:
-    who = actor(request, me)
-    await service.logout(
-        request.app.state.runtime.pool, staff_id=me.id, session_id=me.session_id, ip=who.ip, ua=who.user_agent
-    )
+async def logout(
+    pool: PoolDep, client: ClientDep, me: Annotated[Principal, Depends(require_staff)]
+) -> Response:
+    who = actor_of(me, client)
+    await service.logout(pool, staff_id=me.id, session_id=me.session_id, ip=who.ip, ua=who.user_agent)
     return Response(status_code=204)
 
 
 @router.get("/me", response_model=s.StaffOut, responses=problems(404))
-async def whoami(request: Request, me: Annotated[Principal, Depends(require_staff)]) -> s.StaffOut:
-    async with request.app.state.runtime.pool.connection() as conn:
+async def whoami(pool: PoolDep, me: Annotated[Principal, Depends(require_staff)]) -> s.StaffOut:
+    async with pool.connection() as conn:
         return staff_out(await service.get_staff(conn, me.id))
 
 
@@ -145,7 +147,7 @@ async def whoami(request: Request, me: Annotated[Principal, Depends(require_staf
 
 
 async def _refused(
-    request: Request,
+    pool: AsyncConnectionPool,
     who: Actor,
     action: str,
     target: tuple[str, str | None],
@@ -156,7 +158,7 @@ async def _refused(
 
     (A success is appended in the transaction of the change it records.)"""
     event = who.refused(action, refused.code, target=target, detail=detail)
-    await audit.record(request.app.state.runtime.pool, event)
+    await audit.record(pool, event)
 
 
 @admin.post(
@@ -164,12 +166,13 @@ async def _refused(
 )
 async def create_outlet(
     body: s.OutletCreate,
-    request: Request,
+    pool: PoolDep,
+    client: ClientDep,
     me: Annotated[Principal, Depends(idempotent(require(Permission.OUTLETS_MANAGE)))],
 ) -> s.OutletOut:
-    who, detail = actor(request, me), body.model_dump(mode="json")
+    who, detail = actor_of(me, client), body.model_dump(mode="json")
     try:
-        async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+        async with pool.connection() as conn, conn.transaction():
             outlet = await service.create_outlet(
                 conn, code=body.code, name=body.name, kind=body.kind, bank=body.bank
             )
@@ -177,26 +180,26 @@ async def create_outlet(
                 conn, who.event("outlet.create", target=("outlet", str(outlet.id)), detail=detail)
             )
     except DomainError as refused:
-        await _refused(request, who, "outlet.create", ("outlet", None), detail, refused)
+        await _refused(pool, who, "outlet.create", ("outlet", None), detail, refused)
         raise
     return outlet_out(outlet)
 
 
 @admin.get("/outlets", response_model=list[s.OutletOut])
 async def list_outlets(
-    request: Request, me: Annotated[Principal, Depends(require(Permission.OUTLETS_READ))]
+    pool: PoolDep, me: Annotated[Principal, Depends(require(Permission.OUTLETS_READ))]
 ) -> list[s.OutletOut]:
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with pool.connection() as conn:
         return [outlet_out(o) for o in await service.list_outlets(conn, me)]
 
 
 @admin.get("/outlets/{outlet_id}", response_model=s.OutletOut)
 async def read_outlet(
-    outlet_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.OUTLETS_READ))]
+    outlet_id: UUID, pool: PoolDep, me: Annotated[Principal, Depends(require(Permission.OUTLETS_READ))]
 ) -> s.OutletOut:
     if not me.may_see_outlet(outlet_id):
         raise service._not_found("outlet")
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with pool.connection() as conn:
         return outlet_out(await service.get_outlet(conn, outlet_id))
 
 
@@ -251,20 +254,22 @@ _AWAITS_APPROVAL: dict[int | str, dict[str, object]] = {
     response_model=s.StaffOut,
     responses={**_AWAITS_APPROVAL, **problems(404, 409)},
 )
-async def create_staff(body: s.StaffCreate, request: Request, me: StaffManager) -> s.StaffOut | JSONResponse:
+async def create_staff(
+    body: s.StaffCreate, pool: PoolDep, client: ClientDep, me: StaffManager
+) -> s.StaffOut | JSONResponse:
     """Create a staff member (201). In the finance or administrator role the member waits, unable to sign
     in, until another administrator approves (202 and the pending change). Either way the member enrolls
     TOTP with a code that another administrator issues, since the caller set the password."""
-    who, detail = actor(request, me), body.model_dump(mode="json", exclude={"password"})
+    who, detail = actor_of(me, client), body.model_dump(mode="json", exclude={"password"})
     try:
-        async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+        async with pool.connection() as conn, conn.transaction():
             done = await changes.create_staff(
                 conn, actor=me.id, username=body.username, display_name=body.display_name, password=body.password,
                 role=body.role, outlet_id=body.outlet_id,
             )  # fmt: skip
             await audit.append(conn, _done_event(who, "staff.create", done, detail))
     except DomainError as refused:
-        await _refused(request, who, "staff.create", ("staff", None), detail, refused)
+        await _refused(pool, who, "staff.create", ("staff", None), detail, refused)
         raise
     if done.change is not None:
         return _awaiting_approval(done.change, done.member)
@@ -273,17 +278,17 @@ async def create_staff(body: s.StaffCreate, request: Request, me: StaffManager) 
 
 @admin.get("/staff", response_model=list[s.StaffOut])
 async def list_staff(
-    request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_READ))]
+    pool: PoolDep, me: Annotated[Principal, Depends(require(Permission.STAFF_READ))]
 ) -> list[s.StaffOut]:
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with pool.connection() as conn:
         return [staff_out(m) for m in await service.list_staff(conn, me)]
 
 
 @admin.get("/staff/{staff_id}", response_model=s.StaffOut)
 async def read_staff(
-    staff_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_READ))]
+    staff_id: UUID, pool: PoolDep, me: Annotated[Principal, Depends(require(Permission.STAFF_READ))]
 ) -> s.StaffOut:
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with pool.connection() as conn:
         return staff_out(await service.get_staff(conn, staff_id, viewer=me))
 
 
@@ -291,15 +296,16 @@ async def read_staff(
 async def update_staff(
     staff_id: UUID,
     body: s.StaffUpdate,
-    request: Request,
+    pool: PoolDep,
+    client: ClientDep,
     me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))],
 ) -> s.StaffOut | JSONResponse:
     """Change a member's role, outlet or status (200). A role change to or from finance or administrator
     waits for another administrator (202). Nobody changes their own role or disables themselves, and the
     last active administrator stays (409)."""
-    who, asked = actor(request, me), body.model_dump(mode="json", exclude_unset=True)
+    who, asked = actor_of(me, client), body.model_dump(mode="json", exclude_unset=True)
     try:
-        async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+        async with pool.connection() as conn, conn.transaction():
             done = await changes.update_staff(
                 conn, staff_id, actor=me.id, role=body.role, outlet_id=body.outlet_id, status=body.status
             )
@@ -309,7 +315,7 @@ async def update_staff(
                 detail = {"before": _placement(done.before), "after": _placement(done.member)}
             await audit.append(conn, _done_event(who, "staff.update", done, detail))
     except DomainError as refused:
-        await _refused(request, who, "staff.update", ("staff", str(staff_id)), {"asked": asked}, refused)
+        await _refused(pool, who, "staff.update", ("staff", str(staff_id)), {"asked": asked}, refused)
         raise
     if done.change is not None:
         return _awaiting_approval(done.change, done.member)
@@ -326,18 +332,20 @@ def _placement(m: service.StaffMember) -> dict[str, str | None]:
     response_model=s.EnrollmentCodeOut,
     responses=problems(409),
 )
-async def issue_enrollment_code(staff_id: UUID, request: Request, me: StaffManager) -> s.EnrollmentCodeOut:
+async def issue_enrollment_code(
+    staff_id: UUID, pool: PoolDep, client: ClientDep, me: StaffManager
+) -> s.EnrollmentCodeOut:
     """Issue a one-time TOTP enrollment code (shown once; replaces an earlier one) for an active member who
     has not enrolled. Whoever set the member's password may not (409): another administrator does, and
     hands it to the member, who signs in with it and the password to see their new TOTP secret."""
-    who, action, target = actor(request, me), "staff.enrollment_code.issue", ("staff", str(staff_id))
+    who, action, target = actor_of(me, client), "staff.enrollment_code.issue", ("staff", str(staff_id))
     try:
-        async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+        async with pool.connection() as conn, conn.transaction():
             issued = await service.issue_enrollment_code(conn, staff_id, issued_by=me.id)
             detail = {"expires_at": issued.expires_at.isoformat()}
             await audit.append(conn, who.event(action, target=target, detail=detail))
     except DomainError as refused:
-        await _refused(request, who, action, target, {}, refused)
+        await _refused(pool, who, action, target, {}, refused)
         raise
     return s.EnrollmentCodeOut(staff_id=staff_id, enrollment_code=issued.code, expires_at=issued.expires_at)
 
@@ -347,7 +355,7 @@ async def issue_enrollment_code(staff_id: UUID, request: Request, me: StaffManag
 
 @admin.get("/staff-changes", response_model=list[s.StaffChangeOut])
 async def list_staff_changes(
-    request: Request,
+    pool: PoolDep,
     me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))],
     change_status: Annotated[
         Literal["pending", "approved", "rejected"], Query(alias="status", description="which changes")
@@ -355,52 +363,58 @@ async def list_staff_changes(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[s.StaffChangeOut]:
     """Privileged changes in one status (pending by default), newest first."""
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with pool.connection() as conn:
         found = await changes.list_changes(conn, change_status, limit)
         return [change_out(c, await service.get_staff(conn, c.staff_id)) for c in found]
 
 
 @admin.get("/staff-changes/{change_id}", response_model=s.StaffChangeOut)
 async def read_staff_change(
-    change_id: UUID, request: Request, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
+    change_id: UUID, pool: PoolDep, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
 ) -> s.StaffChangeOut:
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with pool.connection() as conn:
         change = await changes.get_change(conn, change_id)
         return change_out(change, await service.get_staff(conn, change.staff_id))
 
 
-async def _decide(request: Request, me: Principal, change_id: UUID, verdict: str) -> s.StaffChangeOut:
-    who, action = actor(request, me), f"staff.change.{verdict}"
+async def _decide(
+    pool: AsyncConnectionPool, client: Client, me: Principal, change_id: UUID, verdict: str
+) -> s.StaffChangeOut:
+    who, action = actor_of(me, client), f"staff.change.{verdict}"
     decide = changes.approve if verdict == "approve" else changes.reject
     try:
-        async with request.app.state.runtime.pool.connection() as conn, conn.transaction():
+        async with pool.connection() as conn, conn.transaction():
             done = await decide(conn, change_id, actor=me.id)
             assert done.change is not None
             detail = _change_detail(done.change, done.member)
             await audit.append(conn, who.event(action, target=("staff", str(done.member.id)), detail=detail))
     except DomainError as refused:
-        await _refused(request, who, action, ("staff_change", str(change_id)), {}, refused)
+        await _refused(pool, who, action, ("staff_change", str(change_id)), {}, refused)
         raise
     return change_out(done.change, done.member)
 
 
 @admin.post("/staff-changes/{change_id}/approve", response_model=s.StaffChangeOut, responses=problems(409))
-async def approve_staff_change(change_id: UUID, request: Request, me: StaffManager) -> s.StaffChangeOut:
+async def approve_staff_change(
+    change_id: UUID, pool: PoolDep, client: ClientDep, me: StaffManager
+) -> s.StaffChangeOut:
     """Approve a pending change: it takes effect now. Not by whoever requested it, nor by the member it
     concerns (409); a change already decided is 409 too."""
-    return await _decide(request, me, change_id, "approve")
+    return await _decide(pool, client, me, change_id, "approve")
 
 
 @admin.post("/staff-changes/{change_id}/reject", response_model=s.StaffChangeOut, responses=problems(409))
-async def reject_staff_change(change_id: UUID, request: Request, me: StaffManager) -> s.StaffChangeOut:
+async def reject_staff_change(
+    change_id: UUID, pool: PoolDep, client: ClientDep, me: StaffManager
+) -> s.StaffChangeOut:
     """Reject a pending change (the requester may withdraw their own); a member waiting to be created ends
     ``rejected``."""
-    return await _decide(request, me, change_id, "reject")
+    return await _decide(pool, client, me, change_id, "reject")
 
 
 @admin.get("/audit/verify", response_model=s.AuditChainOut)
 async def verify_audit(
-    request: Request,
+    pool: PoolDep,
     me: Annotated[Principal, Depends(require(Permission.AUDIT_READ))],
     anchor: Annotated[
         list[Annotated[str, Field(json_schema_extra={"pattern": ANCHOR_PATTERN})]] | None,
@@ -412,7 +426,7 @@ async def verify_audit(
         anchors = [audit.Anchor.parse(text) for text in anchor or []]
     except ValueError:
         raise IdentityError("invalid_anchor") from None
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with pool.connection() as conn:
         report = await audit.verify(conn, anchors=anchors)
     return s.AuditChainOut(
         ok=report.ok, rows=report.rows, first_broken_seq=report.first_broken_seq, reason=report.reason,
