@@ -10,17 +10,19 @@ from datetime import timedelta
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Response, status
+from psycopg_pool import AsyncConnectionPool
 
+from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep
 from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
 from etcwallet.identity import customer_schemas as s
 from etcwallet.identity import customers as service
-from etcwallet.identity.authz import Permission, Principal, actor, require, require_customer
+from etcwallet.identity.authz import Permission, Principal, require, require_customer
 from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.ratelimit import Limit, hit
 from etcwallet.identity.sessions import IssuedTokens, Session
-from etcwallet.identity.sms import Purpose, SentCode
+from etcwallet.identity.sms import Purpose, SentCode, SmsDep
 from etcwallet.identity.stepup import STEP_UP_WINDOW
 from etcwallet.platform.idempotency import idempotent
 
@@ -39,25 +41,22 @@ KeyedMe = Annotated[Principal, Depends(idempotent(require_customer))]
 Freezer = Annotated[Principal, Depends(idempotent(require(Permission.CUSTOMERS_FREEZE)))]
 
 
-def _client(request: Request) -> service.Client:
-    who = actor(request)
-    return service.Client(who.ip, who.user_agent)
-
-
-async def _limit(request: Request, *keys: tuple[str, Limit]) -> None:
+async def _limit(pool: AsyncConnectionPool, *keys: tuple[str, Limit]) -> None:
     """Count this attempt against each key (each in its own transaction); 429 with Retry-After past a limit."""
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with pool.connection() as conn:
         for key, limit in keys:
             async with conn.transaction():
                 await hit(conn, key, limit)
 
 
-async def _auth_limits(request: Request, endpoint: str, phone: str | None = None) -> None:
-    ip = _client(request).ip
+async def _auth_limits(
+    pool: AsyncConnectionPool, client: Client, endpoint: str, phone: str | None = None
+) -> None:
+    ip = client.ip
     keys = [(f"customer-{endpoint}:ip:{ip}", AUTH_PER_IP)]
     if phone is not None:
         keys.append((f"customer-auth:phone:{phone}", AUTH_PER_PHONE))
-    await _limit(request, *keys)
+    await _limit(pool, *keys)
 
 
 def _tokens(t: IssuedTokens) -> s.TokensOut:
@@ -125,13 +124,13 @@ def _two_factor_out(t: service.TwoFactorState) -> s.TwoFactorOut:
     response_model=s.SmsCodeSentOut,
     responses=problems(403, 429),
 )
-async def request_sms_code(body: s.SmsCodeRequest, request: Request) -> s.SmsCodeSentOut:
+async def request_sms_code(
+    body: s.SmsCodeRequest, pool: PoolDep, keys: KeysDep, sms: SmsDep, client: ClientDep
+) -> s.SmsCodeSentOut:
     """Send a verification code; the answer is the same whether or not the number is registered."""
-    client = _client(request)
-    await _limit(request, (f"customer-sms:ip:{client.ip}", SMS_PER_IP))
-    rt = request.app.state.runtime
+    await _limit(pool, (f"customer-sms:ip:{client.ip}", SMS_PER_IP))
     sent = await service.request_code(
-        rt.pool, rt.sms, rt.keys.lookup_key, phone=body.phone, purpose=Purpose(body.purpose), client=client
+        pool, sms, keys.lookup_key, phone=body.phone, purpose=Purpose(body.purpose), client=client
     )
     return _sent_out(sent)
 
@@ -142,86 +141,84 @@ async def request_sms_code(body: s.SmsCodeRequest, request: Request) -> s.SmsCod
     response_model=s.RegisterOut,
     responses=problems(409, 429),
 )
-async def register(body: s.RegisterRequest, request: Request) -> s.RegisterOut:
+async def register(body: s.RegisterRequest, pool: PoolDep, keys: KeysDep, client: ClientDep) -> s.RegisterOut:
     """Open an account with phone, password and SMS code (purpose register); answers a signed-in session."""
-    await _auth_limits(request, "register", body.phone)
-    rt = request.app.state.runtime
+    await _auth_limits(pool, client, "register", body.phone)
     customer, tokens = await service.register(
-        rt.pool, rt.keys.lookup_key, phone=body.phone, password=body.password, sms_code=body.sms_code,
-        client=_client(request),
+        pool, keys.lookup_key, phone=body.phone, password=body.password, sms_code=body.sms_code,
+        client=client,
     )  # fmt: skip
     return s.RegisterOut(customer=_customer_out(customer), **_tokens(tokens).model_dump())
 
 
 @router.post("/login", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
-async def login(body: s.LoginRequest, request: Request) -> s.LoginOut:
+async def login(body: s.LoginRequest, pool: PoolDep, client: ClientDep) -> s.LoginOut:
     """Sign in with phone and password; answers tokens, or a ticket when a second factor is owed."""
-    await _auth_limits(request, "login", body.phone)
-    rt = request.app.state.runtime
-    result = await service.login_password(
-        rt.pool, phone=body.phone, password=body.password, client=_client(request)
-    )
+    await _auth_limits(pool, client, "login", body.phone)
+    result = await service.login_password(pool, phone=body.phone, password=body.password, client=client)
     return _sign_in_out(result)
 
 
 @router.post("/login/sms", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
-async def login_sms(body: s.SmsLoginRequest, request: Request) -> s.LoginOut:
+async def login_sms(body: s.SmsLoginRequest, pool: PoolDep, keys: KeysDep, client: ClientDep) -> s.LoginOut:
     """Sign in with an SMS code (purpose login) instead of the password."""
-    await _auth_limits(request, "login", body.phone)
-    rt = request.app.state.runtime
+    await _auth_limits(pool, client, "login", body.phone)
     result = await service.login_sms(
-        rt.pool, rt.keys.lookup_key, phone=body.phone, sms_code=body.sms_code, client=_client(request)
+        pool, keys.lookup_key, phone=body.phone, sms_code=body.sms_code, client=client
     )
     return _sign_in_out(result)
 
 
 @router.post("/login/totp", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
-async def login_totp(body: s.SecondFactorRequest, request: Request) -> s.LoginOut:
+async def login_totp(
+    body: s.SecondFactorRequest, pool: PoolDep, keys: KeysDep, client: ClientDep
+) -> s.LoginOut:
     """Finish a sign-in with the ticket and a TOTP code (or a one-time recovery code)."""
-    await _auth_limits(request, "second-factor")
-    rt = request.app.state.runtime
+    await _auth_limits(pool, client, "second-factor")
     tokens = await service.login_second_factor(
-        rt.pool,
-        rt.keys.cipher,
-        lookup_key=rt.keys.lookup_key,
+        pool,
+        keys.cipher,
+        lookup_key=keys.lookup_key,
         ticket=body.ticket,
         code=body.code,
-        client=_client(request),
+        client=client,
     )
     return s.LoginOut(status="signed_in", **_tokens(tokens).model_dump())
 
 
 @router.post("/password/forgot", response_model=s.PasswordChangedOut, responses=problems(401, 403, 423, 429))
-async def forgot_password(body: s.ForgotPasswordRequest, request: Request) -> s.PasswordChangedOut:
+async def forgot_password(
+    body: s.ForgotPasswordRequest, pool: PoolDep, keys: KeysDep, client: ClientDep
+) -> s.PasswordChangedOut:
     """Set a new password with an SMS code (purpose reset_password); every session ends."""
-    await _auth_limits(request, "forgot", body.phone)
-    rt = request.app.state.runtime
+    await _auth_limits(pool, client, "forgot", body.phone)
     ended = await service.reset_password(
-        rt.pool, rt.keys.lookup_key, phone=body.phone, sms_code=body.sms_code, new_password=body.new_password,
-        client=_client(request),
+        pool, keys.lookup_key, phone=body.phone, sms_code=body.sms_code, new_password=body.new_password,
+        client=client,
     )  # fmt: skip
     return s.PasswordChangedOut(sessions_ended=ended)
 
 
 @router.post("/auth/refresh", response_model=s.TokensOut, responses=problems(401, 403, 429))
-async def refresh(body: s.RefreshRequest, request: Request) -> s.TokensOut:
+async def refresh(body: s.RefreshRequest, pool: PoolDep, client: ClientDep) -> s.TokensOut:
     """Rotate the session's tokens: the old access and refresh tokens stop working."""
-    await _limit(request, (f"customer-refresh:ip:{_client(request).ip}", REFRESH_PER_IP))
-    tokens = await service.refresh(request.app.state.runtime.pool, body.refresh_token, _client(request))
+    await _limit(pool, (f"customer-refresh:ip:{client.ip}", REFRESH_PER_IP))
+    tokens = await service.refresh(pool, body.refresh_token, client)
     return _tokens(tokens)
 
 
 @router.post("/unfreeze", response_model=s.AccountStateOut, responses=problems(401, 403, 409, 423, 429))
-async def request_unfreeze(body: s.SelfUnfreezeRequest, request: Request) -> s.AccountStateOut:
+async def request_unfreeze(
+    body: s.SelfUnfreezeRequest, pool: PoolDep, keys: KeysDep, client: ClientDep
+) -> s.AccountStateOut:
     """Unfreeze an account you froze yourself (password + SMS code, purpose ``unfreeze``).
 
     An account frozen by staff answers 403 ``unfreeze_needs_staff``.
     """
-    await _auth_limits(request, "unfreeze", body.phone)
-    rt = request.app.state.runtime
+    await _auth_limits(pool, client, "unfreeze", body.phone)
     customer = await service.request_self_unfreeze(
-        rt.pool, rt.keys.lookup_key, phone=body.phone, password=body.password, sms_code=body.sms_code,
-        client=_client(request),
+        pool, keys.lookup_key, phone=body.phone, password=body.password, sms_code=body.sms_code,
+        client=client,
     )  # fmt: skip
     return _state_out(customer)
 
@@ -230,20 +227,17 @@ async def request_unfreeze(body: s.SelfUnfreezeRequest, request: Request) -> s.A
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(request: Request, me: Me) -> Response:
+async def logout(pool: PoolDep, client: ClientDep, me: Me) -> Response:
     """End this session."""
-    await service.logout(
-        request.app.state.runtime.pool, customer_id=me.id, session_id=me.session_id, client=_client(request)
-    )
+    await service.logout(pool, customer_id=me.id, session_id=me.session_id, client=client)
     return Response(status_code=204)
 
 
 @router.get("/me", response_model=s.MeOut, responses=problems(404))
-async def whoami(request: Request, me: Me) -> s.MeOut:
+async def whoami(pool: PoolDep, keys: KeysDep, me: Me) -> s.MeOut:
     """The signed-in customer's account, masked, with what is set up (profile, payment password, factors)."""
-    rt = request.app.state.runtime
-    async with rt.pool.connection() as conn:
-        d = await service.detail(conn, rt.keys.cipher, me.id)
+    async with pool.connection() as conn:
+        d = await service.detail(conn, keys.cipher, me.id)
     base = _customer_out(d.customer)
     return s.MeOut(
         **base.model_dump(), profile_set=d.profile is not None, payment_password=_pin_out(d.pin),
@@ -257,90 +251,87 @@ async def whoami(request: Request, me: Me) -> s.MeOut:
     response_model=s.SmsCodeSentOut,
     responses=problems(404, 409, 429),
 )
-async def request_own_sms_code(body: s.OwnSmsCodeRequest, request: Request, me: Me) -> s.SmsCodeSentOut:
+async def request_own_sms_code(
+    body: s.OwnSmsCodeRequest, pool: PoolDep, keys: KeysDep, sms: SmsDep, client: ClientDep, me: Me
+) -> s.SmsCodeSentOut:
     """Send a code to my own phone (payment password, profile change)."""
-    client = _client(request)
-    await _limit(request, (f"customer-sms:ip:{client.ip}", SMS_PER_IP))
-    rt = request.app.state.runtime
+    await _limit(pool, (f"customer-sms:ip:{client.ip}", SMS_PER_IP))
     sent = await service.request_own_code(
-        rt.pool, rt.sms, rt.keys.lookup_key, customer_id=me.id, purpose=Purpose(body.purpose), client=client
+        pool, sms, keys.lookup_key, customer_id=me.id, purpose=Purpose(body.purpose), client=client
     )
     return _sent_out(sent)
 
 
 @router.post("/me/password", response_model=s.PasswordChangedOut, responses=problems(404, 423, 429))
 async def change_password(
-    body: s.ChangePasswordRequest, request: Request, me: KeyedMe
+    body: s.ChangePasswordRequest, pool: PoolDep, client: ClientDep, me: KeyedMe
 ) -> s.PasswordChangedOut:
     """Change my password; every other session ends."""
-    await _limit(request, (f"customer-password:id:{me.id}", SENSITIVE_PER_CUSTOMER))
+    await _limit(pool, (f"customer-password:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     ended = await service.change_password(
-        request.app.state.runtime.pool, customer_id=me.id, session_id=me.session_id,
-        old_password=body.old_password, new_password=body.new_password, client=_client(request),
+        pool, customer_id=me.id, session_id=me.session_id,
+        old_password=body.old_password, new_password=body.new_password, client=client,
     )  # fmt: skip
     return s.PasswordChangedOut(sessions_ended=ended)
 
 
 @router.get("/me/sessions", response_model=list[s.SessionItemOut])
-async def list_sessions(request: Request, me: Me) -> list[s.SessionItemOut]:
+async def list_sessions(pool: PoolDep, me: Me) -> list[s.SessionItemOut]:
     """My signed-in devices, most recently used first; ``current`` marks this one."""
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with pool.connection() as conn:
         live = await service.list_sessions(conn, me.id)
     return [_session_out(x, me.session_id) for x in live]
 
 
 @router.delete("/me/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def end_session(session_id: UUID, request: Request, me: Me) -> Response:
+async def end_session(session_id: UUID, pool: PoolDep, client: ClientDep, me: Me) -> Response:
     """Sign one of my devices out (only my own: anything else is a 404)."""
-    await service.end_session(
-        request.app.state.runtime.pool, customer_id=me.id, session_id=session_id, client=_client(request)
-    )
+    await service.end_session(pool, customer_id=me.id, session_id=session_id, client=client)
     return Response(status_code=204)
 
 
 @router.get("/me/profile", response_model=s.ProfileOut, responses=problems(404))
-async def read_profile(request: Request, me: Me) -> s.ProfileOut:
+async def read_profile(pool: PoolDep, keys: KeysDep, me: Me) -> s.ProfileOut:
     """My real-name profile, masked (404 profile_missing when none is on file)."""
-    rt = request.app.state.runtime
-    async with rt.pool.connection() as conn:
-        profile = await service.get_profile(conn, rt.keys.cipher, me.id)
+    async with pool.connection() as conn:
+        profile = await service.get_profile(conn, keys.cipher, me.id)
     if profile is None:
         raise IdentityError("profile_missing")
     return _profile_out(profile)
 
 
 @router.put("/me/profile", response_model=s.ProfileOut, responses=problems(404, 409, 429))
-async def set_profile(body: s.ProfileRequest, request: Request, me: Me) -> s.ProfileOut:
+async def set_profile(
+    body: s.ProfileRequest, pool: PoolDep, keys: KeysDep, client: ClientDep, me: Me
+) -> s.ProfileOut:
     """Record my real name and ID (needs a fresh step-up, so that the answer cannot tell whether an ID number
     is someone else's); changing data already on file also needs an SMS code (purpose profile_change)."""
-    await _limit(request, (f"customer-profile:id:{me.id}", SENSITIVE_PER_CUSTOMER))
-    rt = request.app.state.runtime
+    await _limit(pool, (f"customer-profile:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     profile = await service.set_profile(
-        rt.pool, rt.keys, customer_id=me.id, name=body.name, id_type=body.id_type, id_number=body.id_number,
-        sms_code=body.sms_code, stepped_up=me.stepped_up_within(STEP_UP_WINDOW), client=_client(request),
+        pool, keys, customer_id=me.id, name=body.name, id_type=body.id_type, id_number=body.id_number,
+        sms_code=body.sms_code, stepped_up=me.stepped_up_within(STEP_UP_WINDOW), client=client,
     )  # fmt: skip
     return _profile_out(profile)
 
 
 @router.get("/me/payment-password", response_model=s.PaymentPasswordOut, responses=problems(404))
-async def payment_password_state(request: Request, me: Me) -> s.PaymentPasswordOut:
+async def payment_password_state(pool: PoolDep, me: Me) -> s.PaymentPasswordOut:
     """Whether my payment password is set or locked, and how many tries are left."""
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with pool.connection() as conn:
         return _pin_out(await service.pin_state(conn, me.id))
 
 
 @router.put("/me/payment-password", response_model=s.PaymentPasswordOut, responses=problems(404, 409, 429))
 async def set_payment_password(
-    body: s.PaymentPasswordSetRequest, request: Request, me: Me
+    body: s.PaymentPasswordSetRequest, pool: PoolDep, keys: KeysDep, client: ClientDep, me: Me
 ) -> s.PaymentPasswordOut:
     """Set my 6-digit payment password the first time, with an SMS code (purpose reset_payment_password)."""
-    await _limit(request, (f"customer-pin:id:{me.id}", SENSITIVE_PER_CUSTOMER))
-    rt = request.app.state.runtime
+    await _limit(pool, (f"customer-pin:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     await service.set_payment_password(
-        rt.pool, rt.keys.lookup_key, customer_id=me.id, pin=body.pin, sms_code=body.sms_code,
-        client=_client(request),
+        pool, keys.lookup_key, customer_id=me.id, pin=body.pin, sms_code=body.sms_code,
+        client=client,
     )  # fmt: skip
-    async with rt.pool.connection() as conn:
+    async with pool.connection() as conn:
         return _pin_out(await service.pin_state(conn, me.id))
 
 
@@ -348,10 +339,10 @@ async def set_payment_password(
     "/me/payment-password/verify", response_model=s.PinVerifiedOut, responses=problems(404, 409, 423)
 )
 async def verify_payment_password(
-    body: s.PaymentPasswordVerifyRequest, request: Request, me: Me
+    body: s.PaymentPasswordVerifyRequest, pool: PoolDep, client: ClientDep, me: Me
 ) -> s.PinVerifiedOut:
     """Check my payment password (5 wrong tries lock it)."""
-    await service.check_payment_password(request.app.state.runtime.pool, me.id, body.pin, _client(request))
+    await service.check_payment_password(pool, me.id, body.pin, client)
     return s.PinVerifiedOut()
 
 
@@ -359,26 +350,27 @@ async def verify_payment_password(
     "/me/payment-password/reset", response_model=s.PaymentPasswordOut, responses=problems(404, 409, 423, 429)
 )
 async def reset_payment_password(
-    body: s.PaymentPasswordResetRequest, request: Request, me: KeyedMe
+    body: s.PaymentPasswordResetRequest, pool: PoolDep, keys: KeysDep, client: ClientDep, me: KeyedMe
 ) -> s.PaymentPasswordOut:
     """Reset (and unlock) my payment password with an SMS code and the ID number of my real-name profile."""
-    await _limit(request, (f"customer-pin:id:{me.id}", SENSITIVE_PER_CUSTOMER))
-    rt = request.app.state.runtime
+    await _limit(pool, (f"customer-pin:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     await service.reset_payment_password(
-        rt.pool, rt.keys, customer_id=me.id, sms_code=body.sms_code, id_number=body.id_number,
-        new_pin=body.new_pin, client=_client(request),
+        pool, keys, customer_id=me.id, sms_code=body.sms_code, id_number=body.id_number,
+        new_pin=body.new_pin, client=client,
     )  # fmt: skip
-    async with rt.pool.connection() as conn:
+    async with pool.connection() as conn:
         return _pin_out(await service.pin_state(conn, me.id))
 
 
 @router.post("/me/freeze", response_model=s.AccountStateOut, responses=problems(409))
-async def freeze_self(request: Request, me: Me, body: s.SelfFreezeRequest | None = None) -> s.AccountStateOut:
+async def freeze_self(
+    pool: PoolDep, client: ClientDep, me: Me, body: s.SelfFreezeRequest | None = None
+) -> s.AccountStateOut:
     """Freeze my own account (lost phone, suspected fraud): every session ends; only staff can unfreeze."""
     reason = body.reason if body is not None and body.reason else service.SELF_FREEZE_REASON
     customer, ended = await service.freeze(
-        request.app.state.runtime.pool, customer_id=me.id, reason=reason, by=("customer", me.id),
-        client=_client(request),
+        pool, customer_id=me.id, reason=reason, by=("customer", me.id),
+        client=client,
     )  # fmt: skip
     return _state_out(customer, ended)
 
@@ -389,16 +381,15 @@ async def freeze_self(request: Request, me: Me, body: s.SelfFreezeRequest | None
 @router.get("/{customer_id}", response_model=s.StaffCustomerOut)
 async def read_customer(
     customer_id: UUID,
-    request: Request,
+    pool: PoolDep,
+    keys: KeysDep,
+    client: ClientDep,
     staff: Annotated[Principal, Depends(require(Permission.CUSTOMERS_READ))],
 ) -> s.StaffCustomerOut:
     """Support look-up of one customer: masked data only; the look-up itself is audited."""
-    rt = request.app.state.runtime
-    async with rt.pool.connection() as conn:
-        d = await service.detail(conn, rt.keys.cipher, customer_id)
-    await service.audit_staff_read(
-        rt.pool, staff_id=staff.id, customer_id=customer_id, client=_client(request)
-    )
+    async with pool.connection() as conn:
+        d = await service.detail(conn, keys.cipher, customer_id)
+    await service.audit_staff_read(pool, staff_id=staff.id, customer_id=customer_id, client=client)
     c = d.customer
     state = _state_out(c)
     return s.StaffCustomerOut(
@@ -413,13 +404,14 @@ async def read_customer(
 async def freeze_customer(
     customer_id: UUID,
     body: s.StaffFreezeRequest,
-    request: Request,
+    pool: PoolDep,
+    client: ClientDep,
     staff: Freezer,
 ) -> s.AccountStateOut:
     """Risk staff freeze an account with a reason the customer will be shown; every session ends."""
     customer, ended = await service.freeze(
-        request.app.state.runtime.pool, customer_id=customer_id, reason=body.reason, by=("staff", staff.id),
-        client=_client(request),
+        pool, customer_id=customer_id, reason=body.reason, by=("staff", staff.id),
+        client=client,
     )  # fmt: skip
     return _state_out(customer, ended)
 
@@ -427,11 +419,10 @@ async def freeze_customer(
 @router.post("/{customer_id}/unfreeze", response_model=s.AccountStateOut, responses=problems(409))
 async def unfreeze_customer(
     customer_id: UUID,
-    request: Request,
+    pool: PoolDep,
+    client: ClientDep,
     staff: Freezer,
 ) -> s.AccountStateOut:
     """Risk staff lift a freeze (and any sign-in lockout)."""
-    customer = await service.unfreeze(
-        request.app.state.runtime.pool, customer_id=customer_id, staff_id=staff.id, client=_client(request)
-    )
+    customer = await service.unfreeze(pool, customer_id=customer_id, staff_id=staff.id, client=client)
     return _state_out(customer)

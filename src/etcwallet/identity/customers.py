@@ -28,6 +28,7 @@ from psycopg.errors import UniqueViolation
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import FieldCipher, Keys, hash_token, keyed_hash, new_token
+from etcwallet.core.deps import Client as Client  # re-exported: where a request came from
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_free_text, mask_id_number, mask_name, mask_phone
 from etcwallet.identity import lockout, passkeys, sessions, sms, stepup, totp
@@ -55,14 +56,6 @@ SELF_FREEZE_REASON = "本人申请冻结"
 # Purposes a code is really sent for only when the phone is registered, and the one for when it is not.
 _NEEDS_ACCOUNT = frozenset({Purpose.LOGIN, Purpose.RESET_PASSWORD})
 _NEEDS_NO_ACCOUNT = frozenset({Purpose.REGISTER})
-
-
-@dataclass(frozen=True)
-class Client:
-    """Where a request came from: kept on the session and in the audit log."""
-
-    ip: str | None
-    user_agent: str | None
 
 
 @dataclass(frozen=True)
