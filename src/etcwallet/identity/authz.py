@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import hash_token
 from etcwallet.core.db import autocommit
-from etcwallet.core.deps import Client, ClientDep, get_client
+from etcwallet.core.deps import Client, ClientDep, get_client, get_pool
 from etcwallet.identity import sessions
 from etcwallet.identity.errors import IdentityError
 from etcwallet.platform.audit import Actor
@@ -246,7 +246,7 @@ def session_lookup(request: Request) -> SessionLookup:
     """The application's session look-up (one per process, created on first use)."""
     lookup: SessionLookup | None = getattr(request.app.state, "session_lookup", None)
     if lookup is None:
-        lookup = SessionLookup(request.app.state.runtime.pool)
+        lookup = SessionLookup(get_pool(request))
         request.app.state.session_lookup = lookup
     return lookup
 

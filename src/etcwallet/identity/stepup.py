@@ -25,6 +25,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import FieldCipher
+from etcwallet.core.deps import get_pool
 from etcwallet.identity import passkeys, sessions, sms, totp
 from etcwallet.identity.authz import Principal, load_principal
 from etcwallet.identity.errors import IdentityError
@@ -108,7 +109,7 @@ async def require_step_up(
     """Return if the caller's session proved a second factor within ``max_age``; else 403 step_up_required."""
     if principal.stepped_up_within(max_age):
         return
-    async with request.app.state.runtime.pool.connection() as conn:
+    async with get_pool(request).connection() as conn:
         factors = await accepted_factors(conn, principal.kind, principal.id)
     raise step_up_required(principal.kind, factors, max_age)
 
