@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
@@ -9,6 +10,7 @@ from uuid import uuid4
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+import etcwallet
 from etcwallet.core.deps import (
     Client,
     ClientDep,
@@ -33,6 +35,8 @@ from etcwallet.identity.authz import (
 )
 from etcwallet.identity.sms import SmsDep
 from etcwallet.platform.audit import Actor
+
+SRC = Path(etcwallet.__file__).parent
 
 
 def _app() -> tuple[FastAPI, dict[str, object]]:
@@ -141,3 +145,11 @@ def test_the_actor_dependencies_go_through_the_gates() -> None:
     with TestClient(app) as http:
         answer = http.get("/a").json()
     assert answer == {"who": str(customer_id), "customer": str(customer_id), "anyone": "anonymous"}
+
+
+def test_routes_ask_for_what_they_use_rather_than_reach_into_the_app_state() -> None:
+    """Route modules take the pool, keys… as dependencies (the gates and the fast lane read the state)."""
+    offenders = [
+        str(path.relative_to(SRC)) for path in sorted(SRC.rglob("*api.py")) if "app.state" in path.read_text()
+    ]
+    assert offenders == []
