@@ -7,8 +7,8 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
 
+import httpx
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 import etcwallet
 from etcwallet.core.deps import (
@@ -37,6 +37,11 @@ from etcwallet.identity.sms import SmsDep
 from etcwallet.platform.audit import Actor
 
 SRC = Path(etcwallet.__file__).parent
+
+
+def _http(app: FastAPI) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
 def _app() -> tuple[FastAPI, dict[str, object]]:
@@ -68,15 +73,15 @@ def _app() -> tuple[FastAPI, dict[str, object]]:
     return app, {**held, "seen": seen}
 
 
-def test_each_dependency_hands_over_what_the_application_holds() -> None:
+async def test_each_dependency_hands_over_what_the_application_holds() -> None:
     app, held = _app()
-    with TestClient(app) as http:
-        assert http.get("/all", headers={"user-agent": "etcw-test/1"}).status_code == 200
+    async with _http(app) as http:
+        assert (await http.get("/all", headers={"user-agent": "etcw-test/1"})).status_code == 200
     seen = held["seen"]
     assert isinstance(seen, dict)
     for name in ("pool", "ledger", "keys", "uow", "settings", "sms"):
         assert seen[name] is held[name], name
-    assert seen["client"] == Client("testclient", "etcw-test/1")
+    assert seen["client"] == Client("192.0.2.7", "etcw-test/1")
 
 
 def test_dependencies_add_no_parameter_to_the_api_document() -> None:
@@ -86,12 +91,12 @@ def test_dependencies_add_no_parameter_to_the_api_document() -> None:
     assert "requestBody" not in operation
 
 
-def test_a_test_may_override_one_dependency() -> None:
+async def test_a_test_may_override_one_dependency() -> None:
     app, held = _app()
     other = object()
     app.dependency_overrides[get_pool] = lambda: other
-    with TestClient(app) as http:
-        http.get("/all")
+    async with _http(app) as http:
+        await http.get("/all")
     seen = held["seen"]
     assert isinstance(seen, dict)
     assert seen["pool"] is other
@@ -116,7 +121,7 @@ def test_the_actor_of_a_principal_and_a_client() -> None:
     assert actor_of(staff, client) == Actor("staff", str(staff.id), "198.51.100.1", "ua")
 
 
-def test_the_actor_dependencies_go_through_the_gates() -> None:
+async def test_the_actor_dependencies_go_through_the_gates() -> None:
     """The authorization matrix recognises gates by name: each actor dependency must depend on one."""
     app = FastAPI()
     customer_id = uuid4()
@@ -142,8 +147,8 @@ def test_the_actor_dependencies_go_through_the_gates() -> None:
     assert {"load_principal", "require_customer", "require_staff"} <= names
     app.dependency_overrides[load_principal] = signed_in
     app.dependency_overrides[require_customer] = signed_in
-    with TestClient(app) as http:
-        answer = http.get("/a").json()
+    async with _http(app) as http:
+        answer = (await http.get("/a")).json()
     assert answer == {"who": str(customer_id), "customer": str(customer_id), "anyone": "anonymous"}
 
 
