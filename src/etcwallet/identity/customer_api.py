@@ -21,6 +21,7 @@ from etcwallet.identity import customers as service
 from etcwallet.identity.authz import Permission, Principal, require, require_customer
 from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.ratelimit import Limit, hit
+from etcwallet.identity.schemas import RefreshRequest
 from etcwallet.identity.sessions import IssuedTokens, Session
 from etcwallet.identity.sms import Purpose, SentCode, SmsDep
 from etcwallet.identity.stepup import STEP_UP_WINDOW
@@ -200,7 +201,7 @@ async def forgot_password(
 
 
 @router.post("/auth/refresh", response_model=s.TokensOut, responses=problems(401, 403, 429))
-async def refresh(body: s.RefreshRequest, pool: PoolDep, client: ClientDep) -> s.TokensOut:
+async def refresh(body: RefreshRequest, pool: PoolDep, client: ClientDep) -> s.TokensOut:
     """Rotate the session's tokens: the old access and refresh tokens stop working."""
     await _limit(pool, (f"customer-refresh:ip:{client.ip}", REFRESH_PER_IP))
     tokens = await service.refresh(pool, body.refresh_token, client)

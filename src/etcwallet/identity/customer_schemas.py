@@ -111,10 +111,6 @@ class SecondFactorRequest(RequestModel):
     code: Annotated[str, Field(min_length=6, max_length=16)]
 
 
-class RefreshRequest(RequestModel):
-    refresh_token: Annotated[str, Field(min_length=10, max_length=128)]
-
-
 class CustomerOut(BaseModel):
     id: UUID
     phone_masked: str
