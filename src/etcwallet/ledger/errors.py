@@ -5,7 +5,7 @@ A sentence may name a value in braces (``{max_batch}``), filled from the error's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from etcwallet.core.errors import DomainError
@@ -109,3 +109,9 @@ class LedgerError(DomainError):
         """The same refusal, numbered by its position in the caller's own submission."""
         extra = {k: v for k, v in self.extra.items() if k != "index"}
         return LedgerError(self.code, index=index, field=self.field, text=self.text, **extra)
+
+
+def chain_refusal(errors: Sequence[LedgerError]) -> LedgerError:
+    """The refusal to answer for a refused chain: the member that broke it. A resent chain whose members
+    were all refused as ``linked_event_failed`` before answers with the first of them."""
+    return next((e for e in errors if e.code != "linked_event_failed"), errors[0])

@@ -37,8 +37,8 @@ from etcwallet.ledger.engine import (
     apply_transfers,
     transfer_from_row,
 )
-from etcwallet.ledger.errors import LedgerError
-from etcwallet.ledger.types import Account, LedgerAction, PendingState, Transfer, TransferRequest
+from etcwallet.ledger.errors import LedgerError, chain_refusal
+from etcwallet.ledger.types import Account, LedgerAction, PendingState, Transfer, TransferRequest, chained
 from etcwallet.platform import audit, events
 from etcwallet.platform.audit import Actor, AuditEvent
 from etcwallet.platform.unit import Along, RetryState, along_writes, commit_statements, retrying
@@ -299,18 +299,14 @@ class Ledger:
         """Create transfers that succeed or fail together; the error names the index that failed."""
         if not requests:
             return []
-        last = len(requests) - 1
-        # New requests where the flag differs: the caller's objects stay as they were sent.
-        chain = [r if r.linked == (i < last) else replace(r, linked=i < last) for i, r in enumerate(requests)]
+        chain = chained(requests)
         about = _chain_audit(chain)
         if actor is not None:
             along = _audited(along, actor.event(LedgerAction.LINKED_CREATED, **about))
         results = await self._submit(chain, along)
         errors = [r for r in results if isinstance(r, LedgerError)]
         if errors:
-            # The member that broke the chain; a resent chain whose members were all refused as
-            # ``linked_event_failed`` before answers with the first of them.
-            error = next((e for e in errors if e.code != "linked_event_failed"), errors[0])
+            error = chain_refusal(errors)
             if actor is not None:
                 await self._audit_refusal(actor, LedgerAction.LINKED_CREATED, error, about)
             raise error

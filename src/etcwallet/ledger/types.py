@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -55,6 +56,17 @@ class TransferRequest:
     timeout_seconds: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     linked: bool = False
+
+
+def chained(requests: Sequence[TransferRequest], linked: bool = True) -> list[TransferRequest]:
+    """``requests`` as one linked chain (each linked to the next, the last to nothing), or, with
+    ``linked=False``, as independent transfers. Where the flag must change the request is copied: the
+    caller's objects stay as they were sent."""
+    last = len(requests) - 1
+    return [
+        r if r.linked == (linked and i < last) else replace(r, linked=linked and i < last)
+        for i, r in enumerate(requests)
+    ]
 
 
 class Transfer(NamedTuple):

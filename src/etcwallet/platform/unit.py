@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -37,8 +37,8 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.core.db import autocommit
 from etcwallet.core.errors import DomainError
 from etcwallet.ledger.engine import ExtraWrites, RetryBatch, apply_in_unit
-from etcwallet.ledger.errors import LedgerError
-from etcwallet.ledger.types import Transfer, TransferRequest
+from etcwallet.ledger.errors import LedgerError, chain_refusal
+from etcwallet.ledger.types import Transfer, TransferRequest, chained
 from etcwallet.platform import audit, events
 from etcwallet.platform.audit import AuditEvent
 from etcwallet.platform.events import Event
@@ -166,13 +166,13 @@ class Unit:
         if self.ledger_writes:
             await self._send(self.ledger_writes)
             self.ledger_writes = []
-        chain = [_with_link(r, linked and i < len(requests) - 1) for i, r in enumerate(requests)]
+        chain = chained(requests, linked)
         results, writes = await apply_in_unit(
             self.conn, chain, self.clock, extra_accounts=self.retry.extra_accounts
         )
         errors = [r for r in results if isinstance(r, LedgerError)]
         if errors:
-            raise next((e for e in errors if e.code != "linked_event_failed"), errors[0])
+            raise chain_refusal(errors)
         self.ledger_writes = writes
         return [r for r in results if isinstance(r, Transfer)]
 
@@ -195,10 +195,6 @@ class Unit:
     async def _send(self, statements: Sequence[str]) -> None:
         async with AsyncClientCursor(self.conn) as cur:
             await cur.execute("; ".join(statements))
-
-
-def _with_link(request: TransferRequest, linked: bool) -> TransferRequest:
-    return request if request.linked == linked else replace(request, linked=linked)
 
 
 class UnitOfWork:
