@@ -22,7 +22,6 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 GENESIS = bytes(32)
-AUDIT_LOCK_KEY = 0x45544357_41554449  # "ETCW" "AUDI": the advisory lock that orders appends (migration 0015)
 
 
 @dataclass(frozen=True)

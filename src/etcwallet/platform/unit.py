@@ -188,7 +188,7 @@ class Unit:
         """Send the ledger's writes, the events, the audit entries and ``COMMIT`` as one message."""
         async with AsyncClientCursor(self.conn) as cur:
             tail = [cur.mogrify(q, p) for q, p in commit_statements([], self.outbox, self.entries)]
-        await self._send([*self.ledger_writes, *tail, "COMMIT"])
+            await cur.execute("; ".join([*self.ledger_writes, *tail, "COMMIT"]))
         if self.outbox:
             events.committed()
 
