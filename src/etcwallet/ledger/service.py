@@ -327,7 +327,9 @@ class Ledger:
     async def _submit(self, requests: list[TransferRequest], along: Along | None = None) -> list[Result]:
         if not self._tasks:
             extra = along_writes([(along, range(len(requests)))]) if along is not None else None
-            return await self._apply_with_retry(requests, extra)
+            return await self._apply_with_retry(
+                requests, extra, wake=along is not None and bool(along.events)
+            )
         job = _Job(requests, asyncio.get_running_loop().create_future(), along)
         self._jobs.append(job)
         self._wakeup.set()
@@ -360,7 +362,8 @@ class Ledger:
                 offset += len(job.requests)
             extra_writes = along_writes(spans)
         try:
-            results = await self._apply_with_retry(flat, extra_writes)
+            wake = any(job.along is not None and job.along.events for job in jobs)
+            results = await self._apply_with_retry(flat, extra_writes, wake=wake)
         except Exception as exc:
             if len(jobs) == 1:
                 if not jobs[0].future.done():
@@ -386,8 +389,13 @@ class Ledger:
         requests: list[TransferRequest],
         extra_writes: ExtraWrites | None = None,
         audit_batch: Actor | None = None,
+        *,
+        wake: bool = False,
     ) -> list[Result]:
-        """Run a batch in its own transaction, again after a deadlock, a duplicate id or a late lock."""
+        """Run a batch in its own transaction, again after a deadlock, a duplicate id or a late lock.
+
+        ``wake``: rows carried along hold events, so this process's dispatcher is woken after the commit.
+        """
         bulk = len(requests) > BULK_THRESHOLD
         if audit_batch is not None and not bulk:
             extra_writes = _batch_audit_writes(audit_batch, requests)
@@ -421,8 +429,8 @@ class Ledger:
 
         started = time.perf_counter()
         results = await retrying(attempt)
-        if extra_writes is not None:
-            events.committed()  # rows carried along may hold events: wake this process's dispatcher
+        if wake:
+            events.committed()
         metrics.LEDGER_BATCH_SIZE.observe(len(requests))
         metrics.LEDGER_BATCH_SECONDS.observe(time.perf_counter() - started)
         created = sum(1 for r in results if isinstance(r, Transfer))
