@@ -19,7 +19,9 @@ down_revision = "0014_events"
 branch_labels = None
 depends_on = None
 
-AUDIT_LOCK_KEY = 0x45544357_41554449  # "ETCW" "AUDI": the chain's lock, the key Python's appends took before this function
+AUDIT_LOCK_KEY = (
+    0x45544357_41554449  # "ETCW" "AUDI": the chain's lock, the key Python's appends took before this function
+)
 
 
 def upgrade() -> None:
