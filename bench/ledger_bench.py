@@ -63,8 +63,9 @@ from etcwallet.core.privileges import (
     ensure_service_role,
     grant_service_privileges,
 )
-from etcwallet.identity import sessions, staff
 from etcwallet.identity.authz import Role
+from etcwallet.identity.sessions import service as sessions
+from etcwallet.identity.staff import service as staff
 from etcwallet.ledger.chart import AccountCode
 from etcwallet.ledger.service import AccountSpec, Ledger, wallet_spec
 from etcwallet.ledger.types import TransferRequest

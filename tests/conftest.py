@@ -44,8 +44,8 @@ from etcwallet.core.db import (
     with_user,
 )
 from etcwallet.core.privileges import SERVICE_ROLE, ensure_service_role
-from etcwallet.identity import staff
 from etcwallet.identity.authz import OUTLET_ROLES, Role
+from etcwallet.identity.staff import service as staff
 from etcwallet.ledger.service import Ledger
 
 get_settings.cache_clear()

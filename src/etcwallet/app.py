@@ -30,13 +30,13 @@ from etcwallet.core.http import HotRoutes
 from etcwallet.core.logging import configure_logging
 from etcwallet.core.openapi import document_problems
 from etcwallet.identity import jobs as identity_jobs
-from etcwallet.identity import totp
-from etcwallet.identity.customer_api import router as customer_router
+from etcwallet.identity.customers.api import router as customer_router
 from etcwallet.identity.dev_api import router as dev_router
-from etcwallet.identity.factors_api import router as factors_router
+from etcwallet.identity.factors import totp
+from etcwallet.identity.factors.api import router as factors_router
 from etcwallet.identity.sms import OutboxGateway, SmsGateway
-from etcwallet.identity.staff_api import admin as admin_router
-from etcwallet.identity.staff_api import router as staff_router
+from etcwallet.identity.staff.api import admin as admin_router
+from etcwallet.identity.staff.api import router as staff_router
 from etcwallet.ledger import jobs as ledger_jobs
 from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router

@@ -25,7 +25,7 @@ from etcwallet.platform.clients.types import ClientKind, Scope
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
-    from etcwallet.identity.staff import EnrollmentCode
+    from etcwallet.identity.staff.service import EnrollmentCode
 
 app = typer.Typer(
     help="etcwallet: ETC 发行、钱包与清分 · ETC issuance, wallet and clearing", no_args_is_help=True
@@ -176,8 +176,8 @@ def staff_create(
     """
     from etcwallet.app import keys_from
     from etcwallet.core.errors import DomainError
-    from etcwallet.identity import staff
     from etcwallet.identity.authz import Role
+    from etcwallet.identity.staff import service as staff
     from etcwallet.platform import audit
     from etcwallet.platform.audit import Actor
 
@@ -235,7 +235,7 @@ def staff_create(
 
 async def _issue_code(conn: AsyncConnection[Any], staff_id: UUID) -> EnrollmentCode:
     """Issue a TOTP enrollment code from the command line (audited as the system)."""
-    from etcwallet.identity import staff
+    from etcwallet.identity.staff import service as staff
     from etcwallet.platform import audit
     from etcwallet.platform.audit import Actor
 
@@ -264,7 +264,7 @@ def staff_enrollment_code(
     """Issue a new one-time TOTP enrollment code for a staff member who has not enrolled (bootstrap path:
     for example when no second administrator exists yet to issue it through the API)."""
     from etcwallet.core.errors import DomainError
-    from etcwallet.identity import staff
+    from etcwallet.identity.staff import service as staff
 
     async def run() -> EnrollmentCode:
         pool = await open_pool(_database_url(), 2)

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 from uuid import NAMESPACE_URL, uuid5
 
 from etcwallet.core.errors import DomainError
-from etcwallet.identity import staff, totp
 from etcwallet.identity.authz import Role
+from etcwallet.identity.factors import totp
+from etcwallet.identity.staff import service as staff
 from etcwallet.ledger.chart import TransferCode, platform_account_id
 from etcwallet.ledger.service import wallet_spec
 from etcwallet.ledger.types import TransferRequest

@@ -19,8 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.app import Runtime, create_app, keys_from
 from etcwallet.core.config import Settings
-from etcwallet.identity import sessions
 from etcwallet.identity.authz import Role
+from etcwallet.identity.sessions import service as sessions
 from etcwallet.ledger.service import Ledger
 
 

@@ -39,8 +39,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.identity import sessions, staff
 from etcwallet.identity.authz import OUTLET_ROLES, ROLE_PERMISSIONS, Permission, Role
+from etcwallet.identity.sessions import service as sessions
+from etcwallet.identity.staff import service as staff
 from etcwallet.platform.audit import Actor
 from etcwallet.platform.clients import service as clients
 from etcwallet.platform.clients.gate import MachineGate

@@ -207,7 +207,7 @@ async def open_session(
     pool: Any, customer_id: Any, *, stepped_up: bool = False
 ) -> tuple[dict[str, str], Any]:
     """A fresh session for the customer: (Authorization headers, session id)."""
-    from etcwallet.identity import sessions
+    from etcwallet.identity.sessions import service as sessions
 
     async with pool.connection() as conn:
         tokens = await sessions.create(conn, "customer", customer_id, ip="10.0.0.1", user_agent="pytest")

@@ -10,8 +10,8 @@ import httpx
 import pyotp
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.identity import staff
 from etcwallet.identity.authz import Role
+from etcwallet.identity.staff import service as staff
 from tests.conftest import STAFF_PASSWORD, STAFF_SECRETS, app_pool, bootstrap_enrollment_code
 from tests.idempotency_keys import keyed
 

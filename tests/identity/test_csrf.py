@@ -8,8 +8,8 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.identity import sessions
-from etcwallet.identity.sessions import IssuedTokens
+from etcwallet.identity.sessions import service as sessions
+from etcwallet.identity.sessions.service import IssuedTokens
 
 from .customer_helpers import BASE, assert_problem, new_phone
 

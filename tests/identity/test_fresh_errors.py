@@ -27,8 +27,9 @@ from etcwallet.app import Runtime, create_app
 from etcwallet.core.config import Settings
 from etcwallet.core.crypto import Keys
 from etcwallet.core.errors import DomainError, domain_problem
-from etcwallet.identity import customers, staff
+from etcwallet.identity.customers import service as customers
 from etcwallet.identity.errors import IDENTITY_ERRORS, IdentityError
+from etcwallet.identity.staff import service as staff
 from etcwallet.ledger.errors import LEDGER_ERRORS, LedgerError
 from tests.identity.customer_helpers import new_phone
 

@@ -24,9 +24,9 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.core.crypto import Keys
 from etcwallet.core.db import open_pool
 from etcwallet.core.errors import DomainError
-from etcwallet.identity import staff
 from etcwallet.identity.authz import Role
 from etcwallet.identity.passwords import verify_secret
+from etcwallet.identity.staff import service as staff
 from etcwallet.platform import audit
 from etcwallet.platform.audit import GENESIS, AuditEvent
 from tests.conftest import STAFF_PASSWORD, StaffFactory

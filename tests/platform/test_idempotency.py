@@ -26,8 +26,10 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.core.crypto import Keys
 from etcwallet.core.db import autocommit
 from etcwallet.core.errors import DomainError, install_handlers
-from etcwallet.identity import housekeeping, sessions, staff
+from etcwallet.identity import housekeeping
 from etcwallet.identity.authz import Role
+from etcwallet.identity.sessions import service as sessions
+from etcwallet.identity.staff import service as staff
 from etcwallet.platform import idempotency
 from etcwallet.platform.idempotency import HEADER, REPLAYED_HEADER, Answer, Busy, Claim, Policy
 from tests.conftest import STAFF_PASSWORD

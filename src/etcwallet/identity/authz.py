@@ -22,8 +22,8 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.core.crypto import hash_token
 from etcwallet.core.db import autocommit
 from etcwallet.core.deps import Client, ClientDep, get_client, get_pool
-from etcwallet.identity import sessions
 from etcwallet.identity.errors import IdentityError
+from etcwallet.identity.sessions import service as sessions
 from etcwallet.platform.audit import Actor
 
 

@@ -22,10 +22,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import FieldCipher, hash_token, new_token
 from etcwallet.core.errors import DomainError, InvalidValue
-from etcwallet.identity import lockout, sessions, totp
+from etcwallet.identity import lockout
 from etcwallet.identity.authz import OUTLET_ROLES, Principal, Role, refresh_token_reused, unauthenticated
 from etcwallet.identity.errors import IdentityError
+from etcwallet.identity.factors import totp
 from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
+from etcwallet.identity.sessions import service as sessions
 from etcwallet.identity.validators import validate_password
 from etcwallet.platform import audit
 from etcwallet.platform.audit import Actor, AuditEvent

@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 
 from etcwallet.core.schemas import RequestModel
 from etcwallet.identity.authz import Role
-from etcwallet.identity.sessions import IssuedTokens
+from etcwallet.identity.factors.schemas import TotpEnrollmentOut
+from etcwallet.identity.sessions.schemas import SessionOut
 from etcwallet.identity.validators import PASSWORD_MAX, PASSWORD_MIN, PASSWORD_PATTERN, PASSWORD_RULES
 
 Username = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[a-z][a-z0-9_.\-]*$")]
@@ -105,13 +106,6 @@ class StaffPasswordLogin(RequestModel):
     ] = None  # fmt: skip
 
 
-class TotpEnrollmentOut(BaseModel):
-    otpauth_uri: str
-    secret: str
-    qr_svg: str
-    qr_png_base64: str
-
-
 class LoginStepOut(BaseModel):
     """Password accepted: send the TOTP code with this ticket (enroll first if ``totp_enrollment`` is set)."""
 
@@ -126,37 +120,6 @@ class SecondFactorLogin(RequestModel):
     code: Annotated[str, Field(min_length=6, max_length=16)]
 
 
-class SessionOut(BaseModel):
-    """A new session's tokens, shown once: only their hashes are stored."""
-
-    access_token: str
-    refresh_token: str
-    csrf_token: str
-    token_type: Literal["Bearer"] = "Bearer"
-    expires_at: datetime
-    absolute_expires_at: datetime
-
-    @classmethod
-    def of(cls, t: IssuedTokens) -> SessionOut:
-        return cls(
-            access_token=t.access_token, refresh_token=t.refresh_token, csrf_token=t.csrf_token,
-            expires_at=t.expires_at, absolute_expires_at=t.absolute_expires_at,
-        )  # fmt: skip
-
-
 class StaffSessionOut(SessionOut):
     staff: StaffOut
     recovery_codes: list[str] | None = None
-
-
-class RefreshRequest(RequestModel):
-    refresh_token: Annotated[str, Field(min_length=10, max_length=128)]
-
-
-class AuditChainOut(BaseModel):
-    ok: bool
-    rows: int
-    first_broken_seq: int | None
-    reason: str | None
-    head_seq: int | None = Field(description="the last row that verified: record it with head_hash elsewhere")
-    head_hash: str | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from psycopg_pool import AsyncConnectionPool
 
-from .customer_helpers import (
+from tests.identity.customer_helpers import (
     BASE,
     assert_problem,
     new_resident_id,

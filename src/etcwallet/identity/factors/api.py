@@ -28,12 +28,15 @@ from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
 from etcwallet.core.schemas import RequestModel
-from etcwallet.identity import customers, passkeys, sessions, stepup, totp
 from etcwallet.identity.authz import Principal, actor_of, require_customer
-from etcwallet.identity.customer_schemas import LoginTicket
+from etcwallet.identity.customers import service as customers
+from etcwallet.identity.customers.schemas import LoginTicket
 from etcwallet.identity.errors import IdentityError
+from etcwallet.identity.factors import passkeys, stepup, totp
+from etcwallet.identity.factors.schemas import TotpEnrollmentOut
 from etcwallet.identity.ratelimit import Limit, hit
-from etcwallet.identity.schemas import SessionOut, TotpEnrollmentOut
+from etcwallet.identity.sessions import service as sessions
+from etcwallet.identity.sessions.schemas import SessionOut
 from etcwallet.identity.sms import SmsDep
 from etcwallet.identity.validators import validate_mobile
 from etcwallet.platform import audit

@@ -26,10 +26,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import FieldCipher
 from etcwallet.core.deps import get_pool
-from etcwallet.identity import passkeys, sessions, sms, totp
+from etcwallet.identity import sms
 from etcwallet.identity.authz import Principal, load_principal
 from etcwallet.identity.errors import IdentityError
+from etcwallet.identity.factors import passkeys, totp
 from etcwallet.identity.ratelimit import Limit, hit
+from etcwallet.identity.sessions import service as sessions
 from etcwallet.platform import audit
 from etcwallet.platform.audit import Actor
 

@@ -16,8 +16,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.identity import lockout
-
-from .customer_helpers import login, new_phone, register, scalar
+from tests.identity.customer_helpers import login, new_phone, register, scalar
 
 WRONG = "Wrong-pass-123"
 CONCURRENT = 16

@@ -50,8 +50,8 @@ from webauthn.helpers.structs import (
 )
 
 from etcwallet.core.crypto import keyed_hash
-from etcwallet.identity import sessions
 from etcwallet.identity.errors import IdentityError
+from etcwallet.identity.sessions import service as sessions
 from etcwallet.platform import audit
 from etcwallet.platform.audit import Actor
 

@@ -15,9 +15,7 @@ from pydantic import Field
 from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep
 from etcwallet.core.errors import DomainError
 from etcwallet.core.openapi import problems
-from etcwallet.identity import schemas as s
-from etcwallet.identity import staff as service
-from etcwallet.identity import staff_changes as changes
+from etcwallet.identity.audit.schemas import AuditChainOut
 from etcwallet.identity.authz import (
     ROLE_NAMES,
     Permission,
@@ -27,7 +25,11 @@ from etcwallet.identity.authz import (
     require_staff,
 )
 from etcwallet.identity.errors import IdentityError
+from etcwallet.identity.factors.schemas import TotpEnrollmentOut
 from etcwallet.identity.ratelimit import Limit, hit
+from etcwallet.identity.sessions.schemas import RefreshRequest, SessionOut
+from etcwallet.identity.staff import changes, service
+from etcwallet.identity.staff import schemas as s
 from etcwallet.platform import audit
 from etcwallet.platform.audit import Actor, AuditEvent
 from etcwallet.platform.idempotency import idempotent
@@ -88,7 +90,7 @@ async def login(
     enrollment = None
     if step.enrollment is not None:
         e = step.enrollment
-        enrollment = s.TotpEnrollmentOut(
+        enrollment = TotpEnrollmentOut(
             otpauth_uri=e.otpauth_uri, secret=e.secret, qr_svg=e.qr_svg, qr_png_base64=e.qr_png_base64
         )
     return s.LoginStepOut(
@@ -115,17 +117,17 @@ async def login_totp(
     )
     t = done.tokens
     return s.StaffSessionOut(
-        **s.SessionOut.of(t).model_dump(), staff=staff_out(done.staff), recovery_codes=done.recovery_codes
+        **SessionOut.of(t).model_dump(), staff=staff_out(done.staff), recovery_codes=done.recovery_codes
     )
 
 
-@router.post("/auth/refresh", response_model=s.SessionOut, responses=problems(401, 403, 429))
-async def refresh(body: s.RefreshRequest, pool: PoolDep, client: ClientDep) -> s.SessionOut:
+@router.post("/auth/refresh", response_model=SessionOut, responses=problems(401, 403, 429))
+async def refresh(body: RefreshRequest, pool: PoolDep, client: ClientDep) -> SessionOut:
     """Rotate the session's tokens; the old pair stops working."""
     who = actor_of(None, client)
     await _limit(pool, (f"staff-refresh:ip:{who.ip}", LOGIN_PER_IP))
     tokens = await service.refresh_session(pool, body.refresh_token, ip=who.ip, ua=who.user_agent)
-    return s.SessionOut.of(tokens)
+    return SessionOut.of(tokens)
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -412,7 +414,7 @@ async def reject_staff_change(
     return await _decide(pool, client, me, change_id, "reject")
 
 
-@admin.get("/audit/verify", response_model=s.AuditChainOut)
+@admin.get("/audit/verify", response_model=AuditChainOut)
 async def verify_audit(
     pool: PoolDep,
     me: Annotated[Principal, Depends(require(Permission.AUDIT_READ))],
@@ -420,7 +422,7 @@ async def verify_audit(
         list[Annotated[str, Field(json_schema_extra={"pattern": ANCHOR_PATTERN})]] | None,
         Query(description="SEQ:HASH of a row recorded earlier (repeatable)", max_length=100),
     ] = None,
-) -> s.AuditChainOut:
+) -> AuditChainOut:
     """Walk the audit chain and name the first broken row, if any; answer the head to anchor next time."""
     try:
         anchors = [audit.Anchor.parse(text) for text in anchor or []]
@@ -428,7 +430,7 @@ async def verify_audit(
         raise IdentityError("invalid_anchor") from None
     async with pool.connection() as conn:
         report = await audit.verify(conn, anchors=anchors)
-    return s.AuditChainOut(
+    return AuditChainOut(
         ok=report.ok, rows=report.rows, first_broken_seq=report.first_broken_seq, reason=report.reason,
         head_seq=report.head_seq, head_hash=report.head_hash,
     )  # fmt: skip

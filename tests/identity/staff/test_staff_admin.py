@@ -19,9 +19,12 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
-from etcwallet.identity import lockout, sessions, staff, staff_api
+from etcwallet.identity import lockout
 from etcwallet.identity.authz import OUTLET_ROLES, ROLE_NAMES, Role
 from etcwallet.identity.ratelimit import Limit
+from etcwallet.identity.sessions import service as sessions
+from etcwallet.identity.staff import api as staff_api
+from etcwallet.identity.staff import service as staff
 from tests.conftest import (
     STAFF_PASSWORD,
     STAFF_SECRETS,

@@ -25,10 +25,10 @@ from uuid import UUID, uuid4
 
 from psycopg import AsyncConnection
 
-from etcwallet.identity import staff
 from etcwallet.identity.authz import OUTLET_ROLES, Role
 from etcwallet.identity.errors import IdentityError
-from etcwallet.identity.staff import StaffMember
+from etcwallet.identity.staff import service as staff
+from etcwallet.identity.staff.service import StaffMember
 
 PRIVILEGED_ROLES = frozenset({Role.FINANCE, Role.ADMINISTRATOR})
 """Roles whose granting or taking waits for a second administrator."""

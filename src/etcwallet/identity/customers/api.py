@@ -16,15 +16,15 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep
 from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
-from etcwallet.identity import customer_schemas as s
-from etcwallet.identity import customers as service
 from etcwallet.identity.authz import Permission, Principal, require, require_customer
+from etcwallet.identity.customers import schemas as s
+from etcwallet.identity.customers import service
 from etcwallet.identity.errors import IdentityError
+from etcwallet.identity.factors.stepup import STEP_UP_WINDOW
 from etcwallet.identity.ratelimit import Limit, hit
-from etcwallet.identity.schemas import RefreshRequest
-from etcwallet.identity.sessions import IssuedTokens, Session
+from etcwallet.identity.sessions.schemas import RefreshRequest
+from etcwallet.identity.sessions.service import IssuedTokens, Session
 from etcwallet.identity.sms import Purpose, SentCode, SmsDep
-from etcwallet.identity.stepup import STEP_UP_WINDOW
 from etcwallet.platform.idempotency import idempotent
 
 router = APIRouter(prefix="/api/v1/customers", tags=["customers"])

@@ -31,10 +31,12 @@ from etcwallet.core.crypto import FieldCipher, Keys, hash_token, keyed_hash, new
 from etcwallet.core.deps import Client as Client  # re-exported: where a request came from
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_free_text, mask_id_number, mask_name, mask_phone
-from etcwallet.identity import lockout, passkeys, sessions, sms, stepup, totp
+from etcwallet.identity import lockout, sms
 from etcwallet.identity.authz import refresh_token_reused, unauthenticated
 from etcwallet.identity.errors import IdentityError
+from etcwallet.identity.factors import passkeys, stepup, totp
 from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
+from etcwallet.identity.sessions import service as sessions
 from etcwallet.identity.sms import Purpose, SentCode, SmsGateway
 from etcwallet.identity.validators import (
     validate_password,

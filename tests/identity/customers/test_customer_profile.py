@@ -11,15 +11,14 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.app import Runtime
 from etcwallet.core.crypto import keyed_hash
 from etcwallet.core.masking import mask_id_number
-from etcwallet.identity.customers import (
+from etcwallet.identity.customers.service import (
     ID_NUMBER_CONTEXT,
     NAME_CONTEXT,
     find_customer_by_id_number,
     verify_payment_password,
 )
 from tests.idempotency_keys import keyed
-
-from .customer_helpers import (
+from tests.identity.customer_helpers import (
     BASE,
     EN,
     assert_problem,

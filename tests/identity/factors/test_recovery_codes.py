@@ -9,7 +9,7 @@ from uuid import uuid4
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.app import Runtime
-from etcwallet.identity import totp
+from etcwallet.identity.factors import totp
 
 
 async def stored_hashes(pool: AsyncConnectionPool, principal_id: object) -> set[bytes]:

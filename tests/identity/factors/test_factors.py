@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI
 
 from etcwallet.core.errors import install_handlers
 from etcwallet.identity.authz import Principal
-from etcwallet.identity.stepup import stepped_up
+from etcwallet.identity.factors.stepup import stepped_up
 from tests.idempotency_keys import keyed
 from tests.identity.software_authenticator import make_customer, open_session
 

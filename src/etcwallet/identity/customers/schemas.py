@@ -10,7 +10,8 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from etcwallet.core.errors import InvalidValue
 from etcwallet.core.schemas import RequestModel
-from etcwallet.identity.schemas import NewPassword, Password, SessionOut
+from etcwallet.identity.sessions.schemas import SessionOut
+from etcwallet.identity.staff.schemas import NewPassword, Password
 from etcwallet.identity.validators import (
     MOBILE_PATTERN,
     validate_mobile,

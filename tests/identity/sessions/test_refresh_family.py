@@ -9,8 +9,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.identity import housekeeping
-
-from .customer_helpers import BASE, assert_problem, bearer, register, scalar, sign_in
+from tests.identity.customer_helpers import BASE, assert_problem, bearer, register, scalar, sign_in
 
 
 async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:

@@ -15,12 +15,13 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.app import Runtime
-from etcwallet.identity import customer_api, lockout, passwords, totp
+from etcwallet.identity import lockout, passwords
+from etcwallet.identity.customers import api as customer_api
+from etcwallet.identity.factors import totp
 from etcwallet.identity.passwords import hash_secret
 from etcwallet.identity.ratelimit import Limit
 from tests.idempotency_keys import keyed
-
-from .customer_helpers import (
+from tests.identity.customer_helpers import (
     BASE,
     EN,
     PASSWORD,

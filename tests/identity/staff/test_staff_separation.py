@@ -26,8 +26,10 @@ from etcwallet.app import Runtime, create_app
 from etcwallet.core.crypto import Keys
 from etcwallet.core.db import open_pool
 from etcwallet.core.errors import DomainError
-from etcwallet.identity import sessions, staff, staff_changes
 from etcwallet.identity.authz import Role
+from etcwallet.identity.sessions import service as sessions
+from etcwallet.identity.staff import changes as staff_changes
+from etcwallet.identity.staff import service as staff
 from etcwallet.ledger.service import Ledger
 from tests.conftest import STAFF_PASSWORD, StaffFactory
 from tests.idempotency_keys import keyed

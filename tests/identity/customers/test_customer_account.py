@@ -9,8 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.identity.authz import Role
 from tests.idempotency_keys import keyed
-
-from .customer_helpers import (
+from tests.identity.customer_helpers import (
     BASE,
     EN,
     assert_problem,
