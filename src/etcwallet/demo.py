@@ -57,9 +57,13 @@ async def load_demo_data(runtime: Runtime) -> None:
         for username, display, role, outlet in DEMO_STAFF:
             try:
                 await staff.create_staff(
-                    conn, username=username, display_name=display, password=DEMO_STAFF_PASSWORD, role=role,
+                    conn,
+                    username=username,
+                    display_name=display,
+                    password=DEMO_STAFF_PASSWORD,
+                    role=role,
                     outlet_id=outlets[outlet] if outlet else None,
-                )  # fmt: skip
+                )
             except DomainError as exc:
                 if exc.code != "username_taken":
                     raise
@@ -70,10 +74,11 @@ async def load_demo_data(runtime: Runtime) -> None:
     log.info(
         "demo staff",
         extra={
-            "usernames": [s[0] for s in DEMO_STAFF], "password": DEMO_STAFF_PASSWORD,
+            "usernames": [s[0] for s in DEMO_STAFF],
+            "password": DEMO_STAFF_PASSWORD,
             "enrollment_codes": enrollment_codes,
         },
-    )  # fmt: skip
+    )
 
     cash = platform_account_id("clearing.cash")
     for name, amount in DEMO_CUSTOMERS.items():

@@ -231,10 +231,18 @@ class EmbeddedPostgres:
         if not (self.pgdata / "PG_VERSION").exists():
             log.info("initialising a PostgreSQL cluster", extra={"pgdata": str(self.pgdata)})
             self._run(
-                [str(bin_dir() / "initdb"), "-D", str(self.pgdata), "--auth=trust", "--auth-local=trust",
-                 "--encoding=utf8", "-U", SUPERUSER],
+                [
+                    str(bin_dir() / "initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "--auth=trust",
+                    "--auth-local=trust",
+                    "--encoding=utf8",
+                    "-U",
+                    SUPERUSER,
+                ],
                 timeout=120,
-            )  # fmt: skip
+            )
 
     def _prepare_for_system_user(self) -> None:
         import pwd
@@ -264,9 +272,19 @@ class EmbeddedPostgres:
             (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
         socket_dir = self._socket_dir()
         self._pg_ctl(
-            ["start", "-w", "-t", str(START_TIMEOUT_SECONDS), "-l", str(self.pgdata / "log"),
-             "-o", '-h ""', "-o", f"-k {socket_dir}"],
-        )  # fmt: skip
+            [
+                "start",
+                "-w",
+                "-t",
+                str(START_TIMEOUT_SECONDS),
+                "-l",
+                str(self.pgdata / "log"),
+                "-o",
+                '-h ""',
+                "-o",
+                f"-k {socket_dir}",
+            ],
+        )
         log.info("PostgreSQL started", extra={"pgdata": str(self.pgdata)})
         return self._wait_ready()
 
@@ -310,9 +328,14 @@ class EmbeddedPostgres:
         # stdin/stdout/stderr to files or nowhere: pg_ctl's server keeps inherited pipes open forever.
         with tempfile.TemporaryFile("w+") as output:
             done = subprocess.run(
-                command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, timeout=timeout,
-                check=False, **kwargs,
-            )  # fmt: skip
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+                **kwargs,
+            )
             if done.returncode != 0:
                 output.seek(0)
                 raise EmbeddedServerError(

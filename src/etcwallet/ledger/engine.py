@@ -57,9 +57,23 @@ TRANSFER_COLUMNS = (
 )
 _INSERT_COLUMNS = pgcopy.COLUMNS
 _INSERT_TYPES = [
-    "uuid", "text", "uuid", "uuid", "int8", "text", "text", "uuid", "int4", "timestamptz", "jsonb",
-    "timestamptz", "int8", "int8", "int8", "int8",
-]  # fmt: skip
+    "uuid",
+    "text",
+    "uuid",
+    "uuid",
+    "int8",
+    "text",
+    "text",
+    "uuid",
+    "int4",
+    "timestamptz",
+    "jsonb",
+    "timestamptz",
+    "int8",
+    "int8",
+    "int8",
+    "int8",
+]
 _COPY_TRANSFERS = f"COPY ledger_transfers ({_INSERT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 # Small batches send their rows as one JSON document: json.dumps is C, psycopg's array dumpers are not.
 _JSON_INSERT = (
@@ -182,9 +196,17 @@ RequestKey = tuple[Any, ...]
 
 def _request_key(req: TransferRequest) -> RequestKey:
     return (
-        req.kind.value, req.debit_account_id, req.credit_account_id, req.amount, req.currency, req.code,
-        req.pending_id, req.timeout_seconds, req.metadata, req.linked,
-    )  # fmt: skip
+        req.kind.value,
+        req.debit_account_id,
+        req.credit_account_id,
+        req.amount,
+        req.currency,
+        req.code,
+        req.pending_id,
+        req.timeout_seconds,
+        req.metadata,
+        req.linked,
+    )
 
 
 @dataclass(slots=True, frozen=True)
@@ -214,10 +236,21 @@ class _Refusal:
 
 def _refusal_row(req: TransferRequest, refusal: _Refusal) -> list[Any]:
     return [
-        str(req.id), req.kind.value, _str(req.debit_account_id), _str(req.credit_account_id), req.amount,
-        req.currency, req.code, _str(req.pending_id), req.timeout_seconds, req.metadata, req.linked,
-        refusal.code, refusal.field, refusal.details,
-    ]  # fmt: skip
+        str(req.id),
+        req.kind.value,
+        _str(req.debit_account_id),
+        _str(req.credit_account_id),
+        req.amount,
+        req.currency,
+        req.code,
+        _str(req.pending_id),
+        req.timeout_seconds,
+        req.metadata,
+        req.linked,
+        refusal.code,
+        refusal.field,
+        refusal.details,
+    ]
 
 
 def _str(value: UUID | None) -> str | None:
@@ -510,11 +543,23 @@ def _int_array(values: Iterable[int]) -> str:
 
 def _json_row(t: Transfer, created_at: str) -> list[Any]:
     return [
-        str(t.id), t.kind.value, str(t.debit_account_id), str(t.credit_account_id), t.amount, t.currency,
-        t.code, str(t.pending_id) if t.pending_id else None, t.timeout_seconds,
-        t.expires_at.isoformat() if t.expires_at else None, t.metadata, created_at,
-        t.debit_debits_after, t.debit_credits_after, t.credit_debits_after, t.credit_credits_after,
-    ]  # fmt: skip
+        str(t.id),
+        t.kind.value,
+        str(t.debit_account_id),
+        str(t.credit_account_id),
+        t.amount,
+        t.currency,
+        t.code,
+        str(t.pending_id) if t.pending_id else None,
+        t.timeout_seconds,
+        t.expires_at.isoformat() if t.expires_at else None,
+        t.metadata,
+        created_at,
+        t.debit_debits_after,
+        t.debit_credits_after,
+        t.credit_debits_after,
+        t.credit_credits_after,
+    ]
 
 
 class _Statements:
@@ -886,10 +931,18 @@ async def _write_state(db: _Statements, batch: _Batch) -> None:
     new_pendings = [p for p in batch.pendings.values() if p.new]
     if new_pendings:
         holds = [
-            [str(p.id), str(p.debit), str(p.credit), p.amount, _iso(p.expires_at), p.state.value,
-             str(p.resolved_by) if p.resolved_by else None, _iso(p.resolved_at)]
+            [
+                str(p.id),
+                str(p.debit),
+                str(p.credit),
+                p.amount,
+                _iso(p.expires_at),
+                p.state.value,
+                str(p.resolved_by) if p.resolved_by else None,
+                _iso(p.resolved_at),
+            ]
             for p in new_pendings
-        ]  # fmt: skip
+        ]
         await db.write(
             "INSERT INTO ledger_pending (id, debit_account_id, credit_account_id, amount, expires_at, state, "
             "resolved_by, resolved_at) SELECT (h->>0)::uuid, (h->>1)::uuid, (h->>2)::uuid, (h->>3)::bigint, "
@@ -900,10 +953,14 @@ async def _write_state(db: _Statements, batch: _Batch) -> None:
     resolved = [p for p in batch.pendings.values() if p.dirty and not p.new]
     if resolved:
         ends = [
-            [str(p.id), p.state.value, str(p.resolved_by) if p.resolved_by else None,
-             p.resolved_at.isoformat() if p.resolved_at else None]
+            [
+                str(p.id),
+                p.state.value,
+                str(p.resolved_by) if p.resolved_by else None,
+                p.resolved_at.isoformat() if p.resolved_at else None,
+            ]
             for p in resolved
-        ]  # fmt: skip
+        ]
         await db.write(
             "UPDATE ledger_pending p SET state = u->>1, resolved_by = (u->>2)::uuid, "
             "resolved_at = (u->>3)::timestamptz FROM json_array_elements(%s::json) AS u "

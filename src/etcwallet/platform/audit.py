@@ -68,9 +68,16 @@ class Actor:
         """What this actor did, with the target as ``(type, id)``."""
         target_type, target_id = target if target is not None else (None, None)
         return AuditEvent(
-            self.type, self.id, action, outcome, target_type, target_id, self.ip, self.user_agent,
+            self.type,
+            self.id,
+            action,
+            outcome,
+            target_type,
+            target_id,
+            self.ip,
+            self.user_agent,
             dict(detail or {}),
-        )  # fmt: skip
+        )
 
     def refused(
         self,
@@ -95,11 +102,21 @@ def _content(at: datetime, e: Mapping[str, Any]) -> bytes:
     return json.dumps(
         [
             at.astimezone(UTC).isoformat(),
-            e["actor_type"], e["actor_id"], e["action"], e["target_type"], e["target_id"], e["outcome"],
-            e["ip"], e["user_agent"], e["detail"],
+            e["actor_type"],
+            e["actor_id"],
+            e["action"],
+            e["target_type"],
+            e["target_id"],
+            e["outcome"],
+            e["ip"],
+            e["user_agent"],
+            e["detail"],
         ],
-        sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str,
-    ).encode()  # fmt: skip
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=str,
+    ).encode()
 
 
 _PLAIN = (str, int, bool, type(None))
@@ -252,12 +269,21 @@ async def verify(
             seq, at = r[0], r[1]
             fields = dict(
                 zip(
-                    ("actor_type", "actor_id", "action", "target_type", "target_id", "outcome", "ip",
-                     "user_agent", "detail"),
+                    (
+                        "actor_type",
+                        "actor_id",
+                        "action",
+                        "target_type",
+                        "target_id",
+                        "outcome",
+                        "ip",
+                        "user_agent",
+                        "detail",
+                    ),
                     r[2:11],
                     strict=True,
                 )
-            )  # fmt: skip
+            )
             if bytes(r[11]) != prev:
                 return ChainReport(
                     rows, seq, "prev_hash does not match the row before (a row was removed or edited)"

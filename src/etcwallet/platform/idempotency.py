@@ -274,10 +274,16 @@ async def claim(
         cur = await conn.execute(
             _CLAIM,
             {
-                "principal": principal, "key": key, "hash": request_hash, "route": route, "claim": attempt,
-                "lease": now + policy.lease, "now": now, "expires": now + policy.ttl,
+                "principal": principal,
+                "key": key,
+                "hash": request_hash,
+                "route": route,
+                "claim": attempt,
+                "lease": now + policy.lease,
+                "now": now,
+                "expires": now + policy.ttl,
             },
-        )  # fmt: skip
+        )
         if await cur.fetchone() is not None:
             return Claim(principal, key, attempt)
         cur = await conn.execute(
@@ -345,9 +351,15 @@ async def begin(
     while True:
         async with autocommit(pool) as conn:
             found = await claim(
-                conn, cipher, principal=principal, key=key, request_hash=request_hash, route=route,
-                now=datetime.now(UTC), policy=policy,
-            )  # fmt: skip
+                conn,
+                cipher,
+                principal=principal,
+                key=key,
+                request_hash=request_hash,
+                route=route,
+                now=datetime.now(UTC),
+                policy=policy,
+            )
         if not isinstance(found, Busy):
             return found
         left = deadline - time.monotonic()
@@ -444,13 +456,22 @@ async def claim_for_request(request: Request, principal: Caller) -> None:
     try:
         key = parse_key(request.headers.get(HEADER))
         request_hash = fingerprint(
-            runtime.keys.lookup_key, who, request.method, request.url.path, request.url.query,
+            runtime.keys.lookup_key,
+            who,
+            request.method,
+            request.url.path,
+            request.url.query,
             await request.body(),
-        )  # fmt: skip
+        )
         found = await begin(
-            runtime.pool, runtime.keys.cipher, principal=who, key=key, request_hash=request_hash, route=route,
+            runtime.pool,
+            runtime.keys.cipher,
+            principal=who,
+            key=key,
+            request_hash=request_hash,
+            route=route,
             policy=policy,
-        )  # fmt: skip
+        )
     except DomainError as refused:
         if refused.code in AUDITED:
             await _audit_refusal(request, principal, route, refused)

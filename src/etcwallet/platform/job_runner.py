@@ -61,10 +61,13 @@ FROM c, unnest(%(names)s::text[], %(leases)s::float8[]) AS u(name, lease)
 WHERE j.id = c.id AND u.name = j.name
 RETURNING j.id, j.name, j.scheduled, j.payload, j.attempts, c.was, c.was_owner, now()
 """
-_DUE = "name = ANY(%(names)s::text[]) AND ((state = 'waiting' AND run_at <= now()) " \
-       "OR (state = 'running' AND lease_until < now()))"  # fmt: skip
-_NAMED = "scheduled AND name = %(name)s AND (state = 'waiting' " \
-         "OR (state = 'running' AND lease_until < now()))"  # fmt: skip
+_DUE = (
+    "name = ANY(%(names)s::text[]) AND ((state = 'waiting' AND run_at <= now()) "
+    "OR (state = 'running' AND lease_until < now()))"
+)
+_NAMED = (
+    "scheduled AND name = %(name)s AND (state = 'waiting' OR (state = 'running' AND lease_until < now()))"
+)
 CLAIM_DUE = _CLAIM.format(where=_DUE)
 CLAIM_NAMED = _CLAIM.format(where=_NAMED)
 _RELEASED = "lease_token = NULL, lease_owner = NULL, lease_until = NULL"
@@ -227,9 +230,16 @@ class Runner:
             return None
         job_id, name, scheduled, payload, attempt, was, was_owner, now = row
         return Claim(
-            job_id, name, scheduled, dict(payload), attempt, token, now,
-            was_owner if was == "running" else None, time.monotonic(),
-        )  # fmt: skip
+            job_id=job_id,
+            name=name,
+            scheduled=scheduled,
+            payload=dict(payload),
+            attempt=attempt,
+            token=token,
+            claimed_at=now,
+            lapsed_from=was_owner if was == "running" else None,
+            started=time.monotonic(),
+        )
 
     async def _next_due_in(self) -> float:
         """Seconds until a declared job is due (or a lease lapses), at most ``poll_interval``."""
@@ -255,9 +265,14 @@ class Runner:
         if claim.lapsed_from is not None:
             log.warning(
                 "job lease lapsed; taken over",
-                extra={"job": claim.name, "job_id": claim.job_id, "from": claim.lapsed_from,
-                       "runner": self.owner, "attempt": claim.attempt},
-            )  # fmt: skip
+                extra={
+                    "job": claim.name,
+                    "job_id": claim.job_id,
+                    "from": claim.lapsed_from,
+                    "runner": self.owner,
+                    "attempt": claim.attempt,
+                },
+            )
             if claim.attempt > job.max_attempts:
                 error = f"lease of {claim.lapsed_from} lapsed on the last attempt"
                 return await self._fail(job, claim, error)

@@ -312,15 +312,28 @@ async def overview(conn: AsyncConnection[Any], registry: Registry, limit: int = 
             lease_owner=lease_owner,
             declared=registry.get(name) is not None,
         )
-        for (job_id, name, scheduled, state, run_at, attempts, started_at, finished_at, outcome,
-             last_error, result, lease_owner) in rows
-    ]  # fmt: skip
+        for (
+            job_id,
+            name,
+            scheduled,
+            state,
+            run_at,
+            attempts,
+            started_at,
+            finished_at,
+            outcome,
+            last_error,
+            result,
+            lease_owner,
+        ) in rows
+    ]
     out += [
-        JobStatus(job.name, job.describe(), True, None, "new", None, 0, None, None, None, None, None, None,
-                  True)
+        JobStatus(
+            job.name, job.describe(), True, None, "new", None, 0, None, None, None, None, None, None, True
+        )
         for job in registry.scheduled
         if job.name not in seen
-    ]  # fmt: skip
+    ]
     return sorted(out, key=lambda s: (not s.scheduled, s.name if s.scheduled else "", s.job_id or 0))
 
 

@@ -41,10 +41,19 @@ class ClientOut(BaseModel):
     def of(cls, c: MachineClient) -> ClientOut:
         zh, en = KIND_NAMES[c.kind]
         return cls(
-            id=c.id, name=c.name, kind=c.kind, kind_name=f"{zh} / {en}", scopes=sorted(c.scopes), auth=c.auth,
-            created_at=c.created_at, created_by=c.created_by, revoked_at=c.revoked_at, revoked_by=c.revoked_by,
-            last_heartbeat_at=c.last_heartbeat_at, last_heartbeat=c.last_heartbeat or None,
-        )  # fmt: skip
+            id=c.id,
+            name=c.name,
+            kind=c.kind,
+            kind_name=f"{zh} / {en}",
+            scopes=sorted(c.scopes),
+            auth=c.auth,
+            created_at=c.created_at,
+            created_by=c.created_by,
+            revoked_at=c.revoked_at,
+            revoked_by=c.revoked_by,
+            last_heartbeat_at=c.last_heartbeat_at,
+            last_heartbeat=c.last_heartbeat or None,
+        )
 
 
 class ClientPage(BaseModel):

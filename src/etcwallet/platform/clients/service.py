@@ -85,9 +85,14 @@ async def create_client(
         raise
     style = KIND_AUTH[kind]
     client = MachineClient(
-        id=client_id, name=name, kind=kind, scopes=scopes, auth=style, created_at=datetime.now(UTC),
+        id=client_id,
+        name=name,
+        kind=kind,
+        scopes=scopes,
+        auth=style,
+        created_at=datetime.now(UTC),
         created_by=str(actor.id),
-    )  # fmt: skip
+    )
     if style is AuthStyle.HMAC:
         secret = signing.new_secret(signing.HMAC_SECRET_PREFIX)
         sealed, hashed = keys.cipher.encrypt(secret, context=_secret_context(client_id)), None
@@ -180,9 +185,13 @@ async def authenticate(
         raise ClientError(refused.code, **refused.extra) from None
     log.info(
         "machine call",
-        extra={"client_id": str(principal.id), "client_kind": principal.kind.value, "method": call.method,
-               "path": call.target[:256]},
-    )  # fmt: skip
+        extra={
+            "client_id": str(principal.id),
+            "client_kind": principal.kind.value,
+            "method": call.method,
+            "path": call.target[:256],
+        },
+    )
     return principal
 
 
@@ -197,8 +206,13 @@ async def _record_refusal(
     )
     log.warning(
         "machine call refused",
-        extra={"reason": refused.code, "client_id": claimed, "method": call.method, "path": call.target[:256]},
-    )  # fmt: skip
+        extra={
+            "reason": refused.code,
+            "client_id": claimed,
+            "method": call.method,
+            "path": call.target[:256],
+        },
+    )
 
 
 def _principal(client: MachineClient, call: MachineCall, scope: Scope | None) -> MachinePrincipal:

@@ -20,10 +20,18 @@ _COLUMNS = (
 
 def _client(row: tuple[Any, ...]) -> MachineClient:
     return MachineClient(
-        id=row[0], name=row[1], kind=ClientKind(row[2]), scopes=frozenset(Scope(s) for s in row[3]),
-        auth=AuthStyle(row[4]), created_at=row[5], created_by=row[6], revoked_at=row[7], revoked_by=row[8],
-        last_heartbeat_at=row[9], last_heartbeat=dict(row[10] or {}),
-    )  # fmt: skip
+        id=row[0],
+        name=row[1],
+        kind=ClientKind(row[2]),
+        scopes=frozenset(Scope(s) for s in row[3]),
+        auth=AuthStyle(row[4]),
+        created_at=row[5],
+        created_by=row[6],
+        revoked_at=row[7],
+        revoked_by=row[8],
+        last_heartbeat_at=row[9],
+        last_heartbeat=dict(row[10] or {}),
+    )
 
 
 async def insert(
@@ -38,10 +46,17 @@ async def insert(
         "INSERT INTO machine_clients (id, name, kind, scopes, auth, secret_sealed, key_hash, created_at, "
         "created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
-            client.id, client.name, client.kind.value, sorted(s.value for s in client.scopes),
-            client.auth.value, secret_sealed, key_hash, client.created_at, client.created_by,
+            client.id,
+            client.name,
+            client.kind.value,
+            sorted(s.value for s in client.scopes),
+            client.auth.value,
+            secret_sealed,
+            key_hash,
+            client.created_at,
+            client.created_by,
         ),
-    )  # fmt: skip
+    )
 
 
 async def get(conn: AsyncConnection[Any], client_id: UUID) -> MachineClient | None:

@@ -46,11 +46,21 @@ class ParkedEventOut(BaseModel):
     @classmethod
     def of(cls, p: parked.ParkedEvent) -> ParkedEventOut:
         return cls(
-            id=p.id, consumer=p.consumer, event_id=p.event_id, type=p.type, key=p.key, payload=dict(p.payload),
-            emitted_at=p.emitted_at, attempts=p.attempts, last_error=p.last_error, status=p.status,
-            parked_at=p.parked_at, replay_requested_by=p.replay_requested_by,
-            replay_requested_at=p.replay_requested_at, replayed_at=p.replayed_at,
-        )  # fmt: skip
+            id=p.id,
+            consumer=p.consumer,
+            event_id=p.event_id,
+            type=p.type,
+            key=p.key,
+            payload=dict(p.payload),
+            emitted_at=p.emitted_at,
+            attempts=p.attempts,
+            last_error=p.last_error,
+            status=p.status,
+            parked_at=p.parked_at,
+            replay_requested_by=p.replay_requested_by,
+            replay_requested_at=p.replay_requested_at,
+            replayed_at=p.replayed_at,
+        )
 
 
 class ConsumerOut(BaseModel):
@@ -66,10 +76,15 @@ class ConsumerOut(BaseModel):
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> ConsumerOut:
         return cls(
-            name=row["name"], after_xid=row["after_xid"], after_seq=row["after_seq"],
-            failing=row["failing_seq"] is not None, attempts=row["attempts"], retry_at=row["retry_at"],
-            last_error=row["last_error"], updated_at=row["updated_at"],
-        )  # fmt: skip
+            name=row["name"],
+            after_xid=row["after_xid"],
+            after_seq=row["after_seq"],
+            failing=row["failing_seq"] is not None,
+            attempts=row["attempts"],
+            retry_at=row["retry_at"],
+            last_error=row["last_error"],
+            updated_at=row["updated_at"],
+        )
 
 
 @admin.get("/consumers", response_model=list[ConsumerOut])
@@ -93,9 +108,12 @@ async def list_parked_events(
     """Events a consumer gave up on after too many failures, newest first."""
     async with pool.connection() as conn:
         found = await parked.list_parked(
-            conn, status=None if parked_status == "all" else parked_status, consumer=consumer, limit=limit,
+            conn,
+            status=None if parked_status == "all" else parked_status,
+            consumer=consumer,
+            limit=limit,
             before=before,
-        )  # fmt: skip
+        )
     return [ParkedEventOut.of(p) for p in found]
 
 

@@ -146,9 +146,11 @@ class Policy:
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
         return cls(
-            settings.events_max_attempts, settings.events_retry_seconds, settings.events_retry_max_seconds,
+            settings.events_max_attempts,
+            settings.events_retry_seconds,
+            settings.events_retry_max_seconds,
             settings.events_handler_timeout_seconds,
-        )  # fmt: skip
+        )
 
     def backoff(self, attempt: int) -> timedelta:
         """The wait after the ``attempt``-th failure: doubling from ``retry_seconds``, capped."""
@@ -255,9 +257,12 @@ class Dispatcher:
         cls, pool: AsyncConnectionPool, consumers: Iterable[Consumer], settings: Settings
     ) -> Dispatcher:
         return cls(
-            pool, consumers, policy=Policy.from_settings(settings), poll_seconds=settings.events_poll_seconds,
+            pool,
+            consumers,
+            policy=Policy.from_settings(settings),
+            poll_seconds=settings.events_poll_seconds,
             retention=timedelta(days=settings.events_retention_days),
-        )  # fmt: skip
+        )
 
     def wake(self) -> None:
         """Look for events now rather than at the next poll."""
@@ -337,19 +342,27 @@ class Dispatcher:
                 await conn.execute(
                     _SAVE_OFFSET,
                     (
-                        str(state.after[0]), state.after[1],
-                        str(state.failing[0]) if state.failing else None, state.failing[1] if state.failing else None,
-                        state.attempts, state.retry_at, state.last_error, consumer.name,
+                        str(state.after[0]),
+                        state.after[1],
+                        str(state.failing[0]) if state.failing else None,
+                        state.failing[1] if state.failing else None,
+                        state.attempts,
+                        state.retry_at,
+                        state.last_error,
+                        consumer.name,
                     ),
-                )  # fmt: skip
+                )
             return state.progress
 
     async def _read(
         self, conn: AsyncConnection[Any], consumer: Consumer, after: tuple[int, int], horizon: int
     ) -> list[Delivered]:
         params: dict[str, Any] = {
-            "xid": str(after[0]), "seq": after[1], "horizon": str(horizon), "limit": consumer.batch,
-        }  # fmt: skip
+            "xid": str(after[0]),
+            "seq": after[1],
+            "horizon": str(horizon),
+            "limit": consumer.batch,
+        }
         types = ""
         if consumer.types is not None:
             types, params["types"] = " AND type = ANY(%(types)s)", sorted(consumer.types)
@@ -376,10 +389,18 @@ class Dispatcher:
             await conn.execute(
                 _PARK,
                 (
-                    consumer.name, event.id, str(event.xid), event.seq, event.type, event.key,
-                    Jsonb(event.payload), event.emitted_at, attempt, error,
+                    consumer.name,
+                    event.id,
+                    str(event.xid),
+                    event.seq,
+                    event.type,
+                    event.key,
+                    Jsonb(event.payload),
+                    event.emitted_at,
+                    attempt,
+                    error,
                 ),
-            )  # fmt: skip
+            )
             log.error(
                 "event parked",
                 extra={"consumer": consumer.name, "event_id": str(event.id), "type": event.type},
@@ -407,10 +428,12 @@ class Dispatcher:
                 "event handler failed",
                 exc_info=True,
                 extra={
-                    "consumer": consumer.name, "event_id": str(event.id), "type": event.type,
+                    "consumer": consumer.name,
+                    "event_id": str(event.id),
+                    "type": event.type,
                     "attempt": event.attempt,
                 },
-            )  # fmt: skip
+            )
             return exc
         return None
 

@@ -42,11 +42,14 @@ def body(event: Delivered) -> bytes:
     """The message's body: the event as JSON."""
     return json.dumps(
         {
-            "id": str(event.id), "type": event.type, "key": event.key, "payload": event.payload,
+            "id": str(event.id),
+            "type": event.type,
+            "key": event.key,
+            "payload": event.payload,
             "emitted_at": event.emitted_at.isoformat(),
         },
         ensure_ascii=False,
-    ).encode()  # fmt: skip
+    ).encode()
 
 
 async def _quiet(exc: Exception) -> None:
@@ -82,9 +85,14 @@ class NatsRelay:
             # it, the publish fails as Unavailable, and the next attempt (after the consumer's backoff)
             # connects anew, rather than the client waiting minutes inside a handler.
             self._nc = await nats.connect(
-                self.url, name="etcwallet-relay", connect_timeout=max(1, int(self.timeout)),
-                allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0, error_cb=_quiet,
-            )  # fmt: skip
+                self.url,
+                name="etcwallet-relay",
+                connect_timeout=max(1, int(self.timeout)),
+                allow_reconnect=False,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0,
+                error_cb=_quiet,
+            )
         js = self._nc.jetstream(timeout=self.timeout)
         try:
             await js.stream_info(self.stream)
@@ -99,9 +107,12 @@ class NatsRelay:
         assert self._js is not None
         try:
             await self._js.publish(
-                subject(event.type), body(event), timeout=self.timeout, stream=self.stream,
+                subject(event.type),
+                body(event),
+                timeout=self.timeout,
+                stream=self.stream,
                 headers={"Nats-Msg-Id": str(event.id)},
-            )  # fmt: skip
+            )
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             raise Unavailable(f"publish to NATS failed: {type(exc).__name__}") from exc
 
