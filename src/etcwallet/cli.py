@@ -178,6 +178,7 @@ def staff_create(
     from etcwallet.core.errors import DomainError
     from etcwallet.identity.authz import Role
     from etcwallet.identity.staff import service as staff
+    from etcwallet.identity.staff import store
     from etcwallet.platform import audit
     from etcwallet.platform.audit import Actor
 
@@ -193,9 +194,8 @@ def staff_create(
             async with pool.connection() as conn, conn.transaction():
                 outlet_id = None
                 if outlet_code:
-                    cur = await conn.execute("SELECT id FROM outlets WHERE code = %s", (outlet_code,))
-                    row = await cur.fetchone()
-                    if row is None:
+                    outlet = await store.get_outlet_by_code(conn, outlet_code)
+                    if outlet is None:
                         raise DomainError(
                             "outlet_not_found",
                             404,
@@ -203,11 +203,15 @@ def staff_create(
                             "no outlet with that code",
                             field="outlet_code",
                         )
-                    outlet_id = row[0]
+                    outlet_id = outlet.id
                 member = await staff.create_staff(
-                    conn, username=username, display_name=display_name, password=password, role=Role(role),
+                    conn,
+                    username=username,
+                    display_name=display_name,
+                    password=password,
+                    role=Role(role),
                     outlet_id=outlet_id,
-                )  # fmt: skip
+                )
                 detail = {"username": username, "role": role}
                 event = Actor.system("cli").event(
                     "staff.create", target=("staff", str(member.id)), detail=detail

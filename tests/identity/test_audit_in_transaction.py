@@ -20,11 +20,12 @@ import httpx
 import pyotp
 import pytest
 from fastapi import FastAPI
-from psycopg import AsyncConnection
+from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.platform import audit
 from etcwallet.platform.audit import AuditEvent
+from etcwallet.platform.unit import Unit, commit_statements
 from tests.conftest import STAFF_PASSWORD
 from tests.idempotency_keys import keyed
 from tests.identity.customer_helpers import BASE, PASSWORD, login, register, scalar
@@ -54,9 +55,21 @@ def crash_after_audit(action: str) -> Iterator[None]:
         if any(e.action == action for e in events):
             raise Crash(action)
 
+    real_commit = Unit.commit
+
+    async def commit(unit: Unit) -> None:
+        """A unit of work sends its writes and audit rows with COMMIT in one message: send them without."""
+        if not any(e.action == action for e in unit.entries):
+            return await real_commit(unit)
+        async with AsyncClientCursor(unit.conn) as cur:
+            tail = [cur.mogrify(q, p) for q, p in commit_statements([], unit.outbox, unit.entries)]
+            await cur.execute("; ".join([*unit.ledger_writes, *tail]))
+        raise Crash(action)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(audit, "append", append)
         patch.setattr(audit, "append_many", append_many)
+        patch.setattr(Unit, "commit", commit)
         yield
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Literal
 from uuid import UUID
@@ -12,8 +11,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from pydantic import Field
 
-from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep
-from etcwallet.core.errors import DomainError
+from etcwallet.core.deps import ClientDep, KeysDep, PoolDep, UnitOfWorkDep
 from etcwallet.core.openapi import problems
 from etcwallet.identity.audit.schemas import AuditChainOut
 from etcwallet.identity.authz import (
@@ -31,7 +29,6 @@ from etcwallet.identity.sessions.schemas import RefreshRequest, SessionOut
 from etcwallet.identity.staff import changes, service
 from etcwallet.identity.staff import schemas as s
 from etcwallet.platform import audit
-from etcwallet.platform.audit import Actor, AuditEvent
 from etcwallet.platform.idempotency import idempotent
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff"])
@@ -49,17 +46,29 @@ LOGIN_PER_USER = Limit(10, timedelta(minutes=5))
 def staff_out(m: service.StaffMember) -> s.StaffOut:
     zh, en = ROLE_NAMES[m.role]
     return s.StaffOut(
-        id=m.id, username=m.username, display_name=m.display_name, role=m.role, role_name=f"{zh} / {en}",
-        outlet_id=m.outlet_id, status=m.status, created_at=m.created_at,
-    )  # fmt: skip
+        id=m.id,
+        username=m.username,
+        display_name=m.display_name,
+        role=m.role,
+        role_name=f"{zh} / {en}",
+        outlet_id=m.outlet_id,
+        status=m.status,
+        created_at=m.created_at,
+    )
 
 
 def outlet_out(o: service.Outlet) -> s.OutletOut:
     bank_name = " / ".join(service.BANKS[o.bank]) if o.bank else None
     return s.OutletOut(
-        id=o.id, code=o.code, name=o.name, kind=o.kind, bank=o.bank, bank_name=bank_name, active=o.active,
+        id=o.id,
+        code=o.code,
+        name=o.name,
+        kind=o.kind,
+        bank=o.bank,
+        bank_name=bank_name,
+        active=o.active,
         created_at=o.created_at,
-    )  # fmt: skip
+    )
 
 
 async def _limit(pool: AsyncConnectionPool, *keys: tuple[str, Limit]) -> None:
@@ -84,9 +93,14 @@ async def login(
         (f"staff-login:user:{body.username}", LOGIN_PER_USER),
     )
     step = await service.login_password(
-        pool, keys.cipher, username=body.username, password=body.password, ip=who.ip, ua=who.user_agent,
+        pool,
+        keys.cipher,
+        username=body.username,
+        password=body.password,
+        ip=who.ip,
+        ua=who.user_agent,
         enrollment_code=body.enrollment_code,
-    )  # fmt: skip
+    )
     enrollment = None
     if step.enrollment is not None:
         e = step.enrollment
@@ -95,8 +109,10 @@ async def login(
         )
     return s.LoginStepOut(
         status="totp_enrollment_required" if enrollment else "totp_required",
-        ticket=step.ticket, expires_at=step.expires_at, totp_enrollment=enrollment,
-    )  # fmt: skip
+        ticket=step.ticket,
+        expires_at=step.expires_at,
+        totp_enrollment=enrollment,
+    )
 
 
 @router.post("/auth/totp", response_model=s.StaffSessionOut, responses=problems(401, 403, 423, 429))
@@ -142,25 +158,10 @@ async def logout(
 @router.get("/me", response_model=s.StaffOut, responses=problems(404))
 async def whoami(pool: PoolDep, me: Annotated[Principal, Depends(require_staff)]) -> s.StaffOut:
     async with pool.connection() as conn:
-        return staff_out(await service.get_staff(conn, me.id))
+        return staff_out(await service.get_staff_or_raise(conn, me.id))
 
 
 # --- administration ------------------------------------------------------------------------------------
-
-
-async def _refused(
-    pool: AsyncConnectionPool,
-    who: Actor,
-    action: str,
-    target: tuple[str, str | None],
-    detail: Mapping[str, object],
-    refused: DomainError,
-) -> None:
-    """Record a refused administrative action, with the reason, on its own: the change rolled back.
-
-    (A success is appended in the transaction of the change it records.)"""
-    event = who.refused(action, refused.code, target=target, detail=detail)
-    await audit.record(pool, event)
 
 
 @admin.post(
@@ -168,22 +169,13 @@ async def _refused(
 )
 async def create_outlet(
     body: s.OutletCreate,
-    pool: PoolDep,
+    uow: UnitOfWorkDep,
     client: ClientDep,
     me: Annotated[Principal, Depends(idempotent(require(Permission.OUTLETS_MANAGE)))],
 ) -> s.OutletOut:
-    who, detail = actor_of(me, client), body.model_dump(mode="json")
-    try:
-        async with pool.connection() as conn, conn.transaction():
-            outlet = await service.create_outlet(
-                conn, code=body.code, name=body.name, kind=body.kind, bank=body.bank
-            )
-            await audit.append(
-                conn, who.event("outlet.create", target=("outlet", str(outlet.id)), detail=detail)
-            )
-    except DomainError as refused:
-        await _refused(pool, who, "outlet.create", ("outlet", None), detail, refused)
-        raise
+    outlet = await service.add_outlet(
+        uow, actor=actor_of(me, client), code=body.code, name=body.name, kind=body.kind, bank=body.bank
+    )
     return outlet_out(outlet)
 
 
@@ -199,47 +191,32 @@ async def list_outlets(
 async def read_outlet(
     outlet_id: UUID, pool: PoolDep, me: Annotated[Principal, Depends(require(Permission.OUTLETS_READ))]
 ) -> s.OutletOut:
-    if not me.may_see_outlet(outlet_id):
-        raise service._not_found("outlet")
-    async with pool.connection() as conn:
-        return outlet_out(await service.get_outlet(conn, outlet_id))
+    return outlet_out(await service.read_outlet(pool, viewer=me, outlet_id=outlet_id))
 
 
 def change_out(change: changes.StaffChange, member: service.StaffMember) -> s.StaffChangeOut:
     return s.StaffChangeOut(
-        id=change.id, kind=change.kind, status=change.status, staff=staff_out(member), role_from=change.role_from,
-        role_to=change.role_to, outlet_id=change.outlet_id, requested_by=change.requested_by,
-        requested_at=change.requested_at, decided_by=change.decided_by, decided_at=change.decided_at,
-    )  # fmt: skip
-
-
-def _change_detail(change: changes.StaffChange, member: service.StaffMember) -> dict[str, str | None]:
-    """What the audit keeps of a privileged change: what, for whom, and who asked."""
-    return {
-        "change_id": str(change.id), "kind": change.kind, "username": member.username,
-        "role_from": change.role_from.value if change.role_from else None, "role_to": change.role_to.value,
-        "outlet_id": str(change.outlet_id) if change.outlet_id else None, "requested_by": str(change.requested_by),
-    }  # fmt: skip
-
-
-def _done_event(
-    who: Actor, action: str, outcome: changes.Outcome, detail: Mapping[str, object]
-) -> AuditEvent:
-    """The audit entry for an administrator's request: ``action`` when it took effect, a change request
-    (with what was asked, for whom, by whom) when it waits for a second administrator."""
-    target = ("staff", str(outcome.member.id))
-    if outcome.change is None:
-        return who.event(action, target=target, detail=detail)
-    change_detail = {**detail, **_change_detail(outcome.change, outcome.member)}
-    return who.event("staff.change.request", target=target, detail=change_detail)
+        id=change.id,
+        kind=change.kind,
+        status=change.status,
+        staff=staff_out(member),
+        role_from=change.role_from,
+        role_to=change.role_to,
+        outlet_id=change.outlet_id,
+        requested_by=change.requested_by,
+        requested_at=change.requested_at,
+        decided_by=change.decided_by,
+        decided_at=change.decided_at,
+    )
 
 
 def _awaiting_approval(change: changes.StaffChange, member: service.StaffMember) -> JSONResponse:
     """202: the change is recorded and waits for a second administrator."""
     return JSONResponse(
-        change_out(change, member).model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED,
+        change_out(change, member).model_dump(mode="json"),
+        status_code=status.HTTP_202_ACCEPTED,
         headers={"Location": f"/api/v1/admin/staff-changes/{change.id}"},
-    )  # fmt: skip
+    )
 
 
 _AWAITS_APPROVAL: dict[int | str, dict[str, object]] = {
@@ -257,22 +234,21 @@ _AWAITS_APPROVAL: dict[int | str, dict[str, object]] = {
     responses={**_AWAITS_APPROVAL, **problems(404, 409)},
 )
 async def create_staff(
-    body: s.StaffCreate, pool: PoolDep, client: ClientDep, me: StaffManager
+    body: s.StaffCreate, uow: UnitOfWorkDep, client: ClientDep, me: StaffManager
 ) -> s.StaffOut | JSONResponse:
     """Create a staff member (201). In the finance or administrator role the member waits, unable to sign
     in, until another administrator approves (202 and the pending change). Either way the member enrolls
     TOTP with a code that another administrator issues, since the caller set the password."""
-    who, detail = actor_of(me, client), body.model_dump(mode="json", exclude={"password"})
-    try:
-        async with pool.connection() as conn, conn.transaction():
-            done = await changes.create_staff(
-                conn, actor=me.id, username=body.username, display_name=body.display_name, password=body.password,
-                role=body.role, outlet_id=body.outlet_id,
-            )  # fmt: skip
-            await audit.append(conn, _done_event(who, "staff.create", done, detail))
-    except DomainError as refused:
-        await _refused(pool, who, "staff.create", ("staff", None), detail, refused)
-        raise
+    done = await changes.request_creation(
+        uow,
+        actor=actor_of(me, client),
+        administrator=me.id,
+        username=body.username,
+        display_name=body.display_name,
+        password=body.password,
+        role=body.role,
+        outlet_id=body.outlet_id,
+    )
     if done.change is not None:
         return _awaiting_approval(done.change, done.member)
     return staff_out(done.member)
@@ -291,41 +267,33 @@ async def read_staff(
     staff_id: UUID, pool: PoolDep, me: Annotated[Principal, Depends(require(Permission.STAFF_READ))]
 ) -> s.StaffOut:
     async with pool.connection() as conn:
-        return staff_out(await service.get_staff(conn, staff_id, viewer=me))
+        return staff_out(await service.get_staff_or_raise(conn, staff_id, viewer=me))
 
 
 @admin.patch("/staff/{staff_id}", response_model=s.StaffOut, responses={**_AWAITS_APPROVAL, **problems(409)})
 async def update_staff(
     staff_id: UUID,
     body: s.StaffUpdate,
-    pool: PoolDep,
+    uow: UnitOfWorkDep,
     client: ClientDep,
     me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))],
 ) -> s.StaffOut | JSONResponse:
     """Change a member's role, outlet or status (200). A role change to or from finance or administrator
     waits for another administrator (202). Nobody changes their own role or disables themselves, and the
     last active administrator stays (409)."""
-    who, asked = actor_of(me, client), body.model_dump(mode="json", exclude_unset=True)
-    try:
-        async with pool.connection() as conn, conn.transaction():
-            done = await changes.update_staff(
-                conn, staff_id, actor=me.id, role=body.role, outlet_id=body.outlet_id, status=body.status
-            )
-            detail: dict[str, object] = {"asked": asked}
-            if done.change is None:  # it took effect: what it changed
-                assert done.before is not None
-                detail = {"before": _placement(done.before), "after": _placement(done.member)}
-            await audit.append(conn, _done_event(who, "staff.update", done, detail))
-    except DomainError as refused:
-        await _refused(pool, who, "staff.update", ("staff", str(staff_id)), {"asked": asked}, refused)
-        raise
+    done = await changes.request_update(
+        uow,
+        actor=actor_of(me, client),
+        administrator=me.id,
+        staff_id=staff_id,
+        asked=body.model_dump(mode="json", exclude_unset=True),
+        role=body.role,
+        outlet_id=body.outlet_id,
+        status=body.status,
+    )
     if done.change is not None:
         return _awaiting_approval(done.change, done.member)
     return staff_out(done.member)
-
-
-def _placement(m: service.StaffMember) -> dict[str, str | None]:
-    return {"role": m.role.value, "outlet_id": str(m.outlet_id) if m.outlet_id else None, "status": m.status}
 
 
 @admin.post(
@@ -335,20 +303,14 @@ def _placement(m: service.StaffMember) -> dict[str, str | None]:
     responses=problems(409),
 )
 async def issue_enrollment_code(
-    staff_id: UUID, pool: PoolDep, client: ClientDep, me: StaffManager
+    staff_id: UUID, uow: UnitOfWorkDep, client: ClientDep, me: StaffManager
 ) -> s.EnrollmentCodeOut:
     """Issue a one-time TOTP enrollment code (shown once; replaces an earlier one) for an active member who
     has not enrolled. Whoever set the member's password may not (409): another administrator does, and
     hands it to the member, who signs in with it and the password to see their new TOTP secret."""
-    who, action, target = actor_of(me, client), "staff.enrollment_code.issue", ("staff", str(staff_id))
-    try:
-        async with pool.connection() as conn, conn.transaction():
-            issued = await service.issue_enrollment_code(conn, staff_id, issued_by=me.id)
-            detail = {"expires_at": issued.expires_at.isoformat()}
-            await audit.append(conn, who.event(action, target=target, detail=detail))
-    except DomainError as refused:
-        await _refused(pool, who, action, target, {}, refused)
-        raise
+    issued = await service.give_enrollment_code(
+        uow, actor=actor_of(me, client), issued_by=me.id, staff_id=staff_id
+    )
     return s.EnrollmentCodeOut(staff_id=staff_id, enrollment_code=issued.code, expires_at=issued.expires_at)
 
 
@@ -365,53 +327,42 @@ async def list_staff_changes(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[s.StaffChangeOut]:
     """Privileged changes in one status (pending by default), newest first."""
-    async with pool.connection() as conn:
-        found = await changes.list_changes(conn, change_status, limit)
-        return [change_out(c, await service.get_staff(conn, c.staff_id)) for c in found]
+    found = await changes.changes_with_members(pool, status=change_status, limit=limit)
+    return [change_out(change, member) for change, member in found]
 
 
 @admin.get("/staff-changes/{change_id}", response_model=s.StaffChangeOut)
 async def read_staff_change(
     change_id: UUID, pool: PoolDep, me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))]
 ) -> s.StaffChangeOut:
-    async with pool.connection() as conn:
-        change = await changes.get_change(conn, change_id)
-        return change_out(change, await service.get_staff(conn, change.staff_id))
-
-
-async def _decide(
-    pool: AsyncConnectionPool, client: Client, me: Principal, change_id: UUID, verdict: str
-) -> s.StaffChangeOut:
-    who, action = actor_of(me, client), f"staff.change.{verdict}"
-    decide = changes.approve if verdict == "approve" else changes.reject
-    try:
-        async with pool.connection() as conn, conn.transaction():
-            done = await decide(conn, change_id, actor=me.id)
-            assert done.change is not None
-            detail = _change_detail(done.change, done.member)
-            await audit.append(conn, who.event(action, target=("staff", str(done.member.id)), detail=detail))
-    except DomainError as refused:
-        await _refused(pool, who, action, ("staff_change", str(change_id)), {}, refused)
-        raise
-    return change_out(done.change, done.member)
+    change, member = await changes.change_with_member(pool, change_id=change_id)
+    return change_out(change, member)
 
 
 @admin.post("/staff-changes/{change_id}/approve", response_model=s.StaffChangeOut, responses=problems(409))
 async def approve_staff_change(
-    change_id: UUID, pool: PoolDep, client: ClientDep, me: StaffManager
+    change_id: UUID, uow: UnitOfWorkDep, client: ClientDep, me: StaffManager
 ) -> s.StaffChangeOut:
     """Approve a pending change: it takes effect now. Not by whoever requested it, nor by the member it
     concerns (409); a change already decided is 409 too."""
-    return await _decide(pool, client, me, change_id, "approve")
+    done = await changes.approve_change(
+        uow, actor=actor_of(me, client), administrator=me.id, change_id=change_id
+    )
+    assert done.change is not None
+    return change_out(done.change, done.member)
 
 
 @admin.post("/staff-changes/{change_id}/reject", response_model=s.StaffChangeOut, responses=problems(409))
 async def reject_staff_change(
-    change_id: UUID, pool: PoolDep, client: ClientDep, me: StaffManager
+    change_id: UUID, uow: UnitOfWorkDep, client: ClientDep, me: StaffManager
 ) -> s.StaffChangeOut:
     """Reject a pending change (the requester may withdraw their own); a member waiting to be created ends
     ``rejected``."""
-    return await _decide(pool, client, me, change_id, "reject")
+    done = await changes.reject_change(
+        uow, actor=actor_of(me, client), administrator=me.id, change_id=change_id
+    )
+    assert done.change is not None
+    return change_out(done.change, done.member)
 
 
 @admin.get("/audit/verify", response_model=AuditChainOut)

@@ -11,125 +11,78 @@ administrator is neither disabled nor demoted (409). Every administrative change
 transaction-scoped advisory lock, so two administrators acting at once (say, disabling each other) are
 judged one after the other and cannot both succeed.
 
-The command line (``etcwallet staff create``) and the service function :func:`staff.create_staff` called
-directly are the bootstrap path: whoever runs them holds the database itself, so the rule cannot bind
-them; they are audited as the system.
+The use cases (:func:`request_creation`, :func:`request_update`, :func:`approve_change`,
+:func:`reject_change`) each run as one unit of work that appends its audit entry in the change's
+transaction (a refusal is audited on its own). They are made of the steps below them
+(:func:`create_staff`, :func:`update_staff`, :func:`approve`, :func:`reject`), which run in the caller's
+transaction. :func:`request_update` is the one path of a role change: a staff step-up check belongs at
+its start.
+
+The command line (``etcwallet staff create``) and the service function :func:`service.create_staff`
+called directly are the bootstrap path: whoever runs them holds the database itself, so the rule cannot
+bind them; they are audited as the system.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
-from uuid import UUID, uuid4
+from typing import Any
+from uuid import UUID
 
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.identity.authz import OUTLET_ROLES, Role
-from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.staff import service as staff
-from etcwallet.identity.staff.service import StaffMember
+from etcwallet.identity.staff import store
+from etcwallet.identity.staff.errors import staff_error
+from etcwallet.identity.staff.service import refusal_of
+from etcwallet.identity.staff.types import (
+    PRIVILEGED_ROLES,
+    ChangeStatus,
+    Outcome,
+    StaffAction,
+    StaffChange,
+    StaffMember,
+    needs_approval,
+)
+from etcwallet.platform.audit import Actor, AuditEvent
+from etcwallet.platform.unit import Unit, UnitOfWork, utcnow
 
-PRIVILEGED_ROLES = frozenset({Role.FINANCE, Role.ADMINISTRATOR})
-"""Roles whose granting or taking waits for a second administrator."""
+__all__ = [
+    "PRIVILEGED_ROLES",
+    "ChangeStatus",
+    "Outcome",
+    "StaffChange",
+    "approve",
+    "approve_change",
+    "change_detail",
+    "create_staff",
+    "get_change",
+    "list_changes",
+    "needs_approval",
+    "reject",
+    "reject_change",
+    "request_creation",
+    "request_update",
+    "update_staff",
+]
 
-_STAFF_ADMIN_LOCK = 0x45544357_53544146  # "ETCW" "STAF": orders every administrative change of staff
-
-ChangeStatus = Literal["pending", "approved", "rejected"]
-
-
-@dataclass(frozen=True)
-class StaffChange:
-    """A privileged change of one staff member, and who requested and decided it."""
-
-    id: UUID
-    staff_id: UUID
-    kind: Literal["create", "role"]
-    role_from: Role | None
-    role_to: Role
-    outlet_id: UUID | None
-    status: ChangeStatus
-    requested_by: UUID
-    requested_at: datetime
-    decided_by: UUID | None
-    decided_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What an administrator's request did: ``change`` is set when it waits for approval (the member is
-    then as before), otherwise it took effect (``before`` is None for a creation)."""
-
-    before: StaffMember | None
-    member: StaffMember
-    change: StaffChange | None = None
-
-
-_CHANGE_COLUMNS = "id, staff_id, kind, role_from, role_to, outlet_id, status, requested_by, requested_at, decided_by, decided_at"
+Conn = AsyncConnection[Any]
 
 
-def _change(row: Any) -> StaffChange:
-    return StaffChange(
-        row[0], row[1], row[2], Role(row[3]) if row[3] else None, Role(row[4]), row[5], row[6], row[7], row[8],
-        row[9], row[10],
-    )  # fmt: skip
-
-
-def needs_approval(before: Role | None, after: Role) -> bool:
-    """Whether going from ``before`` (None: a new member) to ``after`` grants or takes a privileged role."""
-    return before != after and (before in PRIVILEGED_ROLES or after in PRIVILEGED_ROLES)
-
-
-async def _serialize(conn: AsyncConnection[Any]) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_STAFF_ADMIN_LOCK,))
-
-
-async def _keep_an_administrator(conn: AsyncConnection[Any], leaving: UUID, field: str) -> None:
+async def _keep_an_administrator(conn: Conn, leaving: UUID, field: str) -> None:
     """Refuse (409) if ``leaving`` is the only active administrator."""
-    cur = await conn.execute(
-        "SELECT count(*) FROM staff WHERE role = 'administrator' AND status = 'active' AND id <> %s",
-        (leaving,),
-    )
-    row = await cur.fetchone()
-    if row is None or row[0] == 0:
-        raise IdentityError("last_administrator", field=field)
+    if await store.count_other_active_administrators(conn, leaving) == 0:
+        raise staff_error("last_administrator", field=field)
 
 
-async def _pending_for(conn: AsyncConnection[Any], staff_id: UUID) -> StaffChange | None:
-    cur = await conn.execute(
-        f"SELECT {_CHANGE_COLUMNS} FROM staff_changes WHERE staff_id = %s AND status = 'pending'", (staff_id,)
-    )
-    row = await cur.fetchone()
-    return _change(row) if row else None
-
-
-async def _record_request(
-    conn: AsyncConnection[Any], member: StaffMember, kind: str, role_from: Role | None, role_to: Role,
-    outlet_id: UUID | None, requested_by: UUID,
-) -> StaffChange:  # fmt: skip
-    cur = await conn.execute(
-        "INSERT INTO staff_changes (id, staff_id, kind, role_from, role_to, outlet_id, requested_by) "
-        f"VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_CHANGE_COLUMNS}",
-        (
-            uuid4(),
-            member.id,
-            kind,
-            role_from.value if role_from else None,
-            role_to.value,
-            outlet_id,
-            requested_by,
-        ),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return _change(row)
-
-
-# --- requests ------------------------------------------------------------------------------------------
+# --- requests, in the caller's transaction -----------------------------------------------------------
 
 
 async def create_staff(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     actor: UUID,
     username: str,
@@ -137,53 +90,70 @@ async def create_staff(
     password: str,
     role: Role,
     outlet_id: UUID | None,
+    now: datetime | None = None,
 ) -> Outcome:
     """An administrator creates a staff member; in a privileged role the member waits for approval.
 
     Runs in the caller's transaction. The actor is recorded as whoever set the password, so the actor can
     never issue this member's TOTP enrollment code.
     """
-    await _serialize(conn)
+    await store.serialize_administration(conn)
     pending = needs_approval(None, role)
     member = await staff.create_staff(
-        conn, username=username, display_name=display_name, password=password, role=role, outlet_id=outlet_id,
-        status="pending" if pending else "active", password_set_by=actor,
-    )  # fmt: skip
+        conn,
+        username=username,
+        display_name=display_name,
+        password=password,
+        role=role,
+        outlet_id=outlet_id,
+        status="pending" if pending else "active",
+        password_set_by=actor,
+    )
     if not pending:
         return Outcome(None, member)
-    change = await _record_request(conn, member, "create", None, role, outlet_id, actor)
+    change = await store.insert_change(
+        conn,
+        staff_id=member.id,
+        kind="create",
+        role_from=None,
+        role_to=role,
+        outlet_id=outlet_id,
+        requested_by=actor,
+        now=now or utcnow(),
+    )
     return Outcome(None, member, change)
 
 
 async def update_staff(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     staff_id: UUID,
     *,
     actor: UUID,
     role: Role | None = None,
     outlet_id: UUID | None = None,
     status: str | None = None,
+    now: datetime | None = None,
 ) -> Outcome:
     """An administrator changes a member's role, outlet or status; a privileged role change only waits.
 
     Runs in the caller's transaction.
     """
-    await _serialize(conn)
-    before = await staff.get_staff(conn, staff_id, for_update=True)
+    await store.serialize_administration(conn)
+    before = await store.lock_staff(conn, staff_id)
     if before.status == "pending":
-        raise IdentityError("change_pending", field="staff_id")
+        raise staff_error("change_pending", field="staff_id")
     if before.status == "rejected":
-        raise IdentityError("staff_rejected", field="staff_id")
+        raise staff_error("staff_rejected", field="staff_id")
     role_changes = role is not None and role != before.role
     if staff_id == actor and role_changes:
-        raise IdentityError("own_role", field="role")
+        raise staff_error("own_role", field="role")
     if staff_id == actor and status == "disabled":
-        raise IdentityError("own_status", field="status")
+        raise staff_error("own_status", field="status")
     new_role = role or before.role
-    if (role_changes or outlet_id is not None) and await _pending_for(conn, staff_id) is not None:
-        raise IdentityError("change_pending", field="staff_id")
+    if (role_changes or outlet_id is not None) and await store.get_pending_change_for(conn, staff_id):
+        raise staff_error("change_pending", field="staff_id")
     if needs_approval(before.role, new_role):
-        return await _request_role_change(conn, before, new_role, outlet_id, status, actor)
+        return await _request_role_change(conn, before, new_role, outlet_id, status, actor, now or utcnow())
     if status == "disabled" and before.role is Role.ADMINISTRATOR and before.status == "active":
         await _keep_an_administrator(conn, staff_id, "status")
     old, new = await staff.update_staff(conn, staff_id, role=role, outlet_id=outlet_id, status=status)
@@ -191,65 +161,59 @@ async def update_staff(
 
 
 async def _request_role_change(
-    conn: AsyncConnection[Any], before: StaffMember, new_role: Role, outlet_id: UUID | None,
-    status: str | None, actor: UUID,
-) -> Outcome:  # fmt: skip
+    conn: Conn,
+    before: StaffMember,
+    new_role: Role,
+    outlet_id: UUID | None,
+    status: str | None,
+    actor: UUID,
+    now: datetime,
+) -> Outcome:
     if status is not None and status != before.status:
-        raise IdentityError("change_with_status", field="status")
+        raise staff_error("change_with_status", field="status")
     if before.role is Role.ADMINISTRATOR and before.status == "active":
         await _keep_an_administrator(conn, before.id, "role")
-    new_outlet = (
-        outlet_id if outlet_id is not None else (before.outlet_id if new_role in OUTLET_ROLES else None)
-    )
+    kept_outlet = before.outlet_id if new_role in OUTLET_ROLES else None
+    new_outlet = outlet_id if outlet_id is not None else kept_outlet
     await staff.check_placement(conn, new_role, new_outlet)
-    change = await _record_request(conn, before, "role", before.role, new_role, new_outlet, actor)
+    change = await store.insert_change(
+        conn,
+        staff_id=before.id,
+        kind="role",
+        role_from=before.role,
+        role_to=new_role,
+        outlet_id=new_outlet,
+        requested_by=actor,
+        now=now,
+    )
     return Outcome(before, before, change)
 
 
-# --- decisions -----------------------------------------------------------------------------------------
+# --- decisions, in the caller's transaction ----------------------------------------------------------
 
 
-async def _lock_pending(conn: AsyncConnection[Any], change_id: UUID) -> StaffChange:
-    cur = await conn.execute(
-        f"SELECT {_CHANGE_COLUMNS} FROM staff_changes WHERE id = %s FOR UPDATE", (change_id,)
-    )
-    row = await cur.fetchone()
-    if row is None:
-        raise IdentityError("change_not_found", field="change_id")
-    change = _change(row)
+async def _lock_pending(conn: Conn, change_id: UUID) -> StaffChange:
+    change = await store.lock_change(conn, change_id)
     if change.status != "pending":
-        raise IdentityError("change_not_pending", field="change_id")
+        raise staff_error("change_not_pending", field="change_id")
     return change
 
 
-async def _decide(
-    conn: AsyncConnection[Any], change_id: UUID, status: ChangeStatus, actor: UUID
-) -> StaffChange:
-    cur = await conn.execute(
-        "UPDATE staff_changes SET status = %s, decided_by = %s, decided_at = now() WHERE id = %s "
-        f"RETURNING {_CHANGE_COLUMNS}",
-        (status, actor, change_id),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return _change(row)
-
-
-async def approve(conn: AsyncConnection[Any], change_id: UUID, *, actor: UUID) -> Outcome:
+async def approve(conn: Conn, change_id: UUID, *, actor: UUID, now: datetime | None = None) -> Outcome:
     """A second administrator approves a pending change, which then takes effect (in the caller's
     transaction). Refused (409) to whoever requested it and to the member it concerns."""
-    await _serialize(conn)
+    await store.serialize_administration(conn)
     change = await _lock_pending(conn, change_id)
     if change.requested_by == actor:
-        raise IdentityError("self_approval", field="change_id")
+        raise staff_error("self_approval", field="change_id")
     if change.staff_id == actor:
-        raise IdentityError("own_role", field="change_id")
-    before = await staff.get_staff(conn, change.staff_id, for_update=True)
+        raise staff_error("own_role", field="change_id")
+    before = await store.lock_staff(conn, change.staff_id)
     if change.kind == "create":
         _, member = await staff.update_staff(conn, before.id, status="active")
     else:
         if before.role != change.role_from:
-            raise IdentityError("change_stale", field="change_id")
+            raise staff_error("change_stale", field="change_id")
         if before.role is Role.ADMINISTRATOR and before.status == "active":
             await _keep_an_administrator(conn, before.id, "change_id")
         _, member = await staff.update_staff(
@@ -259,36 +223,186 @@ async def approve(conn: AsyncConnection[Any], change_id: UUID, *, actor: UUID) -
             outlet_id=change.outlet_id,
             clear_outlet=change.outlet_id is None,
         )
-    return Outcome(before, member, await _decide(conn, change_id, "approved", actor))
+    decided = await store.decide_change(
+        conn, change_id, status="approved", decided_by=actor, now=now or utcnow()
+    )
+    return Outcome(before, member, decided)
 
 
-async def reject(conn: AsyncConnection[Any], change_id: UUID, *, actor: UUID) -> Outcome:
+async def reject(conn: Conn, change_id: UUID, *, actor: UUID, now: datetime | None = None) -> Outcome:
     """Reject a pending change (the requester may withdraw their own); a member waiting to be created
     ends ``rejected`` and can never sign in. Runs in the caller's transaction."""
-    await _serialize(conn)
+    await store.serialize_administration(conn)
     change = await _lock_pending(conn, change_id)
-    before = await staff.get_staff(conn, change.staff_id, for_update=True)
+    before = await store.lock_staff(conn, change.staff_id)
     member = before
     if change.kind == "create":
         _, member = await staff.update_staff(conn, before.id, status="rejected")
-    return Outcome(before, member, await _decide(conn, change_id, "rejected", actor))
+    decided = await store.decide_change(
+        conn, change_id, status="rejected", decided_by=actor, now=now or utcnow()
+    )
+    return Outcome(before, member, decided)
+
+
+# --- use cases: one unit of work each, audited in the change's transaction ---------------------------
+
+
+def change_detail(change: StaffChange, member: StaffMember) -> dict[str, str | None]:
+    """What the audit keeps of a privileged change: what, for whom, and who asked."""
+    return {
+        "change_id": str(change.id),
+        "kind": change.kind,
+        "username": member.username,
+        "role_from": change.role_from.value if change.role_from else None,
+        "role_to": change.role_to.value,
+        "outlet_id": str(change.outlet_id) if change.outlet_id else None,
+        "requested_by": str(change.requested_by),
+    }
+
+
+def _done_event(
+    actor: Actor, action: StaffAction, outcome: Outcome, detail: Mapping[str, object]
+) -> AuditEvent:
+    """The audit entry for an administrator's request: ``action`` when it took effect, a change request
+    (with what was asked, for whom, by whom) when it waits for a second administrator."""
+    target = ("staff", str(outcome.member.id))
+    if outcome.change is None:
+        return actor.event(action, target=target, detail=detail)
+    with_change = {**detail, **change_detail(outcome.change, outcome.member)}
+    return actor.event(StaffAction.CHANGE_REQUEST, target=target, detail=with_change)
+
+
+def _placement(member: StaffMember) -> dict[str, str | None]:
+    outlet = str(member.outlet_id) if member.outlet_id else None
+    return {"role": member.role.value, "outlet_id": outlet, "status": member.status}
+
+
+async def request_creation(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    administrator: UUID,
+    username: str,
+    display_name: str,
+    password: str,
+    role: Role,
+    outlet_id: UUID | None,
+) -> Outcome:
+    """An administrator creates a member (audited ``staff.create``), or, in a privileged role, requests
+    it (audited ``staff.change.request``). The audit keeps what was asked, never the password."""
+    detail = {
+        "username": username,
+        "display_name": display_name,
+        "role": role.value,
+        "outlet_id": str(outlet_id) if outlet_id else None,
+    }
+
+    async def step(unit: Unit) -> Outcome:
+        done = await create_staff(
+            unit.conn,
+            actor=administrator,
+            username=username,
+            display_name=display_name,
+            password=password,
+            role=role,
+            outlet_id=outlet_id,
+            now=unit.now,
+        )
+        unit.audit(_done_event(actor, StaffAction.CREATE, done, detail))
+        return done
+
+    refusal = refusal_of(actor, StaffAction.CREATE, ("staff", None), detail)
+    return await uow.run(step, refusal=refusal)
+
+
+async def request_update(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    administrator: UUID,
+    staff_id: UUID,
+    asked: Mapping[str, object],
+    role: Role | None = None,
+    outlet_id: UUID | None = None,
+    status: str | None = None,
+) -> Outcome:
+    """An administrator changes a member's role, outlet or status (audited ``staff.update`` with before
+    and after), or requests a privileged role change (audited ``staff.change.request`` with ``asked``,
+    the fields as the request gave them). The one path of a role change."""
+
+    async def step(unit: Unit) -> Outcome:
+        done = await update_staff(
+            unit.conn,
+            staff_id,
+            actor=administrator,
+            role=role,
+            outlet_id=outlet_id,
+            status=status,
+            now=unit.now,
+        )
+        detail: dict[str, object] = {"asked": dict(asked)}
+        if done.change is None:  # it took effect: what it changed
+            assert done.before is not None
+            detail = {"before": _placement(done.before), "after": _placement(done.member)}
+        unit.audit(_done_event(actor, StaffAction.UPDATE, done, detail))
+        return done
+
+    refusal = refusal_of(actor, StaffAction.UPDATE, ("staff", str(staff_id)), {"asked": dict(asked)})
+    return await uow.run(step, refusal=refusal)
+
+
+async def _decide_change(
+    uow: UnitOfWork, actor: Actor, administrator: UUID, change_id: UUID, action: StaffAction
+) -> Outcome:
+    decide = approve if action is StaffAction.CHANGE_APPROVE else reject
+
+    async def step(unit: Unit) -> Outcome:
+        done = await decide(unit.conn, change_id, actor=administrator, now=unit.now)
+        assert done.change is not None
+        detail = change_detail(done.change, done.member)
+        unit.audit(actor.event(action, target=("staff", str(done.member.id)), detail=detail))
+        return done
+
+    refusal = refusal_of(actor, action, ("staff_change", str(change_id)), {})
+    return await uow.run(step, refusal=refusal)
+
+
+async def approve_change(uow: UnitOfWork, *, actor: Actor, administrator: UUID, change_id: UUID) -> Outcome:
+    """A second administrator approves a pending change (audited ``staff.change.approve``)."""
+    return await _decide_change(uow, actor, administrator, change_id, StaffAction.CHANGE_APPROVE)
+
+
+async def reject_change(uow: UnitOfWork, *, actor: Actor, administrator: UUID, change_id: UUID) -> Outcome:
+    """Someone who manages staff rejects a pending change (audited ``staff.change.reject``)."""
+    return await _decide_change(uow, actor, administrator, change_id, StaffAction.CHANGE_REJECT)
 
 
 # --- reading -------------------------------------------------------------------------------------------
 
 
-async def get_change(conn: AsyncConnection[Any], change_id: UUID) -> StaffChange:
-    cur = await conn.execute(f"SELECT {_CHANGE_COLUMNS} FROM staff_changes WHERE id = %s", (change_id,))
-    row = await cur.fetchone()
-    if row is None:
-        raise IdentityError("change_not_found", field="change_id")
-    return _change(row)
+async def get_change(conn: Conn, change_id: UUID) -> StaffChange:
+    """A change; 404 ``change_not_found`` when unknown."""
+    return await store.get_change_or_raise(conn, change_id)
 
 
-async def list_changes(conn: AsyncConnection[Any], status: ChangeStatus, limit: int) -> list[StaffChange]:
+async def list_changes(conn: Conn, status: ChangeStatus, limit: int) -> list[StaffChange]:
     """Changes in one status, newest first."""
-    cur = await conn.execute(
-        f"SELECT {_CHANGE_COLUMNS} FROM staff_changes WHERE status = %s ORDER BY requested_at DESC, id LIMIT %s",
-        (status, limit),
-    )
-    return [_change(row) for row in await cur.fetchall()]
+    return await store.list_changes(conn, status=status, limit=limit)
+
+
+async def changes_with_members(
+    pool: AsyncConnectionPool, *, status: ChangeStatus, limit: int
+) -> list[tuple[StaffChange, StaffMember]]:
+    """Changes in one status, newest first, each with the member as they are now."""
+    async with pool.connection() as conn:
+        found = await list_changes(conn, status, limit)
+        return [(change, await store.get_staff_or_raise(conn, change.staff_id)) for change in found]
+
+
+async def change_with_member(
+    pool: AsyncConnectionPool, *, change_id: UUID
+) -> tuple[StaffChange, StaffMember]:
+    """One change with the member as they are now."""
+    async with pool.connection() as conn:
+        change = await get_change(conn, change_id)
+        return change, await store.get_staff_or_raise(conn, change.staff_id)

@@ -1,4 +1,4 @@
-"""Request and response bodies of the identity API."""
+"""Request and response bodies of the staff and outlet API."""
 
 from __future__ import annotations
 
@@ -19,10 +19,15 @@ Password = Annotated[str, Field(min_length=1, max_length=128)]
 NewPassword = Annotated[
     str,
     Field(
-        min_length=1, max_length=PASSWORD_MAX,
-        json_schema_extra={"minLength": PASSWORD_MIN, "pattern": PASSWORD_PATTERN, "description": PASSWORD_RULES},
+        min_length=1,
+        max_length=PASSWORD_MAX,
+        json_schema_extra={
+            "minLength": PASSWORD_MIN,
+            "pattern": PASSWORD_PATTERN,
+            "description": PASSWORD_RULES,
+        },
     ),
-]  # fmt: skip
+]
 """A password being set: the policy in the schema as far as a pattern says it; the validator gives the reasons."""
 BankCode = Literal["lanzhou_bank", "gansu_bank", "icbc", "abc", "rural_credit", "ccb", "psbc"]
 
@@ -100,10 +105,11 @@ class StaffPasswordLogin(RequestModel):
     enrollment_code: Annotated[
         str | None,
         Field(
-            min_length=16, max_length=128,
+            min_length=16,
+            max_length=128,
             description="first sign-in only: the one-time TOTP enrollment code another administrator issued",
         ),
-    ] = None  # fmt: skip
+    ] = None
 
 
 class LoginStepOut(BaseModel):

@@ -6,16 +6,23 @@ sign-in, the code that confirms a new TOTP enrollment) turns the ticket into a s
 A staff member enrolls TOTP themselves: the first sign-in needs, besides the password, a one-time
 enrollment code (stored hashed, expiring, single use) that someone other than whoever set the password
 issued (:func:`issue_enrollment_code`). So whoever set the password cannot enroll an authenticator of
-their own and sign in as the new member. The rules on who may grant which role live in ``staff_changes``.
+their own and sign in as the new member. The rules on who may grant which role live in ``changes``.
+
+Two layers. The use cases (:func:`add_outlet`, :func:`give_enrollment_code`, and ``changes``'
+requests and decisions) take the unit of work and an audit actor: each runs as one unit, appends its
+audit entry in the change's transaction, and has its refusal audited on its own. The steps they are made
+of (:func:`create_outlet`, :func:`create_staff`, :func:`update_staff`, :func:`issue_enrollment_code`)
+run in the caller's transaction: a unit's ``unit.conn``, or the bootstrap path (the command line, demo
+data, tests), which audits itself. Time comes from the unit's clock (``now``), so rules are tested
+without sleeping.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -28,139 +35,131 @@ from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.factors import totp
 from etcwallet.identity.passwords import dummy_hash, hash_secret_async, verify_secret_async
 from etcwallet.identity.sessions import service as sessions
+from etcwallet.identity.staff import store
+from etcwallet.identity.staff.errors import outlet_not_found, staff_error, staff_not_found
+from etcwallet.identity.staff.store import get_outlet, get_outlet_or_raise, get_staff, get_staff_id
+from etcwallet.identity.staff.types import (
+    BANKS,
+    ENROLLMENT_CODE_LIFETIME,
+    TICKET_ATTEMPTS,
+    TICKET_LIFETIME,
+    EnrollmentCode,
+    LoginStep,
+    Outlet,
+    StaffAction,
+    StaffLogin,
+    StaffMember,
+)
 from etcwallet.identity.validators import validate_password
 from etcwallet.platform import audit
 from etcwallet.platform.audit import Actor, AuditEvent
+from etcwallet.platform.unit import Unit, UnitOfWork, utcnow
 
-BANKS: dict[str, tuple[str, str]] = {
-    "lanzhou_bank": ("兰州银行", "Bank of Lanzhou"),
-    "gansu_bank": ("甘肃银行", "Bank of Gansu"),
-    "icbc": ("工商银行", "ICBC"),
-    "abc": ("农业银行", "Agricultural Bank of China"),
-    "rural_credit": ("农信联社", "Rural Credit Union"),
-    "ccb": ("建设银行", "China Construction Bank"),
-    "psbc": ("邮储银行", "Postal Savings Bank of China"),
-}
-TICKET_LIFETIME = timedelta(minutes=5)
-TICKET_ATTEMPTS = 5
-ENROLLMENT_CODE_LIFETIME = timedelta(days=3)
-"""How long a TOTP enrollment code stays good: long enough to hand over, short enough to go stale."""
+__all__ = [
+    "BANKS",
+    "ENROLLMENT_CODE_LIFETIME",
+    "TICKET_ATTEMPTS",
+    "TICKET_LIFETIME",
+    "EnrollmentCode",
+    "LoginStep",
+    "Outlet",
+    "StaffLogin",
+    "StaffMember",
+    "add_outlet",
+    "check_placement",
+    "create_outlet",
+    "create_staff",
+    "get_outlet",
+    "get_outlet_or_raise",
+    "get_staff",
+    "get_staff_id",
+    "get_staff_id_or_raise",
+    "get_staff_or_raise",
+    "give_enrollment_code",
+    "issue_enrollment_code",
+    "list_outlets",
+    "list_staff",
+    "login_password",
+    "login_second_factor",
+    "logout",
+    "refresh_session",
+    "update_staff",
+]
 
-
-@dataclass(frozen=True)
-class Outlet:
-    id: UUID
-    code: str
-    name: str
-    kind: str
-    bank: str | None
-    active: bool
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class StaffMember:
-    id: UUID
-    username: str
-    display_name: str
-    role: Role
-    outlet_id: UUID | None
-    status: str
-    created_at: datetime
+Conn = AsyncConnection[Any]
 
 
-@dataclass(frozen=True)
-class LoginStep:
-    """The answer to a correct password: a ticket, and an enrollment when TOTP is not set up yet."""
-
-    ticket: str
-    expires_at: datetime
-    enrollment: totp.Enrollment | None
-
-
-@dataclass(frozen=True)
-class EnrollmentCode:
-    """A one-time TOTP enrollment code, shown once to whoever issued it (only its hash is kept)."""
-
-    staff_id: UUID
-    code: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class StaffLogin:
-    tokens: sessions.IssuedTokens
-    staff: StaffMember
-    recovery_codes: list[str] | None
-
-
-def _not_found(what: str) -> IdentityError:
-    return IdentityError(f"{what}_not_found")
-
-
-_OUTLET_COLUMNS = "id, code, name, kind, bank, active, created_at"
-_STAFF_COLUMNS = "id, username, display_name, role, outlet_id, status, created_at"
-
-
-def _staff(row: Any) -> StaffMember:
-    return StaffMember(row[0], row[1], row[2], Role(row[3]), row[4], row[5], row[6])
+def refusal_of(
+    actor: Actor, action: StaffAction, target: tuple[str, str | None], detail: Mapping[str, object]
+) -> Callable[[DomainError], AuditEvent]:
+    """The unit's ``refusal=``: a refused request is audited on its own, with the reason (nothing else
+    of it committed)."""
+    return lambda refused: actor.refused(action, refused.code, target=target, detail=detail)
 
 
 # --- outlets -------------------------------------------------------------------------------------------
 
 
-async def create_outlet(
-    conn: AsyncConnection[Any], *, code: str, name: str, kind: str, bank: str | None
-) -> Outlet:
-    """Open an outlet; a bank outlet names its bank, a self-operated one has none."""
+async def create_outlet(conn: Conn, *, code: str, name: str, kind: str, bank: str | None) -> Outlet:
+    """Open an outlet in the caller's transaction; a bank outlet names its bank, a self-operated one has
+    none."""
     if (kind == "bank") != (bank is not None):
-        raise IdentityError("outlet_bank_mismatch")
-    cur = await conn.execute(
-        f"INSERT INTO outlets (id, code, name, kind, bank) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (code) DO NOTHING "
-        f"RETURNING {_OUTLET_COLUMNS}",
-        (uuid4(), code, name, kind, bank),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        raise IdentityError("outlet_code_taken")
-    return Outlet(*row)
+        raise staff_error("outlet_bank_mismatch")
+    outlet = await store.insert_outlet(conn, code=code, name=name, kind=kind, bank=bank)
+    if outlet is None:
+        raise staff_error("outlet_code_taken")
+    return outlet
 
 
-async def get_outlet(conn: AsyncConnection[Any], outlet_id: UUID) -> Outlet:
-    cur = await conn.execute(f"SELECT {_OUTLET_COLUMNS} FROM outlets WHERE id = %s", (outlet_id,))
-    row = await cur.fetchone()
-    if row is None:
-        raise _not_found("outlet")
-    return Outlet(*row)
+async def add_outlet(
+    uow: UnitOfWork, *, actor: Actor, code: str, name: str, kind: str, bank: str | None
+) -> Outlet:
+    """An administrator opens an outlet (audited ``outlet.create`` with what was asked)."""
+    detail = {"code": code, "name": name, "kind": kind, "bank": bank}
+
+    async def step(unit: Unit) -> Outlet:
+        outlet = await create_outlet(unit.conn, code=code, name=name, kind=kind, bank=bank)
+        target = ("outlet", str(outlet.id))
+        unit.audit(actor.event(StaffAction.OUTLET_CREATE, target=target, detail=detail))
+        return outlet
+
+    refusal = refusal_of(actor, StaffAction.OUTLET_CREATE, ("outlet", None), detail)
+    return await uow.run(step, refusal=refusal)
 
 
-async def list_outlets(conn: AsyncConnection[Any], viewer: Principal) -> list[Outlet]:
+async def read_outlet(pool: AsyncConnectionPool, *, viewer: Principal, outlet_id: UUID) -> Outlet:
+    """An outlet the viewer may see (outlet staff: only their own); 404 otherwise."""
+    if not viewer.may_see_outlet(outlet_id):
+        raise outlet_not_found()
+    async with pool.connection() as conn:
+        return await get_outlet_or_raise(conn, outlet_id)
+
+
+async def list_outlets(conn: Conn, viewer: Principal) -> list[Outlet]:
     """Every outlet for central roles; outlet staff see only their own."""
     if viewer.role in OUTLET_ROLES:
-        cur = await conn.execute(f"SELECT {_OUTLET_COLUMNS} FROM outlets WHERE id = %s", (viewer.outlet_id,))
-    else:
-        cur = await conn.execute(f"SELECT {_OUTLET_COLUMNS} FROM outlets ORDER BY code")
-    return [Outlet(*row) for row in await cur.fetchall()]
+        return await store.list_outlets(conn, only=viewer.outlet_id, every=False)
+    return await store.list_outlets(conn)
 
 
 # --- staff ---------------------------------------------------------------------------------------------
 
 
-async def check_placement(conn: AsyncConnection[Any], role: Role, outlet_id: UUID | None) -> None:
+async def check_placement(conn: Conn, role: Role, outlet_id: UUID | None) -> None:
     """Refuse (422/404, naming outlet_id) a role and outlet that do not fit together."""
     if role not in OUTLET_ROLES:
         if outlet_id is not None:
-            raise IdentityError("outlet_not_allowed")
+            raise staff_error("outlet_not_allowed")
         return
     if outlet_id is None:
-        raise IdentityError("outlet_required")
-    outlet = await get_outlet(conn, outlet_id)
+        raise staff_error("outlet_required")
+    outlet = await get_outlet_or_raise(conn, outlet_id)
     if role is Role.BANK_OPERATOR and outlet.kind != "bank":
-        raise IdentityError("bank_outlet_required")
+        raise staff_error("bank_outlet_required")
 
 
 async def create_staff(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     username: str,
     display_name: str,
@@ -173,71 +172,55 @@ async def create_staff(
     """Create a staff account; the password must pass the policy, and TOTP is enrolled at first sign-in.
 
     Called as is, this is the bootstrap path (the command line, demo data, tests): the member is active in
-    any role at once. The API goes through ``staff_changes``, which names who set the password and keeps
-    a privileged member ``pending`` until a second administrator approves.
+    any role at once. The API goes through ``changes``, which names who set the password and keeps a
+    privileged member ``pending`` until a second administrator approves.
     """
     try:
         validate_password(password, phone=None)
     except InvalidValue as refused:
         raise refused.at("password") from None
     await check_placement(conn, role, outlet_id)
-    cur = await conn.execute(
-        "INSERT INTO staff (id, username, display_name, password_hash, role, outlet_id, status, password_set_by) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-        f"ON CONFLICT (username) DO NOTHING RETURNING {_STAFF_COLUMNS}",
-        (
-            uuid4(), username, display_name, await hash_secret_async(password), role.value, outlet_id, status,
-            password_set_by,
-        ),
-    )  # fmt: skip
-    row = await cur.fetchone()
-    if row is None:
-        raise IdentityError("username_taken")
-    return _staff(row)
-
-
-async def get_staff(
-    conn: AsyncConnection[Any], staff_id: UUID, viewer: Principal | None = None, *, for_update: bool = False
-) -> StaffMember:
-    """A staff member, if the viewer may see them (outlet staff: only their own outlet's)."""
-    lock = " FOR UPDATE" if for_update else ""
-    cur = await conn.execute(f"SELECT {_STAFF_COLUMNS} FROM staff WHERE id = %s{lock}", (staff_id,))
-    row = await cur.fetchone()
-    if row is None:
-        raise _not_found("staff")
-    member = _staff(row)
-    if viewer is not None and viewer.role in OUTLET_ROLES and member.outlet_id != viewer.outlet_id:
-        raise _not_found("staff")  # 404, not 403: no hint that the record exists
+    member = await store.insert_staff(
+        conn,
+        username=username,
+        display_name=display_name,
+        password_hash=await hash_secret_async(password),
+        role=role,
+        outlet_id=outlet_id,
+        status=status,
+        password_set_by=password_set_by,
+    )
+    if member is None:
+        raise staff_error("username_taken")
     return member
 
 
-async def get_staff_id(conn: AsyncConnection[Any], username: str) -> UUID | None:
-    """The id of the staff member signing in as ``username``, or None (bootstrap tools: CLI, demo data)."""
-    cur = await conn.execute("SELECT id FROM staff WHERE username = %s", (username,))
-    row = await cur.fetchone()
-    return None if row is None else UUID(str(row[0]))
+async def get_staff_or_raise(conn: Conn, staff_id: UUID, viewer: Principal | None = None) -> StaffMember:
+    """A staff member, if the viewer may see them (outlet staff: only their own outlet's); 404 otherwise,
+    not 403: no hint that the record exists."""
+    member = await store.get_staff_or_raise(conn, staff_id)
+    if viewer is not None and viewer.role in OUTLET_ROLES and member.outlet_id != viewer.outlet_id:
+        raise staff_not_found()
+    return member
 
 
-async def get_staff_id_or_raise(conn: AsyncConnection[Any], username: str) -> UUID:
+async def get_staff_id_or_raise(conn: Conn, username: str) -> UUID:
     """As :func:`get_staff_id`, refusing (404 ``staff_not_found``) an unknown username."""
     staff_id = await get_staff_id(conn, username)
     if staff_id is None:
-        raise _not_found("staff")
+        raise staff_not_found()
     return staff_id
 
 
-async def list_staff(conn: AsyncConnection[Any], viewer: Principal) -> list[StaffMember]:
+async def list_staff(conn: Conn, viewer: Principal) -> list[StaffMember]:
+    """Every member for central roles; outlet staff see their own outlet's."""
     if viewer.role in OUTLET_ROLES:
-        cur = await conn.execute(
-            f"SELECT {_STAFF_COLUMNS} FROM staff WHERE outlet_id = %s ORDER BY username", (viewer.outlet_id,)
-        )
-    else:
-        cur = await conn.execute(f"SELECT {_STAFF_COLUMNS} FROM staff ORDER BY username")
-    return [_staff(row) for row in await cur.fetchall()]
+        return await store.list_staff(conn, outlet_id=viewer.outlet_id, every=False)
+    return await store.list_staff(conn)
 
 
 async def update_staff(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     staff_id: UUID,
     *,
     role: Role | None = None,
@@ -247,21 +230,18 @@ async def update_staff(
 ) -> tuple[StaffMember, StaffMember]:
     """Change a staff member's role, outlet or status; disabling ends their sessions. Returns (old, new).
 
-    The bare change, without the separation-of-duties rules: administrators go through ``staff_changes``.
+    The bare change in the caller's transaction, without the separation-of-duties rules: administrators
+    go through ``changes``.
     """
-    old = await get_staff(conn, staff_id)
+    old = await store.get_staff_or_raise(conn, staff_id)
     new_role = role or old.role
     new_outlet = None if clear_outlet else (outlet_id or old.outlet_id)
     if new_role not in OUTLET_ROLES and role is not None and outlet_id is None:
         new_outlet = None
     await check_placement(conn, new_role, new_outlet)
-    cur = await conn.execute(
-        f"UPDATE staff SET role = %s, outlet_id = %s, status = %s WHERE id = %s RETURNING {_STAFF_COLUMNS}",
-        (new_role.value, new_outlet, status or old.status, staff_id),
+    new = await store.set_placement(
+        conn, staff_id, role=new_role, outlet_id=new_outlet, status=status or old.status
     )
-    row = await cur.fetchone()
-    assert row is not None
-    new = _staff(row)
     if new.status != "active" or new.role != old.role or new.outlet_id != old.outlet_id:
         await sessions.revoke_all(conn, "staff", staff_id, "staff_changed")
     return old, new
@@ -271,45 +251,45 @@ async def update_staff(
 
 
 async def issue_enrollment_code(
-    conn: AsyncConnection[Any], staff_id: UUID, *, issued_by: UUID | None
+    conn: Conn, staff_id: UUID, *, issued_by: UUID | None, now: datetime | None = None
 ) -> EnrollmentCode:
-    """Issue a one-time TOTP enrollment code for an active staff member not enrolled yet.
+    """Issue a one-time TOTP enrollment code for an active staff member not enrolled yet (in the caller's
+    transaction; ``now`` is the unit's time, the wall clock on the bootstrap path).
 
     It replaces any earlier code. ``issued_by`` is the administrator asking (None: the command line, the
     bootstrap path); whoever set the member's password may not issue it (409), so that one person never
     holds both the password and the means to enroll an authenticator.
     """
-    cur = await conn.execute(
-        "SELECT status, password_set_by FROM staff WHERE id = %s FOR UPDATE", (staff_id,)
-    )
-    row = await cur.fetchone()
-    if row is None:
-        raise _not_found("staff")
-    if row[0] != "active":
-        raise IdentityError("staff_not_active")
+    now = now or utcnow()
+    status, password_set_by = await store.lock_staff_setter(conn, staff_id)
+    if status != "active":
+        raise staff_error("staff_not_active")
     if await totp.is_enrolled(conn, "staff", staff_id):
-        raise IdentityError("totp_already_enrolled@staff")
-    if issued_by is not None and row[1] == issued_by:
-        raise IdentityError("enrollment_code_by_password_setter")
+        raise staff_error("totp_already_enrolled@staff")
+    if issued_by is not None and password_set_by == issued_by:
+        raise staff_error("enrollment_code_by_password_setter")
     code = new_token()
-    expires = datetime.now(UTC) + ENROLLMENT_CODE_LIFETIME
-    await conn.execute(
-        "INSERT INTO staff_enrollment_codes (staff_id, code_hash, issued_by, expires_at) VALUES (%s, %s, %s, %s) "
-        "ON CONFLICT (staff_id) DO UPDATE SET code_hash = excluded.code_hash, issued_by = excluded.issued_by, "
-        "expires_at = excluded.expires_at, used_at = NULL, created_at = now()",
-        (staff_id, hash_token(code), issued_by, expires),
+    expires = now + ENROLLMENT_CODE_LIFETIME
+    await store.put_enrollment_code(
+        conn, staff_id, code=code, issued_by=issued_by, expires_at=expires, now=now
     )
     return EnrollmentCode(staff_id, code, expires)
 
 
-async def _spend_enrollment_code(conn: AsyncConnection[Any], staff_id: UUID, code: str) -> bool:
-    """Use the member's enrollment code if ``code`` is it, unused and unexpired; each works once."""
-    cur = await conn.execute(
-        "UPDATE staff_enrollment_codes SET used_at = now() WHERE staff_id = %s AND code_hash = %s "
-        "AND used_at IS NULL AND expires_at > now()",
-        (staff_id, hash_token(code)),
-    )
-    return cur.rowcount == 1
+async def give_enrollment_code(
+    uow: UnitOfWork, *, actor: Actor, issued_by: UUID, staff_id: UUID
+) -> EnrollmentCode:
+    """An administrator issues a member's enrollment code (audited with its expiry, never the code)."""
+    target = ("staff", str(staff_id))
+
+    async def step(unit: Unit) -> EnrollmentCode:
+        issued = await issue_enrollment_code(unit.conn, staff_id, issued_by=issued_by, now=unit.now)
+        detail = {"expires_at": issued.expires_at.isoformat()}
+        unit.audit(actor.event(StaffAction.ENROLLMENT_CODE_ISSUE, target=target, detail=detail))
+        return issued
+
+    refusal = refusal_of(actor, StaffAction.ENROLLMENT_CODE_ISSUE, target, {})
+    return await uow.run(step, refusal=refusal)
 
 
 # --- sign-in -------------------------------------------------------------------------------------------
@@ -319,7 +299,7 @@ def _event(
     staff_id: UUID | None,
     ip: str | None,
     ua: str | None,
-    action: str,
+    action: StaffAction,
     target: tuple[str, UUID | None],
     failure: DomainError | None = None,
     detail: Mapping[str, Any] | None = None,
@@ -334,6 +314,26 @@ def _event(
     return who.event(action, target=on, detail=detail)
 
 
+async def _check_password(
+    conn: Conn, username: str, password: str
+) -> tuple[UUID | None, IdentityError | None]:
+    """The member signing in (None: unknown) and the refusal, if any; a failure counts toward the lockout."""
+    row = await store.lock_staff_login(conn, username)
+    if row is None:
+        failure: IdentityError | None = await lockout.unknown_lock_in_force(conn, "staff", username)
+        if failure is None:
+            await verify_secret_async(dummy_hash(), password)
+            until = await lockout.record_unknown_failure(conn, "staff", username)
+            failure = lockout.failed("invalid_credentials@staff", until)
+        return None, failure
+    staff_id, password_hash, status, locked_until = row
+    failure = lockout.lock_in_force(locked_until)
+    if failure is None and (status != "active" or not await verify_secret_async(password_hash, password)):
+        until = await lockout.record_failure(conn, "staff", staff_id)
+        failure = lockout.failed("invalid_credentials@staff", until)
+    return staff_id, failure
+
+
 async def login_password(
     pool: AsyncConnectionPool,
     cipher: FieldCipher,
@@ -343,54 +343,39 @@ async def login_password(
     ip: str | None,
     ua: str | None,
     enrollment_code: str | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> LoginStep:
     """Check the password; on success answer a login ticket (and a TOTP enrollment at first sign-in).
 
     A member without TOTP gets a ticket only with their one-time enrollment code, and only then is the
-    new secret shown; a wrong code counts toward the lockout as a wrong password does.
+    new secret shown; a wrong code counts toward the lockout as a wrong password does. The transaction
+    commits refusals too, with their audit entry.
     """
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "SELECT id, password_hash, status, locked_until FROM staff WHERE username = %s FOR UPDATE",
-            (username,),
-        )
-        row = await cur.fetchone()
-        staff_id = None
-        if row is None:
-            failure: IdentityError | None = await lockout.unknown_lock_in_force(conn, "staff", username)
-            if failure is None:
-                await verify_secret_async(dummy_hash(), password)
-                until = await lockout.record_unknown_failure(conn, "staff", username)
-                failure = lockout.failed("invalid_credentials@staff", until)
-        else:
-            staff_id = row[0]
-            failure = lockout.lock_in_force(row[3])
-            if failure is None and (row[2] != "active" or not await verify_secret_async(row[1], password)):
-                until = await lockout.record_failure(conn, "staff", staff_id)
-                failure = lockout.failed("invalid_credentials@staff", until)
+        now = clock()
+        staff_id, failure = await _check_password(conn, username, password)
         enrollment = None
         if failure is None:
             assert staff_id is not None
-            enrollment, failure = await _first_sign_in(conn, cipher, staff_id, username, enrollment_code)
+            enrollment, failure = await _first_sign_in(conn, cipher, staff_id, username, enrollment_code, now)
         if failure is None:
             ticket = new_token()
-            expires = datetime.now(UTC) + TICKET_LIFETIME
+            expires = now + TICKET_LIFETIME
             await conn.execute(
                 "INSERT INTO login_tickets (ticket_hash, principal_type, principal_id, expires_at) "
                 "VALUES (%s, 'staff', %s, %s)",
                 (hash_token(ticket), staff_id, expires),
             )
         detail = {"username": username} | ({"totp_enrollment": "started"} if enrollment else {})
-        await audit.append(
-            conn, _event(staff_id, ip, ua, "staff.login.password", ("staff", staff_id), failure, detail)
-        )
+        event = _event(staff_id, ip, ua, StaffAction.LOGIN_PASSWORD, ("staff", staff_id), failure, detail)
+        await audit.append(conn, event)
     if failure is not None:
         raise failure
     return LoginStep(ticket, expires, enrollment)
 
 
 async def _first_sign_in(
-    conn: AsyncConnection[Any], cipher: FieldCipher, staff_id: UUID, username: str, code: str | None
+    conn: Conn, cipher: FieldCipher, staff_id: UUID, username: str, code: str | None, now: datetime
 ) -> tuple[totp.Enrollment | None, IdentityError | None]:
     """After a right password: nothing to do for an enrolled member; otherwise the enrollment code opens
     a new TOTP enrollment (and spends the code), and its absence or a wrong one refuses the sign-in."""
@@ -398,7 +383,7 @@ async def _first_sign_in(
         return None, None
     if code is None:
         return None, IdentityError("enrollment_code_required")
-    if not await _spend_enrollment_code(conn, staff_id, code):
+    if not await store.spend_enrollment_code(conn, staff_id, code, now=now):
         until = await lockout.record_failure(conn, "staff", staff_id)
         return None, lockout.failed("enrollment_code_invalid", until)
     return await totp.enroll(conn, cipher, "staff", staff_id, f"staff:{username}"), None
@@ -413,6 +398,7 @@ async def login_second_factor(
     code: str,
     ip: str | None,
     ua: str | None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> StaffLogin:
     """Finish sign-in with a TOTP code (or a recovery code); the first code also confirms enrollment.
 
@@ -424,13 +410,8 @@ async def login_second_factor(
     failure: IdentityError | None = None
     staff_id: UUID | None = None
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "SELECT t.principal_id, st.locked_until FROM login_tickets t JOIN staff st ON st.id = t.principal_id "
-            "WHERE t.ticket_hash = %s AND t.principal_type = 'staff' AND st.status = 'active' "
-            "AND t.used_at IS NULL AND t.expires_at > now() AND t.attempts < %s FOR UPDATE OF t, st",
-            (hash_token(ticket), TICKET_ATTEMPTS),
-        )
-        row = await cur.fetchone()
+        now = clock()
+        row = await store.lock_staff_ticket(conn, ticket, now=now, attempts=TICKET_ATTEMPTS)
         if row is None:
             failure = IdentityError("login_ticket_invalid")
         elif (failure := lockout.lock_in_force(row[1])) is not None:
@@ -450,17 +431,16 @@ async def login_second_factor(
                 failure = lockout.failed("totp_invalid", until)
             else:
                 await conn.execute(
-                    "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (hash_token(ticket),)
+                    "UPDATE login_tickets SET used_at = %s WHERE ticket_hash = %s", (now, hash_token(ticket))
                 )
                 if not enrolled:
                     recovery = await totp.issue_recovery_codes(conn, lookup_key, "staff", staff_id)
                 await lockout.record_success(conn, "staff", staff_id)
                 tokens = await sessions.create(conn, "staff", staff_id, ip=ip, user_agent=ua)
-                member = await get_staff(conn, staff_id)
+                member = await store.get_staff_or_raise(conn, staff_id)
         detail = {} if failure else {"enrolled_now": recovery is not None}
-        await audit.append(
-            conn, _event(staff_id, ip, ua, "staff.login.totp", ("staff", staff_id), failure, detail)
-        )
+        event = _event(staff_id, ip, ua, StaffAction.LOGIN_TOTP, ("staff", staff_id), failure, detail)
+        await audit.append(conn, event)
     if failure is not None:
         raise failure
     return StaffLogin(tokens, member, recovery)
@@ -480,7 +460,7 @@ async def refresh_session(
         # A reused token ended its session: the refusal names the member whose session that was.
         detail = {"staff_id": str(rotation.principal_id)} if rotation.reused else {}
         event = _event(
-            actor, ip, ua, "staff.session.refresh", ("session", rotation.session_id), failure, detail
+            actor, ip, ua, StaffAction.SESSION_REFRESH, ("session", rotation.session_id), failure, detail
         )
         await audit.append(conn, event)
     if failure is not None:
@@ -495,4 +475,4 @@ async def logout(
     """End the staff member's current session (audited)."""
     async with pool.connection() as conn, conn.transaction():
         await sessions.revoke(conn, session_id, "logout")
-        await audit.append(conn, _event(staff_id, ip, ua, "staff.logout", ("session", session_id)))
+        await audit.append(conn, _event(staff_id, ip, ua, StaffAction.LOGOUT, ("session", session_id)))
