@@ -30,6 +30,7 @@ from etcwallet.core.http import HotRoutes
 from etcwallet.core.logging import configure_logging
 from etcwallet.core.openapi import document_problems
 from etcwallet.identity import jobs as identity_jobs
+from etcwallet.identity.customers.accounts_api import router as customer_accounts_router
 from etcwallet.identity.customers.api import router as customer_router
 from etcwallet.identity.dev_api import router as dev_router
 from etcwallet.identity.factors import totp
@@ -296,6 +297,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(machine_router)
     app.include_router(events_admin_router)
     app.include_router(customer_router)
+    app.include_router(customer_accounts_router)
     app.include_router(factors_router)
     if settings.serves_dev_outbox:
         app.include_router(dev_router)

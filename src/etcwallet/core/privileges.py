@@ -37,6 +37,7 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "ledger_transfers": _APPEND_ONLY,
     "ledger_refusals": _APPEND_ONLY,
     "ledger_pending": _READ_WRITE,
+    "ledger_owners": _READ_WRITE,  # an owner's frozen state, upserted by a freeze and by an opening
     # identity
     "audit_log": _APPEND_ONLY,
     "sms_outbox": _APPEND_ONLY,

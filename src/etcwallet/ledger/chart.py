@@ -7,6 +7,8 @@ from enum import StrEnum
 from uuid import UUID, uuid5
 
 PLATFORM_NAMESPACE = UUID("6f1d0c9e-3c0a-4f59-9a57-2f0e0e7c2a11")
+OWNED_NAMESPACE = UUID("b3a7c2e4-5d1f-4e8a-9c6b-0f2d4a6e8c10")
+"""The namespace of owned accounts' ids (:func:`owned_account_id`); never change it: ids are stored."""
 
 
 class AccountCode(StrEnum):
@@ -33,6 +35,60 @@ class TransferCode(StrEnum):
     """
 
     DEMO_TOPUP = "demo.topup"  # demo data (``make run``): a demo customer's opening balance, from cash
+
+
+class AccountPurpose(StrEnum):
+    """What an account held for an owner (a customer, later a fleet) is for: one account per owner,
+    purpose and currency, opened lazily (``Ledger.open_owned_account``) under :func:`owned_account_id`."""
+
+    WALLET = "wallet"
+    CARD_PURSE = "card_purse"
+    ACCOUNT_CARD_RECEIVABLE = "account_card_receivable"
+
+
+@dataclass(frozen=True)
+class OwnedKind:
+    """How the ledger opens an owned account of one purpose: its code, balance constraint and name."""
+
+    purpose: AccountPurpose
+    code: AccountCode
+    debits_must_not_exceed_credits: bool
+    credits_must_not_exceed_debits: bool
+    zh: str
+    en: str
+
+
+OWNED_ACCOUNTS: dict[AccountPurpose, OwnedKind] = {
+    # Money the bank owes its customer: credit-normal, never overdrawn.
+    AccountPurpose.WALLET: OwnedKind(
+        AccountPurpose.WALLET, AccountCode.CUSTOMER_WALLET, True, False, "钱包余额", "wallet balance"
+    ),
+    # The bank's mirror of the stored value on a prepaid ETC card's chip: loaded, then spent at tolls.
+    AccountPurpose.CARD_PURSE: OwnedKind(
+        AccountPurpose.CARD_PURSE, AccountCode.CARD_PURSE, True, False, "储值卡余额", "card purse"
+    ),
+    # A postpaid (account) card's tolls that the customer owes the bank: debit-normal; a repayment may
+    # settle it but not turn it into money the bank owes.
+    AccountPurpose.ACCOUNT_CARD_RECEIVABLE: OwnedKind(
+        AccountPurpose.ACCOUNT_CARD_RECEIVABLE,
+        AccountCode.ACCOUNT_CARD,
+        False,
+        True,
+        "记账卡应收",
+        "account card receivable",
+    ),
+}
+
+
+def owned_account_id(*, owner: str, purpose: AccountPurpose | str, currency: str) -> UUID:
+    """The id of ``owner``'s account for ``purpose`` in ``currency``: a pure function of its inputs.
+
+    A UUIDv5 in :data:`OWNED_NAMESPACE`, so every domain derives the same id without asking the ledger
+    (a transfer may name a customer's wallet before it is opened) and opening it twice opens one account.
+    The name is ``purpose:currency:owner``: purpose and currency hold no ``:``, so the owner (which may)
+    comes last and two different inputs never spell the same name.
+    """
+    return uuid5(OWNED_NAMESPACE, f"{AccountPurpose(purpose).value}:{currency}:{owner}")
 
 
 @dataclass(frozen=True)

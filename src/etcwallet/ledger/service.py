@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.core import metrics
 from etcwallet.core.db import autocommit
 from etcwallet.core.money import check_currency
-from etcwallet.ledger.chart import AccountCode, platform_accounts
+from etcwallet.ledger.chart import AccountCode, AccountPurpose, platform_accounts
 from etcwallet.ledger.engine import (
     BULK_THRESHOLD,
     PROBE_REFUSALS,
@@ -38,6 +38,7 @@ from etcwallet.ledger.engine import (
     transfer_from_row,
 )
 from etcwallet.ledger.errors import LedgerError, chain_refusal
+from etcwallet.ledger.owners import ACCOUNT_COLUMNS, LEDGER_ACTOR, list_owned, open_owned
 from etcwallet.ledger.types import Account, LedgerAction, PendingState, Transfer, TransferRequest, chained
 from etcwallet.platform import audit, events
 from etcwallet.platform.audit import Actor, AuditEvent
@@ -46,10 +47,7 @@ from etcwallet.platform.unit import Along, RetryState, along_writes, commit_stat
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 8000
-_ACCOUNT_COLUMNS = (
-    "id, currency, code, owner, debits_must_not_exceed_credits, credits_must_not_exceed_debits, frozen, "
-    "debits_posted, credits_posted, debits_pending, credits_pending, metadata, created_at"
-)
+_ACCOUNT_COLUMNS = ACCOUNT_COLUMNS
 
 
 HISTORY_BLOCK_SHIFT = 13
@@ -246,6 +244,39 @@ class Ledger:
         if row is None:
             raise LedgerError("account_not_found", field="account_id")
         return Account(*row)
+
+    async def open_owned_account(
+        self,
+        *,
+        owner: str,
+        purpose: AccountPurpose,
+        currency: str = "CNY",
+        actor: Actor | None = None,
+        frozen: bool = False,
+    ) -> Account:
+        """``owner``'s account for ``purpose`` in ``currency``, opened now if it is not yet (idempotent:
+        concurrent callers get the same account; one opened by hand under its id with other fields is
+        ``account_id_conflict``). The id is ``chart.owned_account_id(owner=, purpose=, currency=)``.
+
+        ``frozen``: whether the caller knows the owner to be frozen (a customer's status). The ledger's
+        own record of the owner (``ledger/owners.py``) wins once it has one, so an opening that races
+        with a freeze still opens frozen. The opening is audited with ``actor`` (the ledger otherwise).
+        """
+        async with self.pool.connection() as conn, conn.transaction():
+            return await open_owned(
+                conn,
+                owner=owner,
+                purpose=purpose,
+                currency=currency,
+                frozen=frozen,
+                now=self.clock(),
+                actor=actor or LEDGER_ACTOR,
+            )
+
+    async def list_accounts(self, *, owner: str) -> list[Account]:
+        """Every account ``owner`` holds, oldest first (an owner with none: an empty list)."""
+        async with self.pool.connection() as conn:
+            return await list_owned(conn, owner=owner)
 
     async def ensure_chart(self) -> None:
         """Open the platform's own accounts if they are missing."""

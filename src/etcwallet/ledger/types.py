@@ -25,6 +25,8 @@ class LedgerAction(StrEnum):
     ACCOUNT_OPENED = "ledger.account_opened"
     ACCOUNT_FROZEN = "ledger.account_frozen"
     ACCOUNT_UNFROZEN = "ledger.account_unfrozen"
+    OWNER_FROZEN = "ledger.owner_frozen"  # every account of an owner, and those opened later
+    OWNER_UNFROZEN = "ledger.owner_unfrozen"
     TRANSFER_CREATED = "ledger.transfer_created"
     LINKED_CREATED = "ledger.linked_created"
     BATCH_SUBMITTED = "ledger.batch_submitted"
