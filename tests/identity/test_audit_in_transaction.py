@@ -41,7 +41,7 @@ class Crash(Exception):
 @contextlib.contextmanager
 def crash_after_audit(action: str) -> Iterator[None]:
     """Make the transaction that appends an audit row for ``action`` fail right after the append."""
-    real_append, real_many = audit.append, audit.append_many
+    real_append, real_many, real_statement = audit.append, audit.append_many, audit.append_statement
 
     async def append(conn: AsyncConnection[Any], event: AuditEvent) -> int:
         seq = await real_append(conn, event)
@@ -54,9 +54,17 @@ def crash_after_audit(action: str) -> Iterator[None]:
         if any(e.action == action for e in events):
             raise Crash(action)
 
+    def append_statement(events: Sequence[AuditEvent], at: Any = None) -> tuple[str, tuple[Any, ...]]:
+        # A unit of work sends its audit statement with its COMMIT: crashing as it is built is crashing
+        # after the change and before the commit.
+        if any(e.action == action for e in events):
+            raise Crash(action)
+        return real_statement(events, at)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(audit, "append", append)
         patch.setattr(audit, "append_many", append_many)
+        patch.setattr(audit, "append_statement", append_statement)
         yield
 
 
