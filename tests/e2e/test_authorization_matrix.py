@@ -115,6 +115,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     # staff session
     ("POST", "/api/v1/staff/auth/logout"): ALL_STAFF,
     ("GET", "/api/v1/staff/me"): ALL_STAFF,
+    ("GET", "/api/v1/staff/me/step-up"): ALL_STAFF,
+    ("POST", "/api/v1/staff/me/step-up/totp"): ALL_STAFF,
     # administration
     ("POST", "/api/v1/admin/outlets"): ADMINISTRATORS,
     ("GET", "/api/v1/admin/outlets"): OUTLET_READERS,

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from etcwallet.core.errors import DomainError
+from etcwallet.identity.factors.errors import FACTOR_ERRORS
 from etcwallet.identity.staff.errors import STAFF_ERRORS
 
 # code -> (status, zh, en, field the code is about)
@@ -118,42 +119,13 @@ IDENTITY_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
         423, "支付密码错误次数过多，已锁定；请通过短信验证码和证件号码重置",
         "too many wrong payment passwords: it is locked; reset it with an SMS code and your ID number", "pin",
     ),
-    # --- second factors and step-up
-    "step_up_required": (
-        403, "此操作需要再次验证身份（动态验证码、通行密钥或短信验证码）",
-        "this action needs a fresh second factor (authenticator code, passkey or SMS code)", None,
-    ),
-    "factor_not_accepted": (409, "不能使用该方式验证身份", "{factor} cannot be used for step-up here", "factor"),
-    "totp_invalid@step_up": (
-        422, "动态验证码错误或已使用", "wrong or already used authenticator code", "code",
-    ),
-    "recovery_code_invalid": (422, "恢复码错误或已使用", "wrong or already used recovery code", "code"),
-    "totp_already_enrolled": (
-        409, "已开启动态验证码，如需更换请先关闭", "TOTP is already enabled: turn it off first to replace it", None,
-    ),
-    "totp_not_enrolled": (409, "尚未开启动态验证码", "TOTP is not enabled", None),
-    "totp_not_pending": (409, "请先开始绑定动态验证码", "start TOTP enrollment first", "code"),
-    "passkeys_not_configured": (503, "通行密钥尚未配置", "passkeys are not configured on this server", None),
-    "webauthn_challenge_invalid": (
-        400, "验证请求已过期或已使用，请重新开始", "the passkey challenge has expired or was already used: start again",
-        "challenge_id",
-    ),
-    "passkey_registration_invalid": (
-        422, "通行密钥注册验证失败", "the passkey registration could not be verified", "credential",
-    ),
-    "passkey_exists": (409, "该通行密钥已注册", "this passkey is already registered", "credential"),
-    "passkey_limit": (409, "最多可注册 {max} 个通行密钥", "at most {max} passkeys can be registered", None),
-    "passkey_not_found": (404, "通行密钥不存在", "passkey not found", "passkey_id"),
-    "passkey_invalid": (401, "通行密钥验证失败", "the passkey could not be verified", "credential"),
-    "passkey_counter_regressed": (
-        401, "通行密钥签名计数异常（可能被复制），已拒绝",
-        "the passkey's signature counter went backwards (possibly a cloned authenticator): refused", "credential",
-    ),
     "invalid_anchor": (
         422, "锚点格式应为 序号:64位十六进制哈希", "an anchor is SEQ:HASH, the hash 64 hex digits", "anchor",
     ),
     # --- outlets, staff and the two administrators for privileged roles: identity/staff/errors.py
     **STAFF_ERRORS,
+    # --- second factors and step-up: identity/factors/errors.py
+    **FACTOR_ERRORS,
 }  # fmt: skip
 
 

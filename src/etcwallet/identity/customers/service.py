@@ -1255,3 +1255,9 @@ async def audit_staff_read(
     await audit.record(
         pool, _event(client, "customer.read", customer_id=customer_id, actor=("staff", str(staff_id)))
     )
+
+
+async def get_customer_id_by_phone(conn: AsyncConnection[Any], *, phone: str) -> UUID | None:
+    """The id of the customer registered with ``phone``, or None (for a passkey sign-in's phone hint)."""
+    found = await _by_phone(conn, phone)
+    return None if found is None else found[0].id

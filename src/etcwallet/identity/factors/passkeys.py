@@ -290,10 +290,16 @@ async def verify_registration(
             "transports, name) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (credential_id) DO NOTHING "
             f"RETURNING {_PASSKEY_COLUMNS}",
             (
-                uuid4(), principal_type, principal_id, verified.credential_id, verified.credential_public_key,
-                verified.sign_count, transports, label,
+                uuid4(),
+                principal_type,
+                principal_id,
+                verified.credential_id,
+                verified.credential_public_key,
+                verified.sign_count,
+                transports,
+                label,
             ),
-        )  # fmt: skip
+        )
         row = await cur.fetchone()
         if row is None:
             raise IdentityError("passkey_exists")
@@ -424,9 +430,14 @@ async def login(
     challenge, bound = await take_challenge(pool, challenge_id, "login", None)
     async with pool.connection() as conn, conn.transaction():
         assertion = await verify_assertion(
-            conn, challenge=challenge, credential=credential, rp_id=rp_id, origin=origin, principal=bound,
+            conn,
+            challenge=challenge,
+            credential=credential,
+            rp_id=rp_id,
+            origin=origin,
+            principal=bound,
             principal_type="customer",
-        )  # fmt: skip
+        )
         cur = await conn.execute("SELECT status FROM customers WHERE id = %s", (assertion.principal_id,))
         row = await cur.fetchone()
         if row is None:

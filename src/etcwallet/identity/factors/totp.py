@@ -14,8 +14,7 @@ import hashlib
 import hmac
 import io
 import secrets
-import time
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +23,8 @@ import segno
 from psycopg import AsyncConnection
 
 from etcwallet.core.crypto import FieldCipher, keyed_hash
+from etcwallet.identity.factors import store
+from etcwallet.identity.factors.types import Enrollment
 
 ISSUER = "etcwallet"
 _CONTEXT = b"totp_factors.secret"
@@ -33,12 +34,7 @@ KEYED = b"\x01"
 """The first byte of a keyed recovery-code hash (33 bytes); a 32-byte value is a legacy unsalted SHA-256."""
 
 
-@dataclass(frozen=True)
-class Enrollment:
-    secret: str
-    otpauth_uri: str
-    qr_svg: str
-    qr_png_base64: str
+__all__ = ["RECOVERY_CODES", "Enrollment"]
 
 
 def _qr(uri: str) -> tuple[str, str]:
@@ -57,19 +53,13 @@ async def enroll(
     account_name: str,
 ) -> Enrollment:
     """Start (or restart, while unconfirmed) TOTP enrollment; refused if a confirmed factor exists."""
-    cur = await conn.execute(
-        "SELECT confirmed_at FROM totp_factors WHERE principal_type = %s AND principal_id = %s FOR UPDATE",
-        (principal_type, principal_id),
-    )
-    row = await cur.fetchone()
-    if row is not None and row[0] is not None:
+    row = await store.lock_totp(conn, principal_type=principal_type, principal_id=principal_id)
+    if row is not None and row.confirmed_at is not None:
         raise ValueError("already enrolled")
     secret = pyotp.random_base32()
-    await conn.execute(
-        "INSERT INTO totp_factors (principal_type, principal_id, secret_enc) VALUES (%s, %s, %s) "
-        "ON CONFLICT (principal_type, principal_id) DO UPDATE SET secret_enc = EXCLUDED.secret_enc, "
-        "last_used_step = NULL, created_at = now()",
-        (principal_type, principal_id, cipher.encrypt(secret, context=_CONTEXT)),
+    secret_enc = cipher.encrypt(secret, context=_CONTEXT)
+    await store.put_totp_secret(
+        conn, principal_type=principal_type, principal_id=principal_id, secret_enc=secret_enc
     )
     uri = pyotp.TOTP(secret).provisioning_uri(name=account_name, issuer_name=ISSUER)
     svg, png = _qr(uri)
@@ -95,24 +85,21 @@ async def verify(
     code: str,
     *,
     confirming: bool = False,
+    now: datetime | None = None,
 ) -> bool:
-    """Whether ``code`` is a fresh valid code for the principal's factor (confirmed, or being confirmed)."""
-    cur = await conn.execute(
-        "SELECT secret_enc, confirmed_at, last_used_step FROM totp_factors "
-        "WHERE principal_type = %s AND principal_id = %s FOR UPDATE",
-        (principal_type, principal_id),
-    )
-    row = await cur.fetchone()
-    if row is None or (row[1] is None) != confirming:
+    """Whether ``code`` is a fresh valid code for the principal's factor (confirmed, or being confirmed) at
+    ``now`` (the caller's clock; the system's when not given). A code accepted here is spent: no code of its
+    time step or an earlier one works again, for sign-in or step-up alike."""
+    at = now or datetime.now(UTC)
+    row = await store.lock_totp(conn, principal_type=principal_type, principal_id=principal_id)
+    if row is None or (row.confirmed_at is None) != confirming:
         return False
-    secret = cipher.decrypt(bytes(row[0]), context=_CONTEXT)
-    step = _matching_step(secret, code.strip(), time.time())
-    if step is None or (row[2] is not None and step <= row[2]):
+    secret = cipher.decrypt(row.secret_enc, context=_CONTEXT)
+    step = _matching_step(secret, code.strip(), at.timestamp())
+    if step is None or (row.last_used_step is not None and step <= row.last_used_step):
         return False
-    await conn.execute(
-        "UPDATE totp_factors SET last_used_step = %s, confirmed_at = coalesce(confirmed_at, now()) "
-        "WHERE principal_type = %s AND principal_id = %s",
-        (step, principal_type, principal_id),
+    await store.spend_totp_step(
+        conn, principal_type=principal_type, principal_id=principal_id, step=step, at=at
     )
     return True
 
@@ -136,22 +123,10 @@ async def issue_recovery_codes(
 ) -> list[str]:
     """Replace the principal's recovery codes with ten new ones; only their keyed hashes are kept."""
     codes = [f"{secrets.randbelow(10**10):010d}" for _ in range(RECOVERY_CODES)]
-    await conn.execute(
-        "DELETE FROM recovery_codes WHERE principal_type = %s AND principal_id = %s",
-        (principal_type, principal_id),
+    hashes = [recovery_code_hash(lookup_key, principal_type, principal_id, c) for c in codes]
+    await store.replace_recovery_codes(
+        conn, principal_type=principal_type, principal_id=principal_id, hashes=hashes
     )
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO recovery_codes (principal_type, principal_id, code_hash) VALUES (%s, %s, %s)",
-            [
-                (
-                    principal_type,
-                    principal_id,
-                    recovery_code_hash(lookup_key, principal_type, principal_id, c),
-                )
-                for c in codes
-            ],
-        )
     return [f"{c[:5]}-{c[5:]}" for c in codes]
 
 
@@ -160,34 +135,27 @@ async def use_recovery_code(
 ) -> bool:
     """Spend one recovery code; each works once."""
     digits = code.replace("-", "").replace(" ", "")
-    cur = await conn.execute(
-        "UPDATE recovery_codes SET used_at = now() WHERE principal_type = %s AND principal_id = %s "
-        "AND code_hash = %s AND used_at IS NULL",
-        (principal_type, principal_id, recovery_code_hash(lookup_key, principal_type, principal_id, digits)),
+    code_hash = recovery_code_hash(lookup_key, principal_type, principal_id, digits)
+    return await store.spend_recovery_code(
+        conn, principal_type=principal_type, principal_id=principal_id, code_hash=code_hash
     )
-    return cur.rowcount == 1
 
 
 async def rekey_legacy_recovery_codes(conn: AsyncConnection[Any], lookup_key: bytes) -> int:
     """Rewrap recovery codes stored as an unsalted SHA-256 (before issue 15) into the keyed form; run at
     start-up. The codes people hold keep working, and no unkeyed hash stays in the table. Returns how many."""
-    cur = await conn.execute(
-        "SELECT principal_type, principal_id, code_hash FROM recovery_codes WHERE length(code_hash) = 32"
-    )
-    rows = await cur.fetchall()
+    rows = await store.list_legacy_recovery_codes(conn)
     for principal_type, principal_id, legacy in rows:
-        await conn.execute(
-            "UPDATE recovery_codes SET code_hash = %s "
-            "WHERE principal_type = %s AND principal_id = %s AND code_hash = %s",
-            (_rewrap(lookup_key, principal_type, principal_id, bytes(legacy)), principal_type, principal_id,
-             legacy),
-        )  # fmt: skip
+        await store.rewrite_recovery_code(
+            conn,
+            principal_type=principal_type,
+            principal_id=principal_id,
+            old_hash=legacy,
+            new_hash=_rewrap(lookup_key, principal_type, principal_id, legacy),
+        )
     return len(rows)
 
 
 async def is_enrolled(conn: AsyncConnection[Any], principal_type: str, principal_id: UUID) -> bool:
-    cur = await conn.execute(
-        "SELECT 1 FROM totp_factors WHERE principal_type = %s AND principal_id = %s AND confirmed_at IS NOT NULL",
-        (principal_type, principal_id),
-    )
-    return await cur.fetchone() is not None
+    """Whether the principal has a confirmed TOTP factor."""
+    return await store.is_totp_confirmed(conn, principal_type=principal_type, principal_id=principal_id)

@@ -225,9 +225,11 @@ async def list_live(conn: AsyncConnection[Any], principal_type: str, principal_i
     return [Session(*row) for row in await cur.fetchall()]
 
 
-async def mark_stepped_up(conn: AsyncConnection[Any], session_id: UUID, factor: str) -> None:
-    """Record that the session's holder has just proved a second factor."""
+async def mark_stepped_up(
+    conn: AsyncConnection[Any], session_id: UUID, factor: str, *, at: datetime | None = None
+) -> None:
+    """Record that the session's holder has just proved a second factor (at ``at``, the caller's clock)."""
     await conn.execute(
         "UPDATE sessions SET stepped_up_at = %s, step_up_factor = %s WHERE id = %s",
-        (_now(), factor, session_id),
+        (at or _now(), factor, session_id),
     )
