@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -195,11 +196,13 @@ async def sign_in_staff(
     password: str = STAFF_PASSWORD,
     *,
     enrollment_code: str | None = None,
+    step_up: bool = False,
 ) -> dict[str, str]:
     """Sign a staff member in over HTTP; returns Authorization headers.
 
     At first sign-in the member enrolls TOTP with a one-time enrollment code: the one given, or else one
-    issued through the service layer on the application's database (the bootstrap path).
+    issued through the service layer on the application's database (the bootstrap path). With ``step_up``
+    the new session also proves a fresh TOTP (a later time step than the sign-in's), as a role change asks.
     """
     if username not in STAFF_SECRETS and enrollment_code is None:
         enrollment_code = await bootstrap_enrollment_code(app_pool(client), username)
@@ -211,11 +214,20 @@ async def sign_in_staff(
     body = step.json()
     secret = body["totp_enrollment"]["secret"] if body["totp_enrollment"] else STAFF_SECRETS[username]
     STAFF_SECRETS[username] = secret
+    signed_step = int(time.time()) // 30
     done = await client.post(
-        "/api/v1/staff/auth/totp", json={"ticket": body["ticket"], "code": pyotp.TOTP(secret).now()}
+        "/api/v1/staff/auth/totp",
+        json={"ticket": body["ticket"], "code": pyotp.TOTP(secret).at(signed_step * 30)},
     )
     assert done.status_code == 200, done.text
-    return {"Authorization": f"Bearer {done.json()['access_token']}"}
+    headers = {"Authorization": f"Bearer {done.json()['access_token']}"}
+    if step_up:
+        later = max(signed_step + 1, int(time.time()) // 30)
+        proved = await client.post(
+            "/api/v1/staff/me/step-up/totp", json={"code": pyotp.TOTP(secret).at(later * 30)}, headers=headers
+        )
+        assert proved.status_code == 200, proved.text
+    return headers
 
 
 STAFF_SECRETS: dict[str, str] = {}
@@ -229,7 +241,7 @@ async def make_staff(pool: AsyncConnectionPool, client: httpx.AsyncClient) -> St
     enrollment code issued by the system), not by an administrator, whose privileged grants need approval.
     """
 
-    async def factory(role: Role, outlet_id: UUID | None = None) -> dict[str, str]:
+    async def factory(role: Role, outlet_id: UUID | None = None, *, step_up: bool = False) -> dict[str, str]:
         if role in OUTLET_ROLES and outlet_id is None:
             async with pool.connection() as conn:
                 kind, bank = ("bank", "icbc") if role is Role.BANK_OPERATOR else ("self_operated", None)
@@ -248,7 +260,7 @@ async def make_staff(pool: AsyncConnectionPool, client: httpx.AsyncClient) -> St
                 outlet_id=outlet_id,
             )
         code = await bootstrap_enrollment_code(pool, username)
-        return await sign_in_staff(client, username, enrollment_code=code)
+        return await sign_in_staff(client, username, enrollment_code=code, step_up=step_up)
 
     return factory
 

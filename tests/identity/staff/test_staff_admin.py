@@ -853,9 +853,11 @@ async def test_unknown_username_answers_like_a_wrong_password(client, pool) -> N
         ),
     ],
 )
-async def test_a_nul_character_is_a_422_naming_the_field(as_served, pool, admin, path, body, field) -> None:
+async def test_a_nul_character_is_a_422_naming_the_field(
+    as_served, pool, plain_admin, path, body, field
+) -> None:
     """PostgreSQL text cannot hold NUL: it is refused up front (it used to reach the database: a 500)."""
-    headers, admin_id = admin
+    headers, admin_id = plain_admin
     r = await as_served.post(path, json=body, headers=keyed(headers))
     problem = assert_problem(r, 422, field=field, code="validation_failed")
     assert problem["errors"][0]["code"] == "nul_character"

@@ -51,10 +51,10 @@ CHANGES = f"{ADMIN}/staff-changes"
 
 @pytest.fixture
 async def admins(make_staff: StaffFactory, client: httpx.AsyncClient) -> list[tuple[dict[str, str], str]]:
-    """Three signed-in administrators: (headers, staff id) each."""
+    """Three signed-in administrators, stepped up (a role change asks for it): (headers, staff id) each."""
     made = []
     for _ in range(3):
-        headers = await make_staff(Role.ADMINISTRATOR)
+        headers = await make_staff(Role.ADMINISTRATOR, step_up=True)
         made.append((headers, (await me(client, headers))["id"]))
     return made
 

@@ -279,12 +279,13 @@ async def update_staff(
     me: Annotated[Principal, Depends(require(Permission.STAFF_MANAGE))],
 ) -> s.StaffOut | JSONResponse:
     """Change a member's role, outlet or status (200). A role change to or from finance or administrator
-    waits for another administrator (202). Nobody changes their own role or disables themselves, and the
+    waits for another administrator (202). A role change needs a fresh staff step-up (403
+    ``step_up_required``). Nobody changes their own role or disables themselves, and the
     last active administrator stays (409)."""
     done = await changes.request_update(
         uow,
         actor=actor_of(me, client),
-        administrator=me.id,
+        principal=me,
         staff_id=staff_id,
         asked=body.model_dump(mode="json", exclude_unset=True),
         role=body.role,

@@ -15,8 +15,10 @@ The use cases (:func:`request_creation`, :func:`request_update`, :func:`approve_
 :func:`reject_change`) each run as one unit of work that appends its audit entry in the change's
 transaction (a refusal is audited on its own). They are made of the steps below them
 (:func:`create_staff`, :func:`update_staff`, :func:`approve`, :func:`reject`), which run in the caller's
-transaction. :func:`request_update` is the one path of a role change: a staff step-up check belongs at
-its start.
+transaction. :func:`request_update` is the one path of a role change, and a role change is a sensitive action:
+the requesting administrator's session must have proved a fresh TOTP (staff step-up, 403
+``step_up_required`` otherwise, nothing written). The approving administrator's act is the second pair
+of eyes and needs no step-up of its own.
 
 The command line (``etcwallet staff create``) and the service function :func:`service.create_staff`
 called directly are the bootstrap path: whoever runs them holds the database itself, so the rule cannot
@@ -33,7 +35,8 @@ from uuid import UUID
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.identity.authz import OUTLET_ROLES, Role
+from etcwallet.identity.authz import OUTLET_ROLES, Principal, Role
+from etcwallet.identity.factors.service import require_fresh
 from etcwallet.identity.staff import service as staff
 from etcwallet.identity.staff import store
 from etcwallet.identity.staff.errors import staff_error
@@ -319,7 +322,7 @@ async def request_update(
     uow: UnitOfWork,
     *,
     actor: Actor,
-    administrator: UUID,
+    principal: Principal,
     staff_id: UUID,
     asked: Mapping[str, object],
     role: Role | None = None,
@@ -331,10 +334,12 @@ async def request_update(
     the fields as the request gave them). The one path of a role change."""
 
     async def step(unit: Unit) -> Outcome:
+        if role is not None:
+            await require_fresh(unit.conn, principal=principal, now=unit.now)
         done = await update_staff(
             unit.conn,
             staff_id,
-            actor=administrator,
+            actor=principal.id,
             role=role,
             outlet_id=outlet_id,
             status=status,
