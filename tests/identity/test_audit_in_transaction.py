@@ -40,8 +40,12 @@ class Crash(Exception):
 
 @contextlib.contextmanager
 def crash_after_audit(action: str) -> Iterator[None]:
-    """Make the transaction that appends an audit row for ``action`` fail right after the append."""
-    real_append, real_many = audit.append, audit.append_many
+    """Make the transaction that appends an audit row for ``action`` fail right after the append.
+
+    A unit of work sends its audit rows with its commit in one message (``audit.append_statement``):
+    there the append is followed by a statement that fails, so ``COMMIT`` never runs.
+    """
+    real_append, real_many, real_statement = audit.append, audit.append_many, audit.append_statement
 
     async def append(conn: AsyncConnection[Any], event: AuditEvent) -> int:
         seq = await real_append(conn, event)
@@ -54,9 +58,16 @@ def crash_after_audit(action: str) -> Iterator[None]:
         if any(e.action == action for e in events):
             raise Crash(action)
 
+    def append_statement(events: Sequence[AuditEvent], at: Any = None) -> tuple[str, tuple[Any, ...]]:
+        query, params = real_statement(events, at)
+        if any(e.action == action for e in events):
+            return f"{query}; SELECT 1 / 0", params
+        return query, params
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(audit, "append", append)
         patch.setattr(audit, "append_many", append_many)
+        patch.setattr(audit, "append_statement", append_statement)
         yield
 
 

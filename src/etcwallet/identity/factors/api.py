@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
-from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep, get_settings
+from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep, UnitOfWorkDep, get_settings
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
@@ -462,13 +462,13 @@ async def login_passkey_options(
     responses=problems(400, 401, 403, 409, 423, 429, 503),
 )
 async def login_passkey(
-    body: TicketAssertionIn, request: Request, pool: PoolDep, client: ClientDep
+    body: TicketAssertionIn, request: Request, pool: PoolDep, uow: UnitOfWorkDep, client: ClientDep
 ) -> SessionOut:
     """Finish a password sign-in with the passkey assertion answering those options: the session's tokens."""
     await _second_factor_attempt(pool, client)
     rp_id, origin = relying_party(request)
     tokens = await customers.login_second_factor_passkey(
-        pool, ticket=body.ticket, challenge_id=body.challenge_id,
+        uow=uow, ticket=body.ticket, challenge_id=body.challenge_id,
         credential=body.credential, rp_id=rp_id, origin=origin, client=client,
     )  # fmt: skip
     return SessionOut.of(tokens)
