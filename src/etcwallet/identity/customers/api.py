@@ -27,7 +27,6 @@ from etcwallet.identity.customers.types import (
     SignIn,
     TwoFactorState,
 )
-from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.factors.stepup import STEP_UP_WINDOW
 from etcwallet.identity.ratelimit import Limit, hit
 from etcwallet.identity.sessions.schemas import RefreshRequest
@@ -357,9 +356,7 @@ async def end_session(session_id: UUID, uow: UnitOfWorkDep, client: ClientDep, m
 async def read_profile(pool: PoolDep, keys: KeysDep, me: Me) -> s.ProfileOut:
     """My real-name profile, masked (404 profile_missing when none is on file)."""
     async with pool.connection() as conn:
-        profile = await service.get_profile(conn, keys.cipher, me.id)
-    if profile is None:
-        raise IdentityError("profile_missing")
+        profile = await service.get_profile_or_raise(conn, keys.cipher, me.id)
     return _profile_out(profile)
 
 

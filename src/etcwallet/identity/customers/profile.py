@@ -137,6 +137,14 @@ async def get_profile(conn: Conn, cipher: FieldCipher, customer_id: UUID) -> Pro
     return None if row is None else _profile(cipher, row)
 
 
+async def get_profile_or_raise(conn: Conn, cipher: FieldCipher, customer_id: UUID) -> Profile:
+    """The customer's real-name profile, masked; 404 ``profile_missing`` when none is on file."""
+    profile = await get_profile(conn, cipher, customer_id)
+    if profile is None:
+        raise IdentityError("profile_missing")
+    return profile
+
+
 # --- recording the profile -------------------------------------------------------------------------------
 
 

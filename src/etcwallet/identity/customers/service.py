@@ -25,102 +25,53 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import FieldCipher, hash_token, new_token
-from etcwallet.core.deps import Client as Client  # re-exported: where a request came from
+from etcwallet.core.deps import Client
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_phone
 from etcwallet.identity import lockout, sms
 from etcwallet.identity.authz import refresh_token_reused, unauthenticated
 from etcwallet.identity.customers import store
 from etcwallet.identity.customers.actions import ANONYMOUS, claimant, event, record
-from etcwallet.identity.customers.credentials import check_password as check_password
-from etcwallet.identity.customers.errors import closed_error as closed_error
-from etcwallet.identity.customers.errors import frozen_error as frozen_error
-from etcwallet.identity.customers.errors import pin_locked as pin_locked
-from etcwallet.identity.customers.errors import pin_wrong as pin_wrong
-from etcwallet.identity.customers.errors import status_refusal
-from etcwallet.identity.customers.freezing import freeze as freeze
-from etcwallet.identity.customers.freezing import request_self_unfreeze as request_self_unfreeze
-from etcwallet.identity.customers.freezing import unfreeze as unfreeze
-from etcwallet.identity.customers.profile import (
-    check_id_number as check_id_number,
+from etcwallet.identity.customers.credentials import check_password
+from etcwallet.identity.customers.errors import (
+    closed_error,
+    frozen_error,
+    pin_locked,
+    pin_wrong,
+    status_refusal,
 )
+from etcwallet.identity.customers.freezing import freeze, request_self_unfreeze, unfreeze
 from etcwallet.identity.customers.profile import (
-    check_name as check_name,
-)
-from etcwallet.identity.customers.profile import (
-    check_payment_password as check_payment_password,
-)
-from etcwallet.identity.customers.profile import (
-    find_by_id_number as find_by_id_number,
-)
-from etcwallet.identity.customers.profile import (
-    find_customer_by_id_number as find_customer_by_id_number,
-)
-from etcwallet.identity.customers.profile import (
-    get_profile as get_profile,
-)
-from etcwallet.identity.customers.profile import (
-    normalize_id_number as normalize_id_number,
-)
-from etcwallet.identity.customers.profile import (
-    pin_state as pin_state,
-)
-from etcwallet.identity.customers.profile import (
-    reset_payment_password as reset_payment_password,
-)
-from etcwallet.identity.customers.profile import (
-    set_payment_password as set_payment_password,
-)
-from etcwallet.identity.customers.profile import (
-    set_profile as set_profile,
-)
-from etcwallet.identity.customers.profile import (
-    verify_payment_password as verify_payment_password,
+    check_id_number,
+    check_name,
+    check_payment_password,
+    find_by_id_number,
+    find_customer_by_id_number,
+    get_profile,
+    get_profile_or_raise,
+    normalize_id_number,
+    pin_state,
+    reset_payment_password,
+    set_payment_password,
+    set_profile,
+    verify_payment_password,
 )
 from etcwallet.identity.customers.types import (
-    CUSTOMER as CUSTOMER,
-)
-from etcwallet.identity.customers.types import (
-    ID_NUMBER_CONTEXT as ID_NUMBER_CONTEXT,
-)
-from etcwallet.identity.customers.types import (
-    ID_TYPES as ID_TYPES,
-)
-from etcwallet.identity.customers.types import (
-    NAME_CONTEXT as NAME_CONTEXT,
-)
-from etcwallet.identity.customers.types import (
-    PIN_MAX_FAILURES as PIN_MAX_FAILURES,
-)
-from etcwallet.identity.customers.types import (
-    SELF_FREEZE_REASON as SELF_FREEZE_REASON,
-)
-from etcwallet.identity.customers.types import (
-    TICKET_ATTEMPTS as TICKET_ATTEMPTS,
-)
-from etcwallet.identity.customers.types import (
-    TICKET_LIFETIME as TICKET_LIFETIME,
-)
-from etcwallet.identity.customers.types import (
-    Customer as Customer,
-)
-from etcwallet.identity.customers.types import (
+    CUSTOMER,
+    ID_NUMBER_CONTEXT,
+    ID_TYPES,
+    NAME_CONTEXT,
+    PIN_MAX_FAILURES,
+    SELF_FREEZE_REASON,
+    TICKET_ATTEMPTS,
+    TICKET_LIFETIME,
+    Customer,
     CustomerAction,
-)
-from etcwallet.identity.customers.types import (
-    CustomerDetail as CustomerDetail,
-)
-from etcwallet.identity.customers.types import (
-    PinState as PinState,
-)
-from etcwallet.identity.customers.types import (
-    Profile as Profile,
-)
-from etcwallet.identity.customers.types import (
-    SignIn as SignIn,
-)
-from etcwallet.identity.customers.types import (
-    TwoFactorState as TwoFactorState,
+    CustomerDetail,
+    PinState,
+    Profile,
+    SignIn,
+    TwoFactorState,
 )
 from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.factors import passkeys, totp
@@ -130,6 +81,68 @@ from etcwallet.identity.sms import Purpose, SentCode, SmsGateway
 from etcwallet.identity.validators import validate_password
 from etcwallet.platform.audit import AuditEvent
 from etcwallet.platform.unit import Unit, UnitOfWork, utcnow
+
+# Names of the split modules stay importable from here (the lead tidies imports after merging).
+__all__ = [
+    "CUSTOMER",
+    "ID_NUMBER_CONTEXT",
+    "ID_TYPES",
+    "NAME_CONTEXT",
+    "PIN_MAX_FAILURES",
+    "SELF_FREEZE_REASON",
+    "TICKET_ATTEMPTS",
+    "TICKET_LIFETIME",
+    "Client",
+    "Customer",
+    "CustomerDetail",
+    "PinState",
+    "Profile",
+    "SignIn",
+    "TwoFactorState",
+    "audit_staff_read",
+    "change_password",
+    "check_id_number",
+    "check_name",
+    "check_password",
+    "check_payment_password",
+    "closed_error",
+    "detail",
+    "end_session",
+    "find_by_id_number",
+    "find_by_phone",
+    "find_customer_by_id_number",
+    "freeze",
+    "frozen_error",
+    "get_customer",
+    "get_customer_or_raise",
+    "get_phone_or_raise",
+    "get_profile",
+    "get_profile_or_raise",
+    "list_sessions",
+    "login_password",
+    "login_second_factor",
+    "login_second_factor_passkey",
+    "login_sms",
+    "logout",
+    "normalize_id_number",
+    "passkey_second_factor_options",
+    "pin_locked",
+    "pin_state",
+    "pin_wrong",
+    "refresh",
+    "register",
+    "request_code",
+    "request_own_code",
+    "request_self_unfreeze",
+    "reset_password",
+    "reset_payment_password",
+    "second_factors",
+    "set_payment_password",
+    "set_profile",
+    "two_factor_state",
+    "unfreeze",
+    "verify_payment_password",
+]
 
 Conn = AsyncConnection[Any]
 
