@@ -41,7 +41,11 @@ class Crash(Exception):
 
 @contextlib.contextmanager
 def crash_after_audit(action: str) -> Iterator[None]:
-    """Make the transaction that appends an audit row for ``action`` fail right after the append."""
+    """Make the transaction that appends an audit row for ``action`` fail right after the append.
+
+    A unit of work sends its writes and audit rows with its commit in one message: there the writes and
+    rows are sent without the ``COMMIT``, and then the process fails.
+    """
     real_append, real_many = audit.append, audit.append_many
 
     async def append(conn: AsyncConnection[Any], event: AuditEvent) -> int:

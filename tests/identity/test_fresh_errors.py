@@ -31,6 +31,7 @@ from etcwallet.identity.customers import service as customers
 from etcwallet.identity.errors import IDENTITY_ERRORS, IdentityError
 from etcwallet.identity.staff import service as staff
 from etcwallet.ledger.errors import LEDGER_ERRORS, LedgerError
+from etcwallet.platform.unit import UnitOfWork
 from tests.identity.customer_helpers import new_phone
 
 
@@ -56,7 +57,9 @@ async def test_a_refusal_carries_no_frame_of_an_earlier_sign_in(
     async def attempt(password: str) -> object:
         if who == "customer":
             client = customers.Client("192.0.2.16", "pytest")
-            return await customers.login_password(pool, phone=new_phone(), password=password, client=client)
+            return await customers.login_password(
+                uow=UnitOfWork(pool), phone=new_phone(), password=password, client=client
+            )
         name = f"nobody.{uuid4().hex[:10]}"
         return await staff.login_password(
             pool, keys.cipher, username=name, password=password, ip=None, ua=None

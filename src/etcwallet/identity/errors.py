@@ -12,15 +12,16 @@ fields (which the answer carries too) or from ``text`` (which it does not).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from functools import cache
 from typing import Any
 
 from etcwallet.core.errors import DomainError
-from etcwallet.identity.factors.errors import FACTOR_ERRORS
-from etcwallet.identity.staff.errors import STAFF_ERRORS
 
-# code -> (status, zh, en, field the code is about)
-IDENTITY_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
+Entry = tuple[int, str, str, str | None]
+"""(status, zh, en, field the code is about)"""
+
+SHARED_ERRORS: dict[str, Entry] = {
     # --- authentication and authorization
     "unauthenticated": (
         401, "请先登录（令牌缺失、无效或已过期）", "sign in first: the token is missing, invalid or expired", "Authorization",
@@ -64,73 +65,50 @@ IDENTITY_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
         422, "修改已登记的实名信息需要短信验证码（用途 profile_change）",
         "changing real-name data on file needs an SMS code (purpose profile_change)", "sms_code",
     ),
-    # --- customers
-    "customer_not_found": (404, "客户不存在", "customer not found", "customer_id"),
-    "phone_registered": (
-        409, "该手机号已注册，请直接登录", "this phone number is already registered: sign in", "phone",
-    ),
-    "old_password_wrong": (403, "原密码错误", "the current password is wrong", "old_password"),
-    "password_unchanged": (
-        422, "新密码不能与原密码相同", "the new password must differ from the current one", "new_password",
-    ),
-    "account_frozen@customer": (
-        403, "账户已冻结（原因：{frozen_reason}），可凭密码和短信验证码自助解冻",
-        "the account is frozen (reason: {frozen_reason}); unfreeze it yourself with your password and an SMS code",
-        None,
-    ),
-    "account_frozen@staff": (
-        403, "账户已冻结（原因：{frozen_reason}），解冻请联系客服或到网点办理",
-        "the account is frozen (reason: {frozen_reason}); to unfreeze it, contact customer service or visit an outlet",
-        None,
-    ),
-    "account_frozen@passkey": (
-        403, "账户已冻结，无法登录，请联系客服", "the account is frozen and cannot sign in: contact support", None,
-    ),
-    "account_closed": (403, "账户已注销", "the account has been closed", None),
-    "account_closed@passkey": (403, "账户已注销，无法登录", "the account is closed and cannot sign in", None),
-    "account_not_frozen": (409, "账户未冻结", "the account is not frozen", None),
-    "unfreeze_needs_staff": (
-        403, "该账户由客服或风控冻结，解冻需由工作人员办理，请联系客服或到网点",
-        "this account was frozen by staff: unfreezing it needs staff; contact customer service or visit an outlet",
-        None,
-    ),
-    "unfreeze_needs_sms_code": (
-        403, "自助解冻需要短信验证码（用途 unfreeze）", "to unfreeze your account, add an SMS code (purpose unfreeze)",
-        "sms_code",
-    ),
-    "profile_missing": (404, "尚未完成实名登记", "no real-name profile on file yet", None),
-    "profile_required": (409, "请先完成实名登记", "register your real name and ID first", None),
-    "id_number_registered": (
-        409, "该证件号码已被其他账户登记", "this ID number is registered to another account", "id_number",
-    ),
-    "id_number_mismatch": (
-        422, "证件号码与实名登记信息不符", "the ID number does not match the real-name profile", "id_number",
-    ),
-    "payment_password_not_set": (409, "尚未设置支付密码", "no payment password has been set", "pin"),
-    "payment_password_exists": (
-        409, "支付密码已设置；如需更改请使用重置（短信验证码加证件号码）",
-        "a payment password is already set: reset it with an SMS code and your ID number", "pin",
-    ),
-    "payment_password_wrong": (
-        403, "支付密码错误，还可尝试 {remaining_attempts} 次", "wrong payment password: {remaining_attempts} tries left",
-        "pin",
-    ),
-    "payment_password_locked": (
-        423, "支付密码错误次数过多，已锁定；请通过短信验证码和证件号码重置",
-        "too many wrong payment passwords: it is locked; reset it with an SMS code and your ID number", "pin",
-    ),
     "invalid_anchor": (
         422, "锚点格式应为 序号:64位十六进制哈希", "an anchor is SEQ:HASH, the hash 64 hex digits", "anchor",
     ),
-    # --- outlets, staff and the two administrators for privileged roles: identity/staff/errors.py
-    **STAFF_ERRORS,
-    # --- second factors and step-up: identity/factors/errors.py
-    **FACTOR_ERRORS,
 }  # fmt: skip
 
 
+@cache
+def error_table() -> Mapping[str, Entry]:
+    """The shared codes above merged with each sub-package's slice (its ``errors.py``).
+
+    Merged on first use, not at import: a slice's module builds its refusals with :class:`IdentityError`,
+    so importing the slices here would be circular.
+    """
+    from etcwallet.identity.customers.errors import CUSTOMER_ERRORS
+    from etcwallet.identity.factors.errors import FACTOR_ERRORS
+    from etcwallet.identity.staff.errors import STAFF_ERRORS
+
+    slices = (CUSTOMER_ERRORS, STAFF_ERRORS, FACTOR_ERRORS)
+    table = dict(SHARED_ERRORS)
+    for part in slices:
+        assert not table.keys() & part.keys(), "a code is defined twice"
+        table.update(part)
+    return table
+
+
+class _MergedTable(Mapping[str, Entry]):
+    """:func:`error_table` as a mapping that merges on first use: identity's whole table of codes."""
+
+    def __getitem__(self, key: str) -> Entry:
+        return error_table()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(error_table())
+
+    def __len__(self) -> int:
+        return len(error_table())
+
+
+IDENTITY_ERRORS: Mapping[str, Entry] = _MergedTable()
+"""Every identity refusal code: the shared ones and each sub-package's slice."""
+
+
 class IdentityError(DomainError):
-    """A refusal from :data:`IDENTITY_ERRORS`, built fresh for each raise.
+    """A refusal from :func:`error_table`, built fresh for each raise.
 
     ``field`` names another field than the table's, ``status`` another status (a passkey refused during
     step-up is a 422, at sign-in a 401); ``extra`` goes into the answer, ``text`` only into its sentences.
@@ -145,7 +123,7 @@ class IdentityError(DomainError):
         text: Mapping[str, object] | None = None,
         **extra: Any,
     ) -> None:
-        default_status, zh, en, default_field = IDENTITY_ERRORS[key]
+        default_status, zh, en, default_field = error_table()[key]
         values = {**extra, **(text or {})}
         if values:
             zh, en = zh.format_map(values), en.format_map(values)

@@ -299,9 +299,8 @@ async def test_failures_and_escalation_are_forgotten_after_a_quiet_day(
     nobody holds forgets on the same schedule, so the answers still do not reveal registration."""
     phone = (await register(client)).phone if registered else new_phone()
     table, where = (
-        ("customers", "phone = %s") if registered
-        else ("unknown_login_failures", "identity_hash = %s")
-    )  # fmt: skip
+        ("customers", "phone = %s") if registered else ("unknown_login_failures", "identity_hash = %s")
+    )
     key: object = phone if registered else lockout._identity("customers", phone)
 
     async def age(sql: str) -> None:
@@ -486,8 +485,9 @@ async def test_a_replayed_refresh_token_ends_the_session(
     assert (await client.get(f"{BASE}/me", headers=bearer(rotated["access_token"]))).status_code == 401
     assert_problem(
         await client.post(f"{BASE}/auth/refresh", json={"refresh_token": rotated["refresh_token"]}),
-        401, "unauthenticated",
-    )  # fmt: skip
+        401,
+        "unauthenticated",
+    )
     assert (await client.get(f"{BASE}/me", headers=other.headers)).status_code == 200
     # Presenting it again finds no live session: a plain 401, nothing else ends.
     assert_problem(
@@ -505,8 +505,10 @@ async def test_a_replayed_refresh_token_ends_the_session(
             (str(me.id),),
         )
         assert await cur.fetchall() == [
-            ("success", None), ("refused", "refresh_token_reused"), ("refused", "unauthenticated")
-        ]  # fmt: skip
+            ("success", None),
+            ("refused", "refresh_token_reused"),
+            ("refused", "unauthenticated"),
+        ]
 
 
 async def test_devices_list_and_end_only_your_own(client: httpx.AsyncClient) -> None:

@@ -13,13 +13,20 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Response, status
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep
+from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep, UnitOfWorkDep
 from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
 from etcwallet.identity.authz import Permission, Principal, require, require_customer
 from etcwallet.identity.customers import schemas as s
 from etcwallet.identity.customers import service
-from etcwallet.identity.errors import IdentityError
+from etcwallet.identity.customers.types import (
+    SELF_FREEZE_REASON,
+    Customer,
+    PinState,
+    Profile,
+    SignIn,
+    TwoFactorState,
+)
 from etcwallet.identity.factors.stepup import STEP_UP_WINDOW
 from etcwallet.identity.ratelimit import Limit, hit
 from etcwallet.identity.sessions.schemas import RefreshRequest
@@ -64,42 +71,52 @@ def _tokens(t: IssuedTokens) -> s.TokensOut:
     return s.TokensOut.of(t)
 
 
-def _sign_in_out(result: service.SignIn) -> s.LoginOut:
+def _sign_in_out(result: SignIn) -> s.LoginOut:
     if result.tokens is not None:
         return s.LoginOut(status="signed_in", **_tokens(result.tokens).model_dump())
     return s.LoginOut(
-        status="second_factor_required", ticket=result.ticket, ticket_expires_at=result.ticket_expires_at,
+        status="second_factor_required",
+        ticket=result.ticket,
+        ticket_expires_at=result.ticket_expires_at,
         factors=list(result.factors),
-    )  # fmt: skip
+    )
 
 
 def _sent_out(sent: SentCode) -> s.SmsCodeSentOut:
     return s.SmsCodeSentOut(
-        phone_masked=mask_phone(sent.phone), purpose=sent.purpose.value, expires_at=sent.expires_at,
+        phone_masked=mask_phone(sent.phone),
+        purpose=sent.purpose.value,
+        expires_at=sent.expires_at,
         resend_after=sent.resend_after,
-    )  # fmt: skip
+    )
 
 
-def _customer_out(c: service.Customer) -> s.CustomerOut:
+def _customer_out(c: Customer) -> s.CustomerOut:
     return s.CustomerOut(id=c.id, phone_masked=mask_phone(c.phone), status=c.status, created_at=c.created_at)
 
 
-def _state_out(c: service.Customer, ended: int = 0) -> s.AccountStateOut:
-    by = None if c.frozen_by is None else ("staff" if c.frozen_by.startswith("staff") else "customer")
+def _state_out(c: Customer, ended: int = 0) -> s.AccountStateOut:
     return s.AccountStateOut(
-        id=c.id, status=c.status, frozen_reason=c.frozen_reason, frozen_by=by, frozen_at=c.frozen_at,
+        id=c.id,
+        status=c.status,
+        frozen_reason=c.frozen_reason,
+        frozen_by=c.frozen_by_kind,
+        frozen_at=c.frozen_at,
         sessions_ended=ended,
-    )  # fmt: skip
+    )
 
 
-def _profile_out(p: service.Profile) -> s.ProfileOut:
+def _profile_out(p: Profile) -> s.ProfileOut:
     return s.ProfileOut(
-        name_masked=p.name_masked, id_type=p.id_type, id_number_masked=p.id_number_masked,
-        verified_at=p.verified_at, updated_at=p.updated_at,
-    )  # fmt: skip
+        name_masked=p.name_masked,
+        id_type=p.id_type,
+        id_number_masked=p.id_number_masked,
+        verified_at=p.verified_at,
+        updated_at=p.updated_at,
+    )
 
 
-def _pin_out(p: service.PinState) -> s.PaymentPasswordOut:
+def _pin_out(p: PinState) -> s.PaymentPasswordOut:
     return s.PaymentPasswordOut(
         set=p.set, locked=p.locked, failed_attempts=p.failed_attempts, remaining_attempts=p.remaining_attempts
     )
@@ -107,12 +124,18 @@ def _pin_out(p: service.PinState) -> s.PaymentPasswordOut:
 
 def _session_out(x: Session, current: UUID) -> s.SessionItemOut:
     return s.SessionItemOut(
-        id=x.id, created_at=x.created_at, last_seen_at=x.last_seen_at, expires_at=x.idle_expires_at,
-        absolute_expires_at=x.absolute_expires_at, ip=x.ip, user_agent=x.user_agent, current=x.id == current,
-    )  # fmt: skip
+        id=x.id,
+        created_at=x.created_at,
+        last_seen_at=x.last_seen_at,
+        expires_at=x.idle_expires_at,
+        absolute_expires_at=x.absolute_expires_at,
+        ip=x.ip,
+        user_agent=x.user_agent,
+        current=x.id == current,
+    )
 
 
-def _two_factor_out(t: service.TwoFactorState) -> s.TwoFactorOut:
+def _two_factor_out(t: TwoFactorState) -> s.TwoFactorOut:
     return s.TwoFactorOut(totp=t.totp, passkeys=t.passkeys, recovery_codes_left=t.recovery_codes_left)
 
 
@@ -126,12 +149,17 @@ def _two_factor_out(t: service.TwoFactorState) -> s.TwoFactorOut:
     responses=problems(403, 429),
 )
 async def request_sms_code(
-    body: s.SmsCodeRequest, pool: PoolDep, keys: KeysDep, sms: SmsDep, client: ClientDep
+    body: s.SmsCodeRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, sms: SmsDep, client: ClientDep
 ) -> s.SmsCodeSentOut:
     """Send a verification code; the answer is the same whether or not the number is registered."""
     await _limit(pool, (f"customer-sms:ip:{client.ip}", SMS_PER_IP))
     sent = await service.request_code(
-        pool, sms, keys.lookup_key, phone=body.phone, purpose=Purpose(body.purpose), client=client
+        uow=uow,
+        gateway=sms,
+        lookup_key=keys.lookup_key,
+        phone=body.phone,
+        purpose=Purpose(body.purpose),
+        client=client,
     )
     return _sent_out(sent)
 
@@ -142,43 +170,51 @@ async def request_sms_code(
     response_model=s.RegisterOut,
     responses=problems(409, 429),
 )
-async def register(body: s.RegisterRequest, pool: PoolDep, keys: KeysDep, client: ClientDep) -> s.RegisterOut:
+async def register(
+    body: s.RegisterRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep
+) -> s.RegisterOut:
     """Open an account with phone, password and SMS code (purpose register); answers a signed-in session."""
     await _auth_limits(pool, client, "register", body.phone)
     customer, tokens = await service.register(
-        pool, keys.lookup_key, phone=body.phone, password=body.password, sms_code=body.sms_code,
+        uow=uow,
+        lookup_key=keys.lookup_key,
+        phone=body.phone,
+        password=body.password,
+        sms_code=body.sms_code,
         client=client,
-    )  # fmt: skip
+    )
     return s.RegisterOut(customer=_customer_out(customer), **_tokens(tokens).model_dump())
 
 
 @router.post("/login", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
-async def login(body: s.LoginRequest, pool: PoolDep, client: ClientDep) -> s.LoginOut:
+async def login(body: s.LoginRequest, pool: PoolDep, uow: UnitOfWorkDep, client: ClientDep) -> s.LoginOut:
     """Sign in with phone and password; answers tokens, or a ticket when a second factor is owed."""
     await _auth_limits(pool, client, "login", body.phone)
-    result = await service.login_password(pool, phone=body.phone, password=body.password, client=client)
+    result = await service.login_password(uow=uow, phone=body.phone, password=body.password, client=client)
     return _sign_in_out(result)
 
 
 @router.post("/login/sms", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
-async def login_sms(body: s.SmsLoginRequest, pool: PoolDep, keys: KeysDep, client: ClientDep) -> s.LoginOut:
+async def login_sms(
+    body: s.SmsLoginRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep
+) -> s.LoginOut:
     """Sign in with an SMS code (purpose login) instead of the password."""
     await _auth_limits(pool, client, "login", body.phone)
     result = await service.login_sms(
-        pool, keys.lookup_key, phone=body.phone, sms_code=body.sms_code, client=client
+        uow=uow, lookup_key=keys.lookup_key, phone=body.phone, sms_code=body.sms_code, client=client
     )
     return _sign_in_out(result)
 
 
 @router.post("/login/totp", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
 async def login_totp(
-    body: s.SecondFactorRequest, pool: PoolDep, keys: KeysDep, client: ClientDep
+    body: s.SecondFactorRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep
 ) -> s.LoginOut:
     """Finish a sign-in with the ticket and a TOTP code (or a one-time recovery code)."""
     await _auth_limits(pool, client, "second-factor")
     tokens = await service.login_second_factor(
-        pool,
-        keys.cipher,
+        uow=uow,
+        cipher=keys.cipher,
         lookup_key=keys.lookup_key,
         ticket=body.ticket,
         code=body.code,
@@ -189,28 +225,32 @@ async def login_totp(
 
 @router.post("/password/forgot", response_model=s.PasswordChangedOut, responses=problems(401, 403, 423, 429))
 async def forgot_password(
-    body: s.ForgotPasswordRequest, pool: PoolDep, keys: KeysDep, client: ClientDep
+    body: s.ForgotPasswordRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep
 ) -> s.PasswordChangedOut:
     """Set a new password with an SMS code (purpose reset_password); every session ends."""
     await _auth_limits(pool, client, "forgot", body.phone)
     ended = await service.reset_password(
-        pool, keys.lookup_key, phone=body.phone, sms_code=body.sms_code, new_password=body.new_password,
+        uow=uow,
+        lookup_key=keys.lookup_key,
+        phone=body.phone,
+        sms_code=body.sms_code,
+        new_password=body.new_password,
         client=client,
-    )  # fmt: skip
+    )
     return s.PasswordChangedOut(sessions_ended=ended)
 
 
 @router.post("/auth/refresh", response_model=s.TokensOut, responses=problems(401, 403, 429))
-async def refresh(body: RefreshRequest, pool: PoolDep, client: ClientDep) -> s.TokensOut:
+async def refresh(body: RefreshRequest, pool: PoolDep, uow: UnitOfWorkDep, client: ClientDep) -> s.TokensOut:
     """Rotate the session's tokens: the old access and refresh tokens stop working."""
     await _limit(pool, (f"customer-refresh:ip:{client.ip}", REFRESH_PER_IP))
-    tokens = await service.refresh(pool, body.refresh_token, client)
+    tokens = await service.refresh(uow=uow, refresh_token=body.refresh_token, client=client)
     return _tokens(tokens)
 
 
 @router.post("/unfreeze", response_model=s.AccountStateOut, responses=problems(401, 403, 409, 423, 429))
 async def request_unfreeze(
-    body: s.SelfUnfreezeRequest, pool: PoolDep, keys: KeysDep, client: ClientDep
+    body: s.SelfUnfreezeRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep
 ) -> s.AccountStateOut:
     """Unfreeze an account you froze yourself (password + SMS code, purpose ``unfreeze``).
 
@@ -218,9 +258,13 @@ async def request_unfreeze(
     """
     await _auth_limits(pool, client, "unfreeze", body.phone)
     customer = await service.request_self_unfreeze(
-        pool, keys.lookup_key, phone=body.phone, password=body.password, sms_code=body.sms_code,
+        uow=uow,
+        lookup_key=keys.lookup_key,
+        phone=body.phone,
+        password=body.password,
+        sms_code=body.sms_code,
         client=client,
-    )  # fmt: skip
+    )
     return _state_out(customer)
 
 
@@ -228,9 +272,9 @@ async def request_unfreeze(
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(pool: PoolDep, client: ClientDep, me: Me) -> Response:
+async def logout(uow: UnitOfWorkDep, client: ClientDep, me: Me) -> Response:
     """End this session."""
-    await service.logout(pool, customer_id=me.id, session_id=me.session_id, client=client)
+    await service.logout(uow=uow, customer_id=me.id, session_id=me.session_id, client=client)
     return Response(status_code=204)
 
 
@@ -241,9 +285,11 @@ async def whoami(pool: PoolDep, keys: KeysDep, me: Me) -> s.MeOut:
         d = await service.detail(conn, keys.cipher, me.id)
     base = _customer_out(d.customer)
     return s.MeOut(
-        **base.model_dump(), profile_set=d.profile is not None, payment_password=_pin_out(d.pin),
+        **base.model_dump(),
+        profile_set=d.profile is not None,
+        payment_password=_pin_out(d.pin),
         two_factor=_two_factor_out(d.two_factor),
-    )  # fmt: skip
+    )
 
 
 @router.post(
@@ -253,26 +299,41 @@ async def whoami(pool: PoolDep, keys: KeysDep, me: Me) -> s.MeOut:
     responses=problems(404, 409, 429),
 )
 async def request_own_sms_code(
-    body: s.OwnSmsCodeRequest, pool: PoolDep, keys: KeysDep, sms: SmsDep, client: ClientDep, me: Me
+    body: s.OwnSmsCodeRequest,
+    pool: PoolDep,
+    uow: UnitOfWorkDep,
+    keys: KeysDep,
+    sms: SmsDep,
+    client: ClientDep,
+    me: Me,
 ) -> s.SmsCodeSentOut:
     """Send a code to my own phone (payment password, profile change)."""
     await _limit(pool, (f"customer-sms:ip:{client.ip}", SMS_PER_IP))
     sent = await service.request_own_code(
-        pool, sms, keys.lookup_key, customer_id=me.id, purpose=Purpose(body.purpose), client=client
+        uow=uow,
+        gateway=sms,
+        lookup_key=keys.lookup_key,
+        customer_id=me.id,
+        purpose=Purpose(body.purpose),
+        client=client,
     )
     return _sent_out(sent)
 
 
 @router.post("/me/password", response_model=s.PasswordChangedOut, responses=problems(404, 423, 429))
 async def change_password(
-    body: s.ChangePasswordRequest, pool: PoolDep, client: ClientDep, me: KeyedMe
+    body: s.ChangePasswordRequest, pool: PoolDep, uow: UnitOfWorkDep, client: ClientDep, me: KeyedMe
 ) -> s.PasswordChangedOut:
     """Change my password; every other session ends."""
     await _limit(pool, (f"customer-password:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     ended = await service.change_password(
-        pool, customer_id=me.id, session_id=me.session_id,
-        old_password=body.old_password, new_password=body.new_password, client=client,
-    )  # fmt: skip
+        uow=uow,
+        customer_id=me.id,
+        session_id=me.session_id,
+        old_password=body.old_password,
+        new_password=body.new_password,
+        client=client,
+    )
     return s.PasswordChangedOut(sessions_ended=ended)
 
 
@@ -285,9 +346,9 @@ async def list_sessions(pool: PoolDep, me: Me) -> list[s.SessionItemOut]:
 
 
 @router.delete("/me/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def end_session(session_id: UUID, pool: PoolDep, client: ClientDep, me: Me) -> Response:
+async def end_session(session_id: UUID, uow: UnitOfWorkDep, client: ClientDep, me: Me) -> Response:
     """Sign one of my devices out (only my own: anything else is a 404)."""
-    await service.end_session(pool, customer_id=me.id, session_id=session_id, client=client)
+    await service.end_session(uow=uow, customer_id=me.id, session_id=session_id, client=client)
     return Response(status_code=204)
 
 
@@ -295,23 +356,28 @@ async def end_session(session_id: UUID, pool: PoolDep, client: ClientDep, me: Me
 async def read_profile(pool: PoolDep, keys: KeysDep, me: Me) -> s.ProfileOut:
     """My real-name profile, masked (404 profile_missing when none is on file)."""
     async with pool.connection() as conn:
-        profile = await service.get_profile(conn, keys.cipher, me.id)
-    if profile is None:
-        raise IdentityError("profile_missing")
+        profile = await service.get_profile_or_raise(conn, keys.cipher, me.id)
     return _profile_out(profile)
 
 
 @router.put("/me/profile", response_model=s.ProfileOut, responses=problems(404, 409, 429))
 async def set_profile(
-    body: s.ProfileRequest, pool: PoolDep, keys: KeysDep, client: ClientDep, me: Me
+    body: s.ProfileRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep, me: Me
 ) -> s.ProfileOut:
     """Record my real name and ID (needs a fresh step-up, so that the answer cannot tell whether an ID number
     is someone else's); changing data already on file also needs an SMS code (purpose profile_change)."""
     await _limit(pool, (f"customer-profile:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     profile = await service.set_profile(
-        pool, keys, customer_id=me.id, name=body.name, id_type=body.id_type, id_number=body.id_number,
-        sms_code=body.sms_code, stepped_up=me.stepped_up_within(STEP_UP_WINDOW), client=client,
-    )  # fmt: skip
+        uow=uow,
+        keys=keys,
+        customer_id=me.id,
+        name=body.name,
+        id_type=body.id_type,
+        id_number=body.id_number,
+        sms_code=body.sms_code,
+        stepped_up=me.stepped_up_within(STEP_UP_WINDOW),
+        client=client,
+    )
     return _profile_out(profile)
 
 
@@ -324,14 +390,23 @@ async def payment_password_state(pool: PoolDep, me: Me) -> s.PaymentPasswordOut:
 
 @router.put("/me/payment-password", response_model=s.PaymentPasswordOut, responses=problems(404, 409, 429))
 async def set_payment_password(
-    body: s.PaymentPasswordSetRequest, pool: PoolDep, keys: KeysDep, client: ClientDep, me: Me
+    body: s.PaymentPasswordSetRequest,
+    pool: PoolDep,
+    uow: UnitOfWorkDep,
+    keys: KeysDep,
+    client: ClientDep,
+    me: Me,
 ) -> s.PaymentPasswordOut:
     """Set my 6-digit payment password the first time, with an SMS code (purpose reset_payment_password)."""
     await _limit(pool, (f"customer-pin:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     await service.set_payment_password(
-        pool, keys.lookup_key, customer_id=me.id, pin=body.pin, sms_code=body.sms_code,
+        uow=uow,
+        lookup_key=keys.lookup_key,
+        customer_id=me.id,
+        pin=body.pin,
+        sms_code=body.sms_code,
         client=client,
-    )  # fmt: skip
+    )
     async with pool.connection() as conn:
         return _pin_out(await service.pin_state(conn, me.id))
 
@@ -340,10 +415,10 @@ async def set_payment_password(
     "/me/payment-password/verify", response_model=s.PinVerifiedOut, responses=problems(404, 409, 423)
 )
 async def verify_payment_password(
-    body: s.PaymentPasswordVerifyRequest, pool: PoolDep, client: ClientDep, me: Me
+    body: s.PaymentPasswordVerifyRequest, uow: UnitOfWorkDep, client: ClientDep, me: Me
 ) -> s.PinVerifiedOut:
     """Check my payment password (5 wrong tries lock it)."""
-    await service.check_payment_password(pool, me.id, body.pin, client)
+    await service.check_payment_password(uow=uow, customer_id=me.id, pin=body.pin, client=client)
     return s.PinVerifiedOut()
 
 
@@ -351,28 +426,41 @@ async def verify_payment_password(
     "/me/payment-password/reset", response_model=s.PaymentPasswordOut, responses=problems(404, 409, 423, 429)
 )
 async def reset_payment_password(
-    body: s.PaymentPasswordResetRequest, pool: PoolDep, keys: KeysDep, client: ClientDep, me: KeyedMe
+    body: s.PaymentPasswordResetRequest,
+    pool: PoolDep,
+    uow: UnitOfWorkDep,
+    keys: KeysDep,
+    client: ClientDep,
+    me: KeyedMe,
 ) -> s.PaymentPasswordOut:
     """Reset (and unlock) my payment password with an SMS code and the ID number of my real-name profile."""
     await _limit(pool, (f"customer-pin:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     await service.reset_payment_password(
-        pool, keys, customer_id=me.id, sms_code=body.sms_code, id_number=body.id_number,
-        new_pin=body.new_pin, client=client,
-    )  # fmt: skip
+        uow=uow,
+        keys=keys,
+        customer_id=me.id,
+        sms_code=body.sms_code,
+        id_number=body.id_number,
+        new_pin=body.new_pin,
+        client=client,
+    )
     async with pool.connection() as conn:
         return _pin_out(await service.pin_state(conn, me.id))
 
 
 @router.post("/me/freeze", response_model=s.AccountStateOut, responses=problems(409))
 async def freeze_self(
-    pool: PoolDep, client: ClientDep, me: Me, body: s.SelfFreezeRequest | None = None
+    uow: UnitOfWorkDep, client: ClientDep, me: Me, body: s.SelfFreezeRequest | None = None
 ) -> s.AccountStateOut:
     """Freeze my own account (lost phone, suspected fraud): every session ends; only staff can unfreeze."""
-    reason = body.reason if body is not None and body.reason else service.SELF_FREEZE_REASON
+    reason = body.reason if body is not None and body.reason else SELF_FREEZE_REASON
     customer, ended = await service.freeze(
-        pool, customer_id=me.id, reason=reason, by=("customer", me.id),
+        uow=uow,
+        customer_id=me.id,
+        reason=reason,
+        by=("customer", me.id),
         client=client,
-    )  # fmt: skip
+    )
     return _state_out(customer, ended)
 
 
@@ -383,6 +471,7 @@ async def freeze_self(
 async def read_customer(
     customer_id: UUID,
     pool: PoolDep,
+    uow: UnitOfWorkDep,
     keys: KeysDep,
     client: ClientDep,
     staff: Annotated[Principal, Depends(require(Permission.CUSTOMERS_READ))],
@@ -390,40 +479,51 @@ async def read_customer(
     """Support look-up of one customer: masked data only; the look-up itself is audited."""
     async with pool.connection() as conn:
         d = await service.detail(conn, keys.cipher, customer_id)
-    await service.audit_staff_read(pool, staff_id=staff.id, customer_id=customer_id, client=client)
+    await service.audit_staff_read(uow=uow, staff_id=staff.id, customer_id=customer_id, client=client)
     c = d.customer
     state = _state_out(c)
     return s.StaffCustomerOut(
-        id=c.id, phone_masked=mask_phone(c.phone), status=c.status, frozen_reason=c.frozen_reason,
-        frozen_by=state.frozen_by, frozen_at=c.frozen_at, locked_until=c.locked_until, created_at=c.created_at,
-        profile=_profile_out(d.profile) if d.profile else None, payment_password=_pin_out(d.pin),
-        two_factor=_two_factor_out(d.two_factor), live_sessions=d.live_sessions,
-    )  # fmt: skip
+        id=c.id,
+        phone_masked=mask_phone(c.phone),
+        status=c.status,
+        frozen_reason=c.frozen_reason,
+        frozen_by=state.frozen_by,
+        frozen_at=c.frozen_at,
+        locked_until=c.locked_until,
+        created_at=c.created_at,
+        profile=_profile_out(d.profile) if d.profile else None,
+        payment_password=_pin_out(d.pin),
+        two_factor=_two_factor_out(d.two_factor),
+        live_sessions=d.live_sessions,
+    )
 
 
 @router.post("/{customer_id}/freeze", response_model=s.AccountStateOut, responses=problems(409))
 async def freeze_customer(
     customer_id: UUID,
     body: s.StaffFreezeRequest,
-    pool: PoolDep,
+    uow: UnitOfWorkDep,
     client: ClientDep,
     staff: Freezer,
 ) -> s.AccountStateOut:
     """Risk staff freeze an account with a reason the customer will be shown; every session ends."""
     customer, ended = await service.freeze(
-        pool, customer_id=customer_id, reason=body.reason, by=("staff", staff.id),
+        uow=uow,
+        customer_id=customer_id,
+        reason=body.reason,
+        by=("staff", staff.id),
         client=client,
-    )  # fmt: skip
+    )
     return _state_out(customer, ended)
 
 
 @router.post("/{customer_id}/unfreeze", response_model=s.AccountStateOut, responses=problems(409))
 async def unfreeze_customer(
     customer_id: UUID,
-    pool: PoolDep,
+    uow: UnitOfWorkDep,
     client: ClientDep,
     staff: Freezer,
 ) -> s.AccountStateOut:
     """Risk staff lift a freeze (and any sign-in lockout)."""
-    customer = await service.unfreeze(pool, customer_id=customer_id, staff_id=staff.id, client=client)
+    customer = await service.unfreeze(uow=uow, customer_id=customer_id, staff_id=staff.id, client=client)
     return _state_out(customer)

@@ -39,14 +39,15 @@ SIX_DIGITS = {"pattern": r"^\s*[0-9]{6}\s*$", "description": "6 digits"}
 Phone = Annotated[
     str,
     Field(
-        min_length=1, max_length=20,
+        min_length=1,
+        max_length=20,
         json_schema_extra={
             "pattern": MOBILE_PATTERN,
             "description": "a mainland China mobile number: 11 digits from 13 to 19; '+86', spaces and hyphens allowed",
         },
     ),
     AfterValidator(validate_mobile),
-]  # fmt: skip
+]
 SmsCode = Annotated[
     str, Field(min_length=1, max_length=12, json_schema_extra=SIX_DIGITS), AfterValidator(_sms_code)
 ]

@@ -372,13 +372,13 @@ async def login_passkey_options(
     responses=problems(400, 401, 403, 409, 423, 429, 503),
 )
 async def login_passkey(
-    body: TicketAssertionIn, request: Request, pool: PoolDep, client: ClientDep
+    body: TicketAssertionIn, request: Request, pool: PoolDep, uow: UnitOfWorkDep, client: ClientDep
 ) -> SessionOut:
     """Finish a password sign-in with the passkey assertion answering those options: the session's tokens."""
     await _second_factor_attempt(pool, client)
     rp_id, origin = relying_party(request)
     tokens = await customers.login_second_factor_passkey(
-        pool,
+        uow=uow,
         ticket=body.ticket,
         challenge_id=body.challenge_id,
         credential=body.credential,

@@ -1,0 +1,354 @@
+"""Every SQL statement on the customers' tables (``customers``, ``customer_profiles``,
+``payment_passwords``, ``login_tickets``), as functions of a connection: the caller owns the transaction.
+
+``get_x`` answers None when there is none, ``get_x_or_raise`` raises the refusal, ``lock_x`` takes the row
+``FOR UPDATE``. Times come from the caller (the unit's clock), never from ``now()`` in SQL.
+
+Three read models still count rows of other sub-packages' tables (second factors, live sessions) and one
+ends a session row: they are gathered at the end, marked, until those sub-packages answer them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection
+
+from etcwallet.identity.customers.errors import customer_not_found
+from etcwallet.identity.customers.types import CUSTOMER, PIN_MAX_FAILURES, Customer, PinState, TwoFactorState
+
+Conn = AsyncConnection[Any]
+
+_COLUMNS = "id, phone, status, frozen_reason, frozen_by, frozen_at, locked_until, created_at"
+
+# --- customers -------------------------------------------------------------------------------------------
+
+
+async def get_customer(conn: Conn, customer_id: UUID) -> Customer | None:
+    """A customer by id; None when there is none."""
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM customers WHERE id = %s", (customer_id,))
+    row = await cur.fetchone()
+    return None if row is None else Customer(*row)
+
+
+async def get_customer_or_raise(conn: Conn, customer_id: UUID) -> Customer:
+    """A customer by id; 404 ``customer_not_found`` when there is none."""
+    customer = await get_customer(conn, customer_id)
+    if customer is None:
+        raise customer_not_found()
+    return customer
+
+
+async def lock_customer(conn: Conn, customer_id: UUID) -> Customer:
+    """A customer by id, its row locked until the transaction ends (changes one at a time); 404 if none."""
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM customers WHERE id = %s FOR UPDATE", (customer_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise customer_not_found()
+    return Customer(*row)
+
+
+async def get_by_phone(conn: Conn, phone: str) -> Customer | None:
+    """The customer registered with this phone number; None when there is none."""
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM customers WHERE phone = %s", (phone,))
+    row = await cur.fetchone()
+    return None if row is None else Customer(*row)
+
+
+async def lock_credentials_by_phone(conn: Conn, phone: str) -> tuple[Customer, str] | None:
+    """The customer with this phone and their password hash, the row locked (sign-ins counted in turn)."""
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS}, password_hash FROM customers WHERE phone = %s FOR UPDATE", (phone,)
+    )
+    row = await cur.fetchone()
+    return None if row is None else (Customer(*row[:8]), row[8])
+
+
+async def lock_credentials(conn: Conn, customer_id: UUID) -> tuple[Customer, str]:
+    """The customer and their password hash, the row locked; 404 when there is none."""
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS}, password_hash FROM customers WHERE id = %s FOR UPDATE", (customer_id,)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise customer_not_found()
+    return Customer(*row[:8]), row[8]
+
+
+async def insert_customer(
+    conn: Conn, *, customer_id: UUID, phone: str, password_hash: str
+) -> Customer | None:
+    """A new active customer; None when the phone is registered already (nothing written)."""
+    cur = await conn.execute(
+        "INSERT INTO customers (id, phone, password_hash) VALUES (%s, %s, %s) "
+        f"ON CONFLICT (phone) DO NOTHING RETURNING {_COLUMNS}",
+        (customer_id, phone, password_hash),
+    )
+    row = await cur.fetchone()
+    return None if row is None else Customer(*row)
+
+
+async def set_password(
+    conn: Conn, customer_id: UUID, *, password_hash: str, now: datetime, clear_lock: bool
+) -> None:
+    """A new password; the failed sign-ins are forgotten, and (``clear_lock``) any lockout lifted."""
+    lock = ", locked_until = NULL" if clear_lock else ""
+    await conn.execute(
+        f"UPDATE customers SET password_hash = %s, password_changed_at = %s, failed_logins = 0{lock} "
+        "WHERE id = %s",
+        (password_hash, now, customer_id),
+    )
+
+
+async def set_frozen(conn: Conn, customer_id: UUID, *, reason: str, frozen_by: str, now: datetime) -> None:
+    """Mark the account frozen, with why, by whom and since when."""
+    await conn.execute(
+        "UPDATE customers SET status = 'frozen', frozen_reason = %s, frozen_by = %s, frozen_at = %s "
+        "WHERE id = %s",
+        (reason, frozen_by, now, customer_id),
+    )
+
+
+async def set_active(conn: Conn, customer_id: UUID) -> None:
+    """Lift a freeze and any sign-in lockout."""
+    await conn.execute(
+        "UPDATE customers SET status = 'active', frozen_reason = NULL, frozen_by = NULL, frozen_at = NULL, "
+        "failed_logins = 0, locked_until = NULL WHERE id = %s",
+        (customer_id,),
+    )
+
+
+async def get_phone_and_birth_date(conn: Conn, customer_id: UUID) -> tuple[str, date | None]:
+    """The phone and (from the real-name profile) the birth date: what a payment password must not be."""
+    cur = await conn.execute(
+        "SELECT c.phone, p.birth_date FROM customers c LEFT JOIN customer_profiles p ON p.customer_id = c.id "
+        "WHERE c.id = %s",
+        (customer_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise customer_not_found()
+    return row[0], row[1]
+
+
+# --- real-name profiles ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """A stored profile: the name still encrypted, the ID number as its keyed hash and masked form."""
+
+    name_enc: bytes
+    id_type: str
+    id_number_masked: str
+    birth_date: date | None
+    verified_at: datetime | None
+    updated_at: datetime
+    id_number_hash: bytes
+
+
+_PROFILE_COLUMNS = "name_enc, id_type, id_number_masked, birth_date, verified_at, updated_at, id_number_hash"
+
+
+def _profile_row(row: Any) -> ProfileRow:
+    return ProfileRow(bytes(row[0]), row[1], row[2], row[3], row[4], row[5], bytes(row[6]))
+
+
+async def get_profile(conn: Conn, customer_id: UUID, *, lock: bool = False) -> ProfileRow | None:
+    """The stored real-name profile (``lock``: its row locked); None when none is on file."""
+    suffix = " FOR UPDATE" if lock else ""
+    cur = await conn.execute(
+        f"SELECT {_PROFILE_COLUMNS} FROM customer_profiles WHERE customer_id = %s{suffix}", (customer_id,)
+    )
+    row = await cur.fetchone()
+    return None if row is None else _profile_row(row)
+
+
+async def find_id_by_id_number(conn: Conn, *, id_type: str, id_number_hash: bytes) -> UUID | None:
+    """The customer whose profile holds this ID number (its keyed hash): one indexed look-up."""
+    cur = await conn.execute(
+        "SELECT customer_id FROM customer_profiles WHERE id_type = %s AND id_number_hash = %s",
+        (id_type, id_number_hash),
+    )
+    row = await cur.fetchone()
+    return None if row is None else UUID(str(row[0]))
+
+
+@dataclass(frozen=True)
+class ProfileWrite:
+    """What a recorded profile stores: the name and number encrypted, the number's keyed hash and mask."""
+
+    name_enc: bytes
+    id_type: str
+    id_number_enc: bytes
+    id_number_hash: bytes
+    id_number_masked: str
+    birth_date: date | None
+
+
+async def put_profile(conn: Conn, customer_id: UUID, profile: ProfileWrite, *, now: datetime) -> None:
+    """Record or replace the real-name profile; a replaced one is no longer verified."""
+    await conn.execute(
+        "INSERT INTO customer_profiles (customer_id, name_enc, id_type, id_number_enc, id_number_hash, "
+        "id_number_masked, birth_date, verified_at, updated_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, %s) ON CONFLICT (customer_id) DO UPDATE SET "
+        "name_enc = EXCLUDED.name_enc, id_type = EXCLUDED.id_type, id_number_enc = EXCLUDED.id_number_enc, "
+        "id_number_hash = EXCLUDED.id_number_hash, id_number_masked = EXCLUDED.id_number_masked, "
+        "birth_date = EXCLUDED.birth_date, verified_at = NULL, updated_at = EXCLUDED.updated_at",
+        (
+            customer_id,
+            profile.name_enc,
+            profile.id_type,
+            profile.id_number_enc,
+            profile.id_number_hash,
+            profile.id_number_masked,
+            profile.birth_date,
+            now,
+        ),
+    )
+
+
+# --- payment passwords -----------------------------------------------------------------------------------
+
+
+async def get_pin_state(conn: Conn, customer_id: UUID) -> PinState:
+    """Whether a payment password is set, locked, and how many wrong tries it has seen."""
+    cur = await conn.execute(
+        "SELECT failed_attempts, locked_at FROM payment_passwords WHERE customer_id = %s", (customer_id,)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return PinState(False, False, 0)
+    return PinState(True, row[1] is not None, row[0])
+
+
+async def lock_pin(conn: Conn, customer_id: UUID) -> tuple[str, PinState] | None:
+    """The payment password's hash and state, its row locked; None when none is set."""
+    cur = await conn.execute(
+        "SELECT password_hash, failed_attempts, locked_at FROM payment_passwords WHERE customer_id = %s "
+        "FOR UPDATE",
+        (customer_id,),
+    )
+    row = await cur.fetchone()
+    return None if row is None else (row[0], PinState(True, row[2] is not None, row[1]))
+
+
+async def clear_pin_failures(conn: Conn, customer_id: UUID) -> None:
+    """Forget the wrong tries after a right one."""
+    await conn.execute(
+        "UPDATE payment_passwords SET failed_attempts = 0 WHERE customer_id = %s", (customer_id,)
+    )
+
+
+async def count_pin_failure(conn: Conn, customer_id: UUID, *, now: datetime) -> int:
+    """Count a wrong try, locking the payment password at the last one allowed; the tries counted so far."""
+    cur = await conn.execute(
+        "UPDATE payment_passwords SET failed_attempts = failed_attempts + 1, "
+        "locked_at = CASE WHEN failed_attempts + 1 >= %s THEN %s::timestamptz END WHERE customer_id = %s "
+        "RETURNING failed_attempts",
+        (PIN_MAX_FAILURES, now, customer_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def insert_pin(conn: Conn, customer_id: UUID, *, password_hash: str) -> bool:
+    """Set the first payment password; False when one is set already (nothing written)."""
+    cur = await conn.execute(
+        "INSERT INTO payment_passwords (customer_id, password_hash) VALUES (%s, %s) "
+        "ON CONFLICT (customer_id) DO NOTHING",
+        (customer_id, password_hash),
+    )
+    return cur.rowcount == 1
+
+
+async def put_pin(conn: Conn, customer_id: UUID, *, password_hash: str, now: datetime) -> None:
+    """Set or replace the payment password, unlocked and with no wrong tries."""
+    await conn.execute(
+        "INSERT INTO payment_passwords (customer_id, password_hash) VALUES (%s, %s) "
+        "ON CONFLICT (customer_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, "
+        "failed_attempts = 0, locked_at = NULL, updated_at = %s",
+        (customer_id, password_hash, now),
+    )
+
+
+# --- login tickets (a correct password, a second factor owed) --------------------------------------------
+
+
+async def insert_ticket(conn: Conn, *, ticket_hash: bytes, customer_id: UUID, expires_at: datetime) -> None:
+    """Keep a login ticket (by its hash) until it expires."""
+    await conn.execute(
+        "INSERT INTO login_tickets (ticket_hash, principal_type, principal_id, expires_at) "
+        "VALUES (%s, 'customer', %s, %s)",
+        (ticket_hash, customer_id, expires_at),
+    )
+
+
+async def get_live_ticket(
+    conn: Conn, ticket_hash: bytes, *, now: datetime, attempts: int, lock: bool = False
+) -> UUID | None:
+    """The customer of a live ticket (unused, unexpired, tries left; ``lock``: row locked); None if none."""
+    suffix = " FOR UPDATE" if lock else ""
+    cur = await conn.execute(
+        "SELECT principal_id FROM login_tickets WHERE ticket_hash = %s AND principal_type = 'customer' "
+        f"AND used_at IS NULL AND expires_at > %s AND attempts < %s{suffix}",
+        (ticket_hash, now, attempts),
+    )
+    row = await cur.fetchone()
+    return None if row is None else UUID(str(row[0]))
+
+
+async def spend_ticket(conn: Conn, ticket_hash: bytes, *, now: datetime) -> None:
+    """Mark a ticket used: it finished a sign-in."""
+    await conn.execute("UPDATE login_tickets SET used_at = %s WHERE ticket_hash = %s", (now, ticket_hash))
+
+
+async def count_ticket_attempt(conn: Conn, ticket_hash: bytes) -> None:
+    """Count a wrong second factor against the ticket."""
+    await conn.execute(
+        "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s", (ticket_hash,)
+    )
+
+
+# --- other sub-packages' tables (read models, until sessions and factors answer them) --------------------
+
+
+async def get_two_factor_state(conn: Conn, customer_id: UUID) -> TwoFactorState:
+    """Which second factors the customer has: TOTP, how many passkeys, how many recovery codes are left."""
+    cur = await conn.execute(
+        "SELECT (SELECT count(*) FROM totp_factors WHERE principal_type = 'customer' AND principal_id = %(id)s "
+        "AND confirmed_at IS NOT NULL), "
+        "(SELECT count(*) FROM passkeys WHERE principal_type = 'customer' AND principal_id = %(id)s), "
+        "(SELECT count(*) FROM recovery_codes WHERE principal_type = 'customer' AND principal_id = %(id)s "
+        "AND used_at IS NULL)",
+        {"id": customer_id},
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return TwoFactorState(bool(row[0]), int(row[1]), int(row[2]))
+
+
+async def count_live_sessions(conn: Conn, customer_id: UUID, *, now: datetime) -> int:
+    """How many of the customer's sessions are live at ``now``."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM sessions WHERE principal_type = %s AND principal_id = %s "
+        "AND revoked_at IS NULL AND idle_expires_at > %s AND absolute_expires_at > %s",
+        (CUSTOMER, customer_id, now, now),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def end_own_session(conn: Conn, customer_id: UUID, session_id: UUID, *, now: datetime) -> bool:
+    """End one of the customer's own live sessions; False when it is not theirs or not live."""
+    cur = await conn.execute(
+        "UPDATE sessions SET revoked_at = %s, revoked_reason = 'ended_by_customer' WHERE id = %s "
+        "AND principal_type = 'customer' AND principal_id = %s AND revoked_at IS NULL "
+        "AND idle_expires_at > %s AND absolute_expires_at > %s",
+        (now, session_id, customer_id, now, now),
+    )
+    return cur.rowcount == 1
