@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from etcwallet.core.errors import DomainError
+from etcwallet.identity.audit.errors import AUDIT_ERRORS
 
 # code -> (status, zh, en, field the code is about)
 IDENTITY_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
@@ -198,6 +199,7 @@ IDENTITY_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
     "staff_rejected": (409, "该员工的创建申请已被拒绝", "the creation of this staff member was rejected", None),
     "change_not_found": (404, "变更不存在", "change not found", None),
 }  # fmt: skip
+IDENTITY_ERRORS |= AUDIT_ERRORS  # the sub-packages' slices
 
 
 class IdentityError(DomainError):
