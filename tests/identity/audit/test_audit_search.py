@@ -322,3 +322,11 @@ async def test_a_search_is_audited_with_its_filters(
     assert len(first["items"]) == 2 and first["next_cursor"] == str(first["items"][-1]["seq"]), first
     r = await client.get(SEARCH, params={"action": f"{d}.x", "after": first["next_cursor"]}, headers=headers)
     assert [i["seq"] for i in r.json()["items"]] == [first["items"][-1]["seq"] - 1], r.text
+
+
+async def test_a_customer_principal_never_reads_the_log(uow: UnitOfWork, pool: AsyncConnectionPool) -> None:
+    customer = Principal("customer", uuid4(), uuid4())
+    with pytest.raises(IdentityError) as refused:
+        await search(uow, customer)
+    assert refused.value.status == 403
+    assert await audit_rows(pool, actor_id=str(customer.id)) == []

@@ -28,7 +28,7 @@ from etcwallet.identity.audit.types import (
     AuditPage,
     filter_problem,
 )
-from etcwallet.identity.authz import OUTLET_ROLES, Principal, actor_of
+from etcwallet.identity.authz import OUTLET_ROLES, Permission, Principal, actor_of
 from etcwallet.identity.errors import IdentityError
 from etcwallet.platform import audit
 from etcwallet.platform.audit import Actor
@@ -73,6 +73,8 @@ async def search_audit(
     outlet scope; ``after`` is the ``next_cursor`` of the page before. Audited as ``actor`` (``viewer``
     from nowhere when not given). A bad filter, cursor or limit is a 422 naming it, and nothing is written.
     """
+    if viewer.kind != "staff":  # the route's gate admits staff only; a customer never reads the log
+        raise IdentityError("forbidden", permission=Permission.AUDIT_READ.value)
     wanted = AuditFilter(actor_type, actor_id, target_type, target_id, action, outlet_id, since, until)
     problem = filter_problem(wanted)
     if problem is not None:
