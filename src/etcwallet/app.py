@@ -30,6 +30,7 @@ from etcwallet.core.http import HotRoutes
 from etcwallet.core.logging import configure_logging
 from etcwallet.core.openapi import document_problems
 from etcwallet.identity import jobs as identity_jobs
+from etcwallet.identity.audit.api import admin as audit_admin_router
 from etcwallet.identity.customers.accounts_api import router as customer_accounts_router
 from etcwallet.identity.customers.api import router as customer_router
 from etcwallet.identity.dev_api import router as dev_router
@@ -293,6 +294,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(ledger_router)
     app.include_router(staff_router)
     app.include_router(admin_router)
+    app.include_router(audit_admin_router)
     app.include_router(clients_admin_router)
     app.include_router(machine_router)
     app.include_router(events_admin_router)

@@ -130,6 +130,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/admin/staff-changes/{change_id}"): ADMINISTRATORS,
     ("POST", "/api/v1/admin/staff-changes/{change_id}/approve"): ADMINISTRATORS,
     ("POST", "/api/v1/admin/staff-changes/{change_id}/reject"): ADMINISTRATORS,
+    ("GET", "/api/v1/admin/audit"): AUDIT_READERS,
     ("GET", "/api/v1/admin/audit/verify"): AUDIT_READERS,
     ("GET", "/api/v1/admin/machine-clients"): ADMINISTRATORS,
     ("POST", "/api/v1/admin/machine-clients/{client_id}/revoke"): ADMINISTRATORS,
@@ -175,6 +176,32 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", f"{F}/step-up/passkey/verify"): ONLY_CUSTOMER,
     ("POST", f"{F}/step-up/sms/send"): ONLY_CUSTOMER,
     ("POST", f"{F}/step-up/sms/verify"): ONLY_CUSTOMER,
+}
+
+# Who holds each permission, written out like EXPECTED: the permissions no route gates on yet (the
+# domains' to come) are held to their roles here, and the routes' rows above are checked against the same
+# ROLE_PERMISSIONS by test_table_matches_declared_permissions.
+PERMISSION_HOLDERS: dict[Permission, frozenset[str]] = {
+    Permission.LEDGER_READ: LEDGER_READERS,
+    Permission.LEDGER_WRITE: LEDGER_WRITERS,
+    Permission.OUTLETS_READ: OUTLET_READERS,
+    Permission.OUTLETS_MANAGE: ADMINISTRATORS,
+    Permission.STAFF_READ: STAFF_READERS,
+    Permission.STAFF_MANAGE: ADMINISTRATORS,
+    Permission.AUDIT_READ: AUDIT_READERS,
+    Permission.CUSTOMERS_READ: CUSTOMER_READERS,
+    Permission.CUSTOMERS_FREEZE: CUSTOMER_FREEZERS,
+    Permission.ISSUANCE_OPERATE: frozenset({OO, OS, BO}),
+    Permission.ISSUANCE_SUPERVISE: frozenset({OS}),
+    Permission.BANK_CARD_BIND: frozenset({BO}),
+    Permission.CLIENTS_MANAGE: ADMINISTRATORS,
+    Permission.PLATFORM_OPERATE: PLATFORM_OPERATORS,
+    Permission.ISSUANCE_STOCK: frozenset({OS}),
+    Permission.LOADS_RECONCILE: frozenset({FIN}),
+    Permission.LOADS_REFUND: frozenset({FIN}),
+    Permission.PAYMENTS_OPERATE: frozenset({FIN}),
+    Permission.RISK_CASES: frozenset({RISK}),
+    Permission.TOLLING_DISPUTES: frozenset({SUP, RISK}),
 }
 
 # Routes anybody may call: operations, documentation, and the steps that lead to a session.
@@ -572,6 +599,25 @@ def test_table_matches_declared_permissions(app: FastAPI) -> None:
     for method, path in PUBLIC:
         gate = declared_gate(method, path, routes[(method, path)])
         assert gate is None, f"{method} {path} is listed as public but requires {gate}"
+
+
+def test_every_permission_is_held_by_exactly_the_roles_written_out() -> None:
+    """Widening or narrowing a role fails here, for permissions no route gates on yet as well."""
+    assert set(PERMISSION_HOLDERS) == set(Permission), "add the new permission to PERMISSION_HOLDERS"
+    held = {p: frozenset(r.value for r, perms in ROLE_PERMISSIONS.items() if p in perms) for p in Permission}
+    drift = {
+        p.value: (sorted(held[p]), sorted(want)) for p, want in PERMISSION_HOLDERS.items() if held[p] != want
+    }
+    assert not drift, f"permission: (held in code, written here): {drift}"
+
+
+def test_routes_admit_the_holders_of_their_permission(app: FastAPI) -> None:
+    """A route gated on a permission admits exactly that permission's holders written out above."""
+    routes = app_routes(app)
+    for (method, path), allowed in EXPECTED.items():
+        gate = declared_gate(method, path, routes[(method, path)])
+        if isinstance(gate, Permission):
+            assert allowed == PERMISSION_HOLDERS[gate], (method, path, gate)
 
 
 def test_dev_routes_are_not_mounted_in_production(tmp_path: Any) -> None:

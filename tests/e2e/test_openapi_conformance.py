@@ -40,9 +40,9 @@ from schemathesis.specs.openapi.checks import (
 
 from etcwallet.core.errors import PROBLEM_JSON as PROBLEM
 from etcwallet.core.money import CURRENCIES
+from etcwallet.identity.audit.api import ANCHOR_PATTERN
 from etcwallet.identity.authz import Role
 from etcwallet.identity.sessions import service as sessions
-from etcwallet.identity.staff.api import ANCHOR_PATTERN
 from etcwallet.identity.validators import MOBILE_PATTERN, PASSWORD_PATTERN, validate_mobile, validate_password
 from etcwallet.platform.audit import Anchor
 from tests.e2e.conftest import staff_token

@@ -64,16 +64,25 @@ class Permission(StrEnum):
     BANK_CARD_BIND = "bank_card.bind"
     CLIENTS_MANAGE = "clients.manage"  # machine clients (platform/clients): list and revoke
     PLATFORM_OPERATE = "platform.operate"  # the platform's machinery: parked events and their replay
+    # What the domains gate on (issue 17); ROLE_PERMISSIONS and SEPARATION_OF_DUTIES say who holds them.
+    ISSUANCE_STOCK = "issuance.stock"  # an outlet's card and tag stock: receive, count, write off
+    LOADS_RECONCILE = "loads.reconcile"  # match loads against the banks' statements, settle differences
+    LOADS_REFUND = "loads.refund"  # pay a load back to the customer
+    PAYMENTS_OPERATE = "payments.operate"  # payment providers: statements, retries, manual settlement
+    RISK_CASES = "risk.cases"  # open, investigate and decide risk cases
+    TOLLING_DISPUTES = "tolling.disputes"  # handle a customer's dispute of a toll charge
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OUTLET_OPERATOR: frozenset(
         {Permission.ISSUANCE_OPERATE, Permission.CUSTOMERS_READ, Permission.OUTLETS_READ}
     ),
+    # Supervisors answer for their outlet's stock (they receive and count it; operators issue from it).
     Role.OUTLET_SUPERVISOR: frozenset(
         {
             Permission.ISSUANCE_OPERATE,
             Permission.ISSUANCE_SUPERVISE,
+            Permission.ISSUANCE_STOCK,
             Permission.CUSTOMERS_READ,
             Permission.OUTLETS_READ,
             Permission.STAFF_READ,
@@ -87,16 +96,34 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.OUTLETS_READ,
         }
     ),
-    Role.FINANCE: frozenset({Permission.LEDGER_READ, Permission.LEDGER_WRITE, Permission.OUTLETS_READ}),
+    # Finance moves the money: ledger transfers, refunds, reconciliation and payment-provider operations.
+    # It neither reads the audit log nor decides risk cases or disputes (SEPARATION_OF_DUTIES).
+    Role.FINANCE: frozenset(
+        {
+            Permission.LEDGER_READ,
+            Permission.LEDGER_WRITE,
+            Permission.OUTLETS_READ,
+            Permission.LOADS_RECONCILE,
+            Permission.LOADS_REFUND,
+            Permission.PAYMENTS_OPERATE,
+        }
+    ),
+    # Risk officers check the money movers: they read the ledger and the audit log, freeze customers, run
+    # risk cases and take the disputes that look like fraud; they move no money.
     Role.RISK_OFFICER: frozenset(
         {
             Permission.CUSTOMERS_READ,
             Permission.CUSTOMERS_FREEZE,
             Permission.AUDIT_READ,
             Permission.LEDGER_READ,
+            Permission.RISK_CASES,
+            Permission.TOLLING_DISPUTES,
         }
     ),
-    Role.SUPPORT_AGENT: frozenset({Permission.CUSTOMERS_READ, Permission.OUTLETS_READ}),
+    # Support agents take customers' toll disputes; a refund a dispute earns is paid by finance.
+    Role.SUPPORT_AGENT: frozenset(
+        {Permission.CUSTOMERS_READ, Permission.OUTLETS_READ, Permission.TOLLING_DISPUTES}
+    ),
     # Administrators run the platform's people and places; separation of duties keeps them off the money.
     Role.ADMINISTRATOR: frozenset(
         {
@@ -110,6 +137,30 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         }
     ),
 }
+
+MONEY_MOVERS = frozenset({Permission.LEDGER_WRITE, Permission.LOADS_REFUND, Permission.PAYMENTS_OPERATE})
+"""The permissions that move customers' or the bank's money."""
+
+SEPARATION_OF_DUTIES: tuple[tuple[frozenset[Permission], frozenset[Permission], str], ...] = (
+    (
+        MONEY_MOVERS,
+        frozenset({Permission.STAFF_MANAGE, Permission.CLIENTS_MANAGE, Permission.OUTLETS_MANAGE}),
+        "whoever grants access to people and machines cannot move money with it",
+    ),
+    (
+        MONEY_MOVERS,
+        frozenset({Permission.AUDIT_READ, Permission.RISK_CASES}),
+        "whoever moves money is not who reads the audit of it or investigates it",
+    ),
+    (
+        frozenset({Permission.TOLLING_DISPUTES}),
+        frozenset({Permission.LOADS_REFUND, Permission.PAYMENTS_OPERATE}),
+        "whoever upholds a dispute does not pay out what it earns",
+    ),
+)
+"""(makers, checkers, why): no role holds a permission from both sides of a pair. Checked by
+tests/identity/test_permissions.py; a role's holding both a maker and its checker (an outlet supervisor
+issues and supervises issuance) is separated per person by the service, not here."""
 
 
 @dataclass(frozen=True)

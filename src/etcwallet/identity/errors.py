@@ -78,11 +78,12 @@ def error_table() -> Mapping[str, Entry]:
     Merged on first use, not at import: a slice's module builds its refusals with :class:`IdentityError`,
     so importing the slices here would be circular.
     """
+    from etcwallet.identity.audit.errors import AUDIT_ERRORS
     from etcwallet.identity.customers.errors import CUSTOMER_ERRORS
     from etcwallet.identity.factors.errors import FACTOR_ERRORS
     from etcwallet.identity.staff.errors import STAFF_ERRORS
 
-    slices = (CUSTOMER_ERRORS, STAFF_ERRORS, FACTOR_ERRORS)
+    slices = (CUSTOMER_ERRORS, STAFF_ERRORS, FACTOR_ERRORS, AUDIT_ERRORS)
     table = dict(SHARED_ERRORS)
     for part in slices:
         assert not table.keys() & part.keys(), "a code is defined twice"

@@ -9,11 +9,9 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
-from pydantic import Field
 
 from etcwallet.core.deps import ClientDep, KeysDep, PoolDep, UnitOfWorkDep
 from etcwallet.core.openapi import problems
-from etcwallet.identity.audit.schemas import AuditChainOut
 from etcwallet.identity.authz import (
     ROLE_NAMES,
     Permission,
@@ -22,18 +20,14 @@ from etcwallet.identity.authz import (
     require,
     require_staff,
 )
-from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.factors.schemas import TotpEnrollmentOut
 from etcwallet.identity.ratelimit import Limit, hit
 from etcwallet.identity.sessions.schemas import RefreshRequest, SessionOut
 from etcwallet.identity.staff import changes, service
 from etcwallet.identity.staff import schemas as s
-from etcwallet.platform import audit
 from etcwallet.platform.idempotency import idempotent
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff"])
-ANCHOR_PATTERN = r"^\s*[0-9]{1,19}:[0-9A-Fa-f]{64}\s*$"
-"""An audit anchor, ``SEQ:HASH`` (as ``etcwallet audit verify`` prints it), for the schema."""
 admin = APIRouter(prefix="/api/v1/admin", tags=["administration"])
 
 StaffManager = Annotated[Principal, Depends(idempotent(require(Permission.STAFF_MANAGE)))]
@@ -364,25 +358,3 @@ async def reject_staff_change(
     )
     assert done.change is not None
     return change_out(done.change, done.member)
-
-
-@admin.get("/audit/verify", response_model=AuditChainOut)
-async def verify_audit(
-    pool: PoolDep,
-    me: Annotated[Principal, Depends(require(Permission.AUDIT_READ))],
-    anchor: Annotated[
-        list[Annotated[str, Field(json_schema_extra={"pattern": ANCHOR_PATTERN})]] | None,
-        Query(description="SEQ:HASH of a row recorded earlier (repeatable)", max_length=100),
-    ] = None,
-) -> AuditChainOut:
-    """Walk the audit chain and name the first broken row, if any; answer the head to anchor next time."""
-    try:
-        anchors = [audit.Anchor.parse(text) for text in anchor or []]
-    except ValueError:
-        raise IdentityError("invalid_anchor") from None
-    async with pool.connection() as conn:
-        report = await audit.verify(conn, anchors=anchors)
-    return AuditChainOut(
-        ok=report.ok, rows=report.rows, first_broken_seq=report.first_broken_seq, reason=report.reason,
-        head_seq=report.head_seq, head_hash=report.head_hash,
-    )  # fmt: skip
