@@ -16,16 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from etcwallet.core.errors import DomainError
+from etcwallet.identity.sessions.errors import SESSION_ERRORS
 
 # code -> (status, zh, en, field the code is about)
 IDENTITY_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
     # --- authentication and authorization
     "unauthenticated": (
         401, "请先登录（令牌缺失、无效或已过期）", "sign in first: the token is missing, invalid or expired", "Authorization",
-    ),
-    "refresh_token_reused": (
-        401, "该刷新令牌已被使用过，为安全起见会话已结束，请重新登录",
-        "this refresh token was already used: the session has been ended for safety, sign in again", "refresh_token",
     ),
     "forbidden": (403, "无权执行此操作", "you are not allowed to do this", None),
     "csrf_failed": (403, "CSRF 校验失败", "CSRF token missing or wrong", "X-CSRF-Token"),
@@ -49,7 +46,6 @@ IDENTITY_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
     "enrollment_code_invalid": (
         401, "绑定码错误、已使用或已过期", "the enrollment code is wrong, used or expired", "enrollment_code",
     ),
-    "session_not_found": (404, "会话不存在或已结束", "no such session, or it has ended", "session_id"),
     # --- SMS codes
     "sms_cooldown": (
         429, "验证码发送过于频繁，请 {retry_after} 秒后再试", "wait {retry_after} s before asking for another code", "phone",
@@ -198,6 +194,7 @@ IDENTITY_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
     "staff_rejected": (409, "该员工的创建申请已被拒绝", "the creation of this staff member was rejected", None),
     "change_not_found": (404, "变更不存在", "change not found", None),
 }  # fmt: skip
+IDENTITY_ERRORS |= SESSION_ERRORS  # each sub-package's slice, merged into the one table
 
 
 class IdentityError(DomainError):

@@ -13,7 +13,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Response, status
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep
+from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep, SessionClientDep
 from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
 from etcwallet.identity.authz import Permission, Principal, require, require_customer
@@ -109,6 +109,7 @@ def _session_out(x: Session, current: UUID) -> s.SessionItemOut:
     return s.SessionItemOut(
         id=x.id, created_at=x.created_at, last_seen_at=x.last_seen_at, expires_at=x.idle_expires_at,
         absolute_expires_at=x.absolute_expires_at, ip=x.ip, user_agent=x.user_agent, current=x.id == current,
+        device_id=x.device_id,
     )  # fmt: skip
 
 
@@ -142,7 +143,9 @@ async def request_sms_code(
     response_model=s.RegisterOut,
     responses=problems(409, 429),
 )
-async def register(body: s.RegisterRequest, pool: PoolDep, keys: KeysDep, client: ClientDep) -> s.RegisterOut:
+async def register(
+    body: s.RegisterRequest, pool: PoolDep, keys: KeysDep, client: SessionClientDep
+) -> s.RegisterOut:
     """Open an account with phone, password and SMS code (purpose register); answers a signed-in session."""
     await _auth_limits(pool, client, "register", body.phone)
     customer, tokens = await service.register(
@@ -153,7 +156,7 @@ async def register(body: s.RegisterRequest, pool: PoolDep, keys: KeysDep, client
 
 
 @router.post("/login", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
-async def login(body: s.LoginRequest, pool: PoolDep, client: ClientDep) -> s.LoginOut:
+async def login(body: s.LoginRequest, pool: PoolDep, client: SessionClientDep) -> s.LoginOut:
     """Sign in with phone and password; answers tokens, or a ticket when a second factor is owed."""
     await _auth_limits(pool, client, "login", body.phone)
     result = await service.login_password(pool, phone=body.phone, password=body.password, client=client)
@@ -161,7 +164,9 @@ async def login(body: s.LoginRequest, pool: PoolDep, client: ClientDep) -> s.Log
 
 
 @router.post("/login/sms", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
-async def login_sms(body: s.SmsLoginRequest, pool: PoolDep, keys: KeysDep, client: ClientDep) -> s.LoginOut:
+async def login_sms(
+    body: s.SmsLoginRequest, pool: PoolDep, keys: KeysDep, client: SessionClientDep
+) -> s.LoginOut:
     """Sign in with an SMS code (purpose login) instead of the password."""
     await _auth_limits(pool, client, "login", body.phone)
     result = await service.login_sms(
@@ -172,7 +177,7 @@ async def login_sms(body: s.SmsLoginRequest, pool: PoolDep, keys: KeysDep, clien
 
 @router.post("/login/totp", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
 async def login_totp(
-    body: s.SecondFactorRequest, pool: PoolDep, keys: KeysDep, client: ClientDep
+    body: s.SecondFactorRequest, pool: PoolDep, keys: KeysDep, client: SessionClientDep
 ) -> s.LoginOut:
     """Finish a sign-in with the ticket and a TOTP code (or a one-time recovery code)."""
     await _auth_limits(pool, client, "second-factor")

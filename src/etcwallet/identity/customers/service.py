@@ -355,13 +355,13 @@ async def register(
                 failure = IdentityError("phone_registered")
             else:
                 customer = Customer(*row)
-                tokens = await sessions.create(
-                    conn, CUSTOMER, customer.id, ip=client.ip, user_agent=client.user_agent
+                tokens = await sessions.issue(
+                    conn, principal_type=CUSTOMER, principal_id=customer.id, client=client
                 )
         await audit.append(
             conn, _event(client, "customer.register", customer_id=customer.id if customer else None,
                          failure=failure, actor=_claimant(customer.id if customer else None, failure is None),
-                         detail={"phone": mask_phone(phone)}),
+                         detail={"phone": mask_phone(phone)} | (tokens.audit_detail() if customer else {})),
         )  # fmt: skip
     if failure is not None:
         raise failure
@@ -396,7 +396,7 @@ async def _after_first_factor(conn: AsyncConnection[Any], customer_id: UUID, cli
         )
         return SignIn(customer_id, None, ticket, expires, factors)
     await lockout.record_success(conn, "customers", customer_id)
-    tokens = await sessions.create(conn, CUSTOMER, customer_id, ip=client.ip, user_agent=client.user_agent)
+    tokens = await sessions.issue(conn, principal_type=CUSTOMER, principal_id=customer_id, client=client)
     return SignIn(customer_id, tokens)
 
 
@@ -439,7 +439,8 @@ async def login_password(pool: AsyncConnectionPool, *, phone: str, password: str
             conn, _event(client, "customer.login.password", customer_id=customer.id if customer else None,
                          failure=failure, actor=_claimant(customer.id if customer else None, failure is None),
                          detail={"phone": mask_phone(phone)}
-                         | ({"factors": list(result.factors)} if result else {})),
+                         | ({"factors": list(result.factors)} if result else {})
+                         | (result.tokens.audit_detail() if result and result.tokens else {})),
         )  # fmt: skip
     if failure is not None:
         raise failure
@@ -468,7 +469,8 @@ async def login_sms(
         await audit.append(
             conn, _event(client, "customer.login.sms", customer_id=customer.id if customer else None,
                          failure=failure, actor=_claimant(customer.id if customer else None, failure is None),
-                         detail={"phone": mask_phone(phone)}),
+                         detail={"phone": mask_phone(phone)}
+                         | (result.tokens.audit_detail() if result and result.tokens else {})),
         )  # fmt: skip
     if failure is not None:
         raise failure
@@ -513,8 +515,8 @@ async def login_second_factor(
                     "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (ticket_hash,)
                 )
                 await lockout.record_success(conn, "customers", customer_id)
-                tokens = await sessions.create(
-                    conn, CUSTOMER, customer_id, ip=client.ip, user_agent=client.user_agent
+                tokens = await sessions.issue(
+                    conn, principal_type=CUSTOMER, principal_id=customer_id, client=client
                 )
                 await sessions.mark_stepped_up(conn, tokens.session_id, factor)
             else:
@@ -525,7 +527,8 @@ async def login_second_factor(
                 failure = lockout.failed("second_factor_invalid", until)
         await audit.append(
             conn, _event(client, _SECOND_FACTOR, customer_id=customer_id, failure=failure,
-                         actor=_claimant(customer_id, failure is None), detail={"factor": factor}),
+                         actor=_claimant(customer_id, failure is None),
+                         detail={"factor": factor} | (tokens.audit_detail() if failure is None else {})),
         )  # fmt: skip
     if failure is not None:
         raise failure
@@ -593,11 +596,16 @@ async def login_second_factor_passkey(
                 "UPDATE login_tickets SET used_at = now() WHERE ticket_hash = %s", (ticket_hash,)
             )
             await lockout.record_success(conn, "customers", customer_id)
-            tokens = await sessions.create(
-                conn, CUSTOMER, customer_id, ip=client.ip, user_agent=client.user_agent
+            tokens = await sessions.issue(
+                conn, principal_type=CUSTOMER, principal_id=customer_id, client=client
             )
             await sessions.mark_stepped_up(conn, tokens.session_id, "passkey")
-            await audit.append(conn, _event(client, _SECOND_FACTOR, customer_id=customer_id, detail=detail))
+            await audit.append(
+                conn,
+                _event(
+                    client, _SECOND_FACTOR, customer_id=customer_id, detail=detail | tokens.audit_detail()
+                ),
+            )
     except DomainError as refused:
         # The refused attempt counts against the ticket, and is audited with that count.
         async with pool.connection() as conn, conn.transaction():

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
-from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep, get_settings
+from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep, SessionClientDep, get_settings
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
@@ -462,7 +462,7 @@ async def login_passkey_options(
     responses=problems(400, 401, 403, 409, 423, 429, 503),
 )
 async def login_passkey(
-    body: TicketAssertionIn, request: Request, pool: PoolDep, client: ClientDep
+    body: TicketAssertionIn, request: Request, pool: PoolDep, client: SessionClientDep
 ) -> SessionOut:
     """Finish a password sign-in with the passkey assertion answering those options: the session's tokens."""
     await _second_factor_attempt(pool, client)
@@ -514,7 +514,7 @@ async def passkey_login_options(
 
 @router.post(f"{LOGIN}/verify", response_model=SessionOut, responses=problems(400, 401, 403, 423, 429, 503))
 async def passkey_login_verify(
-    body: PasskeyAssertionIn, request: Request, pool: PoolDep, client: ClientDep
+    body: PasskeyAssertionIn, request: Request, pool: PoolDep, client: SessionClientDep
 ) -> SessionOut:
     """Sign in with the passkey assertion answering the login options; answers the session's tokens."""
     who = actor_of(None, client)
@@ -525,7 +525,7 @@ async def passkey_login_verify(
     try:
         done = await passkeys.login(
             pool, challenge_id=body.challenge_id, credential=body.credential, rp_id=rp_id, origin=origin,
-            ip=who.ip, user_agent=who.user_agent,
+            client=client,
         )  # fmt: skip
     except DomainError as exc:
         await _refused(pool, who, "customer.login.passkey", exc, detail)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from pydantic import Field
 
-from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep
+from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep, SessionClientDep
 from etcwallet.core.errors import DomainError
 from etcwallet.core.openapi import problems
 from etcwallet.identity.audit.schemas import AuditChainOut
@@ -84,7 +84,7 @@ async def login(
         (f"staff-login:user:{body.username}", LOGIN_PER_USER),
     )
     step = await service.login_password(
-        pool, keys.cipher, username=body.username, password=body.password, ip=who.ip, ua=who.user_agent,
+        pool, keys.cipher, username=body.username, password=body.password, client=client,
         enrollment_code=body.enrollment_code,
     )  # fmt: skip
     enrollment = None
@@ -101,7 +101,7 @@ async def login(
 
 @router.post("/auth/totp", response_model=s.StaffSessionOut, responses=problems(401, 403, 423, 429))
 async def login_totp(
-    body: s.SecondFactorLogin, pool: PoolDep, keys: KeysDep, client: ClientDep
+    body: s.SecondFactorLogin, pool: PoolDep, keys: KeysDep, client: SessionClientDep
 ) -> s.StaffSessionOut:
     """Step 2: the TOTP code (or a recovery code). The first code after enrollment confirms it."""
     who = actor_of(None, client)
@@ -112,8 +112,7 @@ async def login_totp(
         lookup_key=keys.lookup_key,
         ticket=body.ticket,
         code=body.code,
-        ip=who.ip,
-        ua=who.user_agent,
+        client=client,
     )
     t = done.tokens
     return s.StaffSessionOut(
@@ -126,7 +125,7 @@ async def refresh(body: RefreshRequest, pool: PoolDep, client: ClientDep) -> Ses
     """Rotate the session's tokens; the old pair stops working."""
     who = actor_of(None, client)
     await _limit(pool, (f"staff-refresh:ip:{who.ip}", LOGIN_PER_IP))
-    tokens = await service.refresh_session(pool, body.refresh_token, ip=who.ip, ua=who.user_agent)
+    tokens = await service.refresh_session(pool, body.refresh_token, client=client)
     return SessionOut.of(tokens)
 
 
@@ -134,8 +133,7 @@ async def refresh(body: RefreshRequest, pool: PoolDep, client: ClientDep) -> Ses
 async def logout(
     pool: PoolDep, client: ClientDep, me: Annotated[Principal, Depends(require_staff)]
 ) -> Response:
-    who = actor_of(me, client)
-    await service.logout(pool, staff_id=me.id, session_id=me.session_id, ip=who.ip, ua=who.user_agent)
+    await service.logout(pool, staff_id=me.id, session_id=me.session_id, client=client)
     return Response(status_code=204)
 
 
