@@ -757,13 +757,10 @@ async def end_session(
 ) -> None:
     """End one of the customer's own sessions; anybody else's (or an ended one) is a 404."""
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "UPDATE sessions SET revoked_at = now(), revoked_reason = 'ended_by_customer' WHERE id = %s "
-            "AND principal_type = 'customer' AND principal_id = %s AND revoked_at IS NULL "
-            "AND idle_expires_at > now() AND absolute_expires_at > now()",
-            (session_id, customer_id),
+        ended = await sessions.end_owned_session(
+            conn, principal_type=CUSTOMER, principal_id=customer_id, session_id=session_id
         )
-        failure = None if cur.rowcount == 1 else IdentityError("session_not_found")
+        failure = None if ended else IdentityError("session_not_found")
         await audit.append(
             conn, _event(client, "customer.session.end", customer_id=customer_id, failure=failure,
                          detail={"session_id": str(session_id)}),
@@ -1241,18 +1238,13 @@ async def two_factor_state(conn: AsyncConnection[Any], customer_id: UUID) -> Two
 async def detail(conn: AsyncConnection[Any], cipher: FieldCipher, customer_id: UUID) -> CustomerDetail:
     """The whole masked picture of one account (for the customer themself or for support staff)."""
     customer = await get_customer(conn, customer_id)
-    cur = await conn.execute(
-        "SELECT count(*) FROM sessions WHERE principal_type = 'customer' AND principal_id = %s "
-        "AND revoked_at IS NULL AND idle_expires_at > now() AND absolute_expires_at > now()",
-        (customer_id,),
-    )
-    live = await cur.fetchone()
+    live = await sessions.count_live_sessions(conn, principal_type=CUSTOMER, principal_id=customer_id)
     return CustomerDetail(
         customer,
         await get_profile(conn, cipher, customer_id),
         await pin_state(conn, customer_id),
         await two_factor_state(conn, customer_id),
-        int(live[0]) if live else 0,
+        live,
     )
 
 

@@ -133,11 +133,8 @@ async def status(
 ) -> StepUpStatus:
     """The session's step-up state and the principal's accepted factors."""
     factors = await accepted_factors(conn, principal.kind, principal.id)
-    cur = await conn.execute(
-        "SELECT stepped_up_at, step_up_factor FROM sessions WHERE id = %s", (principal.session_id,)
-    )
-    row = await cur.fetchone()
-    at, factor = (row[0], row[1]) if row else (None, None)
+    session = await sessions.get_session(conn, session_id=principal.session_id)
+    at, factor = (session.stepped_up_at, session.step_up_factor) if session else (None, None)
     return StepUpStatus(factors, at, factor, at + max_age if at else None)
 
 
