@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import Keys
 from etcwallet.core.db import open_pool
+from etcwallet.core.deps import Client
 from etcwallet.core.errors import DomainError
 from etcwallet.identity.authz import Role
 from etcwallet.identity.passwords import verify_secret
@@ -121,7 +122,11 @@ async def write_history(url: str, keys: Keys) -> list[int]:
         ]:
             with contextlib.suppress(DomainError):
                 await staff.login_password(
-                    pool, keys.cipher, username=username, password=password, ip="192.0.2.7", ua=SERVICE_UA
+                    pool,
+                    keys.cipher,
+                    username=username,
+                    password=password,
+                    client=Client("192.0.2.7", SERVICE_UA),
                 )
         await audit.record(
             pool,

@@ -19,9 +19,10 @@ from uuid import UUID
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
+from etcwallet.core.clock import Clock, system_clock
 from etcwallet.core.crypto import hash_token
 from etcwallet.core.db import autocommit
-from etcwallet.core.deps import Client, ClientDep, get_client, get_pool
+from etcwallet.core.deps import Client, ClientDep, get_client, get_clock, get_pool
 from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.sessions import service as sessions
 from etcwallet.platform.audit import Actor
@@ -233,18 +234,6 @@ def credential(request: Request) -> tuple[str | None, bool]:
     return cookie, cookie is not None
 
 
-_PRINCIPAL_QUERY = (
-    "SELECT s.token_hash, s.id, s.principal_type, s.principal_id, s.stepped_up_at, s.csrf_token, s.last_seen_at, "
-    "st.role, st.outlet_id, o.bank, st.status, c.status "
-    "FROM sessions s "
-    "LEFT JOIN staff st ON s.principal_type = 'staff' AND st.id = s.principal_id "
-    "LEFT JOIN outlets o ON o.id = st.outlet_id "
-    "LEFT JOIN customers c ON s.principal_type = 'customer' AND c.id = s.principal_id "
-    "WHERE s.token_hash = ANY(%s) AND s.revoked_at IS NULL AND s.idle_expires_at > %s "
-    "AND s.absolute_expires_at > %s"
-)
-
-
 class SessionLookup:
     """Looks sessions up for concurrent requests together: one query for every token waiting at the time.
 
@@ -252,8 +241,9 @@ class SessionLookup:
     worker), but a busy process pays one round trip per batch of requests rather than per request.
     """
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, *, clock: Clock = system_clock) -> None:
         self.pool = pool
+        self.clock = clock
         self._waiting: dict[bytes, list[asyncio.Future[tuple[Any, ...] | None]]] = {}
         self._runner: asyncio.Task[None] | None = None
 
@@ -283,21 +273,16 @@ class SessionLookup:
                         f.set_result(row)
 
     async def _query(self, hashes: list[bytes]) -> dict[bytes, tuple[Any, ...]]:
-        now = datetime.now(UTC)
+        now = self.clock()
         async with autocommit(self.pool) as conn:
-            cur = await conn.execute(_PRINCIPAL_QUERY, (hashes, now, now))
-            rows = {bytes(r[0]): tuple(r[1:]) for r in await cur.fetchall()}
-            stale = [r[0] for r in rows.values() if now - r[5] > sessions.TOUCH_EVERY]
-            if stale:
-                await sessions.touch_many(conn, stale, now)
-        return rows
+            return await sessions.lookup_principals(conn, token_hashes=hashes, now=now)
 
 
 def session_lookup(request: Request) -> SessionLookup:
     """The application's session look-up (one per process, created on first use)."""
     lookup: SessionLookup | None = getattr(request.app.state, "session_lookup", None)
     if lookup is None:
-        lookup = SessionLookup(get_pool(request))
+        lookup = SessionLookup(get_pool(request), clock=get_clock(request))
         request.app.state.session_lookup = lookup
     return lookup
 

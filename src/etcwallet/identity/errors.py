@@ -26,10 +26,6 @@ SHARED_ERRORS: dict[str, Entry] = {
     "unauthenticated": (
         401, "请先登录（令牌缺失、无效或已过期）", "sign in first: the token is missing, invalid or expired", "Authorization",
     ),
-    "refresh_token_reused": (
-        401, "该刷新令牌已被使用过，为安全起见会话已结束，请重新登录",
-        "this refresh token was already used: the session has been ended for safety, sign in again", "refresh_token",
-    ),
     "forbidden": (403, "无权执行此操作", "you are not allowed to do this", None),
     "csrf_failed": (403, "CSRF 校验失败", "CSRF token missing or wrong", "X-CSRF-Token"),
     "rate_limited": (
@@ -52,7 +48,6 @@ SHARED_ERRORS: dict[str, Entry] = {
     "enrollment_code_invalid": (
         401, "绑定码错误、已使用或已过期", "the enrollment code is wrong, used or expired", "enrollment_code",
     ),
-    "session_not_found": (404, "会话不存在或已结束", "no such session, or it has ended", "session_id"),
     # --- SMS codes
     "sms_cooldown": (
         429, "验证码发送过于频繁，请 {retry_after} 秒后再试", "wait {retry_after} s before asking for another code", "phone",
@@ -81,9 +76,10 @@ def error_table() -> Mapping[str, Entry]:
     from etcwallet.identity.audit.errors import AUDIT_ERRORS
     from etcwallet.identity.customers.errors import CUSTOMER_ERRORS
     from etcwallet.identity.factors.errors import FACTOR_ERRORS
+    from etcwallet.identity.sessions.errors import SESSION_ERRORS
     from etcwallet.identity.staff.errors import STAFF_ERRORS
 
-    slices = (CUSTOMER_ERRORS, STAFF_ERRORS, FACTOR_ERRORS, AUDIT_ERRORS)
+    slices = (CUSTOMER_ERRORS, STAFF_ERRORS, FACTOR_ERRORS, SESSION_ERRORS, AUDIT_ERRORS)
     table = dict(SHARED_ERRORS)
     for part in slices:
         assert not table.keys() & part.keys(), "a code is defined twice"

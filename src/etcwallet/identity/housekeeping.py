@@ -11,13 +11,15 @@ session rotated out are forgotten.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from etcwallet.core.clock import Clock, system_clock
 from etcwallet.identity import lockout, ratelimit
+from etcwallet.identity.sessions import store as session_store
 from etcwallet.platform import audit, idempotency
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ SPENT_KEPT = timedelta(days=1)
 
 async def sweep(conn: AsyncConnection[Any], now: datetime | None = None) -> dict[str, int]:
     """Delete what no check can need any more; returns how many rows left each table."""
-    now = now or datetime.now(UTC)
+    now = now or system_clock()
     deleted = {"rate_limits": await ratelimit.sweep(conn, RATE_WINDOWS_KEPT, now)}
     spent = now - SPENT_KEPT
     for table in ("sms_codes", "login_tickets", "webauthn_challenges"):
@@ -47,25 +49,20 @@ async def sweep(conn: AsyncConnection[Any], now: datetime | None = None) -> dict
     deleted["unknown_login_failures"] = cur.rowcount
     # A session that has ended can be neither refreshed nor ended by a reused token: its rotated-out
     # refresh tokens need not be remembered.
-    cur = await conn.execute(
-        "DELETE FROM session_refresh_history h USING sessions s WHERE s.id = h.session_id "
-        "AND (s.revoked_at < %(spent)s OR s.absolute_expires_at < %(spent)s)",
-        {"spent": spent},
-    )
-    deleted["session_refresh_history"] = cur.rowcount
+    deleted["session_refresh_history"] = await session_store.forget_ended_families(conn, ended_before=spent)
     # Not identity's, but this loop is the one that runs until the jobs runner takes housekeeping over.
     deleted["idempotency_keys"] = await idempotency.purge_expired(conn, now)
     return deleted
 
 
-async def run_round(pool: AsyncConnectionPool) -> dict[str, int]:
+async def run_round(pool: AsyncConnectionPool, *, clock: Clock = system_clock) -> dict[str, int]:
     """One round of housekeeping (the ``identity.housekeeping`` job): sweep, then log the audit head.
 
     The head's line, shipped with the logs, is an anchor kept outside the database, against which
     ``etcwallet audit verify --anchor`` finds deleted tail rows.
     """
     async with pool.connection() as conn:
-        deleted = await sweep(conn)
+        deleted = await sweep(conn, clock())
         newest = await audit.head(conn)
     if any(deleted.values()):
         log.info("identity housekeeping", extra={"deleted": deleted})

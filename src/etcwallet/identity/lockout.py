@@ -11,6 +11,9 @@ UPDATE``) or of the unknown identifier's row (:func:`unknown_lock_in_force` take
 attempts are judged one after another: at most :data:`MAX_FAILURES` failures are counted before the lock,
 and an attempt that arrives after the lock point is refused even with the right password. Wrong second
 factor codes (TOTP, recovery codes, staff enrollment codes) count as failures too, for customers and staff.
+
+Time is the caller's (``now``, a reading of the runtime's clock; the system clock when omitted), never SQL
+``now()``, so locks are tested by moving a clock.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
+from etcwallet.core.clock import system_clock
 from etcwallet.core.crypto import hash_token
 from etcwallet.identity.errors import IdentityError
 
@@ -48,9 +52,9 @@ def failed(key: str, locked_until: datetime | None) -> IdentityError:
     return IdentityError(key) if locked_until is None else locked_error(locked_until)
 
 
-def lock_in_force(locked_until: datetime | None) -> IdentityError | None:
-    """The refusal to give while an account is locked, or None when it is not."""
-    if locked_until is not None and locked_until > datetime.now(UTC):
+def lock_in_force(locked_until: datetime | None, *, now: datetime | None = None) -> IdentityError | None:
+    """The refusal to give while an account is locked (at ``now``), or None when it is not."""
+    if locked_until is not None and locked_until > (now or system_clock()):
         return locked_error(locked_until)
     return None
 
@@ -62,9 +66,11 @@ def _next_lock(lockouts: int, last_lock_until: datetime | None, now: datetime) -
     return previous + 1, now + lock_duration(previous)
 
 
-async def record_failure(conn: AsyncConnection[Any], table: Table, principal_id: UUID) -> datetime | None:
+async def record_failure(
+    conn: AsyncConnection[Any], table: Table, principal_id: UUID, *, now: datetime | None = None
+) -> datetime | None:
     """Count a failed sign-in; returns the lock's end if this failure locked the account."""
-    now = datetime.now(UTC)
+    now = now or system_clock()
     cur = await conn.execute(
         f"UPDATE {table} SET failed_logins = CASE WHEN last_failed_at > %s THEN failed_logins + 1 ELSE 1 END, "
         "last_failed_at = %s WHERE id = %s RETURNING failed_logins, lockouts, last_lock_until",
@@ -93,7 +99,7 @@ def _identity(table: Table, identifier: str) -> bytes:
 
 
 async def unknown_lock_in_force(
-    conn: AsyncConnection[Any], table: Table, identifier: str
+    conn: AsyncConnection[Any], table: Table, identifier: str, *, now: datetime | None = None
 ) -> IdentityError | None:
     """The refusal to give while an identifier without an account is locked, or None.
 
@@ -108,22 +114,23 @@ async def unknown_lock_in_force(
         (_identity(table, identifier),),
     )
     row = await cur.fetchone()
-    return lock_in_force(row[0]) if row else None
+    return lock_in_force(row[0], now=now) if row else None
 
 
 async def record_unknown_failure(
-    conn: AsyncConnection[Any], table: Table, identifier: str
+    conn: AsyncConnection[Any], table: Table, identifier: str, *, now: datetime | None = None
 ) -> datetime | None:
     """Count a failed sign-in at an identifier without an account, exactly as :func:`record_failure` does."""
     key = _identity(table, identifier)
-    now = datetime.now(UTC)
+    now = now or system_clock()
     cur = await conn.execute(
-        "INSERT INTO unknown_login_failures (identity_hash, failed_logins, last_failed_at) VALUES (%s, 1, %s) "
+        "INSERT INTO unknown_login_failures (identity_hash, failed_logins, last_failed_at, updated_at) "
+        "VALUES (%s, 1, %s, %s) "
         "ON CONFLICT (identity_hash) DO UPDATE SET failed_logins = CASE "
         "WHEN unknown_login_failures.last_failed_at > %s THEN unknown_login_failures.failed_logins + 1 ELSE 1 END, "
-        "last_failed_at = excluded.last_failed_at, updated_at = now() "
+        "last_failed_at = excluded.last_failed_at, updated_at = excluded.updated_at "
         "RETURNING failed_logins, lockouts, last_lock_until",
-        (key, now, now - MEMORY),
+        (key, now, now, now - MEMORY),
     )
     row = await cur.fetchone()
     if row is None or row[0] < MAX_FAILURES:

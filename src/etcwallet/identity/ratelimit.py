@@ -1,7 +1,8 @@
 """Rate limits shared by every worker process: fixed-window counters in PostgreSQL.
 
 Each authentication endpoint counts attempts per IP and per phone/username; past the limit the answer
-is 429 with ``Retry-After`` and nothing else happens.
+is 429 with ``Retry-After`` and nothing else happens. Windows are cut from the caller's ``now`` (a
+reading of the runtime's clock; the system clock when omitted), so tests move a clock past a window.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from etcwallet.core.clock import system_clock
 from etcwallet.identity.errors import IdentityError
 
 
@@ -34,9 +36,9 @@ def too_many(retry_after: int) -> IdentityError:
     return IdentityError("rate_limited", retry_after=retry_after)
 
 
-async def hit(conn: AsyncConnection[Any], key: str, limit: Limit) -> None:
+async def hit(conn: AsyncConnection[Any], key: str, limit: Limit, *, now: datetime | None = None) -> None:
     """Count one attempt against ``key``; raise a 429 problem once the window's limit is passed."""
-    now = datetime.now(UTC)
+    now = now or system_clock()
     start = _window_start(now, limit.window)
     cur = await conn.execute(
         "INSERT INTO rate_limits (key, window_start, count) VALUES (%s, %s, 1) "
@@ -55,6 +57,6 @@ async def sweep(
 ) -> int:
     """Forget windows that can no longer matter."""
     cur = await conn.execute(
-        "DELETE FROM rate_limits WHERE window_start < %s", ((now or datetime.now(UTC)) - older_than,)
+        "DELETE FROM rate_limits WHERE window_start < %s", ((now or system_clock()) - older_than,)
     )
     return cur.rowcount

@@ -5,6 +5,9 @@ A number can be sent a new code once a minute and at most ``DAILY_PER_PHONE`` ti
 ``DAILY_PER_IP`` times a day. The gateway is an interface: the development sink writes what would have
 been sent to the ``sms_outbox`` table, readable (outside production only) at ``/api/v1/dev/sms-outbox``
 and with ``etcwallet dev sms-outbox``.
+
+Expiry and cooldown are judged at the caller's ``now`` (a reading of the runtime's clock; the system clock
+when omitted), so tests move a clock past a code's five minutes instead of sleeping.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Protocol
 from uuid import uuid4
@@ -20,6 +23,7 @@ from uuid import uuid4
 from fastapi import Depends, Request
 from psycopg import AsyncConnection
 
+from etcwallet.core.clock import system_clock
 from etcwallet.core.crypto import keyed_hash
 from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.ratelimit import Limit, hit
@@ -96,12 +100,13 @@ async def send_code(
     phone: str,
     purpose: Purpose,
     ip: str | None,
+    now: datetime | None = None,
 ) -> SentCode:
     """Create and send a fresh code (the previous unused one for this purpose stops working).
 
     Run it in a transaction of its own: the limits count even when the caller's work fails.
     """
-    now = datetime.now(UTC)
+    now = now or system_clock()
     cur = await conn.execute(
         "SELECT created_at FROM sms_codes WHERE phone = %s AND purpose = %s ORDER BY created_at DESC LIMIT 1",
         (phone, purpose.value),
@@ -109,9 +114,9 @@ async def send_code(
     last = await cur.fetchone()
     if last is not None and now - last[0] < COOLDOWN:
         raise cooldown_error(max(1, int((last[0] + COOLDOWN - now).total_seconds()) + 1))
-    await hit(conn, f"sms:phone:{phone}", Limit(DAILY_PER_PHONE, timedelta(days=1)))
+    await hit(conn, f"sms:phone:{phone}", Limit(DAILY_PER_PHONE, timedelta(days=1)), now=now)
     if ip:
-        await hit(conn, f"sms:ip:{ip}", Limit(DAILY_PER_IP, timedelta(days=1)))
+        await hit(conn, f"sms:ip:{ip}", Limit(DAILY_PER_IP, timedelta(days=1)), now=now)
     code = f"{secrets.randbelow(1_000_000):06d}"
     await conn.execute(
         "UPDATE sms_codes SET consumed_at = %s WHERE phone = %s AND purpose = %s AND consumed_at IS NULL",
@@ -136,14 +141,20 @@ async def send_code(
 
 
 async def check_code(
-    conn: AsyncConnection[Any], lookup_key: bytes, *, phone: str, purpose: Purpose, code: str
+    conn: AsyncConnection[Any],
+    lookup_key: bytes,
+    *,
+    phone: str,
+    purpose: Purpose,
+    code: str,
+    now: datetime | None = None,
 ) -> IdentityError | None:
     """Spend ``code`` if it is the live code for phone and purpose; otherwise count a try and say why.
 
     Returns None on success. Run it in a transaction that commits even when the answer is a refusal,
     so that tries are counted.
     """
-    now = datetime.now(UTC)
+    now = now or system_clock()
     cur = await conn.execute(
         "SELECT id, code_hash, attempts, expires_at FROM sms_codes WHERE phone = %s AND purpose = %s "
         "AND consumed_at IS NULL ORDER BY created_at DESC LIMIT 1 FOR UPDATE",

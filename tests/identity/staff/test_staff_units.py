@@ -13,6 +13,7 @@ from psycopg import AsyncClientCursor
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import Keys
+from etcwallet.core.deps import Client
 from etcwallet.core.errors import DomainError
 from etcwallet.identity.authz import Role
 from etcwallet.identity.staff import changes, service, store
@@ -131,8 +132,7 @@ async def test_an_enrollment_code_expires_by_the_clock(pool: AsyncConnectionPool
             keys.cipher,
             username=member.username,
             password=STAFF_PASSWORD,
-            ip=None,
-            ua=None,
+            client=Client(ip=None, user_agent=None),
             enrollment_code=issued.code,
             clock=lambda: at,
         )

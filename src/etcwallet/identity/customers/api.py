@@ -13,7 +13,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Response, status
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep, UnitOfWorkDep
+from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep, SessionClientDep, UnitOfWorkDep
 from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
 from etcwallet.identity.authz import Permission, Principal, require, require_customer
@@ -132,6 +132,7 @@ def _session_out(x: Session, current: UUID) -> s.SessionItemOut:
         ip=x.ip,
         user_agent=x.user_agent,
         current=x.id == current,
+        device_id=x.device_id,
     )
 
 
@@ -171,7 +172,7 @@ async def request_sms_code(
     responses=problems(409, 429),
 )
 async def register(
-    body: s.RegisterRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep
+    body: s.RegisterRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: SessionClientDep
 ) -> s.RegisterOut:
     """Open an account with phone, password and SMS code (purpose register); answers a signed-in session."""
     await _auth_limits(pool, client, "register", body.phone)
@@ -187,7 +188,9 @@ async def register(
 
 
 @router.post("/login", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
-async def login(body: s.LoginRequest, pool: PoolDep, uow: UnitOfWorkDep, client: ClientDep) -> s.LoginOut:
+async def login(
+    body: s.LoginRequest, pool: PoolDep, uow: UnitOfWorkDep, client: SessionClientDep
+) -> s.LoginOut:
     """Sign in with phone and password; answers tokens, or a ticket when a second factor is owed."""
     await _auth_limits(pool, client, "login", body.phone)
     result = await service.login_password(uow=uow, phone=body.phone, password=body.password, client=client)
@@ -196,7 +199,7 @@ async def login(body: s.LoginRequest, pool: PoolDep, uow: UnitOfWorkDep, client:
 
 @router.post("/login/sms", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
 async def login_sms(
-    body: s.SmsLoginRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep
+    body: s.SmsLoginRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: SessionClientDep
 ) -> s.LoginOut:
     """Sign in with an SMS code (purpose login) instead of the password."""
     await _auth_limits(pool, client, "login", body.phone)
@@ -208,7 +211,7 @@ async def login_sms(
 
 @router.post("/login/totp", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
 async def login_totp(
-    body: s.SecondFactorRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep
+    body: s.SecondFactorRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: SessionClientDep
 ) -> s.LoginOut:
     """Finish a sign-in with the ticket and a TOTP code (or a one-time recovery code)."""
     await _auth_limits(pool, client, "second-factor")

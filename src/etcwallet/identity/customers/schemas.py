@@ -172,6 +172,9 @@ class SessionItemOut(BaseModel):
     ip: str | None
     user_agent: str | None
     current: bool
+    device_id: str | None = Field(
+        default=None, description="the device id the app sent (X-Device-Id) when it opened the session"
+    )
 
 
 # --- real-name profile -----------------------------------------------------------------------------------

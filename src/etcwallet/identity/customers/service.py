@@ -296,8 +296,8 @@ async def register(
             if customer is None:
                 failure = IdentityError("phone_registered")
             else:
-                tokens = await sessions.create(
-                    unit.conn, CUSTOMER, customer.id, ip=client.ip, user_agent=client.user_agent
+                tokens = await sessions.issue(
+                    unit.conn, principal_type=CUSTOMER, principal_id=customer.id, client=client, now=unit.now
                 )
         customer_id = customer.id if customer else None
         unit.audit(
@@ -307,7 +307,7 @@ async def register(
                 customer_id=customer_id,
                 failure=failure,
                 actor=claimant(customer_id, failure is None),
-                detail={"phone": mask_phone(phone)},
+                detail={"phone": mask_phone(phone)} | (tokens.audit_detail() if tokens else {}),
             )
         )
         return customer, tokens, failure
@@ -329,6 +329,11 @@ async def second_factors(conn: Conn, customer_id: UUID) -> tuple[str, ...]:
     return tuple(factors)
 
 
+def _session_detail(result: SignIn | None) -> dict[str, object]:
+    """The audit detail of the session a sign-in opened (its device, and whether it is new): none without."""
+    return result.tokens.audit_detail() if result and result.tokens else {}
+
+
 async def _after_first_factor(unit: Unit, customer_id: UUID, client: Client) -> SignIn:
     """Tokens, or a login ticket when the customer has a second factor."""
     factors = await second_factors(unit.conn, customer_id)
@@ -340,8 +345,8 @@ async def _after_first_factor(unit: Unit, customer_id: UUID, client: Client) -> 
         )
         return SignIn(customer_id, None, ticket, expires, factors)
     await lockout.record_success(unit.conn, "customers", customer_id)
-    tokens = await sessions.create(
-        unit.conn, CUSTOMER, customer_id, ip=client.ip, user_agent=client.user_agent
+    tokens = await sessions.issue(
+        unit.conn, principal_type=CUSTOMER, principal_id=customer_id, client=client, now=unit.now
     )
     return SignIn(customer_id, tokens)
 
@@ -364,7 +369,7 @@ async def login_password(*, uow: UnitOfWork, phone: str, password: str, client: 
                 customer_id=customer_id,
                 failure=failure,
                 actor=claimant(customer_id, failure is None),
-                detail={"phone": mask_phone(phone)} | factors,
+                detail={"phone": mask_phone(phone)} | factors | _session_detail(result),
             )
         )
         return result, failure
@@ -404,7 +409,7 @@ async def login_sms(
                 customer_id=customer_id,
                 failure=failure,
                 actor=claimant(customer_id, failure is None),
-                detail={"phone": mask_phone(phone)},
+                detail={"phone": mask_phone(phone)} | _session_detail(result),
             )
         )
         return result, failure
@@ -449,10 +454,10 @@ async def login_second_factor(
             if ok:
                 await store.spend_ticket(conn, ticket_hash, now=unit.now)
                 await lockout.record_success(conn, "customers", customer_id)
-                tokens = await sessions.create(
-                    conn, CUSTOMER, customer_id, ip=client.ip, user_agent=client.user_agent
+                tokens = await sessions.issue(
+                    conn, principal_type=CUSTOMER, principal_id=customer_id, client=client, now=unit.now
                 )
-                await sessions.mark_stepped_up(conn, tokens.session_id, factor)
+                await sessions.mark_stepped_up(conn, tokens.session_id, factor, now=unit.now)
             else:
                 await store.count_ticket_attempt(conn, ticket_hash)
                 until = await lockout.record_failure(conn, "customers", customer_id)
@@ -464,7 +469,7 @@ async def login_second_factor(
                 customer_id=customer_id,
                 failure=failure,
                 actor=claimant(customer_id, failure is None),
-                detail={"factor": factor},
+                detail={"factor": factor} | (tokens.audit_detail() if tokens else {}),
             )
         )
         return tokens, failure
@@ -540,9 +545,11 @@ async def login_second_factor_passkey(
         )
         await store.spend_ticket(conn, ticket_hash, now=unit.now)
         await lockout.record_success(conn, "customers", known)
-        tokens = await sessions.create(conn, CUSTOMER, known, ip=client.ip, user_agent=client.user_agent)
-        await sessions.mark_stepped_up(conn, tokens.session_id, "passkey")
-        unit.audit(event(client, action, customer_id=known, detail=detail))
+        tokens = await sessions.issue(
+            conn, principal_type=CUSTOMER, principal_id=known, client=client, now=unit.now
+        )
+        await sessions.mark_stepped_up(conn, tokens.session_id, "passkey", now=unit.now)
+        unit.audit(event(client, action, customer_id=known, detail=detail | tokens.audit_detail()))
         return tokens
 
     async def count_refused(refused: DomainError) -> None:
@@ -724,7 +731,9 @@ async def end_session(*, uow: UnitOfWork, customer_id: UUID, session_id: UUID, c
     """End one of the customer's own sessions; anybody else's (or an ended one) is a 404."""
 
     async def step(unit: Unit) -> IdentityError | None:
-        ended = await store.end_own_session(unit.conn, customer_id, session_id, now=unit.now)
+        ended = await sessions.end_owned_session(
+            unit.conn, principal_type=CUSTOMER, principal_id=customer_id, session_id=session_id, now=unit.now
+        )
         failure = None if ended else IdentityError("session_not_found")
         unit.audit(
             event(
@@ -760,7 +769,9 @@ async def detail(
         await get_profile(conn, cipher, customer_id),
         await store.get_pin_state(conn, customer_id),
         await store.get_two_factor_state(conn, customer_id),
-        await store.count_live_sessions(conn, customer_id, now=now or utcnow()),
+        await sessions.count_live_sessions(
+            conn, principal_type=CUSTOMER, principal_id=customer_id, now=now or utcnow()
+        ),
     )
 
 

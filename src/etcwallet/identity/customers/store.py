@@ -18,7 +18,7 @@ from uuid import UUID
 from psycopg import AsyncConnection
 
 from etcwallet.identity.customers.errors import customer_not_found
-from etcwallet.identity.customers.types import CUSTOMER, PIN_MAX_FAILURES, Customer, PinState, TwoFactorState
+from etcwallet.identity.customers.types import PIN_MAX_FAILURES, Customer, PinState, TwoFactorState
 
 Conn = AsyncConnection[Any]
 
@@ -330,25 +330,3 @@ async def get_two_factor_state(conn: Conn, customer_id: UUID) -> TwoFactorState:
     row = await cur.fetchone()
     assert row is not None
     return TwoFactorState(bool(row[0]), int(row[1]), int(row[2]))
-
-
-async def count_live_sessions(conn: Conn, customer_id: UUID, *, now: datetime) -> int:
-    """How many of the customer's sessions are live at ``now``."""
-    cur = await conn.execute(
-        "SELECT count(*) FROM sessions WHERE principal_type = %s AND principal_id = %s "
-        "AND revoked_at IS NULL AND idle_expires_at > %s AND absolute_expires_at > %s",
-        (CUSTOMER, customer_id, now, now),
-    )
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
-
-
-async def end_own_session(conn: Conn, customer_id: UUID, session_id: UUID, *, now: datetime) -> bool:
-    """End one of the customer's own live sessions; False when it is not theirs or not live."""
-    cur = await conn.execute(
-        "UPDATE sessions SET revoked_at = %s, revoked_reason = 'ended_by_customer' WHERE id = %s "
-        "AND principal_type = 'customer' AND principal_id = %s AND revoked_at IS NULL "
-        "AND idle_expires_at > %s AND absolute_expires_at > %s",
-        (now, session_id, customer_id, now, now),
-    )
-    return cur.rowcount == 1

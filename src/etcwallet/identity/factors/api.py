@@ -24,7 +24,15 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request, Response, status
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep, UnitOfWorkDep, get_settings
+from etcwallet.core.deps import (
+    Client,
+    ClientDep,
+    KeysDep,
+    PoolDep,
+    SessionClientDep,
+    UnitOfWorkDep,
+    get_settings,
+)
 from etcwallet.core.errors import InvalidValue
 from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
@@ -372,7 +380,7 @@ async def login_passkey_options(
     responses=problems(400, 401, 403, 409, 423, 429, 503),
 )
 async def login_passkey(
-    body: TicketAssertionIn, request: Request, pool: PoolDep, uow: UnitOfWorkDep, client: ClientDep
+    body: TicketAssertionIn, request: Request, pool: PoolDep, uow: UnitOfWorkDep, client: SessionClientDep
 ) -> SessionOut:
     """Finish a password sign-in with the passkey assertion answering those options: the session's tokens."""
     await _second_factor_attempt(pool, client)
@@ -419,7 +427,7 @@ async def passkey_login_options(
 
 @router.post(f"{LOGIN}/verify", response_model=SessionOut, responses=problems(400, 401, 403, 423, 429, 503))
 async def passkey_login_verify(
-    body: PasskeyAssertionIn, request: Request, pool: PoolDep, uow: UnitOfWorkDep, client: ClientDep
+    body: PasskeyAssertionIn, request: Request, pool: PoolDep, uow: UnitOfWorkDep, client: SessionClientDep
 ) -> SessionOut:
     """Sign in with the passkey assertion answering the login options; answers the session's tokens."""
     who = actor_of(None, client)
@@ -427,6 +435,11 @@ async def passkey_login_verify(
     async with pool.connection() as conn:
         await hit(conn, f"passkey-login:ip:{who.ip}", PASSKEY_LOGIN_PER_IP)
     done = await service.passkey_login(
-        uow, challenge_id=body.challenge_id, credential=body.credential, rp_id=rp_id, origin=origin, actor=who
+        uow,
+        challenge_id=body.challenge_id,
+        credential=body.credential,
+        rp_id=rp_id,
+        origin=origin,
+        client=client,
     )
     return SessionOut.of(done.tokens)

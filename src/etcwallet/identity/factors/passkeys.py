@@ -50,6 +50,7 @@ from webauthn.helpers.structs import (
 )
 
 from etcwallet.core.crypto import keyed_hash
+from etcwallet.core.deps import Client
 from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.sessions import service as sessions
 from etcwallet.platform import audit
@@ -418,8 +419,7 @@ async def login(
     credential: dict[str, Any],
     rp_id: str,
     origin: str,
-    ip: str | None,
-    user_agent: str | None,
+    client: Client,
 ) -> PasskeyLogin:
     """Sign a customer in with a passkey: verify, refuse frozen or closed accounts, open a session.
 
@@ -447,11 +447,17 @@ async def login(
                 "account_frozen@passkey" if row[0] == "frozen" else "account_closed@passkey"
             )
             raise LoginRefused(refusal, assertion.principal_id)
-        tokens = await sessions.create(conn, "customer", assertion.principal_id, ip=ip, user_agent=user_agent)
+        tokens = await sessions.issue(
+            conn, principal_type="customer", principal_id=assertion.principal_id, client=client
+        )
         await sessions.mark_stepped_up(conn, tokens.session_id, "passkey")
         customer = ("customer", str(assertion.principal_id))
-        detail = {"passkey_id": str(assertion.passkey_id), "session_id": str(tokens.session_id)}
-        event = Actor(*customer, ip, user_agent).event(
+        detail: dict[str, object] = {
+            "passkey_id": str(assertion.passkey_id),
+            "session_id": str(tokens.session_id),
+        }
+        detail |= tokens.audit_detail()
+        event = Actor(*customer, client.ip, client.user_agent).event(
             "customer.login.passkey", target=customer, detail=detail
         )
         await audit.append(conn, event)

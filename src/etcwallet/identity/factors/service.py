@@ -19,9 +19,10 @@ from uuid import UUID
 from psycopg import AsyncConnection
 
 from etcwallet.core.crypto import FieldCipher
+from etcwallet.core.deps import Client
 from etcwallet.core.errors import DomainError
 from etcwallet.identity import sms
-from etcwallet.identity.authz import Principal
+from etcwallet.identity.authz import Principal, actor_of
 from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.factors import passkeys, store, totp
 from etcwallet.identity.factors.types import (
@@ -486,10 +487,17 @@ async def passkey_login_options(
 
 
 async def passkey_login(
-    uow: UnitOfWork, *, challenge_id: UUID, credential: dict[str, Any], rp_id: str, origin: str, actor: Actor
+    uow: UnitOfWork,
+    *,
+    challenge_id: UUID,
+    credential: dict[str, Any],
+    rp_id: str,
+    origin: str,
+    client: Client,
 ) -> passkeys.PasskeyLogin:
     """Sign in with a passkey assertion; a refusal is audited on its own (by the customer, once known)."""
     detail = {"credential": passkeys.fingerprint(credential)}
+    actor = actor_of(None, client)
     try:
         return await passkeys.login(
             uow.pool,
@@ -497,8 +505,7 @@ async def passkey_login(
             credential=credential,
             rp_id=rp_id,
             origin=origin,
-            ip=actor.ip,
-            user_agent=actor.user_agent,
+            client=client,
         )
     except DomainError as error:
         await audit.record(uow.pool, _refusal(actor, FactorAction.CUSTOMER_LOGIN_PASSKEY, detail)(error))

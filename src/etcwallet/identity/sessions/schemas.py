@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from etcwallet.core.schemas import RequestModel
-from etcwallet.identity.sessions.service import IssuedTokens
+from etcwallet.identity.sessions.types import IssuedTokens
 
 
 class SessionOut(BaseModel):
@@ -24,9 +24,12 @@ class SessionOut(BaseModel):
     @classmethod
     def of(cls, t: IssuedTokens) -> SessionOut:
         return cls(
-            access_token=t.access_token, refresh_token=t.refresh_token, csrf_token=t.csrf_token,
-            expires_at=t.expires_at, absolute_expires_at=t.absolute_expires_at,
-        )  # fmt: skip
+            access_token=t.access_token,
+            refresh_token=t.refresh_token,
+            csrf_token=t.csrf_token,
+            expires_at=t.expires_at,
+            absolute_expires_at=t.absolute_expires_at,
+        )
 
 
 class RefreshRequest(RequestModel):

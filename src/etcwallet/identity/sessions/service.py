@@ -3,63 +3,294 @@
 A session holds an access token and a refresh token. Refreshing rotates both (the old pair stops
 working) but never extends the absolute lifetime; every rotated-out refresh token is remembered
 (``session_refresh_history``, the session's rotation family), and presenting any of them again ends
-the session (:func:`rotate`). Revoking ends a session at once; changing a password
+the session (:func:`rotate_refresh`). Revoking ends a session at once; changing a password
 or freezing an account revokes every other session of that principal.
+
+A session records the client it was opened from (``core.deps.Client``: ip, user agent, and the device id
+the app sends as ``X-Device-Id``); :func:`issue` says whether that device is new to the principal, for
+the sign-in's audit entry (``IssuedTokens.audit_detail()``).
+
+Every function takes the time as ``now`` (the caller's clock reading: ``unit.now``, or the runtime's
+clock, ``core.deps.ClockDep``), the system clock when omitted; SQL ``now()`` is never used, so the
+idle and absolute ends are tested by moving a clock. A caller in one transaction reads its clock once,
+as ``now()`` (the transaction's start) did.
+
+The functions after "Kept for callers not yet moved" keep the positional signatures other modules call
+today; new code calls the keyword-only ones.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 from psycopg import AsyncConnection
 
+from etcwallet.core.clock import system_clock
 from etcwallet.core.crypto import hash_token
-
-IDLE = timedelta(minutes=30)
-ABSOLUTE = timedelta(hours=12)
-TOUCH_EVERY = timedelta(seconds=30)
-
-
-@dataclass(frozen=True)
-class Session:
-    id: UUID
-    principal_type: str
-    principal_id: UUID
-    created_at: datetime
-    last_seen_at: datetime
-    idle_expires_at: datetime
-    absolute_expires_at: datetime
-    stepped_up_at: datetime | None
-    step_up_factor: str | None
-    csrf_token: str
-    ip: str | None
-    user_agent: str | None
-
-
-@dataclass(frozen=True)
-class IssuedTokens:
-    """What the client receives once: the tokens themselves are never stored."""
-
-    session_id: UUID
-    access_token: str
-    refresh_token: str
-    csrf_token: str
-    expires_at: datetime
-    absolute_expires_at: datetime
-
-
-_COLUMNS = (
-    "id, principal_type, principal_id, created_at, last_seen_at, idle_expires_at, absolute_expires_at, "
-    "stepped_up_at, step_up_factor, csrf_token, ip, user_agent"
+from etcwallet.core.deps import Client
+from etcwallet.identity.errors import IdentityError
+from etcwallet.identity.sessions import store
+from etcwallet.identity.sessions.types import (
+    ABSOLUTE,
+    IDLE,
+    TOUCH_EVERY,
+    EndReason,
+    IssuedTokens,
+    PrincipalType,
+    Rotation,
+    Session,
 )
 
+__all__ = [
+    "ABSOLUTE",
+    "IDLE",
+    "REUSED",
+    "TOUCH_EVERY",
+    "EndReason",
+    "IssuedTokens",
+    "PrincipalType",
+    "Rotation",
+    "Session",
+    "authenticate",
+    "count_live_sessions",
+    "create",
+    "end_all_sessions",
+    "end_owned_session",
+    "end_session",
+    "find_live",
+    "get_session",
+    "get_session_or_raise",
+    "issue",
+    "list_devices",
+    "list_live",
+    "lookup_principals",
+    "mark_stepped_up",
+    "record_step_up",
+    "refresh",
+    "revoke",
+    "revoke_all",
+    "rotate",
+    "rotate_refresh",
+    "touch",
+    "touch_many",
+    "touch_sessions",
+]
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+REUSED = EndReason.REFRESH_TOKEN_REUSED.value
+_PRINCIPAL_TABLES = {PrincipalType.CUSTOMER.value: "customers", PrincipalType.STAFF.value: "staff"}
+USER_AGENT_KEPT = 512
+"""A longer User-Agent is cut to this many characters."""
+
+
+def _read(now: datetime | None) -> datetime:
+    return system_clock() if now is None else now
+
+
+async def issue(
+    conn: AsyncConnection[Any],
+    *,
+    principal_type: str,
+    principal_id: UUID,
+    client: Client,
+    now: datetime | None = None,
+) -> IssuedTokens:
+    """Open a session for a principal who has just proved who they are, from ``client``.
+
+    The answer carries the tokens (shown once) and whether ``client.device_id`` is new to the principal.
+    """
+    now = _read(now)
+    access, refresh_token, csrf = (
+        secrets.token_urlsafe(32),
+        secrets.token_urlsafe(32),
+        secrets.token_urlsafe(16),
+    )
+    session_id = uuid4()
+    new_device = await store.insert(
+        conn,
+        session_id=session_id,
+        token_hash=hash_token(access),
+        refresh_hash=hash_token(refresh_token),
+        csrf_token=csrf,
+        principal_type=principal_type,
+        principal_id=principal_id,
+        now=now,
+        absolute_expires_at=now + ABSOLUTE,
+        ip=client.ip,
+        user_agent=(client.user_agent or "")[:USER_AGENT_KEPT] or None,
+        device_id=client.device_id,
+    )
+    return IssuedTokens(
+        session_id, access, refresh_token, csrf, now + IDLE, now + ABSOLUTE, client.device_id, new_device
+    )
+
+
+async def get_session(conn: AsyncConnection[Any], *, session_id: UUID) -> Session | None:
+    """The session with this id (live or ended), or None."""
+    return await store.get_session(conn, session_id=session_id)
+
+
+async def get_session_or_raise(conn: AsyncConnection[Any], *, session_id: UUID) -> Session:
+    """The session with this id; ``session_not_found`` (404) when there is none."""
+    session = await store.get_session(conn, session_id=session_id)
+    if session is None:
+        raise IdentityError("session_not_found")
+    return session
+
+
+async def find_live(
+    conn: AsyncConnection[Any], *, access_token: str, now: datetime | None = None
+) -> Session | None:
+    """The live session behind an access token, touched so its idle timer restarts; None if not live."""
+    now = _read(now)
+    session = await store.get_live_by_token(conn, token_hash=hash_token(access_token), now=now)
+    if session is not None and now - session.last_seen_at > TOUCH_EVERY:
+        await store.touch(conn, session_ids=[session.id], now=now)
+    return session
+
+
+async def lookup_principals(
+    conn: AsyncConnection[Any], *, token_hashes: list[bytes], now: datetime
+) -> dict[bytes, tuple[Any, ...]]:
+    """The hot path's look-up: each live session among ``token_hashes`` joined with its principal.
+
+    Keyed by token hash; each value is (session id, principal type, principal id, stepped up at, csrf
+    token, last seen at, staff role, outlet, outlet's bank, staff status, customer status). Sessions
+    not touched for :data:`TOUCH_EVERY` are touched in the same connection (a second round trip only
+    then, as before).
+    """
+    rows = {
+        bytes(r[0]): tuple(r[1:])
+        for r in await store.live_with_principals(conn, token_hashes=token_hashes, now=now)
+    }
+    stale = [r[0] for r in rows.values() if now - r[5] > TOUCH_EVERY]
+    if stale:
+        await store.touch(conn, session_ids=stale, now=now)
+    return rows
+
+
+async def touch_sessions(conn: AsyncConnection[Any], *, session_ids: list[UUID], now: datetime) -> None:
+    """Restart the idle timer of several sessions at once."""
+    await store.touch(conn, session_ids=session_ids, now=now)
+
+
+async def rotate_refresh(
+    conn: AsyncConnection[Any], *, principal_type: str, refresh_token: str, now: datetime | None = None
+) -> Rotation:
+    """Refresh the session of an active principal of ``principal_type``, or end it on reuse.
+
+    A rotated-out refresh token (any of the session's, not only the last) presented again means two
+    parties hold the session's tokens, one of them a thief, and nobody can tell which: the session ends
+    for both. A client that retries a refresh whose answer it lost signs in again; that is the price of
+    catching the theft. A customer's refresh token does nothing at the staff endpoint. Run inside a
+    transaction.
+    """
+    now = _read(now)
+    old = hash_token(refresh_token)
+    principal_id = await store.active_principal_of_refresh(
+        conn,
+        principal_type=principal_type,
+        principal_table=_PRINCIPAL_TABLES[principal_type],
+        refresh_hash=old,
+    )
+    if principal_id is not None:
+        access, new_refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        row = await store.rotate_tokens(
+            conn,
+            principal_type=principal_type,
+            old_refresh_hash=old,
+            token_hash=hash_token(access),
+            refresh_hash=hash_token(new_refresh),
+            now=now,
+        )
+        if row is None:
+            return Rotation(principal_id, None, None, reused=False)
+        session_id, csrf, idle_end, absolute_end, device_id = row
+        tokens = IssuedTokens(session_id, access, new_refresh, csrf, idle_end, absolute_end, device_id)
+        return Rotation(principal_id, session_id, tokens, reused=False)
+    ended = await store.end_by_old_refresh(
+        conn, principal_type=principal_type, old_refresh_hash=old, reason=REUSED, now=now
+    )
+    if ended is None:
+        return Rotation(None, None, None, reused=False)
+    return Rotation(ended[1], ended[0], None, reused=True)
+
+
+async def end_session(
+    conn: AsyncConnection[Any], *, session_id: UUID, reason: str, now: datetime | None = None
+) -> bool:
+    """End a session at once; False if it had ended already."""
+    return await store.end(conn, session_id=session_id, reason=reason, now=_read(now))
+
+
+async def end_owned_session(
+    conn: AsyncConnection[Any],
+    *,
+    principal_type: str,
+    principal_id: UUID,
+    session_id: UUID,
+    reason: str = EndReason.ENDED_BY_CUSTOMER.value,
+    now: datetime | None = None,
+) -> bool:
+    """End one of the principal's own live sessions; False for anybody else's, or one already ended."""
+    return await store.end_live_owned(
+        conn,
+        session_id=session_id,
+        principal_type=principal_type,
+        principal_id=principal_id,
+        reason=reason,
+        now=_read(now),
+    )
+
+
+async def end_all_sessions(
+    conn: AsyncConnection[Any],
+    *,
+    principal_type: str,
+    principal_id: UUID,
+    reason: str,
+    keep: UUID | None = None,
+    now: datetime | None = None,
+) -> int:
+    """End every session of a principal (but ``keep``); returns how many were live."""
+    return await store.end_all(
+        conn,
+        principal_type=principal_type,
+        principal_id=principal_id,
+        reason=reason,
+        keep=keep,
+        now=_read(now),
+    )
+
+
+async def list_devices(
+    conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID, now: datetime | None = None
+) -> list[Session]:
+    """The principal's live sessions (their devices), most recently used first."""
+    return await store.list_live(
+        conn, principal_type=principal_type, principal_id=principal_id, now=_read(now)
+    )
+
+
+async def count_live_sessions(
+    conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID, now: datetime | None = None
+) -> int:
+    """How many live sessions the principal has."""
+    return await store.count_live(
+        conn, principal_type=principal_type, principal_id=principal_id, now=_read(now)
+    )
+
+
+async def record_step_up(
+    conn: AsyncConnection[Any], *, session_id: UUID, factor: str, now: datetime | None = None
+) -> None:
+    """Record that the session's holder has just proved a second factor."""
+    await store.mark_stepped_up(conn, session_id=session_id, factor=factor, now=_read(now))
+
+
+# --- Kept for callers not yet moved: the positional signatures of before issue 17 --------------------
 
 
 async def create(
@@ -69,132 +300,62 @@ async def create(
     *,
     ip: str | None,
     user_agent: str | None,
+    device_id: str | None = None,
+    now: datetime | None = None,
 ) -> IssuedTokens:
-    """Open a session for a principal who has just proved who they are."""
-    now = _now()
-    access, refresh, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(16)
-    session_id = uuid4()
-    await conn.execute(
-        "INSERT INTO sessions (id, token_hash, refresh_hash, csrf_token, principal_type, principal_id, created_at, "
-        "last_seen_at, idle_expires_at, absolute_expires_at, ip, user_agent) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            session_id, hash_token(access), hash_token(refresh), csrf, principal_type, principal_id, now, now,
-            now + IDLE, now + ABSOLUTE, ip, (user_agent or "")[:512] or None,
-        ),
-    )  # fmt: skip
-    return IssuedTokens(session_id, access, refresh, csrf, now + IDLE, now + ABSOLUTE)
+    """:func:`issue` with the client spelled out."""
+    client = Client(ip, user_agent, device_id)
+    return await issue(conn, principal_type=principal_type, principal_id=principal_id, client=client, now=now)
 
 
-async def authenticate(conn: AsyncConnection[Any], access_token: str) -> Session | None:
-    """The live session behind an access token, touched so its idle timer restarts; None if not live."""
-    now = _now()
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM sessions WHERE token_hash = %s AND revoked_at IS NULL "
-        "AND idle_expires_at > %s AND absolute_expires_at > %s",
-        (hash_token(access_token), now, now),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    session = Session(*row)
-    if now - session.last_seen_at > TOUCH_EVERY:
-        await touch(conn, session.id, now)
-    return session
+async def authenticate(
+    conn: AsyncConnection[Any], access_token: str, *, now: datetime | None = None
+) -> Session | None:
+    """:func:`find_live`."""
+    return await find_live(conn, access_token=access_token, now=now)
 
 
 async def touch_many(conn: AsyncConnection[Any], session_ids: list[UUID], now: datetime) -> None:
-    """Restart the idle timer of several sessions at once."""
-    await conn.execute(
-        "UPDATE sessions SET last_seen_at = %s, idle_expires_at = least(%s, absolute_expires_at) "
-        "WHERE id = ANY(%s::uuid[])",
-        (now, now + IDLE, session_ids),
-    )
+    """:func:`touch_sessions`."""
+    await store.touch(conn, session_ids=session_ids, now=now)
 
 
 async def touch(conn: AsyncConnection[Any], session_id: UUID, now: datetime) -> None:
-    """Restart the idle timer (written at most every ``TOUCH_EVERY``, not on every request)."""
-    await conn.execute(
-        "UPDATE sessions SET last_seen_at = %s, idle_expires_at = least(%s, absolute_expires_at) WHERE id = %s",
-        (now, now + IDLE, session_id),
-    )
+    """:func:`touch_sessions` for one session."""
+    await store.touch(conn, session_ids=[session_id], now=now)
 
 
-async def refresh(conn: AsyncConnection[Any], principal_type: str, refresh_token: str) -> IssuedTokens | None:
-    """Rotate both tokens of a live session of ``principal_type``; the old ones stop working.
-
-    None if no such session is live: a customer's refresh token does nothing at the staff endpoint.
-    """
-    now = _now()
+async def refresh(
+    conn: AsyncConnection[Any], principal_type: str, refresh_token: str, *, now: datetime | None = None
+) -> IssuedTokens | None:
+    """Rotate both tokens of a live session of ``principal_type`` (whatever its principal's status)."""
+    now = _read(now)
     access, new_refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    old = hash_token(refresh_token)
-    cur = await conn.execute(
-        "WITH rotated AS (UPDATE sessions SET token_hash = %s, refresh_hash = %s, "
-        "last_seen_at = %s, idle_expires_at = least(%s, absolute_expires_at) "
-        "WHERE refresh_hash = %s AND principal_type = %s AND revoked_at IS NULL AND idle_expires_at > %s "
-        "AND absolute_expires_at > %s RETURNING id, csrf_token, idle_expires_at, absolute_expires_at), "
-        "remembered AS (INSERT INTO session_refresh_history (refresh_hash, session_id, rotated_at) "
-        "SELECT %s, id, %s FROM rotated) "
-        "SELECT id, csrf_token, idle_expires_at, absolute_expires_at FROM rotated",
-        (hash_token(access), hash_token(new_refresh), now, now + IDLE, old, principal_type, now, now, old, now),
-    )  # fmt: skip
-    row = await cur.fetchone()
+    row = await store.rotate_tokens(
+        conn,
+        principal_type=principal_type,
+        old_refresh_hash=hash_token(refresh_token),
+        token_hash=hash_token(access),
+        refresh_hash=hash_token(new_refresh),
+        now=now,
+    )
     if row is None:
         return None
-    return IssuedTokens(row[0], access, new_refresh, row[1], row[2], row[3])
+    return IssuedTokens(row[0], access, new_refresh, row[1], row[2], row[3], row[4])
 
 
-REUSED = "refresh_token_reused"
-_PRINCIPAL_TABLES = {"customer": "customers", "staff": "staff"}
+async def rotate(
+    conn: AsyncConnection[Any], principal_type: str, refresh_token: str, *, now: datetime | None = None
+) -> Rotation:
+    """:func:`rotate_refresh`."""
+    return await rotate_refresh(conn, principal_type=principal_type, refresh_token=refresh_token, now=now)
 
 
-@dataclass(frozen=True)
-class Rotation:
-    """How a refresh ended: new tokens, a session ended because its old token came back, or neither."""
-
-    principal_id: UUID | None
-    session_id: UUID | None
-    tokens: IssuedTokens | None
-    reused: bool
-
-
-async def rotate(conn: AsyncConnection[Any], principal_type: str, refresh_token: str) -> Rotation:
-    """Refresh the session of an active principal of ``principal_type``, or end it on reuse.
-
-    A rotated-out refresh token (any of the session's, not only the last) presented again means two
-    parties hold the session's tokens, one of them a thief, and nobody can tell which: the session ends
-    for both. A client that retries a refresh whose
-    answer it lost signs in again; that is the price of catching the theft. Run inside a transaction.
-    """
-    table = _PRINCIPAL_TABLES[principal_type]
-    cur = await conn.execute(
-        f"SELECT s.principal_id FROM sessions s JOIN {table} p ON p.id = s.principal_id "
-        "WHERE s.refresh_hash = %s AND s.principal_type = %s AND p.status = 'active'",
-        (hash_token(refresh_token), principal_type),
-    )
-    row = await cur.fetchone()
-    if row is not None:
-        tokens = await refresh(conn, principal_type, refresh_token)
-        return Rotation(row[0], tokens.session_id if tokens else None, tokens, reused=False)
-    cur = await conn.execute(
-        "UPDATE sessions SET revoked_at = %s, revoked_reason = %s "
-        "WHERE id = (SELECT session_id FROM session_refresh_history WHERE refresh_hash = %s) "
-        "AND principal_type = %s AND revoked_at IS NULL "
-        "RETURNING id, principal_id",
-        (_now(), REUSED, hash_token(refresh_token), principal_type),
-    )
-    ended = await cur.fetchone()
-    if ended is None:
-        return Rotation(None, None, None, reused=False)
-    return Rotation(ended[1], ended[0], None, reused=True)
-
-
-async def revoke(conn: AsyncConnection[Any], session_id: UUID, reason: str) -> bool:
-    cur = await conn.execute(
-        "UPDATE sessions SET revoked_at = %s, revoked_reason = %s WHERE id = %s AND revoked_at IS NULL",
-        (_now(), reason, session_id),
-    )
-    return cur.rowcount == 1
+async def revoke(
+    conn: AsyncConnection[Any], session_id: UUID, reason: str, *, now: datetime | None = None
+) -> bool:
+    """:func:`end_session`."""
+    return await end_session(conn, session_id=session_id, reason=reason, now=now)
 
 
 async def revoke_all(
@@ -204,32 +365,28 @@ async def revoke_all(
     reason: str,
     *,
     keep: UUID | None = None,
+    now: datetime | None = None,
 ) -> int:
-    """End every session of a principal (but ``keep``); returns how many were live."""
-    cur = await conn.execute(
-        "UPDATE sessions SET revoked_at = %s, revoked_reason = %s WHERE principal_type = %s AND principal_id = %s "
-        "AND revoked_at IS NULL AND id IS DISTINCT FROM %s",
-        (_now(), reason, principal_type, principal_id, keep),
+    """:func:`end_all_sessions`."""
+    return await end_all_sessions(
+        conn, principal_type=principal_type, principal_id=principal_id, reason=reason, keep=keep, now=now
     )
-    return cur.rowcount
 
 
-async def list_live(conn: AsyncConnection[Any], principal_type: str, principal_id: UUID) -> list[Session]:
-    """The principal's live sessions (their devices), newest first."""
-    now = _now()
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM sessions WHERE principal_type = %s AND principal_id = %s AND revoked_at IS NULL "
-        "AND idle_expires_at > %s AND absolute_expires_at > %s ORDER BY last_seen_at DESC",
-        (principal_type, principal_id, now, now),
-    )
-    return [Session(*row) for row in await cur.fetchall()]
+async def list_live(
+    conn: AsyncConnection[Any], principal_type: str, principal_id: UUID, *, now: datetime | None = None
+) -> list[Session]:
+    """:func:`list_devices`."""
+    return await list_devices(conn, principal_type=principal_type, principal_id=principal_id, now=now)
 
 
 async def mark_stepped_up(
-    conn: AsyncConnection[Any], session_id: UUID, factor: str, *, at: datetime | None = None
+    conn: AsyncConnection[Any],
+    session_id: UUID,
+    factor: str,
+    *,
+    now: datetime | None = None,
+    at: datetime | None = None,
 ) -> None:
-    """Record that the session's holder has just proved a second factor (at ``at``, the caller's clock)."""
-    await conn.execute(
-        "UPDATE sessions SET stepped_up_at = %s, step_up_factor = %s WHERE id = %s",
-        (at or _now(), factor, session_id),
-    )
+    """:func:`record_step_up`."""
+    await record_step_up(conn, session_id=session_id, factor=factor, now=at or now)

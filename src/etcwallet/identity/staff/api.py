@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.core.deps import ClientDep, KeysDep, PoolDep, UnitOfWorkDep
+from etcwallet.core.deps import ClientDep, KeysDep, PoolDep, SessionClientDep, UnitOfWorkDep
 from etcwallet.core.openapi import problems
 from etcwallet.identity.authz import (
     ROLE_NAMES,
@@ -91,8 +91,7 @@ async def login(
         keys.cipher,
         username=body.username,
         password=body.password,
-        ip=who.ip,
-        ua=who.user_agent,
+        client=client,
         enrollment_code=body.enrollment_code,
     )
     enrollment = None
@@ -111,7 +110,7 @@ async def login(
 
 @router.post("/auth/totp", response_model=s.StaffSessionOut, responses=problems(401, 403, 423, 429))
 async def login_totp(
-    body: s.SecondFactorLogin, pool: PoolDep, keys: KeysDep, client: ClientDep
+    body: s.SecondFactorLogin, pool: PoolDep, keys: KeysDep, client: SessionClientDep
 ) -> s.StaffSessionOut:
     """Step 2: the TOTP code (or a recovery code). The first code after enrollment confirms it."""
     who = actor_of(None, client)
@@ -122,8 +121,7 @@ async def login_totp(
         lookup_key=keys.lookup_key,
         ticket=body.ticket,
         code=body.code,
-        ip=who.ip,
-        ua=who.user_agent,
+        client=client,
     )
     t = done.tokens
     return s.StaffSessionOut(
@@ -136,7 +134,7 @@ async def refresh(body: RefreshRequest, pool: PoolDep, client: ClientDep) -> Ses
     """Rotate the session's tokens; the old pair stops working."""
     who = actor_of(None, client)
     await _limit(pool, (f"staff-refresh:ip:{who.ip}", LOGIN_PER_IP))
-    tokens = await service.refresh_session(pool, body.refresh_token, ip=who.ip, ua=who.user_agent)
+    tokens = await service.refresh_session(pool, body.refresh_token, client=client)
     return SessionOut.of(tokens)
 
 
@@ -144,8 +142,7 @@ async def refresh(body: RefreshRequest, pool: PoolDep, client: ClientDep) -> Ses
 async def logout(
     pool: PoolDep, client: ClientDep, me: Annotated[Principal, Depends(require_staff)]
 ) -> Response:
-    who = actor_of(me, client)
-    await service.logout(pool, staff_id=me.id, session_id=me.session_id, ip=who.ip, ua=who.user_agent)
+    await service.logout(pool, staff_id=me.id, session_id=me.session_id, client=client)
     return Response(status_code=204)
 
 

@@ -28,6 +28,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import FieldCipher, hash_token, new_token
+from etcwallet.core.deps import Client
 from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.identity import lockout
 from etcwallet.identity.authz import OUTLET_ROLES, Principal, Role, refresh_token_reused, unauthenticated
@@ -297,8 +298,7 @@ async def give_enrollment_code(
 
 def _event(
     staff_id: UUID | None,
-    ip: str | None,
-    ua: str | None,
+    client: Client,
     action: StaffAction,
     target: tuple[str, UUID | None],
     failure: DomainError | None = None,
@@ -307,6 +307,7 @@ def _event(
     """A sign-in step's audit entry: by the staff member once known (anonymous before), refused when
     ``failure`` is set. It is appended in the step's transaction, which commits refusals too (they count
     toward the lockout)."""
+    ip, ua = client.ip, client.user_agent
     who = Actor("staff", str(staff_id), ip, ua) if staff_id else Actor("anonymous", None, ip, ua)
     on = (target[0], str(target[1]) if target[1] else None)
     if failure is not None:
@@ -340,8 +341,7 @@ async def login_password(
     *,
     username: str,
     password: str,
-    ip: str | None,
-    ua: str | None,
+    client: Client,
     enrollment_code: str | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> LoginStep:
@@ -367,7 +367,7 @@ async def login_password(
                 (hash_token(ticket), staff_id, expires),
             )
         detail = {"username": username} | ({"totp_enrollment": "started"} if enrollment else {})
-        event = _event(staff_id, ip, ua, StaffAction.LOGIN_PASSWORD, ("staff", staff_id), failure, detail)
+        event = _event(staff_id, client, StaffAction.LOGIN_PASSWORD, ("staff", staff_id), failure, detail)
         await audit.append(conn, event)
     if failure is not None:
         raise failure
@@ -396,8 +396,7 @@ async def login_second_factor(
     lookup_key: bytes,
     ticket: str,
     code: str,
-    ip: str | None,
-    ua: str | None,
+    client: Client,
     clock: Callable[[], datetime] = utcnow,
 ) -> StaffLogin:
     """Finish sign-in with a TOTP code (or a recovery code); the first code also confirms enrollment.
@@ -436,10 +435,12 @@ async def login_second_factor(
                 if not enrolled:
                     recovery = await totp.issue_recovery_codes(conn, lookup_key, "staff", staff_id)
                 await lockout.record_success(conn, "staff", staff_id)
-                tokens = await sessions.create(conn, "staff", staff_id, ip=ip, user_agent=ua)
+                tokens = await sessions.issue(
+                    conn, principal_type="staff", principal_id=staff_id, client=client, now=clock()
+                )
                 member = await store.get_staff_or_raise(conn, staff_id)
-        detail = {} if failure else {"enrolled_now": recovery is not None}
-        event = _event(staff_id, ip, ua, StaffAction.LOGIN_TOTP, ("staff", staff_id), failure, detail)
+        detail = {} if failure else {"enrolled_now": recovery is not None} | tokens.audit_detail()
+        event = _event(staff_id, client, StaffAction.LOGIN_TOTP, ("staff", staff_id), failure, detail)
         await audit.append(conn, event)
     if failure is not None:
         raise failure
@@ -447,7 +448,7 @@ async def login_second_factor(
 
 
 async def refresh_session(
-    pool: AsyncConnectionPool, refresh_token: str, *, ip: str | None, ua: str | None
+    pool: AsyncConnectionPool, refresh_token: str, *, client: Client
 ) -> sessions.IssuedTokens:
     """Rotate an active staff member's session tokens (audited); 401 for any other token."""
     async with pool.connection() as conn, conn.transaction():
@@ -460,7 +461,7 @@ async def refresh_session(
         # A reused token ended its session: the refusal names the member whose session that was.
         detail = {"staff_id": str(rotation.principal_id)} if rotation.reused else {}
         event = _event(
-            actor, ip, ua, StaffAction.SESSION_REFRESH, ("session", rotation.session_id), failure, detail
+            actor, client, StaffAction.SESSION_REFRESH, ("session", rotation.session_id), failure, detail
         )
         await audit.append(conn, event)
     if failure is not None:
@@ -469,10 +470,8 @@ async def refresh_session(
     return tokens
 
 
-async def logout(
-    pool: AsyncConnectionPool, *, staff_id: UUID, session_id: UUID, ip: str | None, ua: str | None
-) -> None:
+async def logout(pool: AsyncConnectionPool, *, staff_id: UUID, session_id: UUID, client: Client) -> None:
     """End the staff member's current session (audited)."""
     async with pool.connection() as conn, conn.transaction():
         await sessions.revoke(conn, session_id, "logout")
-        await audit.append(conn, _event(staff_id, ip, ua, StaffAction.LOGOUT, ("session", session_id)))
+        await audit.append(conn, _event(staff_id, client, StaffAction.LOGOUT, ("session", session_id)))
