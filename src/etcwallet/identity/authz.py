@@ -217,7 +217,8 @@ def actor_of(principal: Principal | None, client: Client) -> Actor:
     """The audit's actor: ``principal`` (anonymous without one) calling from ``client``."""
     if principal is None:
         return Actor("anonymous", None, client.ip, client.user_agent)
-    return Actor(principal.kind, str(principal.id), client.ip, client.user_agent)
+    outlet = str(principal.outlet_id) if principal.outlet_id is not None else None
+    return Actor(principal.kind, str(principal.id), client.ip, client.user_agent, outlet)
 
 
 def bearer_token(request: Request) -> str | None:

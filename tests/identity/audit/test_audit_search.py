@@ -330,3 +330,18 @@ async def test_a_customer_principal_never_reads_the_log(uow: UnitOfWork, pool: A
         await search(uow, customer)
     assert refused.value.status == 403
     assert await audit_rows(pool, actor_id=str(customer.id)) == []
+
+
+async def test_what_outlet_staff_do_is_found_by_their_outlet(
+    client: httpx.AsyncClient, make_staff: StaffFactory
+) -> None:
+    """Staff placed at an outlet act for it: their entries carry the outlet (``Actor.outlet_id``), so a
+    search by outlet finds a supervisor's step-up without the step-up's code naming the outlet itself."""
+    supervisor = await make_staff(Role.OUTLET_SUPERVISOR, step_up=True)
+    placed = await me(client, supervisor)
+    risk = await make_staff(Role.RISK_OFFICER)
+    r = await client.get(SEARCH, params={"outlet_id": placed["outlet_id"]}, headers=risk)
+    assert r.status_code == 200, r.text
+    found = [(e["actor_id"], e["action"]) for e in r.json()["items"]]
+    assert (placed["id"], "step_up.totp") in found
+    assert all(e["detail"]["outlet_id"] == placed["outlet_id"] for e in r.json()["items"])

@@ -17,7 +17,9 @@ from etcwallet.ledger.types import Account
 from etcwallet.platform.audit import Actor
 from etcwallet.platform.unit import Unit, UnitOfWork
 from tests.conftest import StaffFactory
-from tests.identity.customer_helpers import BASE, assert_problem, register
+from tests.idempotency_keys import keyed
+from tests.identity.customer_helpers import BASE, assert_problem, register, send_code
+from tests.identity.staff_helpers import audit_rows
 from tests.ledger.test_service import hold, move, open_account, post, refused
 
 STAFF = Actor("staff", str(uuid4()))
@@ -128,7 +130,7 @@ async def test_a_customer_lists_their_own_accounts_with_balances_in_fen(
 
 
 async def test_staff_who_read_customers_list_a_customers_accounts(
-    client: httpx.AsyncClient, ledger: Ledger, make_staff: StaffFactory
+    client: httpx.AsyncClient, ledger: Ledger, make_staff: StaffFactory, pool: AsyncConnectionPool
 ) -> None:
     me = await register(client)
     wallet, _ = await funded_wallet(ledger, UUID(me.id), 500)
@@ -136,9 +138,54 @@ async def test_staff_who_read_customers_list_a_customers_accounts(
     r = await client.get(f"{BASE}/{me.id}/accounts", headers=support)
     assert r.status_code == 200, r.text
     assert [(a["id"], a["balance"]["amount"]) for a in r.json()] == [(str(wallet.id), 500)]
-    r = await client.get(f"{BASE}/{uuid4()}/accounts", headers=support)
-    assert r.status_code == 200 and r.json() == []
+    assert_problem(await client.get(f"{BASE}/{uuid4()}/accounts", headers=support), 404, "customer_not_found")
+    reads = await audit_rows(pool, target_id=me.id, action="customer.accounts.read")
+    assert [(x["actor_type"], x["outcome"]) for x in reads] == [("staff", "success")]
 
     finance = await make_staff(Role.FINANCE)  # moves money, but does not read customers
     assert_problem(await client.get(f"{BASE}/{me.id}/accounts", headers=finance), 403, "forbidden")
     assert_problem(await client.get(f"{BASE}/{me.id}/accounts", headers=me.headers), 403, "forbidden")
+
+
+async def test_a_staff_freeze_of_a_customer_reaches_their_ledger_accounts(
+    client: httpx.AsyncClient, ledger: Ledger, make_staff: StaffFactory, pool: AsyncConnectionPool
+) -> None:
+    """Freezing the customer (issue 17) refuses debits on their accounts while a hold taken before still
+    posts; lifting the freeze releases them, and both steps are audited with the customer's."""
+    risk = await make_staff(Role.RISK_OFFICER)
+    me = await register(client)
+    wallet, source = await funded_wallet(ledger, UUID(me.id), 1000)
+    held = await ledger.create_transfer(hold(wallet.id, source, 200))
+
+    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "风控"}, headers=keyed(risk))
+    assert r.status_code == 200, r.text
+    assert (await ledger.get_account_or_raise(wallet.id)).frozen
+    await refused(ledger.create_transfer(move(wallet.id, source, 10)), "account_frozen")
+    await ledger.create_transfer(post(held.id))
+    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "again"}, headers=keyed(risk))
+    assert r.status_code == 200  # already frozen: nothing changes, the ledger is not asked again
+
+    r = await client.post(f"{BASE}/{me.id}/unfreeze", headers=keyed(risk))
+    assert r.status_code == 200, r.text
+    await ledger.create_transfer(move(wallet.id, source, 10))
+    assert (await ledger.get_account_or_raise(wallet.id)).balance == 1000 - 200 - 10
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT action, actor_type FROM audit_log WHERE target_id = %s ORDER BY seq",
+            (accounts.owner_of(UUID(me.id)),),
+        )
+        owner_entries = await cur.fetchall()
+    assert owner_entries == [("ledger.owner_frozen", "staff"), ("ledger.owner_unfrozen", "staff")]
+
+
+async def test_a_customer_who_froze_themselves_frees_their_accounts_with_the_sms_unfreeze(
+    client: httpx.AsyncClient, ledger: Ledger
+) -> None:
+    me = await register(client)
+    wallet, source = await funded_wallet(ledger, UUID(me.id), 100)
+    assert (await client.post(f"{BASE}/me/freeze", headers=me.headers)).status_code == 200
+    await refused(ledger.create_transfer(move(wallet.id, source, 1)), "account_frozen")
+    code = await send_code(client, me.phone, "unfreeze")
+    unfreeze = {"phone": me.phone, "password": me.password, "sms_code": code}
+    assert (await client.post(f"{BASE}/unfreeze", json=unfreeze)).status_code == 200
+    await ledger.create_transfer(move(wallet.id, source, 1))

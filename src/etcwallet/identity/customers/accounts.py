@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from etcwallet.identity.customers import store
+from etcwallet.identity.customers.types import CustomerAction
 from etcwallet.ledger.chart import AccountPurpose
 from etcwallet.ledger.owners import set_owner_frozen
 from etcwallet.ledger.service import Ledger
 from etcwallet.ledger.types import Account
 from etcwallet.platform.audit import Actor
-from etcwallet.platform.unit import Unit
+from etcwallet.platform.unit import Unit, UnitOfWork
 
 
 def owner_of(customer_id: UUID) -> str:
@@ -53,3 +55,17 @@ async def freeze_accounts(
     """Freeze (or release) the customer's ledger accounts for debits, in the caller's unit of work, so
     they change with the customer's status or not at all; answers the ids whose state changed."""
     return await set_owner_frozen(unit, owner=owner_of(customer_id), frozen=frozen, actor=actor)
+
+
+async def accounts_read_by_staff(
+    *, uow: UnitOfWork, ledger: Ledger, customer_id: UUID, actor: Actor
+) -> list[Account]:
+    """A customer's accounts for staff who may read customers: an unknown customer is a 404, and the read
+    is audited (``customer.accounts.read``), as every staff look at a customer is."""
+
+    async def step(unit: Unit) -> None:
+        await store.get_customer_or_raise(unit.conn, customer_id)
+        unit.audit(actor.event(CustomerAction.ACCOUNTS_READ, target=("customer", str(customer_id))))
+
+    await uow.run(step)
+    return await accounts_of(ledger, customer_id=customer_id)

@@ -12,8 +12,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends
 
-from etcwallet.core.deps import LedgerDep
-from etcwallet.identity.authz import Permission, Principal, require, require_customer
+from etcwallet.core.deps import ClientDep, LedgerDep, UnitOfWorkDep
+from etcwallet.core.openapi import problems
+from etcwallet.identity.authz import Permission, Principal, actor_of, require, require_customer
 from etcwallet.identity.customers import accounts
 from etcwallet.identity.customers.accounts_schemas import CustomerAccountOut
 
@@ -28,12 +29,21 @@ async def my_accounts(
     return [CustomerAccountOut.of(a) for a in await accounts.accounts_of(ledger, customer_id=me.id)]
 
 
-@router.get("/api/v1/customers/{customer_id}/accounts", response_model=list[CustomerAccountOut])
+@router.get(
+    "/api/v1/customers/{customer_id}/accounts",
+    response_model=list[CustomerAccountOut],
+    responses=problems(404),
+)
 async def customer_accounts(
     customer_id: UUID,
     ledger: LedgerDep,
+    uow: UnitOfWorkDep,
+    client: ClientDep,
     staff: Annotated[Principal, Depends(require(Permission.CUSTOMERS_READ))],
 ) -> list[CustomerAccountOut]:
-    """A customer's ledger accounts with their balances, for support and risk staff; a customer with no
-    account opened (or no such customer) has an empty list."""
-    return [CustomerAccountOut.of(a) for a in await accounts.accounts_of(ledger, customer_id=customer_id)]
+    """A customer's ledger accounts with their balances, for support and risk staff (the read is audited);
+    a customer with no account opened has an empty list, an unknown customer is a 404."""
+    found = await accounts.accounts_read_by_staff(
+        uow=uow, ledger=ledger, customer_id=customer_id, actor=actor_of(staff, client)
+    )
+    return [CustomerAccountOut.of(a) for a in found]

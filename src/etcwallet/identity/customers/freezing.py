@@ -14,23 +14,29 @@ from etcwallet.core.deps import Client
 from etcwallet.core.masking import mask_free_text, mask_phone
 from etcwallet.identity import sms
 from etcwallet.identity.customers import store
+from etcwallet.identity.customers.accounts import freeze_accounts
 from etcwallet.identity.customers.actions import claimant, event
 from etcwallet.identity.customers.credentials import check_password
 from etcwallet.identity.customers.types import CUSTOMER, Customer, CustomerAction, CustomerStatus
 from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.sessions import service as sessions
 from etcwallet.identity.sms import Purpose
+from etcwallet.platform.audit import Actor
 from etcwallet.platform.unit import Unit, UnitOfWork
 
 
-async def freeze_in(unit: Unit, customer: Customer, *, reason: str, frozen_by: str) -> None:
-    """Freeze an active account inside ``unit`` (the caller holds its row locked)."""
+async def freeze_in(unit: Unit, customer: Customer, *, reason: str, frozen_by: str, actor: Actor) -> None:
+    """Freeze an active account inside ``unit`` (the caller holds its row locked), and its ledger accounts
+    for debits: a hold taken before still posts or voids, new debits are refused."""
     await store.set_frozen(unit.conn, customer.id, reason=reason, frozen_by=frozen_by, now=unit.now)
+    await freeze_accounts(unit, customer_id=customer.id, frozen=True, actor=actor)
 
 
-async def unfreeze_in(unit: Unit, customer: Customer) -> None:
-    """Lift a freeze (and any sign-in lockout) inside ``unit`` (the caller holds its row locked)."""
+async def unfreeze_in(unit: Unit, customer: Customer, *, actor: Actor) -> None:
+    """Lift a freeze (and any sign-in lockout) inside ``unit`` (the caller holds its row locked), and release
+    its ledger accounts."""
     await store.set_active(unit.conn, customer.id)
+    await freeze_accounts(unit, customer_id=customer.id, frozen=False, actor=actor)
 
 
 async def freeze(
@@ -52,7 +58,8 @@ async def freeze(
         before = await store.lock_customer(unit.conn, customer_id)
         changed = before.status is CustomerStatus.ACTIVE
         if changed:
-            await freeze_in(unit, before, reason=reason, frozen_by=frozen_by)
+            who = Actor(actor_type, str(actor_id), client.ip, client.user_agent)
+            await freeze_in(unit, before, reason=reason, frozen_by=frozen_by, actor=who)
         ended = await sessions.revoke_all(unit.conn, CUSTOMER, customer_id, "frozen")
         after = await store.get_customer_or_raise(unit.conn, customer_id)
         unit.audit(
@@ -77,7 +84,7 @@ async def unfreeze(*, uow: UnitOfWork, customer_id: UUID, staff_id: UUID, client
         before = await store.lock_customer(unit.conn, customer_id)
         changed = before.status is CustomerStatus.FROZEN
         if changed:
-            await unfreeze_in(unit, before)
+            await unfreeze_in(unit, before, actor=Actor("staff", str(staff_id), client.ip, client.user_agent))
         after = await store.get_customer_or_raise(unit.conn, customer_id)
         unit.audit(
             event(
@@ -115,7 +122,8 @@ async def request_self_unfreeze(
             assert customer is not None
             failure = await _self_unfreeze_refusal(unit, customer, failure, lookup_key, sms_code)
             if failure is None:
-                await unfreeze_in(unit, customer)
+                owner = Actor(CUSTOMER, str(customer.id), client.ip, client.user_agent)
+                await unfreeze_in(unit, customer, actor=owner)
                 customer = await store.get_customer_or_raise(unit.conn, customer.id)
         customer_id = customer.id if customer else None
         unit.audit(

@@ -67,6 +67,7 @@ class CustomerAction(StrEnum):
     UNFREEZE = "customer.unfreeze"
     UNFREEZE_SELF = "customer.unfreeze.self"
     READ = "customer.read"
+    ACCOUNTS_READ = "customer.accounts.read"
 
 
 @dataclass(frozen=True)
