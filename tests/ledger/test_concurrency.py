@@ -22,7 +22,7 @@ from etcwallet.core.db import open_pool
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.service import Ledger, wallet_spec
 from etcwallet.ledger.types import PendingState, Transfer, TransferKind, TransferRequest
-from tests.ledger.test_service import hold, move, open_account, post, totals, void
+from tests.ledger.builders import hold, move, open_account, post, totals, void
 
 CLIENTS = 16
 TRANSFERS_PER_CLIENT = 200

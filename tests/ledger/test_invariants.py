@@ -34,7 +34,7 @@ from etcwallet.core.db import open_pool
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.service import Ledger
 from etcwallet.ledger.types import Transfer, TransferKind, TransferRequest
-from tests.ledger.test_service import FakeClock, hold, move, open_account, post, void
+from tests.ledger.builders import FakeClock, hold, move, open_account, post, void
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ from etcwallet.ledger.service import AccountSpec, Ledger
 from etcwallet.ledger.types import Account
 from etcwallet.platform.audit import Actor
 from etcwallet.platform.unit import Unit, UnitOfWork
-from tests.ledger.test_service import hold, move, open_account, post, refused, void
+from tests.ledger.builders import hold, move, open_account, post, refused, void
 
 ACTOR = Actor("staff", str(uuid4()))
 

@@ -25,7 +25,7 @@ from etcwallet.ledger.engine import BULK_THRESHOLD
 from etcwallet.ledger.errors import LedgerError
 from etcwallet.ledger.service import AccountSpec, Ledger, wallet_spec
 from etcwallet.ledger.types import Account, Transfer, TransferRequest
-from tests.ledger.test_service import (
+from tests.ledger.builders import (
     FakeClock,
     hold,
     move,

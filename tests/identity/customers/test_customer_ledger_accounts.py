@@ -20,7 +20,7 @@ from tests.conftest import StaffFactory
 from tests.idempotency_keys import keyed
 from tests.identity.customer_helpers import BASE, assert_problem, register, send_code
 from tests.identity.staff_helpers import audit_rows
-from tests.ledger.test_service import hold, move, open_account, post, refused
+from tests.ledger.builders import hold, move, open_account, post, refused
 
 STAFF = Actor("staff", str(uuid4()))
 
