@@ -368,22 +368,14 @@ def events_parked(
 def events_replay(parked_id: Annotated[int, typer.Argument(min=1, help="the parked event's id")]) -> None:
     """Deliver a parked event to its consumer once more (the dispatcher holding that consumer does it at
     its next round); audited as the system."""
-    from etcwallet.core.errors import DomainError
     from etcwallet.platform import audit
     from etcwallet.platform.events import ParkedEvent, parked
-
-    actor = audit.Actor.system("cli")
+    from etcwallet.platform.unit import UnitOfWork
 
     async def run() -> ParkedEvent:
         pool = await open_pool(_database_url(), 2)
         try:
-            try:
-                async with pool.connection() as conn, conn.transaction():
-                    return await parked.replay(conn, parked_id, actor)
-            except DomainError as refused:
-                target = ("event_parked", str(parked_id))
-                await audit.record(pool, actor.refused(parked.REPLAY_ACTION, refused.code, target=target))
-                raise
+            return await parked.replay(UnitOfWork(pool), parked_id=parked_id, actor=audit.Actor.system("cli"))
         finally:
             await pool.close()
 

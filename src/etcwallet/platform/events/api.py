@@ -14,11 +14,9 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel
 
-from etcwallet.core.deps import ClientDep, PoolDep
-from etcwallet.core.errors import DomainError
+from etcwallet.core.deps import ClientDep, PoolDep, UnitOfWorkDep
 from etcwallet.core.openapi import problems
 from etcwallet.identity.authz import Permission, Principal, actor_of, require
-from etcwallet.platform import audit
 from etcwallet.platform.events import dispatch, parked
 from etcwallet.platform.events.dispatch import NAME_PATTERN
 
@@ -124,17 +122,10 @@ async def list_parked_events(
     responses=problems(404, 409),
 )
 async def replay_parked_event(
-    parked_id: ParkedId, pool: PoolDep, me: Operator, client: ClientDep
+    parked_id: ParkedId, uow: UnitOfWorkDep, me: Operator, client: ClientDep
 ) -> ParkedEventOut:
     """Deliver a parked event to its consumer once more (202: the dispatcher holding the consumer does it
     at its next round). Its handler must be idempotent, as always. 409 while a replay is under way or
     after one succeeded."""
-    actor = actor_of(me, client)
-    try:
-        async with pool.connection() as conn, conn.transaction():
-            done = await parked.replay(conn, parked_id, actor)
-    except DomainError as refused:
-        target = ("event_parked", str(parked_id))
-        await audit.record(pool, actor.refused(parked.REPLAY_ACTION, refused.code, target=target))
-        raise
+    done = await parked.replay(uow, parked_id=parked_id, actor=actor_of(me, client))
     return ParkedEventOut.of(done)

@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from psycopg import AsyncConnection
 
-from etcwallet.platform import audit
 from etcwallet.platform.audit import Actor
 from etcwallet.platform.events.errors import EventError
+
+if TYPE_CHECKING:  # the unit of work imports the events package (its outbox)
+    from etcwallet.platform.unit import Unit, UnitOfWork
 
 Status = Literal["parked", "replaying", "replayed"]
 REPLAY_ACTION = "events.replay"
@@ -94,14 +96,17 @@ async def request_replay(conn: AsyncConnection[Any], parked_id: int, *, requeste
     return ParkedEvent(*row)
 
 
-async def replay(conn: AsyncConnection[Any], parked_id: int, actor: Actor) -> ParkedEvent:
-    """:func:`request_replay` on behalf of ``actor``, audited (``events.replay``) in the same transaction.
+async def replay(uow: UnitOfWork, *, parked_id: int, actor: Actor) -> ParkedEvent:
+    """:func:`request_replay` on behalf of ``actor`` as one unit of work, audited (``events.replay``) in its
+    transaction; a refusal changes nothing and is audited on its own."""
+    target = ("event_parked", str(parked_id))
 
-    A refusal is the caller's to audit, in a transaction of its own: this one rolls back.
-    """
-    done = await request_replay(conn, parked_id, requested_by=f"{actor.type}:{actor.id}")
-    detail = {"consumer": done.consumer, "event_id": str(done.event_id), "type": done.type}
-    await audit.append(
-        conn, actor.event(REPLAY_ACTION, target=("event_parked", str(parked_id)), detail=detail)
+    async def step(unit: Unit) -> ParkedEvent:
+        done = await request_replay(unit.conn, parked_id, requested_by=f"{actor.type}:{actor.id}")
+        detail = {"consumer": done.consumer, "event_id": str(done.event_id), "type": done.type}
+        unit.audit(actor.event(REPLAY_ACTION, target=target, detail=detail))
+        return done
+
+    return await uow.run(
+        step, refusal=lambda refused: actor.refused(REPLAY_ACTION, refused.code, target=target)
     )
-    return done
