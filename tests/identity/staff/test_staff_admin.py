@@ -865,3 +865,24 @@ async def test_a_nul_character_is_a_422_naming_the_field(
         "staff.login.password",
         "staff.login.totp",
     ]  # the administrator's own sign-in, nothing else
+
+
+async def test_a_role_change_without_a_fresh_step_up_is_refused_and_changes_nothing(
+    client, pool, plain_admin, outlet
+) -> None:
+    """A role change is a sensitive staff action (issue 17): without a TOTP step-up in the last five
+    minutes it is a 403 ``step_up_required`` naming where to step up; the member keeps their role and the
+    refusal alone is audited. A status change needs none."""
+    headers, _ = plain_admin
+    made = await create_staff_http(client, headers, Role.OUTLET_OPERATOR, outlet.id)
+    url = f"{ADMIN}/staff/{made['id']}"
+    r = await client.patch(url, json={"role": "outlet_supervisor"}, headers=headers)
+    problem = assert_problem(r, 403, code="step_up_required")
+    assert problem["step_up"]["endpoints"]["totp"] == [
+        {"method": "POST", "path": "/api/v1/staff/me/step-up/totp"}
+    ]
+    assert (await client.get(url, headers=headers)).json()["role"] == "outlet_operator"
+    updates = await audit_rows(pool, target_id=made["id"], action="staff.update")
+    assert [(x["outcome"], x["detail"]["reason"]) for x in updates] == [("refused", "step_up_required")]
+    r = await client.patch(url, json={"status": "disabled"}, headers=headers)
+    assert r.status_code == 200 and r.json()["status"] == "disabled", r.text
