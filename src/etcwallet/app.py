@@ -33,6 +33,7 @@ from etcwallet.identity import jobs as identity_jobs
 from etcwallet.identity.audit.api import admin as audit_admin_router
 from etcwallet.identity.customers.accounts_api import router as customer_accounts_router
 from etcwallet.identity.customers.api import router as customer_router
+from etcwallet.identity.customers.outlet_api import router as outlet_customer_router
 from etcwallet.identity.dev_api import router as dev_router
 from etcwallet.identity.factors import totp
 from etcwallet.identity.factors.api import router as factors_router
@@ -300,6 +301,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(events_admin_router)
     app.include_router(customer_router)
     app.include_router(customer_accounts_router)
+    app.include_router(outlet_customer_router)
     app.include_router(factors_router)
     if settings.serves_dev_outbox:
         app.include_router(dev_router)

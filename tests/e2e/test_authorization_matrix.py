@@ -93,6 +93,7 @@ AUDIT_READERS = frozenset({RISK, ADM})
 PLATFORM_OPERATORS = frozenset({ADM})
 CUSTOMER_READERS = frozenset({OO, OS, BO, RISK, SUP})
 CUSTOMER_FREEZERS = frozenset({RISK})
+OUTLET_OPERATORS = frozenset({OO, OS, BO})  # issuance.operate: staff at an outlet's counter
 ANY_MACHINE = MACHINES
 DEVICES = frozenset({MACHINE})  # devices.heartbeat: lanes, gantries, terminals; not a road operator
 
@@ -160,6 +161,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", f"{C}/{{customer_id}}/accounts"): CUSTOMER_READERS,
     ("POST", f"{C}/{{customer_id}}/freeze"): CUSTOMER_FREEZERS,
     ("POST", f"{C}/{{customer_id}}/unfreeze"): CUSTOMER_FREEZERS,
+    # an outlet's counter: find, open and verify customers
+    ("GET", "/api/v1/outlet/customers"): OUTLET_OPERATORS,
+    ("POST", "/api/v1/outlet/customers"): OUTLET_OPERATORS,
+    ("POST", "/api/v1/outlet/customers/search"): OUTLET_OPERATORS,
+    ("POST", "/api/v1/outlet/customers/{customer_id}/verify"): OUTLET_OPERATORS,
     # the customer's second factors and step-up
     ("POST", f"{F}/totp/enroll"): ONLY_CUSTOMER,
     ("POST", f"{F}/totp/confirm"): ONLY_CUSTOMER,
@@ -191,7 +197,7 @@ PERMISSION_HOLDERS: dict[Permission, frozenset[str]] = {
     Permission.AUDIT_READ: AUDIT_READERS,
     Permission.CUSTOMERS_READ: CUSTOMER_READERS,
     Permission.CUSTOMERS_FREEZE: CUSTOMER_FREEZERS,
-    Permission.ISSUANCE_OPERATE: frozenset({OO, OS, BO}),
+    Permission.ISSUANCE_OPERATE: OUTLET_OPERATORS,
     Permission.ISSUANCE_SUPERVISE: frozenset({OS}),
     Permission.BANK_CARD_BIND: frozenset({BO}),
     Permission.CLIENTS_MANAGE: ADMINISTRATORS,

@@ -22,6 +22,7 @@ from etcwallet.identity.customers import service
 from etcwallet.identity.customers.types import (
     SELF_FREEZE_REASON,
     Customer,
+    CustomerDetail,
     PinState,
     Profile,
     SignIn,
@@ -107,13 +108,7 @@ def _state_out(c: Customer, ended: int = 0) -> s.AccountStateOut:
 
 
 def _profile_out(p: Profile) -> s.ProfileOut:
-    return s.ProfileOut(
-        name_masked=p.name_masked,
-        id_type=p.id_type,
-        id_number_masked=p.id_number_masked,
-        verified_at=p.verified_at,
-        updated_at=p.updated_at,
-    )
+    return s.ProfileOut.of(p)
 
 
 def _pin_out(p: PinState) -> s.PaymentPasswordOut:
@@ -287,9 +282,12 @@ async def whoami(pool: PoolDep, keys: KeysDep, me: Me) -> s.MeOut:
     async with pool.connection() as conn:
         d = await service.detail(conn, keys.cipher, me.id)
     base = _customer_out(d.customer)
+    verified = _profile_out(d.profile) if d.profile else None
     return s.MeOut(
         **base.model_dump(),
         profile_set=d.profile is not None,
+        verified_at=verified.verified_at if verified else None,
+        verified_by=verified.verified_by if verified else None,
         payment_password=_pin_out(d.pin),
         two_factor=_two_factor_out(d.two_factor),
     )
@@ -483,6 +481,11 @@ async def read_customer(
     async with pool.connection() as conn:
         d = await service.detail(conn, keys.cipher, customer_id)
     await service.audit_staff_read(uow=uow, staff_id=staff.id, customer_id=customer_id, client=client)
+    return staff_view(d)
+
+
+def staff_view(d: CustomerDetail) -> s.StaffCustomerOut:
+    """What staff see of a customer (support's look-up, an outlet's find): masked data only."""
     c = d.customer
     state = _state_out(c)
     return s.StaffCustomerOut(
@@ -498,6 +501,7 @@ async def read_customer(
         payment_password=_pin_out(d.pin),
         two_factor=_two_factor_out(d.two_factor),
         live_sessions=d.live_sessions,
+        claimed=c.claimed,
     )
 
 

@@ -36,7 +36,11 @@ async def check_password(
     locked = lockout.lock_in_force(customer.locked_until)
     if locked is not None:
         return customer, locked
-    if not await verify_secret_async(stored, password):
+    # An account an outlet opened has no password until its owner claims it: no password matches (checked
+    # against the dummy hash, at the same cost), and the failure counts like any other.
+    if stored is None:
+        await verify_secret_async(dummy_hash(), password)
+    if stored is None or not await verify_secret_async(stored, password):
         until = await lockout.record_failure(conn, "customers", customer.id)
         return customer, lockout.failed("invalid_credentials", until)
     return customer, status_refusal(customer)

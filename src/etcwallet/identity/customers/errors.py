@@ -73,6 +73,24 @@ CUSTOMER_ERRORS: dict[str, Entry] = {
         "the ID number does not match the real-name profile",
         "id_number",
     ),
+    "customer_phone_exists": (
+        409,
+        "该手机号已有客户账户，请按手机号查找",
+        "a customer with this phone number exists: find them by phone",
+        "phone",
+    ),
+    "customer_id_number_exists": (
+        409,
+        "该证件号码已有客户账户，请按证件号码查找",
+        "a customer with this ID number exists: find them by ID number",
+        "id_number",
+    ),
+    "card_last4_format": (
+        422,
+        "银行卡号后四位应为4位数字",
+        "the card's last four are 4 digits",
+        "card_last4",
+    ),
     "payment_password_not_set": (409, "尚未设置支付密码", "no payment password has been set", "pin"),
     "payment_password_exists": (
         409,

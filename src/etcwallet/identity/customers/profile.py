@@ -127,7 +127,13 @@ async def find_customer_by_id_number(conn: Conn, lookup_key: bytes, id_type: str
 def _profile(cipher: FieldCipher, row: store.ProfileRow) -> Profile:
     name = cipher.decrypt(row.name_enc, context=NAME_CONTEXT)
     return Profile(
-        mask_name(name), row.id_type, row.id_number_masked, row.birth_date, row.verified_at, row.updated_at
+        mask_name(name),
+        row.id_type,
+        row.id_number_masked,
+        row.birth_date,
+        row.verified_at,
+        row.updated_at,
+        row.verified_by,
     )
 
 

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from etcwallet.core.errors import InvalidValue
 from etcwallet.core.schemas import RequestModel
+from etcwallet.identity.customers.types import Profile, VerificationMethod
 from etcwallet.identity.sessions.schemas import SessionOut
 from etcwallet.identity.staff.schemas import NewPassword, Password
 from etcwallet.identity.validators import (
@@ -56,6 +57,7 @@ IdType = Literal["resident_id", "passport", "hk_macao_permit", "taiwan_permit", 
 IdNumber = Annotated[str, Field(min_length=1, max_length=32)]
 Reason = Annotated[str, Field(min_length=1, max_length=200)]
 
+VerifiedBy = VerificationMethod
 PublicSmsPurpose = Literal["register", "login", "reset_password", "unfreeze"]
 OwnSmsPurpose = Literal["reset_payment_password", "profile_change"]
 
@@ -197,6 +199,22 @@ class ProfileOut(BaseModel):
     id_number_masked: str
     verified_at: datetime | None
     updated_at: datetime
+    verified_by: VerifiedBy | None = Field(
+        default=None,
+        description="how the profile was verified since verified_at: an ID check at an outlet "
+        "(outlet_id_check) or a card its bank verified (bank_card); null while unverified",
+    )
+
+    @classmethod
+    def of(cls, p: Profile) -> ProfileOut:
+        return cls(
+            name_masked=p.name_masked,
+            id_type=p.id_type,
+            id_number_masked=p.id_number_masked,
+            verified_at=p.verified_at,
+            updated_at=p.updated_at,
+            verified_by=VerificationMethod(p.verified_by) if p.verified_by else None,
+        )
 
 
 # --- payment password ------------------------------------------------------------------------------------
@@ -264,6 +282,8 @@ class TwoFactorOut(BaseModel):
 
 class MeOut(CustomerOut):
     profile_set: bool
+    verified_at: datetime | None = Field(default=None, description="when my real-name profile was verified")
+    verified_by: VerifiedBy | None = Field(default=None, description="how it was verified; null while not")
     payment_password: PaymentPasswordOut
     two_factor: TwoFactorOut
 
@@ -283,3 +303,7 @@ class StaffCustomerOut(BaseModel):
     payment_password: PaymentPasswordOut
     two_factor: TwoFactorOut
     live_sessions: int
+    claimed: bool = Field(
+        default=True,
+        description="false for an account an outlet opened that its owner has not claimed (no password yet)",
+    )

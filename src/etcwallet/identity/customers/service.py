@@ -32,6 +32,7 @@ from etcwallet.identity import lockout, sms
 from etcwallet.identity.authz import refresh_token_reused, unauthenticated
 from etcwallet.identity.customers import store
 from etcwallet.identity.customers.actions import ANONYMOUS, claimant, event, record
+from etcwallet.identity.customers.claiming import claim_in
 from etcwallet.identity.customers.credentials import check_password
 from etcwallet.identity.customers.errors import (
     closed_error,
@@ -200,9 +201,9 @@ async def request_code(
     async with uow.pool.connection() as conn:
         customer = await store.get_by_phone(conn, phone)
     registered = customer is not None
-    send = not (
-        (purpose in _NEEDS_ACCOUNT and not registered) or (purpose in _NEEDS_NO_ACCOUNT and registered)
-    )
+    # An account an outlet opened is claimed by registering its phone: a register code is sent to it.
+    claimed = customer is not None and customer.claimed
+    send = not ((purpose in _NEEDS_ACCOUNT and not registered) or (purpose in _NEEDS_NO_ACCOUNT and claimed))
     if purpose is Purpose.UNFREEZE:
         # Only an account its owner froze can be unfrozen by SMS; anything else gets the same silent answer.
         send = customer is not None and customer.self_frozen
@@ -277,7 +278,10 @@ async def register(
     sms_code: str,
     client: Client,
 ) -> tuple[Customer, sessions.IssuedTokens]:
-    """Open an account for a phone proved by an SMS code, with a password that passes the policy; signs in."""
+    """Open an account for a phone proved by an SMS code, with a password that passes the policy; signs in.
+
+    On the phone of an account an outlet opened and nobody claimed yet, the same call claims it (sets its
+    first password: :func:`.claiming.claim_in`); a claimed phone stays ``phone_registered``."""
     try:
         validate_password(password, phone=phone)
     except InvalidValue as exc:
@@ -286,16 +290,19 @@ async def register(
     async def step(unit: Unit) -> tuple[Customer | None, sessions.IssuedTokens | None, IdentityError | None]:
         customer: Customer | None = None
         tokens: sessions.IssuedTokens | None = None
+        claimed = False
         failure = await sms.check_code(
             unit.conn, lookup_key, phone=phone, purpose=Purpose.REGISTER, code=sms_code
         )
         if failure is None:
+            password_hash = await hash_secret_async(password)
             customer = await store.insert_customer(
-                unit.conn, customer_id=uuid4(), phone=phone, password_hash=await hash_secret_async(password)
+                unit.conn, customer_id=uuid4(), phone=phone, password_hash=password_hash
             )
             if customer is None:
-                failure = IdentityError("phone_registered")
-            else:
+                customer, failure = await claim_in(unit, phone=phone, password_hash=password_hash)
+                claimed = customer is not None
+            if customer is not None:
                 tokens = await sessions.issue(
                     unit.conn, principal_type=CUSTOMER, principal_id=customer.id, client=client, now=unit.now
                 )
@@ -307,7 +314,9 @@ async def register(
                 customer_id=customer_id,
                 failure=failure,
                 actor=claimant(customer_id, failure is None),
-                detail={"phone": mask_phone(phone)} | (tokens.audit_detail() if tokens else {}),
+                detail={"phone": mask_phone(phone)}
+                | ({"claimed_outlet_account": True} if claimed else {})
+                | (tokens.audit_detail() if tokens else {}),
             )
         )
         return customer, tokens, failure
@@ -689,7 +698,9 @@ async def change_password(
         except InvalidValue as exc:
             raise exc.at("new_password") from None
         failure = lockout.lock_in_force(customer.locked_until)
-        if failure is None and not await verify_secret_async(stored, old_password):
+        # An unclaimed account (signed in by SMS) has no current password: none matches; the owner sets one
+        # with the forgot-password flow (an SMS code), which claims the account.
+        if failure is None and (stored is None or not await verify_secret_async(stored, old_password)):
             until = await lockout.record_failure(unit.conn, "customers", customer_id)
             failure = lockout.failed("old_password_wrong", until)
         if failure is None and new_password == old_password:

@@ -22,7 +22,11 @@ from etcwallet.identity.customers.types import PIN_MAX_FAILURES, Customer, PinSt
 
 Conn = AsyncConnection[Any]
 
-_COLUMNS = "id, phone, status, frozen_reason, frozen_by, frozen_at, locked_until, created_at"
+_COLUMNS = (
+    "id, phone, status, frozen_reason, frozen_by, frozen_at, locked_until, created_at, "
+    "password_hash IS NOT NULL"
+)
+_WIDTH = 9  # the columns a Customer is built from
 
 # --- customers -------------------------------------------------------------------------------------------
 
@@ -58,24 +62,25 @@ async def get_by_phone(conn: Conn, phone: str) -> Customer | None:
     return None if row is None else Customer(*row)
 
 
-async def lock_credentials_by_phone(conn: Conn, phone: str) -> tuple[Customer, str] | None:
-    """The customer with this phone and their password hash, the row locked (sign-ins counted in turn)."""
+async def lock_credentials_by_phone(conn: Conn, phone: str) -> tuple[Customer, str | None] | None:
+    """The customer with this phone and their password hash (None while unclaimed), the row locked
+    (sign-ins counted in turn)."""
     cur = await conn.execute(
         f"SELECT {_COLUMNS}, password_hash FROM customers WHERE phone = %s FOR UPDATE", (phone,)
     )
     row = await cur.fetchone()
-    return None if row is None else (Customer(*row[:8]), row[8])
+    return None if row is None else (Customer(*row[:_WIDTH]), row[_WIDTH])
 
 
-async def lock_credentials(conn: Conn, customer_id: UUID) -> tuple[Customer, str]:
-    """The customer and their password hash, the row locked; 404 when there is none."""
+async def lock_credentials(conn: Conn, customer_id: UUID) -> tuple[Customer, str | None]:
+    """The customer and their password hash (None while unclaimed), the row locked; 404 when there is none."""
     cur = await conn.execute(
         f"SELECT {_COLUMNS}, password_hash FROM customers WHERE id = %s FOR UPDATE", (customer_id,)
     )
     row = await cur.fetchone()
     if row is None:
         raise customer_not_found()
-    return Customer(*row[:8]), row[8]
+    return Customer(*row[:_WIDTH]), row[_WIDTH]
 
 
 async def insert_customer(
@@ -86,6 +91,33 @@ async def insert_customer(
         "INSERT INTO customers (id, phone, password_hash) VALUES (%s, %s, %s) "
         f"ON CONFLICT (phone) DO NOTHING RETURNING {_COLUMNS}",
         (customer_id, phone, password_hash),
+    )
+    row = await cur.fetchone()
+    return None if row is None else Customer(*row)
+
+
+async def insert_unclaimed_customer(
+    conn: Conn, *, customer_id: UUID, phone: str, outlet_id: UUID, staff_id: UUID, now: datetime
+) -> Customer | None:
+    """A new active customer opened at an outlet, with no password yet (unclaimed); None when the phone is
+    registered already (nothing written)."""
+    cur = await conn.execute(
+        "INSERT INTO customers (id, phone, password_hash, created_at_outlet, created_by_staff, "
+        "password_changed_at, created_at) VALUES (%s, %s, NULL, %s, %s, %s, %s) "
+        f"ON CONFLICT (phone) DO NOTHING RETURNING {_COLUMNS}",
+        (customer_id, phone, outlet_id, staff_id, now, now),
+    )
+    row = await cur.fetchone()
+    return None if row is None else Customer(*row)
+
+
+async def claim_customer(conn: Conn, phone: str, *, password_hash: str, now: datetime) -> Customer | None:
+    """Set the first password of the unclaimed account with this phone; None when there is no unclaimed
+    one (no account, or one claimed already: nothing written)."""
+    cur = await conn.execute(
+        "UPDATE customers SET password_hash = %s, password_changed_at = %s, failed_logins = 0, "
+        f"locked_until = NULL WHERE phone = %s AND password_hash IS NULL RETURNING {_COLUMNS}",
+        (password_hash, now, phone),
     )
     row = await cur.fetchone()
     return None if row is None else Customer(*row)
@@ -148,13 +180,16 @@ class ProfileRow:
     verified_at: datetime | None
     updated_at: datetime
     id_number_hash: bytes
+    verified_by: str | None = None
 
 
-_PROFILE_COLUMNS = "name_enc, id_type, id_number_masked, birth_date, verified_at, updated_at, id_number_hash"
+_PROFILE_COLUMNS = (
+    "name_enc, id_type, id_number_masked, birth_date, verified_at, updated_at, id_number_hash, verified_by"
+)
 
 
 def _profile_row(row: Any) -> ProfileRow:
-    return ProfileRow(bytes(row[0]), row[1], row[2], row[3], row[4], row[5], bytes(row[6]))
+    return ProfileRow(bytes(row[0]), row[1], row[2], row[3], row[4], row[5], bytes(row[6]), row[7])
 
 
 async def get_profile(conn: Conn, customer_id: UUID, *, lock: bool = False) -> ProfileRow | None:
@@ -197,7 +232,8 @@ async def put_profile(conn: Conn, customer_id: UUID, profile: ProfileWrite, *, n
         "VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, %s) ON CONFLICT (customer_id) DO UPDATE SET "
         "name_enc = EXCLUDED.name_enc, id_type = EXCLUDED.id_type, id_number_enc = EXCLUDED.id_number_enc, "
         "id_number_hash = EXCLUDED.id_number_hash, id_number_masked = EXCLUDED.id_number_masked, "
-        "birth_date = EXCLUDED.birth_date, verified_at = NULL, updated_at = EXCLUDED.updated_at",
+        "birth_date = EXCLUDED.birth_date, verified_at = NULL, verified_by = NULL, "
+        "updated_at = EXCLUDED.updated_at",
         (
             customer_id,
             profile.name_enc,
@@ -209,6 +245,26 @@ async def put_profile(conn: Conn, customer_id: UUID, profile: ProfileWrite, *, n
             now,
         ),
     )
+
+
+async def set_verified(conn: Conn, customer_id: UUID, *, method: str, now: datetime) -> bool:
+    """Mark the profile verified by ``method`` since ``now``; False when no profile is on file."""
+    cur = await conn.execute(
+        "UPDATE customer_profiles SET verified_at = %s, verified_by = %s WHERE customer_id = %s",
+        (now, method, customer_id),
+    )
+    return cur.rowcount == 1
+
+
+async def get_verification(conn: Conn, customer_id: UUID) -> tuple[datetime, str] | None:
+    """When and how the customer's profile was verified; None when unverified or no profile is on file."""
+    cur = await conn.execute(
+        "SELECT verified_at, verified_by FROM customer_profiles WHERE customer_id = %s "
+        "AND verified_at IS NOT NULL",
+        (customer_id,),
+    )
+    row = await cur.fetchone()
+    return None if row is None else (row[0], row[1])
 
 
 # --- payment passwords -----------------------------------------------------------------------------------

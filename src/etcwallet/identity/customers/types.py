@@ -68,6 +68,37 @@ class CustomerAction(StrEnum):
     UNFREEZE_SELF = "customer.unfreeze.self"
     READ = "customer.read"
     ACCOUNTS_READ = "customer.accounts.read"
+    OUTLET_FIND = "customer.outlet.find"
+    OUTLET_CREATE = "customer.outlet.create"
+    VERIFY = "customer.verify"
+
+
+class VerificationMethod(StrEnum):
+    """What verified a customer's real-name profile (``customer_profiles.verified_by``)."""
+
+    OUTLET_ID_CHECK = "outlet_id_check"
+    """An operator at an outlet checked the ID document the customer showed against the profile."""
+    BANK_CARD = "bank_card"
+    """A bank verified a card of the customer's with the profile's name, ID number and the phone."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A verified profile: since when and how. Changing the real-name data clears it."""
+
+    verified_at: datetime
+    method: VerificationMethod
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", VerificationMethod(self.method))
+
+
+@dataclass(frozen=True)
+class OutletOperator:
+    """Staff serving a customer at an outlet's counter: who (the audit's actor) and where (its outlet)."""
+
+    staff_id: UUID
+    outlet_id: UUID
 
 
 @dataclass(frozen=True)
@@ -82,6 +113,8 @@ class Customer:
     frozen_at: datetime | None
     locked_until: datetime | None
     created_at: datetime
+    claimed: bool = True
+    """False for an account an outlet opened that its owner has not claimed yet (no password set)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", CustomerStatus(self.status))
@@ -124,6 +157,8 @@ class Profile:
     birth_date: date | None
     verified_at: datetime | None
     updated_at: datetime
+    verified_by: str | None = None
+    """How the profile was verified (a :class:`VerificationMethod` value), None while unverified."""
 
 
 @dataclass(frozen=True)
