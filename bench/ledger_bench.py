@@ -54,6 +54,7 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.core.config import Settings
 from etcwallet.core.crypto import generate_key
 from etcwallet.core.db import create_database, migrate, open_pool, pg_bin, start_embedded, with_user
+from etcwallet.core.deps import Client
 from etcwallet.core.embedded_pg import exit_on_termination
 from etcwallet.core.gc_tuning import tune_for_service
 from etcwallet.core.ids import new_id
@@ -297,7 +298,9 @@ async def finance_session(pool: AsyncConnectionPool) -> str:
             conn, username=f"bench.{uuid4().hex[:8]}", display_name="bench", password="Bench-pass-2026!",
             role=Role.FINANCE, outlet_id=None,
         )  # fmt: skip
-        tokens = await sessions.create(conn, "staff", member.id, ip="127.0.0.1", user_agent="bench")
+        tokens = await sessions.issue(
+            conn, principal_type="staff", principal_id=member.id, client=Client("127.0.0.1", "bench")
+        )
     return tokens.access_token
 
 

@@ -141,7 +141,7 @@ def job_registry(settings: Settings, ledger: Ledger) -> Registry:
         [
             *platform_jobs(),
             *ledger_jobs.jobs(ledger, settings.ledger_expiry_interval_seconds),
-            *identity_jobs.jobs(settings.housekeeping_interval_seconds),
+            *identity_jobs.jobs(settings.housekeeping_interval_seconds, clock=ledger.clock),
             *client_jobs.jobs(),
         ]
     )

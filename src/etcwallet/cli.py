@@ -347,9 +347,11 @@ def events_parked(
         try:
             async with pool.connection() as conn:
                 return await list_parked(
-                    conn, status=None if status == "all" else status,  # type: ignore[arg-type]
-                    consumer=consumer, limit=limit,
-                )  # fmt: skip
+                    conn,
+                    status=None if status == "all" else status,  # type: ignore[arg-type]
+                    consumer=consumer,
+                    limit=limit,
+                )
         finally:
             await pool.close()
 
@@ -429,19 +431,29 @@ def jobs_list() -> None:
     configure_logging(get_settings())
     table = Table(title="后台任务 · jobs")
     for heading in (
-        "任务 · job", "计划 · schedule", "状态 · state", "上次运行 · last run", "结果 · outcome",
-        "下次运行 · next run", "尝试 · attempts",
-    ):  # fmt: skip
+        "任务 · job",
+        "计划 · schedule",
+        "状态 · state",
+        "上次运行 · last run",
+        "结果 · outcome",
+        "下次运行 · next run",
+        "尝试 · attempts",
+    ):
         table.add_column(heading, no_wrap=heading != "计划 · schedule")
     table.add_column("最近错误 · last error")
     for status in asyncio.run(run()):
         name = status.name if status.scheduled else f"{status.name} #{status.job_id}"
         state = status.state + (f" ({status.lease_owner})" if status.state == "running" else "")
         table.add_row(
-            name, status.schedule, state, _when(status.started_at), status.outcome or "—",
+            name,
+            status.schedule,
+            state,
+            _when(status.started_at),
+            status.outcome or "—",
             _when(status.next_run) if status.state != "new" else "启动时 · at start",
-            str(status.attempts), (status.last_error or "")[:120],
-        )  # fmt: skip
+            str(status.attempts),
+            (status.last_error or "")[:120],
+        )
     Console(width=max(console.width, 180)).print(table)
 
 
@@ -466,11 +478,12 @@ def jobs_run(name: Annotated[str, typer.Argument(help="the job's name, e.g. ledg
             await audit.record(
                 pool,
                 audit.Actor.system("cli").event(
-                    "jobs.run", target=("job", name),
+                    "jobs.run",
+                    target=("job", name),
                     detail={"job_id": outcome.job_id, "result": outcome.result, "error": outcome.error},
                     outcome="success" if outcome.outcome == "success" else "failure",
                 ),
-            )  # fmt: skip
+            )
             return outcome
         finally:
             await pool.close()
@@ -596,8 +609,16 @@ def clients_list(
     clients = asyncio.run(run())
     shanghai = ZoneInfo("Asia/Shanghai")
     table = Table(title=f"机器客户端 · machine clients ({len(clients)}; 北京时间 · Asia/Shanghai)")
-    for column in ("ID", "名称 · name", "类型 · kind", "认证 · auth", "权限范围 · scopes", "创建 · created",
-                   "状态 · status", "最近心跳 · last heartbeat"):  # fmt: skip
+    for column in (
+        "ID",
+        "名称 · name",
+        "类型 · kind",
+        "认证 · auth",
+        "权限范围 · scopes",
+        "创建 · created",
+        "状态 · status",
+        "最近心跳 · last heartbeat",
+    ):
         table.add_column(column, overflow="fold")
     for c in clients:
         revoked, beat = c.revoked_at, c.last_heartbeat_at
@@ -607,10 +628,15 @@ def clients_list(
             else f"已吊销 · revoked {revoked.astimezone(shanghai):%Y-%m-%d %H:%M}"
         )
         table.add_row(
-            str(c.id), c.name, c.kind.value, c.auth.value, ", ".join(sorted(c.scopes)),
-            f"{c.created_at.astimezone(shanghai):%Y-%m-%d %H:%M}", status,
+            str(c.id),
+            c.name,
+            c.kind.value,
+            c.auth.value,
+            ", ".join(sorted(c.scopes)),
+            f"{c.created_at.astimezone(shanghai):%Y-%m-%d %H:%M}",
+            status,
             f"{beat.astimezone(shanghai):%Y-%m-%d %H:%M:%S}" if beat else "-",
-        )  # fmt: skip
+        )
     Console(width=max(160, console.width)).print(table)
 
 

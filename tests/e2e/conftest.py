@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.app import Runtime, create_app, keys_from
 from etcwallet.core.config import Settings
+from etcwallet.core.deps import Client
 from etcwallet.identity.authz import Role
 from etcwallet.identity.sessions import service as sessions
 from etcwallet.ledger.service import Ledger
@@ -32,7 +33,9 @@ async def staff_token(pool: AsyncConnectionPool, role: Role) -> str:
             "INSERT INTO staff (id, username, display_name, password_hash, role) VALUES (%s, %s, %s, %s, %s)",
             (staff_id, f"e2e-{role.value}-{staff_id.hex[:12]}", f"e2e {role.value}", "!unusable", role.value),
         )
-        issued = await sessions.create(conn, "staff", staff_id, ip="127.0.0.1", user_agent="e2e")
+        issued = await sessions.issue(
+            conn, principal_type="staff", principal_id=staff_id, client=Client("127.0.0.1", "e2e")
+        )
     return issued.access_token
 
 

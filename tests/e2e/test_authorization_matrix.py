@@ -39,6 +39,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from psycopg_pool import AsyncConnectionPool
 
+from etcwallet.core.deps import Client
 from etcwallet.identity.authz import OUTLET_ROLES, ROLE_PERMISSIONS, Permission, Role
 from etcwallet.identity.sessions import service as sessions
 from etcwallet.identity.staff import service as staff
@@ -403,11 +404,14 @@ class World:
     ) -> tuple[UUID, str]:
         """A new live session: (session id, access token)."""
         async with self.pool.connection() as conn:
-            issued = await sessions.create(
-                conn, principal_type, principal_id, ip="10.9.9.9", user_agent="matrix"
+            issued = await sessions.issue(
+                conn,
+                principal_type=principal_type,
+                principal_id=principal_id,
+                client=Client("10.9.9.9", "matrix"),
             )
             if stepped_up:
-                await sessions.mark_stepped_up(conn, issued.session_id, "test")
+                await sessions.record_step_up(conn, session_id=issued.session_id, factor="test")
         return issued.session_id, issued.access_token
 
     async def headers_for(
@@ -422,7 +426,7 @@ class World:
         if who == REVOKED:
             session_id, token = await self.session("staff", self.staff_ids[FIN])
             async with self.pool.connection() as conn:
-                await sessions.revoke(conn, session_id, "logout")
+                await sessions.end_session(conn, session_id=session_id, reason="logout")
             return bearer(token)
         if who == CUSTOMER:
             customer_id, _ = await new_customer(self.pool)
@@ -505,8 +509,10 @@ async def world(app: FastAPI, pool: AsyncConnectionPool, http: httpx.AsyncClient
     # Customer B: a real-name profile, a live session and a passkey.
     b_id, b_phone = await new_customer(pool)
     async with pool.connection() as conn:
-        issued = await sessions.create(conn, "customer", b_id, ip="10.8.8.8", user_agent="customer-b")
-        await sessions.mark_stepped_up(conn, issued.session_id, "test")
+        issued = await sessions.issue(
+            conn, principal_type="customer", principal_id=b_id, client=Client("10.8.8.8", "customer-b")
+        )
+        await sessions.record_step_up(conn, session_id=issued.session_id, factor="test")
     b_headers = bearer(issued.access_token)
     name, id_number = unique_name(), new_resident_id()
     r = await http.put(
@@ -847,7 +853,9 @@ async def test_customer_sees_only_their_own_account(world: World, http: httpx.As
 
 async def test_customer_refresh_refuses_a_staff_refresh_token(world: World, http: httpx.AsyncClient) -> None:
     async with world.pool.connection() as conn:
-        issued = await sessions.create(conn, "staff", world.staff_ids[FIN], ip=None, user_agent=None)
+        issued = await sessions.issue(
+            conn, principal_type="staff", principal_id=world.staff_ids[FIN], client=Client(None, None)
+        )
     r = await http.post(f"{C}/auth/refresh", json={"refresh_token": issued.refresh_token})
     assert_refusal(r, 401, world.secrets())
 
@@ -855,6 +863,8 @@ async def test_customer_refresh_refuses_a_staff_refresh_token(world: World, http
 async def test_staff_refresh_refuses_a_customer_refresh_token(world: World, http: httpx.AsyncClient) -> None:
     customer_id, _ = await new_customer(world.pool)
     async with world.pool.connection() as conn:
-        issued = await sessions.create(conn, "customer", customer_id, ip=None, user_agent=None)
+        issued = await sessions.issue(
+            conn, principal_type="customer", principal_id=customer_id, client=Client(None, None)
+        )
     r = await http.post("/api/v1/staff/auth/refresh", json={"refresh_token": issued.refresh_token})
     assert_refusal(r, 401, world.secrets())

@@ -38,6 +38,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from etcwallet.core.deps import Client
 from etcwallet.core.errors import PROBLEM_JSON as PROBLEM
 from etcwallet.core.money import CURRENCIES
 from etcwallet.identity.audit.api import ANCHOR_PATTERN
@@ -72,10 +73,13 @@ async def customer_token(pool: AsyncConnectionPool) -> str:
             "INSERT INTO customers (id, phone, password_hash) VALUES (%s, %s, %s)",
             (customer_id, random_phone(), "!unusable"),
         )
-        issued = await sessions.create(
-            conn, "customer", customer_id, ip="127.0.0.1", user_agent="conformance"
+        issued = await sessions.issue(
+            conn,
+            principal_type="customer",
+            principal_id=customer_id,
+            client=Client("127.0.0.1", "conformance"),
         )
-        await sessions.mark_stepped_up(conn, issued.session_id, "test")
+        await sessions.record_step_up(conn, session_id=issued.session_id, factor="test")
     return issued.access_token
 
 

@@ -207,10 +207,13 @@ async def open_session(
     pool: Any, customer_id: Any, *, stepped_up: bool = False
 ) -> tuple[dict[str, str], Any]:
     """A fresh session for the customer: (Authorization headers, session id)."""
+    from etcwallet.core.deps import Client
     from etcwallet.identity.sessions import service as sessions
 
     async with pool.connection() as conn:
-        tokens = await sessions.create(conn, "customer", customer_id, ip="10.0.0.1", user_agent="pytest")
+        tokens = await sessions.issue(
+            conn, principal_type="customer", principal_id=customer_id, client=Client("10.0.0.1", "pytest")
+        )
         if stepped_up:
-            await sessions.mark_stepped_up(conn, tokens.session_id, "test")
+            await sessions.record_step_up(conn, session_id=tokens.session_id, factor="test")
     return {"Authorization": f"Bearer {tokens.access_token}"}, tokens.session_id

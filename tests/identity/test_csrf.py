@@ -8,6 +8,7 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from etcwallet.core.deps import Client
 from etcwallet.identity.sessions import service as sessions
 from etcwallet.identity.sessions.service import IssuedTokens
 
@@ -21,7 +22,9 @@ async def customer_session(pool: AsyncConnectionPool) -> IssuedTokens:
             "INSERT INTO customers (id, phone, password_hash) VALUES (%s, %s, %s)",
             (customer_id, new_phone(), "!unusable"),
         )
-        return await sessions.create(conn, "customer", customer_id, ip="10.1.1.1", user_agent="csrf")
+        return await sessions.issue(
+            conn, principal_type="customer", principal_id=customer_id, client=Client("10.1.1.1", "csrf")
+        )
 
 
 @pytest.mark.parametrize(

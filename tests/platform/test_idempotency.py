@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.crypto import Keys
 from etcwallet.core.db import autocommit
+from etcwallet.core.deps import Client
 from etcwallet.core.errors import DomainError, install_handlers
 from etcwallet.identity import housekeeping
 from etcwallet.identity.authz import Role
@@ -49,7 +50,9 @@ async def staff_session(
             "INSERT INTO staff (id, username, display_name, password_hash, role) VALUES (%s, %s, %s, %s, %s)",
             (staff_id, f"idem-{staff_id.hex[:12]}", "幂等测试", "!unusable", role.value),
         )
-        issued = await sessions.create(conn, "staff", staff_id, ip="10.6.6.6", user_agent="idempotency")
+        issued = await sessions.issue(
+            conn, principal_type="staff", principal_id=staff_id, client=Client("10.6.6.6", "idempotency")
+        )
     return {"Authorization": f"Bearer {issued.access_token}"}, staff_id
 
 

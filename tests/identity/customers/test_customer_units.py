@@ -112,7 +112,7 @@ async def test_a_login_ticket_expires_by_the_units_clock(pool: AsyncConnectionPo
             cipher=keys.cipher,
             lookup_key=keys.lookup_key,
             ticket=ticket,
-            code=pyotp.TOTP(enrollment.secret).now(),
+            code=pyotp.TOTP(enrollment.secret).at(at),  # the code of the unit's time
             client=CLIENT,
         )
 

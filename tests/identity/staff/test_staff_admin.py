@@ -19,6 +19,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
+from etcwallet.core.deps import Client
 from etcwallet.identity import lockout
 from etcwallet.identity.authz import OUTLET_ROLES, ROLE_NAMES, Role
 from etcwallet.identity.ratelimit import Limit
@@ -728,7 +729,9 @@ async def test_staff_refresh_refuses_a_customer_refresh_token(client, pool) -> N
     """A customer's refresh token does nothing at the staff endpoint (and still works at the customers')."""
     customer_id, _ = await make_customer(pool)
     async with pool.connection() as conn:
-        tokens = await sessions.create(conn, "customer", customer_id, ip=None, user_agent=None)
+        tokens = await sessions.issue(
+            conn, principal_type="customer", principal_id=customer_id, client=Client(None, None)
+        )
     r = await client.post(f"{AUTH}/refresh", json={"refresh_token": tokens.refresh_token})
     assert_problem(r, 401, code="unauthenticated")
     r = await client.post("/api/v1/customers/auth/refresh", json={"refresh_token": tokens.refresh_token})

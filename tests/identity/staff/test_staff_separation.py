@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.app import Runtime, create_app
 from etcwallet.core.crypto import Keys
 from etcwallet.core.db import open_pool
+from etcwallet.core.deps import Client
 from etcwallet.core.errors import DomainError
 from etcwallet.identity.authz import Role
 from etcwallet.identity.sessions import service as sessions
@@ -364,7 +365,9 @@ async def made(pool: AsyncConnectionPool, role: Role) -> tuple[UUID, dict[str, s
         member = await staff.create_staff(
             conn, username=username(), display_name="x", password=STAFF_PASSWORD, role=role, outlet_id=None
         )
-        issued = await sessions.create(conn, "staff", member.id, ip=None, user_agent=None)
+        issued = await sessions.issue(
+            conn, principal_type="staff", principal_id=member.id, client=Client(None, None)
+        )
     return member.id, bearer(issued.access_token)
 
 

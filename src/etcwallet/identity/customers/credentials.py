@@ -3,6 +3,7 @@ unknown phones, the refusal of a frozen or closed account."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -16,7 +17,7 @@ from etcwallet.identity.passwords import dummy_hash, verify_secret_async
 
 
 async def check_password(
-    conn: AsyncConnection[Any], phone: str, password: str
+    conn: AsyncConnection[Any], phone: str, password: str, *, now: datetime | None = None
 ) -> tuple[Customer | None, IdentityError | None]:
     """Phone and password, with lockout: (customer if known, refusal or None). Same cost for unknown phones.
 
@@ -26,14 +27,14 @@ async def check_password(
     """
     found = await store.lock_credentials_by_phone(conn, phone)
     if found is None:
-        locked = await lockout.unknown_lock_in_force(conn, "customers", phone)
+        locked = await lockout.unknown_lock_in_force(conn, "customers", phone, now=now)
         if locked is not None:
             return None, locked
         await verify_secret_async(dummy_hash(), password)
-        until = await lockout.record_unknown_failure(conn, "customers", phone)
+        until = await lockout.record_unknown_failure(conn, "customers", phone, now=now)
         return None, lockout.failed("invalid_credentials", until)
     customer, stored = found
-    locked = lockout.lock_in_force(customer.locked_until)
+    locked = lockout.lock_in_force(customer.locked_until, now=now)
     if locked is not None:
         return customer, locked
     # An account an outlet opened has no password until its owner claims it: no password matches (checked
@@ -41,6 +42,6 @@ async def check_password(
     if stored is None:
         await verify_secret_async(dummy_hash(), password)
     if stored is None or not await verify_secret_async(stored, password):
-        until = await lockout.record_failure(conn, "customers", customer.id)
+        until = await lockout.record_failure(conn, "customers", customer.id, now=now)
         return customer, lockout.failed("invalid_credentials", until)
     return customer, status_refusal(customer)

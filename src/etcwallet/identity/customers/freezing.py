@@ -60,7 +60,7 @@ async def freeze(
         if changed:
             who = Actor(actor_type, str(actor_id), client.ip, client.user_agent)
             await freeze_in(unit, before, reason=reason, frozen_by=frozen_by, actor=who)
-        ended = await sessions.revoke_all(unit.conn, CUSTOMER, customer_id, "frozen")
+        ended = await sessions.revoke_all(unit.conn, CUSTOMER, customer_id, "frozen", now=unit.now)
         after = await store.get_customer_or_raise(unit.conn, customer_id)
         unit.audit(
             event(
@@ -116,7 +116,7 @@ async def request_self_unfreeze(
     """
 
     async def step(unit: Unit) -> tuple[Customer | None, IdentityError | None]:
-        customer, failure = await check_password(unit.conn, phone, password)
+        customer, failure = await check_password(unit.conn, phone, password, now=unit.now)
         proven = customer is not None and (failure is None or failure.code == "account_frozen")
         if proven:
             assert customer is not None
@@ -156,5 +156,5 @@ async def _self_unfreeze_refusal(
     if sms_code is None:
         return IdentityError("unfreeze_needs_sms_code", unfreeze_by="customer_sms")
     return await sms.check_code(
-        unit.conn, lookup_key, phone=customer.phone, purpose=Purpose.UNFREEZE, code=sms_code
+        unit.conn, lookup_key, phone=customer.phone, purpose=Purpose.UNFREEZE, code=sms_code, now=unit.now
     )

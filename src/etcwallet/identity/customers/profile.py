@@ -224,6 +224,7 @@ async def set_profile(
                 phone=customer.phone,
                 purpose=Purpose.PROFILE_CHANGE,
                 code=sms_code,
+                now=unit.now,
             )
             if failure is not None:
                 return failure
@@ -271,7 +272,12 @@ async def set_payment_password(
         if (await store.get_pin_state(unit.conn, customer_id)).set:
             raise IdentityError("payment_password_exists")
         failure = await sms.check_code(
-            unit.conn, lookup_key, phone=phone, purpose=Purpose.RESET_PAYMENT_PASSWORD, code=sms_code
+            unit.conn,
+            lookup_key,
+            phone=phone,
+            purpose=Purpose.RESET_PAYMENT_PASSWORD,
+            code=sms_code,
+            now=unit.now,
         )
         if failure is None:
             password_hash = await hash_secret_async(pin)
@@ -346,7 +352,12 @@ async def reset_payment_password(
             raise IdentityError("profile_required")
         _check_pin(new_pin, "new_pin", phone, birth)
         failure = await sms.check_code(
-            unit.conn, keys.lookup_key, phone=phone, purpose=Purpose.RESET_PAYMENT_PASSWORD, code=sms_code
+            unit.conn,
+            keys.lookup_key,
+            phone=phone,
+            purpose=Purpose.RESET_PAYMENT_PASSWORD,
+            code=sms_code,
+            now=unit.now,
         )
         # The code is spent even when the ID number is wrong: each guess at the number costs a new SMS.
         if failure is None and not hmac.compare_digest(

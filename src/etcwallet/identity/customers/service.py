@@ -212,7 +212,13 @@ async def request_code(
 
     async def step(unit: Unit) -> SentCode:
         sent = await sms.send_code(
-            unit.conn, gateway if send else _SILENT, lookup_key, phone=phone, purpose=purpose, ip=client.ip
+            unit.conn,
+            gateway if send else _SILENT,
+            lookup_key,
+            phone=phone,
+            purpose=purpose,
+            ip=client.ip,
+            now=unit.now,
         )
         unit.audit(
             event(
@@ -254,7 +260,9 @@ async def request_own_code(
     action = CustomerAction.SMS_CODE_REQUEST
 
     async def step(unit: Unit) -> SentCode:
-        sent = await sms.send_code(unit.conn, gateway, lookup_key, phone=phone, purpose=purpose, ip=client.ip)
+        sent = await sms.send_code(
+            unit.conn, gateway, lookup_key, phone=phone, purpose=purpose, ip=client.ip, now=unit.now
+        )
         unit.audit(event(client, action, customer_id=customer_id, detail=detail | {"delivered": True}))
         return sent
 
@@ -292,7 +300,7 @@ async def register(
         tokens: sessions.IssuedTokens | None = None
         claimed = False
         failure = await sms.check_code(
-            unit.conn, lookup_key, phone=phone, purpose=Purpose.REGISTER, code=sms_code
+            unit.conn, lookup_key, phone=phone, purpose=Purpose.REGISTER, code=sms_code, now=unit.now
         )
         if failure is None:
             password_hash = await hash_secret_async(password)
@@ -365,7 +373,7 @@ async def login_password(*, uow: UnitOfWork, phone: str, password: str, client: 
 
     async def step(unit: Unit) -> tuple[SignIn | None, IdentityError | None]:
         result: SignIn | None = None
-        customer, failure = await check_password(unit.conn, phone, password)
+        customer, failure = await check_password(unit.conn, phone, password, now=unit.now)
         if failure is None:
             assert customer is not None
             result = await _after_first_factor(unit, customer.id, client)
@@ -399,7 +407,7 @@ async def login_sms(
         result: SignIn | None = None
         customer: Customer | None = None
         failure = await sms.check_code(
-            unit.conn, lookup_key, phone=phone, purpose=Purpose.LOGIN, code=sms_code
+            unit.conn, lookup_key, phone=phone, purpose=Purpose.LOGIN, code=sms_code, now=unit.now
         )
         if failure is None:
             customer = await store.get_by_phone(unit.conn, phone)
@@ -407,7 +415,9 @@ async def login_sms(
                 # only reachable by guessing a code nobody was sent
                 failure = IdentityError("sms_code_invalid")
             else:
-                failure = lockout.lock_in_force(customer.locked_until) or status_refusal(customer)
+                failure = lockout.lock_in_force(customer.locked_until, now=unit.now) or status_refusal(
+                    customer
+                )
                 if failure is None:
                     result = await _after_first_factor(unit, customer.id, client)
         customer_id = customer.id if customer else None
@@ -454,12 +464,12 @@ async def login_second_factor(
             failure = IdentityError("login_ticket_invalid")
         else:
             customer = await store.lock_customer(conn, customer_id)  # count failures one at a time
-            failure = lockout.lock_in_force(customer.locked_until) or status_refusal(customer)
+            failure = lockout.lock_in_force(customer.locked_until, now=unit.now) or status_refusal(customer)
         if failure is None and customer_id is not None:
-            ok = await totp.verify(conn, cipher, CUSTOMER, customer_id, code)
+            ok = await totp.verify(conn, cipher, CUSTOMER, customer_id, code, now=unit.now)
             if not ok and not (len(code.strip()) == 6 and code.strip().isdigit()):
                 factor = "recovery_code"
-                ok = await totp.use_recovery_code(conn, lookup_key, CUSTOMER, customer_id, code)
+                ok = await totp.use_recovery_code(conn, lookup_key, CUSTOMER, customer_id, code, now=unit.now)
             if ok:
                 await store.spend_ticket(conn, ticket_hash, now=unit.now)
                 await lockout.record_success(conn, "customers", customer_id)
@@ -469,7 +479,7 @@ async def login_second_factor(
                 await sessions.mark_stepped_up(conn, tokens.session_id, factor, now=unit.now)
             else:
                 await store.count_ticket_attempt(conn, ticket_hash)
-                until = await lockout.record_failure(conn, "customers", customer_id)
+                until = await lockout.record_failure(conn, "customers", customer_id, now=unit.now)
                 failure = lockout.failed("second_factor_invalid", until)
         unit.audit(
             event(
@@ -504,7 +514,7 @@ async def passkey_second_factor_options(
         if customer_id is None:
             raise IdentityError("login_ticket_invalid")
         return await passkeys.authentication_options(
-            conn, purpose="login", rp_id=rp_id, principal=(CUSTOMER, customer_id)
+            conn, purpose="login", rp_id=rp_id, principal=(CUSTOMER, customer_id), now=now
         )
 
 
@@ -540,7 +550,7 @@ async def login_second_factor_passkey(
         if live is None:
             raise IdentityError("login_ticket_invalid")  # spent by a concurrent attempt
         customer = await store.get_customer_or_raise(conn, known)
-        refusal = lockout.lock_in_force(customer.locked_until) or status_refusal(customer)
+        refusal = lockout.lock_in_force(customer.locked_until, now=unit.now) or status_refusal(customer)
         if refusal is not None:
             raise refusal
         await passkeys.verify_assertion(
@@ -551,6 +561,7 @@ async def login_second_factor_passkey(
             origin=origin,
             principal=(CUSTOMER, known),
             principal_type=CUSTOMER,
+            now=unit.now,
         )
         await store.spend_ticket(conn, ticket_hash, now=unit.now)
         await lockout.record_success(conn, "customers", known)
@@ -579,7 +590,9 @@ async def login_second_factor_passkey(
         await uow.run(counted)
 
     try:
-        challenge, _ = await passkeys.take_challenge(uow.pool, challenge_id, "login", (CUSTOMER, known))
+        challenge, _ = await passkeys.take_challenge(
+            uow.pool, challenge_id, "login", (CUSTOMER, known), now=uow.clock()
+        )
         return await uow.run(step)
     except DomainError as refused:
         await count_refused(refused)
@@ -590,7 +603,7 @@ async def refresh(*, uow: UnitOfWork, refresh_token: str, client: Client) -> ses
     """Rotate a customer session's tokens (the old pair stops working); 401 if it is not live."""
 
     async def step(unit: Unit) -> tuple[sessions.IssuedTokens | None, IdentityError | None]:
-        rotation = await sessions.rotate(unit.conn, CUSTOMER, refresh_token)
+        rotation = await sessions.rotate(unit.conn, CUSTOMER, refresh_token, now=unit.now)
         tokens, customer_id = rotation.tokens, rotation.principal_id
         failure = None
         if tokens is None:
@@ -618,7 +631,7 @@ async def logout(*, uow: UnitOfWork, customer_id: UUID, session_id: UUID, client
     """End the current session."""
 
     async def step(unit: Unit) -> None:
-        await sessions.revoke(unit.conn, session_id, "logout")
+        await sessions.revoke(unit.conn, session_id, "logout", now=unit.now)
         detail = {"session_id": str(session_id)}
         unit.audit(event(client, CustomerAction.LOGOUT, customer_id=customer_id, detail=detail))
 
@@ -647,7 +660,7 @@ async def reset_password(
         customer_id: UUID | None = None
         ended = 0
         failure = await sms.check_code(
-            unit.conn, lookup_key, phone=phone, purpose=Purpose.RESET_PASSWORD, code=sms_code
+            unit.conn, lookup_key, phone=phone, purpose=Purpose.RESET_PASSWORD, code=sms_code, now=unit.now
         )
         if failure is None:
             found = await store.lock_credentials_by_phone(unit.conn, phone)
@@ -660,7 +673,9 @@ async def reset_password(
                 await store.set_password(
                     unit.conn, customer_id, password_hash=password_hash, now=unit.now, clear_lock=True
                 )
-                ended = await sessions.revoke_all(unit.conn, CUSTOMER, customer_id, "password_reset")
+                ended = await sessions.revoke_all(
+                    unit.conn, CUSTOMER, customer_id, "password_reset", now=unit.now
+                )
         unit.audit(
             event(
                 client,
@@ -697,11 +712,11 @@ async def change_password(
             validate_password(new_password, phone=customer.phone)
         except InvalidValue as exc:
             raise exc.at("new_password") from None
-        failure = lockout.lock_in_force(customer.locked_until)
+        failure = lockout.lock_in_force(customer.locked_until, now=unit.now)
         # An unclaimed account (signed in by SMS) has no current password: none matches; the owner sets one
         # with the forgot-password flow (an SMS code), which claims the account.
         if failure is None and (stored is None or not await verify_secret_async(stored, old_password)):
-            until = await lockout.record_failure(unit.conn, "customers", customer_id)
+            until = await lockout.record_failure(unit.conn, "customers", customer_id, now=unit.now)
             failure = lockout.failed("old_password_wrong", until)
         if failure is None and new_password == old_password:
             failure = IdentityError("password_unchanged")
@@ -711,7 +726,7 @@ async def change_password(
                 unit.conn, customer_id, password_hash=password_hash, now=unit.now, clear_lock=False
             )
             ended = await sessions.revoke_all(
-                unit.conn, CUSTOMER, customer_id, "password_changed", keep=session_id
+                unit.conn, CUSTOMER, customer_id, "password_changed", keep=session_id, now=unit.now
             )
         unit.audit(
             event(

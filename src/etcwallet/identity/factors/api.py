@@ -36,10 +36,8 @@ from etcwallet.core.deps import (
 from etcwallet.core.errors import InvalidValue
 from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
-from etcwallet.core.schemas import RequestModel
 from etcwallet.identity.authz import Principal, actor_of, require_customer, require_staff
 from etcwallet.identity.customers import service as customers
-from etcwallet.identity.customers.schemas import LoginTicket
 from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.factors import service, stepup
 from etcwallet.identity.factors.schemas import (
@@ -52,6 +50,8 @@ from etcwallet.identity.factors.schemas import (
     RecoveryCodesOut,
     SmsSentOut,
     StepUpOut,
+    TicketAssertionIn,
+    TicketIn,
     TotpEnrollmentOut,
 )
 from etcwallet.identity.ratelimit import Limit, hit
@@ -342,14 +342,6 @@ async def staff_step_up_totp(
 
 
 # --- a passkey as the second step of a password sign-in -------------------------------------------------
-
-
-class TicketIn(RequestModel):
-    ticket: LoginTicket
-
-
-class TicketAssertionIn(PasskeyAssertionIn):
-    ticket: LoginTicket
 
 
 async def _second_factor_attempt(pool: AsyncConnectionPool, client: Client) -> None:

@@ -1,17 +1,18 @@
 """Passkeys (WebAuthn, via py_webauthn): registration, password-less login and step-up.
 
-A ceremony starts with options carrying a random challenge, kept in ``webauthn_challenges`` for five
-minutes and good for one answer: the challenge is spent (in a transaction of its own) before the answer
-is checked, so a failed, replayed or late answer can never be tried again. Registration needs a signed-in
-principal and stores the credential's COSE public key; an assertion must verify against that key, for the
-relying party and origin the caller names, with user verification (fingerprint, face or device PIN).
-The authenticator's signature counter is stored and must grow: when either the stored or the presented
-counter is nonzero and the presented one is not larger, the assertion is refused as a possible cloned
-authenticator, after its signature has verified (so a forger cannot make that claim) and with nothing
-changed.
+A ceremony starts with options carrying a random challenge, kept for five minutes and good for one answer:
+the challenge is spent (in a unit of work of its own) before the answer is checked, so a failed, replayed
+or late answer can never be tried again. Registration needs a signed-in principal and stores the
+credential's COSE public key; an assertion must verify against that key, for the relying party and origin
+the caller names, with user verification (fingerprint, face or device PIN). The authenticator's signature
+counter is stored and must grow: when either the stored or the presented counter is nonzero and the
+presented one is not larger, the assertion is refused as a possible cloned authenticator, after its
+signature has verified (so a forger cannot make that claim) and with nothing changed.
 
-The relying party id and origin are parameters of every function here; the API derives them from the
-request for now.
+The tables are named only by :mod:`etcwallet.identity.factors.store`; writes run as steps of the unit of
+work, audited in the change's transaction, and time is the unit's clock (``now`` where a caller passes
+its own). The relying party id and origin are parameters of every function here; the API derives them
+from the request for now.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
@@ -49,12 +50,19 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from etcwallet.core.clock import Clock, system_clock
 from etcwallet.core.crypto import keyed_hash
 from etcwallet.core.deps import Client
 from etcwallet.identity.errors import IdentityError
+from etcwallet.identity.factors import store
+from etcwallet.identity.factors.types import Assertion as Assertion  # re-exported: callers name passkeys.X
+from etcwallet.identity.factors.types import Ceremony as Ceremony
+from etcwallet.identity.factors.types import CeremonyPurpose as CeremonyPurpose
+from etcwallet.identity.factors.types import Passkey as Passkey
+from etcwallet.identity.factors.types import PrincipalRef as PrincipalRef
 from etcwallet.identity.sessions import service as sessions
-from etcwallet.platform import audit
 from etcwallet.platform.audit import Actor
+from etcwallet.platform.unit import Unit, UnitOfWork
 
 CHALLENGE_LIFETIME = timedelta(minutes=5)
 RP_NAME = "ETC服务钱包"
@@ -62,40 +70,10 @@ MAX_PASSKEYS = 10
 NAME_MAX = 64
 DEFAULT_NAME = "通行密钥"
 
-CeremonyPurpose = Literal["register", "login", "step_up"]
-PrincipalRef = tuple[str, UUID]  # (principal_type, principal_id)
-
 _MALFORMED = (WebAuthnException, ValueError, TypeError, KeyError)
 
-
-@dataclass(frozen=True)
-class Ceremony:
-    """Options for ``navigator.credentials.create/get`` and the id of the challenge they carry."""
-
-    challenge_id: UUID
-    options: dict[str, Any]
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class Passkey:
-    """A registered credential as its owner sees it (never the key material)."""
-
-    id: UUID
-    name: str
-    transports: list[str]
-    created_at: datetime
-    last_used_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Assertion:
-    """A verified assertion: whose passkey answered, and its new signature counter."""
-
-    principal_type: str
-    principal_id: UUID
-    passkey_id: UUID
-    sign_count: int
+PoolOrUnit = AsyncConnectionPool | UnitOfWork
+"""Where a ceremony's writes run: the unit of work (its clock), or a bare pool (the system clock)."""
 
 
 class LoginRefused(Exception):
@@ -134,52 +112,63 @@ def counter_regressed(status: int) -> IdentityError:
 # --- challenges ------------------------------------------------------------------------------------------
 
 
+def _unit_of_work(source: PoolOrUnit, now: datetime | None = None) -> UnitOfWork:
+    if isinstance(source, UnitOfWork):
+        return source if now is None else UnitOfWork(source.pool, clock=lambda: now)
+    clock: Clock = system_clock if now is None else (lambda: now)
+    return UnitOfWork(source, clock=clock)
+
+
 async def _new_challenge(
-    conn: AsyncConnection[Any], purpose: CeremonyPurpose, challenge: bytes, principal: PrincipalRef | None
+    conn: AsyncConnection[Any],
+    purpose: CeremonyPurpose,
+    challenge: bytes,
+    principal: PrincipalRef | None,
+    now: datetime,
 ) -> tuple[UUID, datetime]:
-    now = datetime.now(UTC)
     # Forget long-dead challenges now and then (cheap: the table only holds minutes of traffic).
-    await conn.execute("DELETE FROM webauthn_challenges WHERE expires_at < %s", (now - timedelta(hours=1),))
+    await store.delete_challenges_expired_before(conn, before=now - timedelta(hours=1))
     challenge_id = uuid4()
-    await conn.execute(
-        "INSERT INTO webauthn_challenges (id, principal_type, principal_id, purpose, challenge, expires_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
-        (
-            challenge_id,
-            principal[0] if principal else None,
-            principal[1] if principal else None,
-            purpose,
-            challenge,
-            now + CHALLENGE_LIFETIME,
-        ),
+    expires_at = now + CHALLENGE_LIFETIME
+    await store.insert_challenge(
+        conn,
+        challenge_id=challenge_id,
+        purpose=purpose,
+        challenge=challenge,
+        principal=principal,
+        expires_at=expires_at,
     )
-    return challenge_id, now + CHALLENGE_LIFETIME
+    return challenge_id, expires_at
 
 
 async def take_challenge(
-    pool: AsyncConnectionPool,
+    source: PoolOrUnit,
     challenge_id: UUID,
     purpose: CeremonyPurpose,
     principal: PrincipalRef | None,
+    *,
+    now: datetime | None = None,
 ) -> tuple[bytes, PrincipalRef | None]:
     """Spend a live challenge of this purpose (committed at once, so it can never answer twice).
 
     ``principal`` must match the one the challenge was issued to when it was issued to one; login
     challenges issued without a phone hint belong to nobody. Returns the challenge and whom it is bound to.
+    Time is ``now``, else the unit of work's clock (the system clock for a bare pool).
     """
-    async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "UPDATE webauthn_challenges SET used_at = now() WHERE id = %s AND purpose = %s AND used_at IS NULL "
-            "RETURNING challenge, expires_at, principal_type, principal_id",
-            (challenge_id, purpose),
+    uow = _unit_of_work(source, now)
+
+    async def step(unit: Unit) -> tuple[store.SpentChallenge | None, datetime]:
+        spent = await store.spend_challenge(
+            unit.conn, challenge_id=challenge_id, purpose=purpose, now=unit.now
         )
-        row = await cur.fetchone()
-    if row is None or row[1] <= datetime.now(UTC):
+        return spent, unit.now
+
+    spent, at = await uow.run(step)  # committed even when the answer is then refused
+    if spent is None or spent.expires_at <= at:
         raise IdentityError("webauthn_challenge_invalid")
-    bound: PrincipalRef | None = (row[2], row[3]) if row[2] is not None else None
-    if principal is not None and bound != principal:
+    if principal is not None and spent.principal != principal:
         raise IdentityError("webauthn_challenge_invalid")
-    return bytes(row[0]), bound
+    return spent.challenge, spent.principal
 
 
 def _options_dict(options: Any) -> dict[str, Any]:
@@ -209,13 +198,10 @@ async def registration_options(
     user_name: str,
     display_name: str,
     rp_id: str,
+    now: datetime | None = None,
 ) -> Ceremony:
     """Options to create a discoverable passkey for a signed-in principal (its own passkeys excluded)."""
-    cur = await conn.execute(
-        "SELECT credential_id, transports FROM passkeys WHERE principal_type = %s AND principal_id = %s",
-        (principal_type, principal_id),
-    )
-    existing = await cur.fetchall()
+    existing = await store.list_credentials(conn, principal_type=principal_type, principal_id=principal_id)
     if len(existing) >= MAX_PASSKEYS:
         raise too_many()
     options = generate_registration_options(
@@ -225,27 +211,22 @@ async def registration_options(
         user_id=principal_id.bytes,  # the user handle: opaque, no personal data
         user_display_name=display_name,
         timeout=_timeout_ms(),
-        exclude_credentials=[_descriptor(bytes(r[0]), r[1]) for r in existing],
+        exclude_credentials=[
+            _descriptor(credential_id, transports) for credential_id, transports in existing
+        ],
         authenticator_selection=AuthenticatorSelectionCriteria(
             resident_key=ResidentKeyRequirement.REQUIRED,
             user_verification=UserVerificationRequirement.REQUIRED,
         ),
     )
     challenge_id, expires = await _new_challenge(
-        conn, "register", options.challenge, (principal_type, principal_id)
+        conn, "register", options.challenge, (principal_type, principal_id), now or system_clock()
     )
     return Ceremony(challenge_id, _options_dict(options), expires)
 
 
-def _passkey(row: Any) -> Passkey:
-    return Passkey(row[0], row[1], list(row[2]), row[3], row[4])
-
-
-_PASSKEY_COLUMNS = "id, name, transports, created_at, last_used_at"
-
-
 async def verify_registration(
-    pool: AsyncConnectionPool,
+    source: PoolOrUnit,
     *,
     principal_type: str,
     principal_id: UUID,
@@ -258,9 +239,11 @@ async def verify_registration(
 ) -> Passkey:
     """Check an attestation answering this principal's registration challenge and store the passkey.
 
-    The registration is audited (``factor.passkey.register``, by ``actor``) in the transaction that stores it.
+    The registration is a step of the unit of work, audited (``factor.passkey.register``, by ``actor``) in
+    the transaction that stores it.
     """
-    challenge, _ = await take_challenge(pool, challenge_id, "register", (principal_type, principal_id))
+    uow = _unit_of_work(source)
+    challenge, _ = await take_challenge(uow, challenge_id, "register", (principal_type, principal_id))
     try:
         parsed: RegistrationCredential = parse_registration_credential_json(credential)
         verified = verify_registration_response(
@@ -274,41 +257,34 @@ async def verify_registration(
         raise IdentityError("passkey_registration_invalid") from None
     transports = [t.value for t in parsed.response.transports or []]
     label = (name or "").strip()[:NAME_MAX] or DEFAULT_NAME
-    async with pool.connection() as conn, conn.transaction():
-        # Serialize a principal's registrations so the limit holds under concurrency.
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"passkeys:{principal_id}",)
+
+    async def step(unit: Unit) -> Passkey:
+        await store.lock_principal_passkeys(unit.conn, principal_id=principal_id)
+        count = await store.count_passkeys(
+            unit.conn, principal_type=principal_type, principal_id=principal_id
         )
-        cur = await conn.execute(
-            "SELECT count(*) FROM passkeys WHERE principal_type = %s AND principal_id = %s",
-            (principal_type, principal_id),
-        )
-        count = await cur.fetchone()
-        if count is not None and count[0] >= MAX_PASSKEYS:
+        if count >= MAX_PASSKEYS:
             raise too_many()
-        cur = await conn.execute(
-            "INSERT INTO passkeys (id, principal_type, principal_id, credential_id, public_key, sign_count, "
-            "transports, name) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (credential_id) DO NOTHING "
-            f"RETURNING {_PASSKEY_COLUMNS}",
-            (
-                uuid4(),
-                principal_type,
-                principal_id,
-                verified.credential_id,
-                verified.credential_public_key,
-                verified.sign_count,
-                transports,
-                label,
-            ),
+        key = await store.insert_passkey(
+            unit.conn,
+            passkey_id=uuid4(),
+            principal_type=principal_type,
+            principal_id=principal_id,
+            credential_id=verified.credential_id,
+            public_key=verified.credential_public_key,
+            sign_count=verified.sign_count,
+            transports=transports,
+            name=label,
+            now=unit.now,
         )
-        row = await cur.fetchone()
-        if row is None:
+        if key is None:
             raise IdentityError("passkey_exists")
-        key = _passkey(row)
         detail = {"passkey_id": str(key.id), "name": key.name, "credential": fingerprint(credential)}
         target = (principal_type, str(principal_id))
-        await audit.append(conn, actor.event("factor.passkey.register", target=target, detail=detail))
-    return key
+        unit.audit(actor.event("factor.passkey.register", target=target, detail=detail))
+        return key
+
+    return await uow.run(step)
 
 
 # --- authentication --------------------------------------------------------------------------------------
@@ -326,6 +302,7 @@ async def authentication_options(
     rp_id: str,
     principal: PrincipalRef | None = None,
     decoy_ids: Sequence[bytes] = (),
+    now: datetime | None = None,
 ) -> Ceremony:
     """Options to assert a passkey: any discoverable one (no principal), or the principal's own.
 
@@ -335,12 +312,10 @@ async def authentication_options(
     """
     allow: list[PublicKeyCredentialDescriptor] = []
     if principal is not None:
-        cur = await conn.execute(
-            "SELECT credential_id, transports FROM passkeys WHERE principal_type = %s AND principal_id = %s "
-            "ORDER BY created_at",
-            principal,
+        credentials = await store.list_credentials(
+            conn, principal_type=principal[0], principal_id=principal[1]
         )
-        allow = [_descriptor(bytes(r[0]), r[1]) for r in await cur.fetchall()]
+        allow = [_descriptor(credential_id, transports) for credential_id, transports in credentials]
     if not allow:
         allow = [_descriptor(d, ["internal", "hybrid"]) for d in decoy_ids]
     options = generate_authentication_options(
@@ -349,7 +324,9 @@ async def authentication_options(
         allow_credentials=allow,
         user_verification=UserVerificationRequirement.REQUIRED,
     )
-    challenge_id, expires = await _new_challenge(conn, purpose, options.challenge, principal)
+    challenge_id, expires = await _new_challenge(
+        conn, purpose, options.challenge, principal, now or system_clock()
+    )
     return Ceremony(challenge_id, _options_dict(options), expires)
 
 
@@ -363,32 +340,28 @@ async def verify_assertion(
     principal: PrincipalRef | None,
     principal_type: str | None = None,
     refusal_status: int = 401,
+    now: datetime | None = None,
 ) -> Assertion:
     """Verify an assertion against a spent challenge and record the new counter (in the caller's transaction).
 
     ``principal`` restricts the answer to that principal's passkeys, ``principal_type`` to one kind of
     principal. Any failure raises with nothing written; the caller's transaction must roll back on it.
+    The passkey's last use is ``now`` (the caller's clock).
     """
     invalid = assertion_invalid(refusal_status)
     try:
         parsed: AuthenticationCredential = parse_authentication_credential_json(credential)
     except _MALFORMED:
         raise invalid from None
-    cur = await conn.execute(
-        "SELECT id, principal_type, principal_id, public_key, sign_count FROM passkeys "
-        "WHERE credential_id = %s FOR UPDATE",
-        (parsed.raw_id,),
-    )
-    row = await cur.fetchone()
-    if row is None:
+    stored = await store.lock_passkey_by_credential(conn, credential_id=parsed.raw_id)
+    if stored is None:
         raise invalid
-    passkey_id, owner_type, owner_id, public_key, stored_count = row
-    if principal is not None and (owner_type, owner_id) != principal:
+    if principal is not None and (stored.principal_type, stored.principal_id) != principal:
         raise invalid
-    if principal_type is not None and owner_type != principal_type:
+    if principal_type is not None and stored.principal_type != principal_type:
         raise invalid
     user_handle = parsed.response.user_handle
-    if user_handle is not None and user_handle != owner_id.bytes:
+    if user_handle is not None and user_handle != stored.principal_id.bytes:
         raise invalid
     try:
         verified = verify_authentication_response(
@@ -396,7 +369,7 @@ async def verify_assertion(
             expected_challenge=challenge,
             expected_rp_id=rp_id,
             expected_origin=origin,
-            credential_public_key=bytes(public_key),
+            credential_public_key=stored.public_key,
             # The counter is checked below, after the signature, to name a clone as such.
             credential_current_sign_count=0,
             require_user_verification=True,
@@ -404,16 +377,16 @@ async def verify_assertion(
     except _MALFORMED:
         raise invalid from None
     new_count = verified.new_sign_count
-    if (new_count > 0 or stored_count > 0) and new_count <= stored_count:
+    if (new_count > 0 or stored.sign_count > 0) and new_count <= stored.sign_count:
         raise counter_regressed(refusal_status)
-    await conn.execute(
-        "UPDATE passkeys SET sign_count = %s, last_used_at = now() WHERE id = %s", (new_count, passkey_id)
+    await store.record_passkey_use(
+        conn, passkey_id=stored.id, sign_count=new_count, now=now or system_clock()
     )
-    return Assertion(owner_type, owner_id, passkey_id, new_count)
+    return Assertion(stored.principal_type, stored.principal_id, stored.id, new_count)
 
 
 async def login(
-    pool: AsyncConnectionPool,
+    source: PoolOrUnit,
     *,
     challenge_id: UUID,
     credential: dict[str, Any],
@@ -424,44 +397,54 @@ async def login(
     """Sign a customer in with a passkey: verify, refuse frozen or closed accounts, open a session.
 
     The new session counts as stepped up (a user-verified passkey is two factors in one), and the sign-in
-    is audited (``customer.login.passkey``) in the transaction that opens it. Raises IdentityError when the
-    assertion does not verify, LoginRefused when its customer may not sign in.
+    is a step of the unit of work, audited (``customer.login.passkey``) in the transaction that opens it.
+    Raises IdentityError when the assertion does not verify, LoginRefused when its customer may not sign in.
     """
-    challenge, bound = await take_challenge(pool, challenge_id, "login", None)
-    async with pool.connection() as conn, conn.transaction():
+    from etcwallet.identity.customers import store as customers
+
+    uow = _unit_of_work(source)
+    challenge, bound = await take_challenge(uow, challenge_id, "login", None)
+
+    async def step(unit: Unit) -> PasskeyLogin:
         assertion = await verify_assertion(
-            conn,
+            unit.conn,
             challenge=challenge,
             credential=credential,
             rp_id=rp_id,
             origin=origin,
             principal=bound,
             principal_type="customer",
+            now=unit.now,
         )
-        cur = await conn.execute("SELECT status FROM customers WHERE id = %s", (assertion.principal_id,))
-        row = await cur.fetchone()
-        if row is None:
+        customer = await customers.get_customer(unit.conn, assertion.principal_id)
+        if customer is None:
             raise assertion_invalid(401)
-        if row[0] != "active":
+        if customer.status != "active":
             refusal = IdentityError(
-                "account_frozen@passkey" if row[0] == "frozen" else "account_closed@passkey"
+                "account_frozen@passkey" if customer.status == "frozen" else "account_closed@passkey"
             )
             raise LoginRefused(refusal, assertion.principal_id)
         tokens = await sessions.issue(
-            conn, principal_type="customer", principal_id=assertion.principal_id, client=client
+            unit.conn,
+            principal_type="customer",
+            principal_id=assertion.principal_id,
+            client=client,
+            now=unit.now,
         )
-        await sessions.mark_stepped_up(conn, tokens.session_id, "passkey")
-        customer = ("customer", str(assertion.principal_id))
+        await sessions.record_step_up(unit.conn, session_id=tokens.session_id, factor="passkey", now=unit.now)
+        target = ("customer", str(assertion.principal_id))
         detail: dict[str, object] = {
             "passkey_id": str(assertion.passkey_id),
             "session_id": str(tokens.session_id),
         }
         detail |= tokens.audit_detail()
-        event = Actor(*customer, client.ip, client.user_agent).event(
-            "customer.login.passkey", target=customer, detail=detail
+        event = Actor(*target, client.ip, client.user_agent).event(
+            "customer.login.passkey", target=target, detail=detail
         )
-        await audit.append(conn, event)
-    return PasskeyLogin(assertion, tokens)
+        unit.audit(event)
+        return PasskeyLogin(assertion, tokens)
+
+    return await uow.run(step)
 
 
 # --- the principal's passkeys ----------------------------------------------------------------------------
@@ -469,36 +452,24 @@ async def login(
 
 async def list_passkeys(conn: AsyncConnection[Any], principal_type: str, principal_id: UUID) -> list[Passkey]:
     """A principal's passkeys, oldest first."""
-    cur = await conn.execute(
-        f"SELECT {_PASSKEY_COLUMNS} FROM passkeys WHERE principal_type = %s AND principal_id = %s "
-        "ORDER BY created_at, id",
-        (principal_type, principal_id),
-    )
-    return [_passkey(r) for r in await cur.fetchall()]
+    return await store.list_passkeys(conn, principal_type=principal_type, principal_id=principal_id)
 
 
 async def has_passkey(conn: AsyncConnection[Any], principal_type: str, principal_id: UUID) -> bool:
     """Whether the principal has at least one passkey."""
-    cur = await conn.execute(
-        "SELECT 1 FROM passkeys WHERE principal_type = %s AND principal_id = %s LIMIT 1",
-        (principal_type, principal_id),
-    )
-    return await cur.fetchone() is not None
+    return await store.has_passkey(conn, principal_type=principal_type, principal_id=principal_id)
 
 
 async def delete_passkey(
     conn: AsyncConnection[Any], principal_type: str, principal_id: UUID, passkey_id: UUID
 ) -> Passkey:
     """Remove one of the principal's own passkeys; someone else's (or no such) id is a 404."""
-    cur = await conn.execute(
-        f"DELETE FROM passkeys WHERE id = %s AND principal_type = %s AND principal_id = %s "
-        f"RETURNING {_PASSKEY_COLUMNS}",
-        (passkey_id, principal_type, principal_id),
+    key = await store.delete_passkey(
+        conn, principal_type=principal_type, principal_id=principal_id, passkey_id=passkey_id
     )
-    row = await cur.fetchone()
-    if row is None:
+    if key is None:
         raise IdentityError("passkey_not_found")
-    return _passkey(row)
+    return key
 
 
 def credential_fingerprint(credential_id: bytes) -> str:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from etcwallet.core.schemas import RequestModel
 from etcwallet.identity.factors import passkeys
 from etcwallet.identity.factors.types import Enrollment, StepUpStatus
+from etcwallet.identity.fields import LoginTicket
 
 
 class TotpEnrollmentOut(BaseModel):
@@ -66,6 +67,18 @@ class PasskeyRegisterIn(RequestModel):
 class PasskeyAssertionIn(RequestModel):
     challenge_id: UUID
     credential: dict[str, Any]
+
+
+class TicketIn(RequestModel):
+    """The second step of a password sign-in: the ticket whose customer's passkey will answer."""
+
+    ticket: LoginTicket
+
+
+class TicketAssertionIn(PasskeyAssertionIn):
+    """A passkey assertion finishing the password sign-in that answered ``ticket``."""
+
+    ticket: LoginTicket
 
 
 class PasskeyLoginOptionsIn(RequestModel):

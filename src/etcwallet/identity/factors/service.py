@@ -156,7 +156,7 @@ def not_accepted(factor: str, factors: list[str]) -> IdentityError:
 async def _admit(uow: UnitOfWork, principal: Principal, factor: Factor) -> None:
     """Count a proof attempt (committed even if refused) and check the factor is one this principal may use."""
     async with uow.pool.connection() as conn:
-        await hit(conn, f"step-up:{principal.kind}:{principal.id}", PROOF_LIMIT)
+        await hit(conn, f"step-up:{principal.kind}:{principal.id}", PROOF_LIMIT, now=uow.clock())
         factors = await usable_factors(conn, principal=principal)
     if factor not in factors:
         raise not_accepted(factor, factors)
@@ -177,7 +177,7 @@ async def _mark(
     unit: Unit, principal: Principal, factor: Factor, actor: Actor, detail: dict[str, Any] | None = None
 ) -> None:
     """Mark the session stepped up at the unit's time and audit it with the unit's commit."""
-    await sessions.mark_stepped_up(unit.conn, principal.session_id, factor, at=unit.now)
+    await sessions.record_step_up(unit.conn, session_id=principal.session_id, factor=factor, now=unit.now)
     unit.audit(actor.event(f"step_up.{factor}", target=_target(principal), detail=detail))
 
 
@@ -204,7 +204,9 @@ async def prove_recovery_code(
     await _admitted(uow, principal, "recovery_code", refused)
 
     async def step(unit: Unit) -> None:
-        if not await totp.use_recovery_code(unit.conn, lookup_key, principal.kind, principal.id, code):
+        if not await totp.use_recovery_code(
+            unit.conn, lookup_key, principal.kind, principal.id, code, now=unit.now
+        ):
             raise IdentityError("recovery_code_invalid")
         await _mark(unit, principal, "recovery_code", actor)
 
@@ -219,7 +221,11 @@ async def passkey_options(uow: UnitOfWork, *, principal: Principal, rp_id: str) 
         if "passkey" not in factors:
             raise not_accepted("passkey", factors)
         return await passkeys.authentication_options(
-            unit.conn, purpose="step_up", rp_id=rp_id, principal=(principal.kind, principal.id)
+            unit.conn,
+            purpose="step_up",
+            rp_id=rp_id,
+            principal=(principal.kind, principal.id),
+            now=unit.now,
         )
 
     return await uow.run(step)
@@ -240,7 +246,7 @@ async def prove_passkey(
     await _admitted(uow, principal, "passkey", refused)
     ref = (principal.kind, principal.id)
     try:
-        challenge, _ = await passkeys.take_challenge(uow.pool, challenge_id, "step_up", ref)
+        challenge, _ = await passkeys.take_challenge(uow, challenge_id, "step_up", ref)
     except DomainError as error:
         await audit.record(uow.pool, refused(error))
         raise
@@ -254,6 +260,7 @@ async def prove_passkey(
             origin=origin,
             principal=ref,
             refusal_status=422,
+            now=unit.now,
         )
         await _mark(unit, principal, "passkey", actor, {"passkey_id": str(assertion.passkey_id)})
         return assertion
@@ -280,7 +287,13 @@ async def send_sms(
             raise not_accepted("sms", factors)
         phone = await _customer_phone(unit.conn, principal)
         sent = await sms.send_code(
-            unit.conn, gateway, lookup_key, phone=phone, purpose=sms.Purpose.STEP_UP, ip=actor.ip
+            unit.conn,
+            gateway,
+            lookup_key,
+            phone=phone,
+            purpose=sms.Purpose.STEP_UP,
+            ip=actor.ip,
+            now=unit.now,
         )
         unit.audit(actor.event(FactorAction.STEP_UP_SMS_SEND, target=_target(principal)))
         return sent
@@ -298,7 +311,7 @@ async def prove_sms(
     async def step(unit: Unit) -> str | None:
         phone = await _customer_phone(unit.conn, principal)
         refusal = await sms.check_code(
-            unit.conn, lookup_key, phone=phone, purpose=sms.Purpose.STEP_UP, code=code
+            unit.conn, lookup_key, phone=phone, purpose=sms.Purpose.STEP_UP, code=code, now=unit.now
         )
         if refusal is None:
             await _mark(unit, principal, "sms", actor)
@@ -322,7 +335,9 @@ async def start_totp_enrollment(
 
     async def step(unit: Unit) -> Enrollment:
         try:
-            enrollment = await totp.enroll(unit.conn, cipher, principal.kind, principal.id, account_name)
+            enrollment = await totp.enroll(
+                unit.conn, cipher, principal.kind, principal.id, account_name, now=unit.now
+            )
         except ValueError:
             raise IdentityError("totp_already_enrolled") from None
         unit.audit(actor.event(FactorAction.TOTP_ENROLL_START, target=(actor.type, actor.id)))
@@ -339,7 +354,7 @@ async def confirm_totp(
     A refusal is audited in the step's own transaction, as a success is, and then raised.
     """
     async with uow.pool.connection() as conn:
-        await hit(conn, f"step-up:{principal.kind}:{principal.id}", PROOF_LIMIT)
+        await hit(conn, f"step-up:{principal.kind}:{principal.id}", PROOF_LIMIT, now=uow.clock())
     target = _target(principal)
     kind, principal_id = principal.kind, principal.id
 
@@ -358,7 +373,9 @@ async def confirm_totp(
             failure = IdentityError("totp_invalid@step_up")
         else:
             codes = await totp.issue_recovery_codes(unit.conn, lookup_key, kind, principal_id)
-            await sessions.mark_stepped_up(unit.conn, principal.session_id, "totp", at=unit.now)
+            await sessions.record_step_up(
+                unit.conn, session_id=principal.session_id, factor="totp", now=unit.now
+            )
         if failure is None:
             unit.audit(actor.event(FactorAction.TOTP_ENROLL, target=target))
             return codes
@@ -413,6 +430,7 @@ async def passkey_registration_options(
             user_name=user_name,
             display_name=user_name,
             rp_id=rp_id,
+            now=unit.now,
         )
 
     return await uow.run(step)
@@ -433,7 +451,7 @@ async def register_passkey(
     is audited on its own with the credential's fingerprint."""
     try:
         return await passkeys.verify_registration(
-            uow.pool,
+            uow,
             principal_type=principal.kind,
             principal_id=principal.id,
             challenge_id=challenge_id,
@@ -480,7 +498,7 @@ async def passkey_login_options(
             principal = ("customer", customer_id) if customer_id is not None else None
             decoys = [passkeys.decoy_credential_id(lookup_key, phone)]
         return await passkeys.authentication_options(
-            unit.conn, purpose="login", rp_id=rp_id, principal=principal, decoy_ids=decoys
+            unit.conn, purpose="login", rp_id=rp_id, principal=principal, decoy_ids=decoys, now=unit.now
         )
 
     return await uow.run(step)
@@ -500,7 +518,7 @@ async def passkey_login(
     actor = actor_of(None, client)
     try:
         return await passkeys.login(
-            uow.pool,
+            uow,
             challenge_id=challenge_id,
             credential=credential,
             rp_id=rp_id,

@@ -51,6 +51,8 @@ async def enroll(
     principal_type: str,
     principal_id: UUID,
     account_name: str,
+    *,
+    now: datetime | None = None,
 ) -> Enrollment:
     """Start (or restart, while unconfirmed) TOTP enrollment; refused if a confirmed factor exists."""
     row = await store.lock_totp(conn, principal_type=principal_type, principal_id=principal_id)
@@ -59,7 +61,11 @@ async def enroll(
     secret = pyotp.random_base32()
     secret_enc = cipher.encrypt(secret, context=_CONTEXT)
     await store.put_totp_secret(
-        conn, principal_type=principal_type, principal_id=principal_id, secret_enc=secret_enc
+        conn,
+        principal_type=principal_type,
+        principal_id=principal_id,
+        secret_enc=secret_enc,
+        now=now or datetime.now(UTC),
     )
     uri = pyotp.TOTP(secret).provisioning_uri(name=account_name, issuer_name=ISSUER)
     svg, png = _qr(uri)
@@ -131,13 +137,23 @@ async def issue_recovery_codes(
 
 
 async def use_recovery_code(
-    conn: AsyncConnection[Any], lookup_key: bytes, principal_type: str, principal_id: UUID, code: str
+    conn: AsyncConnection[Any],
+    lookup_key: bytes,
+    principal_type: str,
+    principal_id: UUID,
+    code: str,
+    *,
+    now: datetime | None = None,
 ) -> bool:
-    """Spend one recovery code; each works once."""
+    """Spend one recovery code (used at ``now``, the caller's clock); each works once."""
     digits = code.replace("-", "").replace(" ", "")
     code_hash = recovery_code_hash(lookup_key, principal_type, principal_id, digits)
     return await store.spend_recovery_code(
-        conn, principal_type=principal_type, principal_id=principal_id, code_hash=code_hash
+        conn,
+        principal_type=principal_type,
+        principal_id=principal_id,
+        code_hash=code_hash,
+        now=now or datetime.now(UTC),
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
+from uuid import UUID
 
 STEP_UP_WINDOW = timedelta(minutes=5)
 """How long a proven second factor counts as fresh for a sensitive action."""
@@ -72,3 +73,40 @@ class StepUpStatus:
         valid_until = at + max_age if at is not None else None
         fresh = valid_until is not None and valid_until > now
         return cls(factors, at, session.factor, valid_until, fresh)
+
+
+# --- passkeys ----------------------------------------------------------------------------------------------
+
+CeremonyPurpose = Literal["register", "login", "step_up"]
+PrincipalRef = tuple[str, UUID]
+"""(principal_type, principal_id)."""
+
+
+@dataclass(frozen=True)
+class Ceremony:
+    """Options for ``navigator.credentials.create/get`` and the id of the challenge they carry."""
+
+    challenge_id: UUID
+    options: dict[str, Any]
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Passkey:
+    """A registered credential as its owner sees it (never the key material)."""
+
+    id: UUID
+    name: str
+    transports: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """A verified assertion: whose passkey answered, and its new signature counter."""
+
+    principal_type: str
+    principal_id: UUID
+    passkey_id: UUID
+    sign_count: int

@@ -15,8 +15,9 @@ clock, ``core.deps.ClockDep``), the system clock when omitted; SQL ``now()`` is 
 idle and absolute ends are tested by moving a clock. A caller in one transaction reads its clock once,
 as ``now()`` (the transaction's start) did.
 
-The functions after "Kept for callers not yet moved" keep the positional signatures other modules call
-today; new code calls the keyword-only ones.
+The positional functions at the end (``rotate``, ``revoke``, ``revoke_all``, ``list_live``,
+``mark_stepped_up``) are kept only for ``identity/customers`` until its callers move; new code calls the
+keyword-only ones.
 """
 
 from __future__ import annotations
@@ -54,9 +55,7 @@ __all__ = [
     "PrincipalType",
     "Rotation",
     "Session",
-    "authenticate",
     "count_live_sessions",
-    "create",
     "end_all_sessions",
     "end_owned_session",
     "end_session",
@@ -69,13 +68,10 @@ __all__ = [
     "lookup_principals",
     "mark_stepped_up",
     "record_step_up",
-    "refresh",
     "revoke",
     "revoke_all",
     "rotate",
     "rotate_refresh",
-    "touch",
-    "touch_many",
     "touch_sessions",
 ]
 
@@ -290,58 +286,7 @@ async def record_step_up(
     await store.mark_stepped_up(conn, session_id=session_id, factor=factor, now=_read(now))
 
 
-# --- Kept for callers not yet moved: the positional signatures of before issue 17 --------------------
-
-
-async def create(
-    conn: AsyncConnection[Any],
-    principal_type: str,
-    principal_id: UUID,
-    *,
-    ip: str | None,
-    user_agent: str | None,
-    device_id: str | None = None,
-    now: datetime | None = None,
-) -> IssuedTokens:
-    """:func:`issue` with the client spelled out."""
-    client = Client(ip, user_agent, device_id)
-    return await issue(conn, principal_type=principal_type, principal_id=principal_id, client=client, now=now)
-
-
-async def authenticate(
-    conn: AsyncConnection[Any], access_token: str, *, now: datetime | None = None
-) -> Session | None:
-    """:func:`find_live`."""
-    return await find_live(conn, access_token=access_token, now=now)
-
-
-async def touch_many(conn: AsyncConnection[Any], session_ids: list[UUID], now: datetime) -> None:
-    """:func:`touch_sessions`."""
-    await store.touch(conn, session_ids=session_ids, now=now)
-
-
-async def touch(conn: AsyncConnection[Any], session_id: UUID, now: datetime) -> None:
-    """:func:`touch_sessions` for one session."""
-    await store.touch(conn, session_ids=[session_id], now=now)
-
-
-async def refresh(
-    conn: AsyncConnection[Any], principal_type: str, refresh_token: str, *, now: datetime | None = None
-) -> IssuedTokens | None:
-    """Rotate both tokens of a live session of ``principal_type`` (whatever its principal's status)."""
-    now = _read(now)
-    access, new_refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    row = await store.rotate_tokens(
-        conn,
-        principal_type=principal_type,
-        old_refresh_hash=hash_token(refresh_token),
-        token_hash=hash_token(access),
-        refresh_hash=hash_token(new_refresh),
-        now=now,
-    )
-    if row is None:
-        return None
-    return IssuedTokens(row[0], access, new_refresh, row[1], row[2], row[3], row[4])
+# --- Kept only for identity/customers (edited by other helpers meanwhile; the lead moves them) ----------
 
 
 async def rotate(

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.core.deps import ClientDep, KeysDep, PoolDep, SessionClientDep, UnitOfWorkDep
+from etcwallet.core.clock import Clock
+from etcwallet.core.deps import ClientDep, ClockDep, KeysDep, PoolDep, SessionClientDep, UnitOfWorkDep
 from etcwallet.core.openapi import problems
 from etcwallet.identity.authz import (
     ROLE_NAMES,
@@ -65,15 +66,15 @@ def outlet_out(o: service.Outlet) -> s.OutletOut:
     )
 
 
-async def _limit(pool: AsyncConnectionPool, *keys: tuple[str, Limit]) -> None:
+async def _limit(pool: AsyncConnectionPool, clock: Clock, *keys: tuple[str, Limit]) -> None:
     async with pool.connection() as conn:
         for key, limit in keys:
-            await hit(conn, key, limit)
+            await hit(conn, key, limit, now=clock())
 
 
 @router.post("/auth/login", response_model=s.LoginStepOut, responses=problems(401, 403, 423, 429))
 async def login(
-    body: s.StaffPasswordLogin, pool: PoolDep, keys: KeysDep, client: ClientDep
+    body: s.StaffPasswordLogin, pool: PoolDep, keys: KeysDep, client: ClientDep, clock: ClockDep
 ) -> s.LoginStepOut:
     """Step 1: username and password. Answers a ticket for step 2.
 
@@ -83,6 +84,7 @@ async def login(
     who = actor_of(None, client)
     await _limit(
         pool,
+        clock,
         (f"staff-login:ip:{who.ip}", LOGIN_PER_IP),
         (f"staff-login:user:{body.username}", LOGIN_PER_USER),
     )
@@ -93,6 +95,7 @@ async def login(
         password=body.password,
         client=client,
         enrollment_code=body.enrollment_code,
+        clock=clock,
     )
     enrollment = None
     if step.enrollment is not None:
@@ -110,11 +113,11 @@ async def login(
 
 @router.post("/auth/totp", response_model=s.StaffSessionOut, responses=problems(401, 403, 423, 429))
 async def login_totp(
-    body: s.SecondFactorLogin, pool: PoolDep, keys: KeysDep, client: SessionClientDep
+    body: s.SecondFactorLogin, pool: PoolDep, keys: KeysDep, client: SessionClientDep, clock: ClockDep
 ) -> s.StaffSessionOut:
     """Step 2: the TOTP code (or a recovery code). The first code after enrollment confirms it."""
     who = actor_of(None, client)
-    await _limit(pool, (f"staff-totp:ip:{who.ip}", LOGIN_PER_IP))
+    await _limit(pool, clock, (f"staff-totp:ip:{who.ip}", LOGIN_PER_IP))
     done = await service.login_second_factor(
         pool,
         keys.cipher,
@@ -122,6 +125,7 @@ async def login_totp(
         ticket=body.ticket,
         code=body.code,
         client=client,
+        clock=clock,
     )
     t = done.tokens
     return s.StaffSessionOut(
@@ -130,19 +134,19 @@ async def login_totp(
 
 
 @router.post("/auth/refresh", response_model=SessionOut, responses=problems(401, 403, 429))
-async def refresh(body: RefreshRequest, pool: PoolDep, client: ClientDep) -> SessionOut:
+async def refresh(body: RefreshRequest, pool: PoolDep, client: ClientDep, clock: ClockDep) -> SessionOut:
     """Rotate the session's tokens; the old pair stops working."""
     who = actor_of(None, client)
-    await _limit(pool, (f"staff-refresh:ip:{who.ip}", LOGIN_PER_IP))
-    tokens = await service.refresh_session(pool, body.refresh_token, client=client)
+    await _limit(pool, clock, (f"staff-refresh:ip:{who.ip}", LOGIN_PER_IP))
+    tokens = await service.refresh_session(pool, refresh_token=body.refresh_token, client=client, clock=clock)
     return SessionOut.of(tokens)
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(
-    pool: PoolDep, client: ClientDep, me: Annotated[Principal, Depends(require_staff)]
+    pool: PoolDep, client: ClientDep, clock: ClockDep, me: Annotated[Principal, Depends(require_staff)]
 ) -> Response:
-    await service.logout(pool, staff_id=me.id, session_id=me.session_id, client=client)
+    await service.logout(pool, staff_id=me.id, session_id=me.session_id, client=client, clock=clock)
     return Response(status_code=204)
 
 

@@ -159,7 +159,9 @@ async def update_staff(
         return await _request_role_change(conn, before, new_role, outlet_id, status, actor, now or utcnow())
     if status == "disabled" and before.role is Role.ADMINISTRATOR and before.status == "active":
         await _keep_an_administrator(conn, staff_id, "status")
-    old, new = await staff.update_staff(conn, staff_id, role=role, outlet_id=outlet_id, status=status)
+    old, new = await staff.update_staff(
+        conn, staff_id, role=role, outlet_id=outlet_id, status=status, now=now or utcnow()
+    )
     return Outcome(old, new)
 
 
@@ -211,9 +213,10 @@ async def approve(conn: Conn, change_id: UUID, *, actor: UUID, now: datetime | N
         raise staff_error("self_approval", field="change_id")
     if change.staff_id == actor:
         raise staff_error("own_role", field="change_id")
+    now = now or utcnow()
     before = await store.lock_staff(conn, change.staff_id)
     if change.kind == "create":
-        _, member = await staff.update_staff(conn, before.id, status="active")
+        _, member = await staff.update_staff(conn, before.id, status="active", now=now)
     else:
         if before.role != change.role_from:
             raise staff_error("change_stale", field="change_id")
@@ -225,10 +228,9 @@ async def approve(conn: Conn, change_id: UUID, *, actor: UUID, now: datetime | N
             role=change.role_to,
             outlet_id=change.outlet_id,
             clear_outlet=change.outlet_id is None,
+            now=now,
         )
-    decided = await store.decide_change(
-        conn, change_id, status="approved", decided_by=actor, now=now or utcnow()
-    )
+    decided = await store.decide_change(conn, change_id, status="approved", decided_by=actor, now=now)
     return Outcome(before, member, decided)
 
 
@@ -239,11 +241,10 @@ async def reject(conn: Conn, change_id: UUID, *, actor: UUID, now: datetime | No
     change = await _lock_pending(conn, change_id)
     before = await store.lock_staff(conn, change.staff_id)
     member = before
+    now = now or utcnow()
     if change.kind == "create":
-        _, member = await staff.update_staff(conn, before.id, status="rejected")
-    decided = await store.decide_change(
-        conn, change_id, status="rejected", decided_by=actor, now=now or utcnow()
-    )
+        _, member = await staff.update_staff(conn, before.id, status="rejected", now=now)
+    decided = await store.decide_change(conn, change_id, status="rejected", decided_by=actor, now=now)
     return Outcome(before, member, decided)
 
 

@@ -11,24 +11,13 @@ from pydantic import BaseModel, Field
 from etcwallet.core.schemas import RequestModel
 from etcwallet.identity.authz import Role
 from etcwallet.identity.factors.schemas import TotpEnrollmentOut
+from etcwallet.identity.fields import (
+    NewPassword as NewPassword,
+)  # re-exported: customers' schemas import it here
+from etcwallet.identity.fields import Password as Password
 from etcwallet.identity.sessions.schemas import SessionOut
-from etcwallet.identity.validators import PASSWORD_MAX, PASSWORD_MIN, PASSWORD_PATTERN, PASSWORD_RULES
 
 Username = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[a-z][a-z0-9_.\-]*$")]
-Password = Annotated[str, Field(min_length=1, max_length=128)]
-NewPassword = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=PASSWORD_MAX,
-        json_schema_extra={
-            "minLength": PASSWORD_MIN,
-            "pattern": PASSWORD_PATTERN,
-            "description": PASSWORD_RULES,
-        },
-    ),
-]
-"""A password being set: the policy in the schema as far as a pattern says it; the validator gives the reasons."""
 BankCode = Literal["lanzhou_bank", "gansu_bank", "icbc", "abc", "rural_credit", "ccb", "psbc"]
 
 

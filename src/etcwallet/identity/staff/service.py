@@ -228,6 +228,7 @@ async def update_staff(
     outlet_id: UUID | None = None,
     clear_outlet: bool = False,
     status: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[StaffMember, StaffMember]:
     """Change a staff member's role, outlet or status; disabling ends their sessions. Returns (old, new).
 
@@ -244,7 +245,9 @@ async def update_staff(
         conn, staff_id, role=new_role, outlet_id=new_outlet, status=status or old.status
     )
     if new.status != "active" or new.role != old.role or new.outlet_id != old.outlet_id:
-        await sessions.revoke_all(conn, "staff", staff_id, "staff_changed")
+        await sessions.end_all_sessions(
+            conn, principal_type="staff", principal_id=staff_id, reason="staff_changed", now=now
+        )
     return old, new
 
 
@@ -316,21 +319,21 @@ def _event(
 
 
 async def _check_password(
-    conn: Conn, username: str, password: str
+    conn: Conn, username: str, password: str, now: datetime
 ) -> tuple[UUID | None, IdentityError | None]:
     """The member signing in (None: unknown) and the refusal, if any; a failure counts toward the lockout."""
     row = await store.lock_staff_login(conn, username)
     if row is None:
-        failure: IdentityError | None = await lockout.unknown_lock_in_force(conn, "staff", username)
+        failure: IdentityError | None = await lockout.unknown_lock_in_force(conn, "staff", username, now=now)
         if failure is None:
             await verify_secret_async(dummy_hash(), password)
-            until = await lockout.record_unknown_failure(conn, "staff", username)
+            until = await lockout.record_unknown_failure(conn, "staff", username, now=now)
             failure = lockout.failed("invalid_credentials@staff", until)
         return None, failure
     staff_id, password_hash, status, locked_until = row
-    failure = lockout.lock_in_force(locked_until)
+    failure = lockout.lock_in_force(locked_until, now=now)
     if failure is None and (status != "active" or not await verify_secret_async(password_hash, password)):
-        until = await lockout.record_failure(conn, "staff", staff_id)
+        until = await lockout.record_failure(conn, "staff", staff_id, now=now)
         failure = lockout.failed("invalid_credentials@staff", until)
     return staff_id, failure
 
@@ -353,7 +356,7 @@ async def login_password(
     """
     async with pool.connection() as conn, conn.transaction():
         now = clock()
-        staff_id, failure = await _check_password(conn, username, password)
+        staff_id, failure = await _check_password(conn, username, password, now)
         enrollment = None
         if failure is None:
             assert staff_id is not None
@@ -384,9 +387,9 @@ async def _first_sign_in(
     if code is None:
         return None, IdentityError("enrollment_code_required")
     if not await store.spend_enrollment_code(conn, staff_id, code, now=now):
-        until = await lockout.record_failure(conn, "staff", staff_id)
+        until = await lockout.record_failure(conn, "staff", staff_id, now=now)
         return None, lockout.failed("enrollment_code_invalid", until)
-    return await totp.enroll(conn, cipher, "staff", staff_id, f"staff:{username}"), None
+    return await totp.enroll(conn, cipher, "staff", staff_id, f"staff:{username}", now=now), None
 
 
 async def login_second_factor(
@@ -413,20 +416,20 @@ async def login_second_factor(
         row = await store.lock_staff_ticket(conn, ticket, now=now, attempts=TICKET_ATTEMPTS)
         if row is None:
             failure = IdentityError("login_ticket_invalid")
-        elif (failure := lockout.lock_in_force(row[1])) is not None:
+        elif (failure := lockout.lock_in_force(row[1], now=now)) is not None:
             staff_id = row[0]
         else:
             staff_id = row[0]
             enrolled = await totp.is_enrolled(conn, "staff", staff_id)
-            ok = await totp.verify(conn, cipher, "staff", staff_id, code, confirming=not enrolled)
+            ok = await totp.verify(conn, cipher, "staff", staff_id, code, confirming=not enrolled, now=now)
             if not ok and enrolled and "-" in code:
-                ok = await totp.use_recovery_code(conn, lookup_key, "staff", staff_id, code)
+                ok = await totp.use_recovery_code(conn, lookup_key, "staff", staff_id, code, now=now)
             if not ok:
                 await conn.execute(
                     "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s",
                     (hash_token(ticket),),
                 )
-                until = await lockout.record_failure(conn, "staff", staff_id)
+                until = await lockout.record_failure(conn, "staff", staff_id, now=now)
                 failure = lockout.failed("totp_invalid", until)
             else:
                 await conn.execute(
@@ -436,7 +439,7 @@ async def login_second_factor(
                     recovery = await totp.issue_recovery_codes(conn, lookup_key, "staff", staff_id)
                 await lockout.record_success(conn, "staff", staff_id)
                 tokens = await sessions.issue(
-                    conn, principal_type="staff", principal_id=staff_id, client=client, now=clock()
+                    conn, principal_type="staff", principal_id=staff_id, client=client, now=now
                 )
                 member = await store.get_staff_or_raise(conn, staff_id)
         detail = {} if failure else {"enrolled_now": recovery is not None} | tokens.audit_detail()
@@ -448,11 +451,13 @@ async def login_second_factor(
 
 
 async def refresh_session(
-    pool: AsyncConnectionPool, refresh_token: str, *, client: Client
+    pool: AsyncConnectionPool, *, refresh_token: str, client: Client, clock: Callable[[], datetime] = utcnow
 ) -> sessions.IssuedTokens:
     """Rotate an active staff member's session tokens (audited); 401 for any other token."""
     async with pool.connection() as conn, conn.transaction():
-        rotation = await sessions.rotate(conn, "staff", refresh_token)
+        rotation = await sessions.rotate_refresh(
+            conn, principal_type="staff", refresh_token=refresh_token, now=clock()
+        )
         tokens = rotation.tokens
         failure = (
             None if tokens is not None else refresh_token_reused() if rotation.reused else unauthenticated()
@@ -470,8 +475,15 @@ async def refresh_session(
     return tokens
 
 
-async def logout(pool: AsyncConnectionPool, *, staff_id: UUID, session_id: UUID, client: Client) -> None:
+async def logout(
+    pool: AsyncConnectionPool,
+    *,
+    staff_id: UUID,
+    session_id: UUID,
+    client: Client,
+    clock: Callable[[], datetime] = utcnow,
+) -> None:
     """End the staff member's current session (audited)."""
     async with pool.connection() as conn, conn.transaction():
-        await sessions.revoke(conn, session_id, "logout")
+        await sessions.end_session(conn, session_id=session_id, reason="logout", now=clock())
         await audit.append(conn, _event(staff_id, client, StaffAction.LOGOUT, ("session", session_id)))
