@@ -391,7 +391,7 @@ async def test_after_n_failures_an_event_is_parked_and_the_consumer_moves_on_the
         await events.request_replay(conn, parked.id, requested_by="system:test")
     await drain(d)
     async with pool.connection() as conn:
-        again = await events.get_parked(conn, parked.id)
+        again = await events.get_parked_or_raise(conn, parked.id)
     assert (again.status, again.attempts, again.replay_requested_by) == ("parked", 4, "system:test")
     assert seen.calls[-1].replay and seen.calls[-1].attempt == 4
 
@@ -404,7 +404,7 @@ async def test_after_n_failures_an_event_is_parked_and_the_consumer_moves_on_the
         await conn.commit()
     await drain(d)
     async with pool.connection() as conn:
-        done = await events.get_parked(conn, parked.id)
+        done = await events.get_parked_or_raise(conn, parked.id)
         with pytest.raises(events.EventError) as missing:
             await events.request_replay(conn, 2**62, requested_by="system:test")
     assert missing.value.code == "parked_event_not_found" and missing.value.status == 404

@@ -62,7 +62,7 @@ __all__ = [
     "approve_change",
     "change_detail",
     "create_staff",
-    "get_change",
+    "get_change_or_raise",
     "list_changes",
     "needs_approval",
     "reject",
@@ -386,7 +386,7 @@ async def reject_change(uow: UnitOfWork, *, actor: Actor, administrator: UUID, c
 # --- reading -------------------------------------------------------------------------------------------
 
 
-async def get_change(conn: Conn, change_id: UUID) -> StaffChange:
+async def get_change_or_raise(conn: Conn, change_id: UUID) -> StaffChange:
     """A change; 404 ``change_not_found`` when unknown."""
     return await store.get_change_or_raise(conn, change_id)
 
@@ -410,5 +410,5 @@ async def change_with_member(
 ) -> tuple[StaffChange, StaffMember]:
     """One change with the member as they are now."""
     async with pool.connection() as conn:
-        change = await get_change(conn, change_id)
+        change = await get_change_or_raise(conn, change_id)
         return change, await store.get_staff_or_raise(conn, change.staff_id)

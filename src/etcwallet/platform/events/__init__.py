@@ -34,7 +34,13 @@ from etcwallet.platform.events.dispatch import (
 )
 from etcwallet.platform.events.errors import EventError
 from etcwallet.platform.events.outbox import Event, emit, emit_many, insert_statement, rows_json
-from etcwallet.platform.events.parked import ParkedEvent, get_parked, list_parked, request_replay
+from etcwallet.platform.events.parked import (
+    ParkedEvent,
+    get_parked,
+    get_parked_or_raise,
+    list_parked,
+    request_replay,
+)
 
 __all__ = [
     "CONSUMERS",
@@ -52,6 +58,7 @@ __all__ = [
     "emit",
     "emit_many",
     "get_parked",
+    "get_parked_or_raise",
     "insert_statement",
     "list_parked",
     "positions",

@@ -70,13 +70,19 @@ async def list_parked(
     return [ParkedEvent(*row) for row in await cur.fetchall()]
 
 
-async def get_parked(conn: AsyncConnection[Any], parked_id: int) -> ParkedEvent:
-    """One parked event, or ``parked_event_not_found``."""
+async def get_parked(conn: AsyncConnection[Any], parked_id: int) -> ParkedEvent | None:
+    """One parked event, or None."""
     cur = await conn.execute(f"SELECT {_COLUMNS} FROM event_parked WHERE id = %s", (parked_id,))
     row = await cur.fetchone()
-    if row is None:
+    return None if row is None else ParkedEvent(*row)
+
+
+async def get_parked_or_raise(conn: AsyncConnection[Any], parked_id: int) -> ParkedEvent:
+    """One parked event, or ``parked_event_not_found``."""
+    found = await get_parked(conn, parked_id)
+    if found is None:
         raise EventError("parked_event_not_found")
-    return ParkedEvent(*row)
+    return found
 
 
 async def request_replay(conn: AsyncConnection[Any], parked_id: int, *, requested_by: str) -> ParkedEvent:
@@ -91,7 +97,7 @@ async def request_replay(conn: AsyncConnection[Any], parked_id: int, *, requeste
     )
     row = await cur.fetchone()
     if row is None:
-        await get_parked(conn, parked_id)  # not found: that refusal
+        await get_parked_or_raise(conn, parked_id)  # not found: that refusal
         raise EventError("parked_event_not_parked")
     return ParkedEvent(*row)
 
