@@ -155,11 +155,13 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", f"{C}/me/payment-password/reset"): ONLY_CUSTOMER,
     ("POST", f"{C}/me/freeze"): ONLY_CUSTOMER,
     ("GET", "/api/v1/me/accounts"): ONLY_CUSTOMER,
+    ("POST", "/api/v1/me/close"): ONLY_CUSTOMER,
     # staff on customers
     ("GET", f"{C}/{{customer_id}}"): CUSTOMER_READERS,
     ("GET", f"{C}/{{customer_id}}/accounts"): CUSTOMER_READERS,
     ("POST", f"{C}/{{customer_id}}/freeze"): CUSTOMER_FREEZERS,
     ("POST", f"{C}/{{customer_id}}/unfreeze"): CUSTOMER_FREEZERS,
+    ("POST", f"{C}/{{customer_id}}/close"): CUSTOMER_FREEZERS,
     # the customer's second factors and step-up
     ("POST", f"{F}/totp/enroll"): ONLY_CUSTOMER,
     ("POST", f"{F}/totp/confirm"): ONLY_CUSTOMER,

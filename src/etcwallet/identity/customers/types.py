@@ -67,6 +67,8 @@ class CustomerAction(StrEnum):
     UNFREEZE = "customer.unfreeze"
     UNFREEZE_SELF = "customer.unfreeze.self"
     READ = "customer.read"
+    CLOSE = "customer.close"
+    ANONYMIZE = "customer.anonymize"
 
 
 @dataclass(frozen=True)
@@ -156,3 +158,13 @@ class CustomerDetail:
     pin: PinState
     two_factor: TwoFactorState
     live_sessions: int
+
+
+@dataclass(frozen=True)
+class Closure:
+    """A closed account: when, how many sessions the closure ended, which ledger accounts it froze."""
+
+    customer_id: UUID
+    closed_at: datetime
+    sessions_ended: int
+    accounts_frozen: tuple[UUID, ...]
