@@ -8,29 +8,23 @@ start-up; the rules are in :mod:`.closure`.
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from etcwallet.core.deps import ClientDep, UnitOfWorkDep
 from etcwallet.core.openapi import problems
 from etcwallet.identity.authz import Permission, Principal, require, require_customer
 from etcwallet.identity.customers import closure
 from etcwallet.identity.customers import schemas as s
-from etcwallet.identity.customers.closure_checks import ClosureChecks
+from etcwallet.identity.customers.closure_checks import ClosureChecksDep
 from etcwallet.identity.customers.types import Closure
 from etcwallet.platform.idempotency import idempotent
 
 router = APIRouter(tags=["customers"])
 
 
-def get_closure_checks(request: Request) -> ClosureChecks:
-    """The application's closure checks (identity's own and those the domains registered)."""
-    return cast(ClosureChecks, request.app.state.runtime.closure_checks)
-
-
-ClosureChecksDep = Annotated[ClosureChecks, Depends(get_closure_checks)]
 Closer = Annotated[Principal, Depends(idempotent(require(Permission.CUSTOMERS_FREEZE)))]
 
 

@@ -21,8 +21,10 @@ import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any, cast
 from uuid import UUID
+
+from fastapi import Depends, Request
 
 from etcwallet.core.errors import DomainError
 from etcwallet.identity.customers.accounts import owner_of
@@ -182,3 +184,11 @@ class ClosureChecks:
             if refusal is not None:
                 refusals.append(replace(refusal, check=name))
         return refusals
+
+
+def get_closure_checks(request: Request) -> ClosureChecks:
+    """A route's dependency: the application's closure checks (``Runtime.closure_checks``)."""
+    return cast(ClosureChecks, request.app.state.runtime.closure_checks)
+
+
+ClosureChecksDep = Annotated[ClosureChecks, Depends(get_closure_checks)]
