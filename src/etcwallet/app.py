@@ -33,6 +33,8 @@ from etcwallet.identity import jobs as identity_jobs
 from etcwallet.identity.audit.api import admin as audit_admin_router
 from etcwallet.identity.customers.accounts_api import router as customer_accounts_router
 from etcwallet.identity.customers.api import router as customer_router
+from etcwallet.identity.customers.closure_api import router as customer_closure_router
+from etcwallet.identity.customers.closure_checks import ClosureChecks
 from etcwallet.identity.customers.outlet_api import router as outlet_customer_router
 from etcwallet.identity.dev_api import router as dev_router
 from etcwallet.identity.factors import totp
@@ -71,6 +73,8 @@ class Runtime:
     dispatcher: events.Dispatcher | None = None
     relay: NatsRelay | None = None
     uow: UnitOfWork = field(init=False)
+    closure_checks: ClosureChecks = field(default_factory=ClosureChecks)
+    """What must hold before a customer's account closes: domains register their checks at start-up."""
 
     def __post_init__(self) -> None:
         # One unit of work for every domain, on the ledger's clock, so steps and transfers agree on time.
@@ -141,7 +145,11 @@ def job_registry(settings: Settings, ledger: Ledger) -> Registry:
         [
             *platform_jobs(),
             *ledger_jobs.jobs(ledger, settings.ledger_expiry_interval_seconds),
-            *identity_jobs.jobs(settings.housekeeping_interval_seconds, clock=ledger.clock),
+            *identity_jobs.jobs(
+                settings.housekeeping_interval_seconds,
+                retention_days=settings.customer_retention_days,
+                clock=ledger.clock,
+            ),
             *client_jobs.jobs(),
         ]
     )
@@ -302,6 +310,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(customer_router)
     app.include_router(customer_accounts_router)
     app.include_router(outlet_customer_router)
+    app.include_router(customer_closure_router)
     app.include_router(factors_router)
     if settings.serves_dev_outbox:
         app.include_router(dev_router)

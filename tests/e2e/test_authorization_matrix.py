@@ -157,6 +157,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", f"{C}/me/payment-password/reset"): ONLY_CUSTOMER,
     ("POST", f"{C}/me/freeze"): ONLY_CUSTOMER,
     ("GET", "/api/v1/me/accounts"): ONLY_CUSTOMER,
+    ("POST", "/api/v1/me/close"): ONLY_CUSTOMER,
     # staff on customers
     ("GET", f"{C}/{{customer_id}}"): CUSTOMER_READERS,
     ("GET", f"{C}/{{customer_id}}/accounts"): CUSTOMER_READERS,
@@ -167,6 +168,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/outlet/customers"): OUTLET_OPERATORS,
     ("POST", "/api/v1/outlet/customers/search"): OUTLET_OPERATORS,
     ("POST", "/api/v1/outlet/customers/{customer_id}/verify"): OUTLET_OPERATORS,
+    ("POST", f"{C}/{{customer_id}}/close"): CUSTOMER_FREEZERS,
     # the customer's second factors and step-up
     ("POST", f"{F}/totp/enroll"): ONLY_CUSTOMER,
     ("POST", f"{F}/totp/confirm"): ONLY_CUSTOMER,

@@ -376,6 +376,7 @@ def test_the_service_declares_the_sweeper_and_housekeeping_with_their_settings(
         "jobs.prune": Every(3600),
         "ledger.expire_holds": Every(7),
         "identity.housekeeping": Every(99),
+        "identity.anonymize_closed": DailyAt(clock_time(3, 30)),
         "machine_clients.forget_nonces": Every(60),
     }
 

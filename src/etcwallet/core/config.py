@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     ledger_max_batch: int = Field(default=8000, ge=1, le=8000)
     ledger_expiry_interval_seconds: float = Field(default=5.0, gt=0)
     housekeeping_interval_seconds: float = Field(default=3600.0, gt=0)
+    customer_retention_days: int = Field(
+        default=3653,
+        ge=1826,
+        le=36525,
+        description="days a closed customer's personal data is kept before it is anonymized (at least 5 years)",
+    )
     events_poll_seconds: float = Field(
         default=0.5, gt=0, description="how often the event dispatcher looks for events other processes wrote"
     )

@@ -42,9 +42,10 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "audit_log": _APPEND_ONLY,
     "sms_outbox": _APPEND_ONLY,
     "outlets": _APPEND_ONLY,
-    "customers": _READ_WRITE,  # lockout counters, password, freeze
-    "customer_profiles": _READ_WRITE,
-    "payment_passwords": _READ_WRITE,
+    "customers": _READ_WRITE,  # lockout counters, password, freeze, closure, anonymization
+    # a closed customer's real-name data and payment password are deleted once the retention has passed
+    "customer_profiles": _READ_WRITE_DELETE,
+    "payment_passwords": _READ_WRITE_DELETE,
     "staff": _READ_WRITE,  # role, status, lockout counters
     "sessions": _READ_WRITE,  # rotation, revocation, step-up; kept as device history, never deleted
     "session_refresh_history": ("SELECT", "INSERT", "DELETE"),  # housekeeping forgets ended sessions'

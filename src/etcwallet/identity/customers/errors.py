@@ -46,6 +46,26 @@ CUSTOMER_ERRORS: dict[str, Entry] = {
     ),
     "account_closed": (403, "账户已注销", "the account has been closed", None),
     "account_closed@passkey": (403, "账户已注销，无法登录", "the account is closed and cannot sign in", None),
+    # closing an account (customers/closure.py)
+    "account_already_closed": (409, "账户已注销", "the account is already closed", None),
+    "closure_balance_left": (
+        409,
+        "账户（{purpose}）尚有余额 {amount_yuan} 元，请先将余额转回绑定的银行卡再注销",
+        "the {purpose} account still holds {amount_yuan} yuan: move it to your bound bank card before closing",
+        None,
+    ),
+    "closure_pending": (
+        409,
+        "账户（{purpose}）有尚未完成的支付或冻结款项，请待其完成后再注销",
+        "the {purpose} account has a payment or hold still pending: close the account once it has settled",
+        None,
+    ),
+    "closure_needs_payment_password": (
+        422,
+        "注销账户需要输入支付密码",
+        "closing the account needs your payment password",
+        "pin",
+    ),
     "account_not_frozen": (409, "账户未冻结", "the account is not frozen", None),
     "unfreeze_needs_staff": (
         403,

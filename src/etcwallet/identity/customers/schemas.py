@@ -307,3 +307,29 @@ class StaffCustomerOut(BaseModel):
         default=True,
         description="false for an account an outlet opened that its owner has not claimed (no password yet)",
     )
+
+
+# --- closing an account (customers/closure.py) -----------------------------------------------------------
+
+
+class SelfCloseRequest(RequestModel):
+    """Close my account: the payment password when one is set, and (optionally) why."""
+
+    pin: Pin | None = None
+    reason: Reason | None = None
+
+
+class StaffCloseRequest(RequestModel):
+    """Close a customer's account on their request: why (kept, masked, in the audit log)."""
+
+    reason: Reason
+
+
+class ClosureOut(BaseModel):
+    """A closed account: since when, how many sessions ended, how many ledger accounts were frozen."""
+
+    id: UUID
+    status: Literal["closed"] = "closed"
+    closed_at: datetime
+    sessions_ended: int
+    accounts_frozen: int

@@ -71,6 +71,8 @@ class CustomerAction(StrEnum):
     OUTLET_FIND = "customer.outlet.find"
     OUTLET_CREATE = "customer.outlet.create"
     VERIFY = "customer.verify"
+    CLOSE = "customer.close"
+    ANONYMIZE = "customer.anonymize"
 
 
 class VerificationMethod(StrEnum):
@@ -192,3 +194,13 @@ class CustomerDetail:
     pin: PinState
     two_factor: TwoFactorState
     live_sessions: int
+
+
+@dataclass(frozen=True)
+class Closure:
+    """A closed account: when, how many sessions the closure ended, which ledger accounts it froze."""
+
+    customer_id: UUID
+    closed_at: datetime
+    sessions_ended: int
+    accounts_frozen: tuple[UUID, ...]
