@@ -60,7 +60,9 @@ async def freeze(
         if changed:
             who = Actor(actor_type, str(actor_id), client.ip, client.user_agent)
             await freeze_in(unit, before, reason=reason, frozen_by=frozen_by, actor=who)
-        ended = await sessions.revoke_all(unit.conn, CUSTOMER, customer_id, "frozen", now=unit.now)
+        ended = await sessions.end_all_sessions(
+            unit.conn, principal_type=CUSTOMER, principal_id=customer_id, reason="frozen", now=unit.now
+        )
         after = await store.get_customer_or_raise(unit.conn, customer_id)
         unit.audit(
             event(

@@ -476,7 +476,7 @@ async def login_second_factor(
                 tokens = await sessions.issue(
                     conn, principal_type=CUSTOMER, principal_id=customer_id, client=client, now=unit.now
                 )
-                await sessions.mark_stepped_up(conn, tokens.session_id, factor, now=unit.now)
+                await sessions.record_step_up(conn, session_id=tokens.session_id, factor=factor, now=unit.now)
             else:
                 await store.count_ticket_attempt(conn, ticket_hash)
                 until = await lockout.record_failure(conn, "customers", customer_id, now=unit.now)
@@ -568,7 +568,7 @@ async def login_second_factor_passkey(
         tokens = await sessions.issue(
             conn, principal_type=CUSTOMER, principal_id=known, client=client, now=unit.now
         )
-        await sessions.mark_stepped_up(conn, tokens.session_id, "passkey", now=unit.now)
+        await sessions.record_step_up(conn, session_id=tokens.session_id, factor="passkey", now=unit.now)
         unit.audit(event(client, action, customer_id=known, detail=detail | tokens.audit_detail()))
         return tokens
 
@@ -603,7 +603,9 @@ async def refresh(*, uow: UnitOfWork, refresh_token: str, client: Client) -> ses
     """Rotate a customer session's tokens (the old pair stops working); 401 if it is not live."""
 
     async def step(unit: Unit) -> tuple[sessions.IssuedTokens | None, IdentityError | None]:
-        rotation = await sessions.rotate(unit.conn, CUSTOMER, refresh_token, now=unit.now)
+        rotation = await sessions.rotate_refresh(
+            unit.conn, principal_type=CUSTOMER, refresh_token=refresh_token, now=unit.now
+        )
         tokens, customer_id = rotation.tokens, rotation.principal_id
         failure = None
         if tokens is None:
@@ -631,7 +633,7 @@ async def logout(*, uow: UnitOfWork, customer_id: UUID, session_id: UUID, client
     """End the current session."""
 
     async def step(unit: Unit) -> None:
-        await sessions.revoke(unit.conn, session_id, "logout", now=unit.now)
+        await sessions.end_session(unit.conn, session_id=session_id, reason="logout", now=unit.now)
         detail = {"session_id": str(session_id)}
         unit.audit(event(client, CustomerAction.LOGOUT, customer_id=customer_id, detail=detail))
 
@@ -673,8 +675,12 @@ async def reset_password(
                 await store.set_password(
                     unit.conn, customer_id, password_hash=password_hash, now=unit.now, clear_lock=True
                 )
-                ended = await sessions.revoke_all(
-                    unit.conn, CUSTOMER, customer_id, "password_reset", now=unit.now
+                ended = await sessions.end_all_sessions(
+                    unit.conn,
+                    principal_type=CUSTOMER,
+                    principal_id=customer_id,
+                    reason="password_reset",
+                    now=unit.now,
                 )
         unit.audit(
             event(
@@ -725,8 +731,13 @@ async def change_password(
             await store.set_password(
                 unit.conn, customer_id, password_hash=password_hash, now=unit.now, clear_lock=False
             )
-            ended = await sessions.revoke_all(
-                unit.conn, CUSTOMER, customer_id, "password_changed", keep=session_id, now=unit.now
+            ended = await sessions.end_all_sessions(
+                unit.conn,
+                principal_type=CUSTOMER,
+                principal_id=customer_id,
+                reason="password_changed",
+                keep=session_id,
+                now=unit.now,
             )
         unit.audit(
             event(
@@ -750,7 +761,7 @@ async def change_password(
 
 async def list_sessions(conn: Conn, customer_id: UUID) -> list[sessions.Session]:
     """The customer's live sessions (their signed-in devices), most recently used first."""
-    return await sessions.list_live(conn, CUSTOMER, customer_id)
+    return await sessions.list_devices(conn, principal_type=CUSTOMER, principal_id=customer_id)
 
 
 async def end_session(*, uow: UnitOfWork, customer_id: UUID, session_id: UUID, client: Client) -> None:
