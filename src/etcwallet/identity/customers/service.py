@@ -76,6 +76,7 @@ from etcwallet.identity.customers.types import (
 )
 from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.factors import passkeys, totp
+from etcwallet.identity.factors import service as factors
 from etcwallet.identity.passwords import hash_secret_async, verify_secret_async
 from etcwallet.identity.sessions import service as sessions
 from etcwallet.identity.sms import Purpose, SentCode, SmsGateway
@@ -827,7 +828,8 @@ async def end_session(*, uow: UnitOfWork, customer_id: UUID, session_id: UUID, c
 
 async def two_factor_state(conn: Conn, *, customer_id: UUID) -> TwoFactorState:
     """Which second factors the customer has: TOTP, how many passkeys, how many recovery codes are left."""
-    return await store.get_two_factor_state(conn, customer_id)
+    counts = await factors.factor_counts(conn, principal_type=CUSTOMER, principal_id=customer_id)
+    return TwoFactorState(counts.totp, counts.passkeys, counts.unused_recovery_codes)
 
 
 async def detail(
@@ -839,7 +841,7 @@ async def detail(
         customer,
         await get_profile(conn, cipher=cipher, customer_id=customer_id),
         await store.get_pin_state(conn, customer_id),
-        await store.get_two_factor_state(conn, customer_id),
+        await two_factor_state(conn, customer_id=customer_id),
         await sessions.count_live_sessions(
             conn, principal_type=CUSTOMER, principal_id=customer_id, now=now or utcnow()
         ),

@@ -30,6 +30,8 @@ from etcwallet.identity.factors.types import (
     Enrollment,
     Factor,
     FactorAction,
+    FactorCounts,
+    SessionStepUp,
     StepUpStatus,
     is_fresh,
 )
@@ -94,6 +96,19 @@ async def accepted_factors(
     return factors
 
 
+async def factor_counts(
+    conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID
+) -> FactorCounts:
+    """How many second factors the principal has, for another sub-package's read model (a customer's detail)."""
+    return await store.count_factors(conn, principal_type=principal_type, principal_id=principal_id)
+
+
+async def forget_principal(conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID) -> None:
+    """Delete every second factor of the principal (TOTP, recovery codes, passkeys), in the caller's
+    transaction: an anonymized customer keeps none."""
+    await store.delete_factors(conn, principal_type=principal_type, principal_id=principal_id)
+
+
 def endpoints_of(kind: str) -> dict[str, list[dict[str, str]]]:
     """Where a principal of ``kind`` proves each factor it may use for step-up."""
     return CUSTOMER_ENDPOINTS if kind == "customer" else STAFF_ENDPOINTS
@@ -131,8 +146,11 @@ async def step_up_status(
 ) -> StepUpStatus:
     """The session's step-up state at ``now`` and the factors the principal can prove."""
     factors = await usable_factors(conn, principal=principal)
-    session = await store.get_session_step_up(conn, session_id=principal.session_id)
-    return StepUpStatus.at(factors, session, now=now, max_age=max_age)
+    session = await sessions.get_session(conn, session_id=principal.session_id)
+    step_up = (
+        SessionStepUp(session.stepped_up_at, session.step_up_factor) if session else SessionStepUp(None, None)
+    )
+    return StepUpStatus.at(factors, step_up, now=now, max_age=max_age)
 
 
 async def require_fresh(

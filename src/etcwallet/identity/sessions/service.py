@@ -56,6 +56,7 @@ __all__ = [
     "end_owned_session",
     "end_session",
     "find_live",
+    "forget_devices",
     "get_session",
     "get_session_or_raise",
     "issue",
@@ -275,3 +276,9 @@ async def record_step_up(
 ) -> None:
     """Record that the session's holder has just proved a second factor."""
     await store.mark_stepped_up(conn, session_id=session_id, factor=factor, now=_read(now))
+
+
+async def forget_devices(conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID) -> None:
+    """Strip the principal's sessions of the ip, user agent and device id they were opened from, in the
+    caller's transaction; the sessions stay as records (an anonymized customer's)."""
+    await store.strip_devices(conn, principal_type=principal_type, principal_id=principal_id)

@@ -364,12 +364,11 @@ async def login_password(
             assert staff_id is not None
             enrollment, failure = await _first_sign_in(conn, cipher, staff_id, username, enrollment_code, now)
         if failure is None:
+            assert staff_id is not None
             ticket = new_token()
             expires = now + TICKET_LIFETIME
-            await conn.execute(
-                "INSERT INTO login_tickets (ticket_hash, principal_type, principal_id, expires_at) "
-                "VALUES (%s, 'staff', %s, %s)",
-                (hash_token(ticket), staff_id, expires),
+            await store.insert_ticket(
+                conn, ticket_hash=hash_token(ticket), staff_id=staff_id, expires_at=expires
             )
         detail = {"username": username} | ({"totp_enrollment": "started"} if enrollment else {})
         event = _event(staff_id, client, StaffAction.LOGIN_PASSWORD, ("staff", staff_id), failure, detail)
@@ -449,16 +448,11 @@ async def login_second_factor(
                     now=now,
                 )
             if not ok:
-                await conn.execute(
-                    "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s",
-                    (hash_token(ticket),),
-                )
+                await store.count_ticket_attempt(conn, ticket_hash=hash_token(ticket))
                 until = await lockout.record_failure(conn, table="staff", principal_id=staff_id, now=now)
                 failure = lockout.failed("totp_invalid", until)
             else:
-                await conn.execute(
-                    "UPDATE login_tickets SET used_at = %s WHERE ticket_hash = %s", (now, hash_token(ticket))
-                )
+                await store.spend_ticket(conn, ticket_hash=hash_token(ticket), now=now)
                 if not enrolled:
                     recovery = await totp.issue_recovery_codes(
                         conn, lookup_key=lookup_key, principal_type="staff", principal_id=staff_id
