@@ -180,7 +180,7 @@ async def bootstrap_enrollment_code(pool: AsyncConnectionPool, username: str) ->
         cur = await conn.execute("SELECT id FROM staff WHERE username = %s", (username,))
         row = await cur.fetchone()
         assert row is not None, f"no staff member {username}"
-        return (await staff.issue_enrollment_code(conn, row[0], issued_by=None)).code
+        return (await staff.issue_enrollment_code(conn, staff_id=row[0], issued_by=None)).code
 
 
 def app_pool(client: httpx.AsyncClient) -> AsyncConnectionPool:

@@ -122,7 +122,7 @@ async def _start_services(settings: Settings, server: DatabaseServer) -> Runtime
         await ledger.start()
         await ledger.ensure_chart()
         async with pool.connection() as conn:
-            rekeyed = await totp.rekey_legacy_recovery_codes(conn, keys.lookup_key)
+            rekeyed = await totp.rekey_legacy_recovery_codes(conn, lookup_key=keys.lookup_key)
         if rekeyed:
             log.info("legacy recovery codes rekeyed", extra={"count": rekeyed})
         runtime.jobs = Runner(pool, job_registry(settings, ledger))

@@ -243,7 +243,7 @@ async def _issue_code(conn: AsyncConnection[Any], staff_id: UUID) -> EnrollmentC
     from etcwallet.platform import audit
     from etcwallet.platform.audit import Actor
 
-    code = await staff.issue_enrollment_code(conn, staff_id, issued_by=None)
+    code = await staff.issue_enrollment_code(conn, staff_id=staff_id, issued_by=None)
     detail = {"expires_at": code.expires_at.isoformat()}
     event = Actor.system("cli").event(
         "staff.enrollment_code.issue", target=("staff", str(staff_id)), detail=detail
@@ -671,7 +671,7 @@ def dev_sms_outbox(
         pool = await open_pool(_database_url(), 2)
         try:
             async with pool.connection() as conn:
-                return list(await sms.outbox(conn, phone, limit))
+                return list(await sms.outbox(conn, phone=phone, limit=limit))
         finally:
             await pool.close()
 

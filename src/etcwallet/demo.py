@@ -67,9 +67,9 @@ async def load_demo_data(runtime: Runtime) -> None:
             except DomainError as exc:
                 if exc.code != "username_taken":
                     raise
-            staff_id = await staff.get_staff_id_or_raise(conn, username)
-            if not await totp.is_enrolled(conn, "staff", staff_id):
-                issued = await staff.issue_enrollment_code(conn, staff_id, issued_by=None)
+            staff_id = await staff.get_staff_id_or_raise(conn, username=username)
+            if not await totp.is_enrolled(conn, principal_type="staff", principal_id=staff_id):
+                issued = await staff.issue_enrollment_code(conn, staff_id=staff_id, issued_by=None)
                 enrollment_codes[username] = issued.code
     log.info(
         "demo staff",

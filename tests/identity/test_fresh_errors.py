@@ -62,7 +62,7 @@ async def test_a_refusal_carries_no_frame_of_an_earlier_sign_in(
             )
         name = f"nobody.{uuid4().hex[:10]}"
         return await staff.login_password(
-            pool, keys.cipher, username=name, password=password, client=customers.Client(None, None)
+            pool, cipher=keys.cipher, username=name, password=password, client=customers.Client(None, None)
         )
 
     passwords = ("First-secret-0416", "Second-secret-0416")

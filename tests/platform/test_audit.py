@@ -123,7 +123,7 @@ async def write_history(url: str, keys: Keys) -> list[int]:
             with contextlib.suppress(DomainError):
                 await staff.login_password(
                     pool,
-                    keys.cipher,
+                    cipher=keys.cipher,
                     username=username,
                     password=password,
                     client=Client("192.0.2.7", SERVICE_UA),

@@ -37,5 +37,5 @@ async def sms_outbox(
     except InvalidValue as exc:
         raise exc.at("phone") from None
     async with pool.connection() as conn:
-        rows = await sms.outbox(conn, number)
+        rows = await sms.outbox(conn, phone=number)
     return [OutboxMessage(id=r[0], phone=r[1], text=r[2], sent_at=r[3]) for r in rows]

@@ -30,10 +30,10 @@ SPENT_KEPT = timedelta(days=1)
 """Codes, tickets and challenges are kept a day past their expiry, for support to see what happened."""
 
 
-async def sweep(conn: AsyncConnection[Any], now: datetime | None = None) -> dict[str, int]:
+async def sweep(conn: AsyncConnection[Any], *, now: datetime | None = None) -> dict[str, int]:
     """Delete what no check can need any more; returns how many rows left each table."""
     now = now or system_clock()
-    deleted = {"rate_limits": await ratelimit.sweep(conn, RATE_WINDOWS_KEPT, now)}
+    deleted = {"rate_limits": await ratelimit.sweep(conn, older_than=RATE_WINDOWS_KEPT, now=now)}
     spent = now - SPENT_KEPT
     for table in ("sms_codes", "login_tickets", "webauthn_challenges"):
         cur = await conn.execute(f"DELETE FROM {table} WHERE expires_at < %s", (spent,))
@@ -62,7 +62,7 @@ async def run_round(pool: AsyncConnectionPool, *, clock: Clock = system_clock) -
     ``etcwallet audit verify --anchor`` finds deleted tail rows.
     """
     async with pool.connection() as conn:
-        deleted = await sweep(conn, clock())
+        deleted = await sweep(conn, now=clock())
         newest = await audit.head(conn)
     if any(deleted.values()):
         log.info("identity housekeeping", extra={"deleted": deleted})

@@ -67,7 +67,7 @@ def _next_lock(lockouts: int, last_lock_until: datetime | None, now: datetime) -
 
 
 async def record_failure(
-    conn: AsyncConnection[Any], table: Table, principal_id: UUID, *, now: datetime | None = None
+    conn: AsyncConnection[Any], *, table: Table, principal_id: UUID, now: datetime | None = None
 ) -> datetime | None:
     """Count a failed sign-in; returns the lock's end if this failure locked the account."""
     now = now or system_clock()
@@ -88,7 +88,7 @@ async def record_failure(
     return until
 
 
-async def record_success(conn: AsyncConnection[Any], table: Table, principal_id: UUID) -> None:
+async def record_success(conn: AsyncConnection[Any], *, table: Table, principal_id: UUID) -> None:
     await conn.execute(
         f"UPDATE {table} SET failed_logins = 0, locked_until = NULL WHERE id = %s", (principal_id,)
     )
@@ -99,7 +99,7 @@ def _identity(table: Table, identifier: str) -> bytes:
 
 
 async def unknown_lock_in_force(
-    conn: AsyncConnection[Any], table: Table, identifier: str, *, now: datetime | None = None
+    conn: AsyncConnection[Any], *, table: Table, identifier: str, now: datetime | None = None
 ) -> IdentityError | None:
     """The refusal to give while an identifier without an account is locked, or None.
 
@@ -118,7 +118,7 @@ async def unknown_lock_in_force(
 
 
 async def record_unknown_failure(
-    conn: AsyncConnection[Any], table: Table, identifier: str, *, now: datetime | None = None
+    conn: AsyncConnection[Any], *, table: Table, identifier: str, now: datetime | None = None
 ) -> datetime | None:
     """Count a failed sign-in at an identifier without an account, exactly as :func:`record_failure` does."""
     key = _identity(table, identifier)

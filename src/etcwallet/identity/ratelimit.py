@@ -53,7 +53,7 @@ async def hit(conn: AsyncConnection[Any], key: str, limit: Limit, *, now: dateti
 
 
 async def sweep(
-    conn: AsyncConnection[Any], older_than: timedelta = timedelta(days=2), now: datetime | None = None
+    conn: AsyncConnection[Any], *, older_than: timedelta = timedelta(days=2), now: datetime | None = None
 ) -> int:
     """Forget windows that can no longer matter."""
     cur = await conn.execute(

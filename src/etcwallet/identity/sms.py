@@ -94,9 +94,9 @@ def cooldown_error(seconds: int) -> IdentityError:
 
 async def send_code(
     conn: AsyncConnection[Any],
+    *,
     gateway: SmsGateway,
     lookup_key: bytes,
-    *,
     phone: str,
     purpose: Purpose,
     ip: str | None,
@@ -142,8 +142,8 @@ async def send_code(
 
 async def check_code(
     conn: AsyncConnection[Any],
-    lookup_key: bytes,
     *,
+    lookup_key: bytes,
     phone: str,
     purpose: Purpose,
     code: str,
@@ -173,7 +173,7 @@ async def check_code(
 
 
 async def outbox(
-    conn: AsyncConnection[Any], phone: str | None, limit: int = 20
+    conn: AsyncConnection[Any], *, phone: str | None, limit: int = 20
 ) -> list[tuple[int, str, str, datetime]]:
     """What the development sink holds, newest first: (id, phone, text, time)."""
     if phone:

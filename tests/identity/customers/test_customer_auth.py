@@ -391,10 +391,25 @@ async def test_totp_and_recovery_codes_finish_a_login(
     me = await register(client)
     cid = UUID(me.id)
     async with pool.connection() as conn:
-        enrollment = await totp.enroll(conn, runtime.keys.cipher, "customer", cid, me.phone)
+        enrollment = await totp.enroll(
+            conn,
+            cipher=runtime.keys.cipher,
+            principal_type="customer",
+            principal_id=cid,
+            account_name=me.phone,
+        )
         otp = pyotp.TOTP(enrollment.secret)
-        assert await totp.verify(conn, runtime.keys.cipher, "customer", cid, otp.now(), confirming=True)
-        recovery = await totp.issue_recovery_codes(conn, runtime.keys.lookup_key, "customer", cid)
+        assert await totp.verify(
+            conn,
+            cipher=runtime.keys.cipher,
+            principal_type="customer",
+            principal_id=cid,
+            code=otp.now(),
+            confirming=True,
+        )
+        recovery = await totp.issue_recovery_codes(
+            conn, lookup_key=runtime.keys.lookup_key, principal_type="customer", principal_id=cid
+        )
 
     r = await login(client, me.phone)
     assert r.status_code == 200, r.text

@@ -89,10 +89,15 @@ async def test_profile_is_stored_encrypted_and_answered_masked(
     )
     assert r.status_code == 200 and r.json()["name_masked"] == "李*", r.text
     async with pool.connection() as conn:
-        assert await find_customer_by_id_number(conn, runtime.keys.lookup_key, "resident_id", number) is None
-        assert await find_customer_by_id_number(conn, runtime.keys.lookup_key, "resident_id", other) == UUID(
-            me.id
+        assert (
+            await find_customer_by_id_number(
+                conn, lookup_key=runtime.keys.lookup_key, id_type="resident_id", number=number
+            )
+            is None
         )
+        assert await find_customer_by_id_number(
+            conn, lookup_key=runtime.keys.lookup_key, id_type="resident_id", number=other
+        ) == UUID(me.id)
 
 
 @pytest.mark.parametrize(
@@ -152,12 +157,21 @@ async def test_find_customer_by_id_number_uses_the_keyed_hash(
     ).status_code == 200
     key = runtime.keys.lookup_key
     async with pool.connection() as conn:
-        assert await find_customer_by_id_number(conn, key, "resident_id", number) == UUID(me.id)
-        assert await find_customer_by_id_number(conn, key, "resident_id", f" {number.lower()} ") == UUID(
-            me.id
+        assert await find_customer_by_id_number(
+            conn, lookup_key=key, id_type="resident_id", number=number
+        ) == UUID(me.id)
+        assert await find_customer_by_id_number(
+            conn, lookup_key=key, id_type="resident_id", number=f" {number.lower()} "
+        ) == UUID(me.id)
+        assert (
+            await find_customer_by_id_number(conn, lookup_key=key, id_type="passport", number=number) is None
         )
-        assert await find_customer_by_id_number(conn, key, "passport", number) is None
-        assert await find_customer_by_id_number(conn, key, "resident_id", with_wrong_check(number)) is None
+        assert (
+            await find_customer_by_id_number(
+                conn, lookup_key=key, id_type="resident_id", number=with_wrong_check(number)
+            )
+            is None
+        )
         # Only the hash is compared: a row whose ciphertext is garbage is still found by its hash.
         other = await register(client)
         await conn.execute(
@@ -165,7 +179,9 @@ async def test_find_customer_by_id_number_uses_the_keyed_hash(
             "id_number_masked) VALUES (%s, '\\x00', 'passport', '\\x00', %s, 'E*******1')",
             (other.id, keyed_hash(passport, key)),
         )
-        assert await find_customer_by_id_number(conn, key, "passport", passport.lower()) == UUID(other.id)
+        assert await find_customer_by_id_number(
+            conn, lookup_key=key, id_type="passport", number=passport.lower()
+        ) == UUID(other.id)
 
 
 # --- payment password ------------------------------------------------------------------------------------
@@ -288,7 +304,7 @@ async def test_verify_payment_password_service(client: httpx.AsyncClient, pool: 
     me = await register(client)
     cid = UUID(me.id)
     async with pool.connection() as conn:
-        refusal = await verify_payment_password(conn, cid, "258147")
+        refusal = await verify_payment_password(conn, customer_id=cid, pin="258147")
         assert refusal is not None and refusal.code == "payment_password_not_set"
     code = await send_own_code(client, me.headers, me.phone, "reset_payment_password")
     r = await client.put(
@@ -296,8 +312,8 @@ async def test_verify_payment_password_service(client: httpx.AsyncClient, pool: 
     )
     assert r.status_code == 200
     async with pool.connection() as conn:
-        assert await verify_payment_password(conn, cid, "258147") is None
-        refusal = await verify_payment_password(conn, cid, "000001")
+        assert await verify_payment_password(conn, customer_id=cid, pin="258147") is None
+        refusal = await verify_payment_password(conn, customer_id=cid, pin="000001")
         assert refusal is not None and refusal.code == "payment_password_wrong"
         assert refusal.extra["remaining_attempts"] == 4 and refusal.status == 403
     # The pool's context committed the counted try.
@@ -305,7 +321,7 @@ async def test_verify_payment_password_service(client: httpx.AsyncClient, pool: 
         await scalar(pool, "SELECT failed_attempts FROM payment_passwords WHERE customer_id = %s", me.id) == 1
     )
     async with pool.connection() as conn:
-        assert await verify_payment_password(conn, cid, "258147") is None
+        assert await verify_payment_password(conn, customer_id=cid, pin="258147") is None
     assert (
         await scalar(pool, "SELECT failed_attempts FROM payment_passwords WHERE customer_id = %s", me.id) == 0
     )

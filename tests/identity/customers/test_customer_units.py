@@ -91,7 +91,9 @@ async def test_a_login_ticket_expires_by_the_units_clock(pool: AsyncConnectionPo
     a correct code just after it is refused, one just before it signs in. No sleeping."""
     customer_id, phone = await make_customer(pool)
     async with pool.connection() as conn:
-        enrollment = await totp.enroll(conn, keys.cipher, "customer", customer_id, phone)
+        enrollment = await totp.enroll(
+            conn, cipher=keys.cipher, principal_type="customer", principal_id=customer_id, account_name=phone
+        )
         await conn.execute(
             "UPDATE totp_factors SET confirmed_at = now() WHERE principal_type = 'customer' AND principal_id = %s",
             (customer_id,),

@@ -27,7 +27,9 @@ async def test_codes_are_stored_keyed_and_bound_to_their_principal(
     key = runtime.keys.lookup_key
     alice, bob = uuid4(), uuid4()
     async with pool.connection() as conn:
-        codes = await totp.issue_recovery_codes(conn, key, "customer", alice)
+        codes = await totp.issue_recovery_codes(
+            conn, lookup_key=key, principal_type="customer", principal_id=alice
+        )
     digits = [c.replace("-", "") for c in codes]
     stored = await stored_hashes(pool, alice)
     assert len(stored) == totp.RECOVERY_CODES
@@ -38,10 +40,18 @@ async def test_codes_are_stored_keyed_and_bound_to_their_principal(
     assert not stored & {totp.recovery_code_hash(key, "customer", bob, d) for d in digits}
     assert not stored & {totp.recovery_code_hash(os.urandom(32), "customer", alice, d) for d in digits}
     async with pool.connection() as conn:
-        assert not await totp.use_recovery_code(conn, os.urandom(32), "customer", alice, codes[0])
-        assert not await totp.use_recovery_code(conn, key, "customer", bob, codes[0])
-        assert await totp.use_recovery_code(conn, key, "customer", alice, codes[0])
-        assert not await totp.use_recovery_code(conn, key, "customer", alice, codes[0])  # spent
+        assert not await totp.use_recovery_code(
+            conn, lookup_key=os.urandom(32), principal_type="customer", principal_id=alice, code=codes[0]
+        )
+        assert not await totp.use_recovery_code(
+            conn, lookup_key=key, principal_type="customer", principal_id=bob, code=codes[0]
+        )
+        assert await totp.use_recovery_code(
+            conn, lookup_key=key, principal_type="customer", principal_id=alice, code=codes[0]
+        )
+        assert not await totp.use_recovery_code(
+            conn, lookup_key=key, principal_type="customer", principal_id=alice, code=codes[0]
+        )  # spent
 
 
 async def test_legacy_unsalted_codes_are_rekeyed_and_keep_working(
@@ -56,11 +66,15 @@ async def test_legacy_unsalted_codes_are_rekeyed_and_keep_working(
                 "INSERT INTO recovery_codes (principal_type, principal_id, code_hash) VALUES ('customer', %s, %s)",
                 (holder, hashlib.sha256(digits.encode()).digest()),
             )
-        assert await totp.rekey_legacy_recovery_codes(conn, key) >= 2
-        assert await totp.rekey_legacy_recovery_codes(conn, key) == 0  # nothing unkeyed is left
+        assert await totp.rekey_legacy_recovery_codes(conn, lookup_key=key) >= 2
+        assert await totp.rekey_legacy_recovery_codes(conn, lookup_key=key) == 0  # nothing unkeyed is left
     assert await stored_hashes(pool, holder) == {
         totp.recovery_code_hash(key, "customer", holder, d) for d in legacy
     }
     async with pool.connection() as conn:
-        assert await totp.use_recovery_code(conn, key, "customer", holder, "01234-56789")
-        assert await totp.use_recovery_code(conn, key, "customer", holder, "98765 43210")
+        assert await totp.use_recovery_code(
+            conn, lookup_key=key, principal_type="customer", principal_id=holder, code="01234-56789"
+        )
+        assert await totp.use_recovery_code(
+            conn, lookup_key=key, principal_type="customer", principal_id=holder, code="98765 43210"
+        )

@@ -71,18 +71,28 @@ async def test_a_lock_lifts_once_the_clock_passes_its_end(pool: AsyncConnectionP
     phone = new_phone()
     async with pool.connection() as conn:
         for attempt in range(lockout.MAX_FAILURES):
-            assert await lockout.unknown_lock_in_force(conn, "customers", phone, now=clock()) is None
-            until = await lockout.record_unknown_failure(conn, "customers", phone, now=clock())
+            assert (
+                await lockout.unknown_lock_in_force(conn, table="customers", identifier=phone, now=clock())
+                is None
+            )
+            until = await lockout.record_unknown_failure(
+                conn, table="customers", identifier=phone, now=clock()
+            )
             assert (until is None) == (attempt < lockout.MAX_FAILURES - 1)
         assert until == clock() + lockout.BASE_LOCK
         clock.advance(lockout.BASE_LOCK - timedelta(seconds=1))
-        locked = await lockout.unknown_lock_in_force(conn, "customers", phone, now=clock())
+        locked = await lockout.unknown_lock_in_force(conn, table="customers", identifier=phone, now=clock())
         assert locked is not None and locked.code == "account_locked"
         clock.advance(timedelta(seconds=2))
-        assert await lockout.unknown_lock_in_force(conn, "customers", phone, now=clock()) is None
+        assert (
+            await lockout.unknown_lock_in_force(conn, table="customers", identifier=phone, now=clock())
+            is None
+        )
         # The next lock, within a day, lasts twice as long.
         for _ in range(lockout.MAX_FAILURES):
-            until = await lockout.record_unknown_failure(conn, "customers", phone, now=clock())
+            until = await lockout.record_unknown_failure(
+                conn, table="customers", identifier=phone, now=clock()
+            )
         assert until == clock() + 2 * lockout.BASE_LOCK
         assert lockout.lock_in_force(until, now=clock() + 2 * lockout.BASE_LOCK - timedelta(seconds=1))
         assert lockout.lock_in_force(until, now=clock() + 2 * lockout.BASE_LOCK) is None
@@ -101,29 +111,52 @@ async def test_an_sms_code_expires_and_the_cooldown_passes_as_the_clock_moves(
     phone, gateway = new_phone(), sms.OutboxGateway()
     async with pool.connection() as conn:
         await sms.send_code(
-            conn, gateway, keys.lookup_key, phone=phone, purpose=sms.Purpose.LOGIN, ip=None, now=clock()
+            conn,
+            gateway=gateway,
+            lookup_key=keys.lookup_key,
+            phone=phone,
+            purpose=sms.Purpose.LOGIN,
+            ip=None,
+            now=clock(),
         )
-        code = _sent_code((await sms.outbox(conn, phone, 1))[0][2])
+        code = _sent_code((await sms.outbox(conn, phone=phone, limit=1))[0][2])
         clock.advance(sms.COOLDOWN - timedelta(seconds=1))
         with pytest.raises(IdentityError) as cooling:  # the cooldown has not passed on this clock
             await sms.send_code(
-                conn, gateway, keys.lookup_key, phone=phone, purpose=sms.Purpose.LOGIN, ip=None, now=clock()
+                conn,
+                gateway=gateway,
+                lookup_key=keys.lookup_key,
+                phone=phone,
+                purpose=sms.Purpose.LOGIN,
+                ip=None,
+                now=clock(),
             )
         assert cooling.value.code == "sms_cooldown"
         clock.now += sms.LIFETIME  # past the first code's five minutes
         refused = await sms.check_code(
-            conn, keys.lookup_key, phone=phone, purpose=sms.Purpose.LOGIN, code=code, now=clock()
+            conn, lookup_key=keys.lookup_key, phone=phone, purpose=sms.Purpose.LOGIN, code=code, now=clock()
         )
         assert refused is not None and refused.code == "sms_code_expired"
 
         await sms.send_code(
-            conn, gateway, keys.lookup_key, phone=phone, purpose=sms.Purpose.LOGIN, ip=None, now=clock()
+            conn,
+            gateway=gateway,
+            lookup_key=keys.lookup_key,
+            phone=phone,
+            purpose=sms.Purpose.LOGIN,
+            ip=None,
+            now=clock(),
         )
-        fresh = _sent_code((await sms.outbox(conn, phone, 1))[0][2])
+        fresh = _sent_code((await sms.outbox(conn, phone=phone, limit=1))[0][2])
         clock.advance(sms.LIFETIME - timedelta(seconds=1))
         assert (
             await sms.check_code(
-                conn, keys.lookup_key, phone=phone, purpose=sms.Purpose.LOGIN, code=fresh, now=clock()
+                conn,
+                lookup_key=keys.lookup_key,
+                phone=phone,
+                purpose=sms.Purpose.LOGIN,
+                code=fresh,
+                now=clock(),
             )
             is None
         )

@@ -58,7 +58,7 @@ async def test_housekeeping_forgets_the_family_of_an_ended_session_only(
             "WHERE principal_id = %s",
             (ended.id,),
         )
-        deleted = await housekeeping.sweep(conn, datetime.now(UTC) + timedelta(seconds=1))
+        deleted = await housekeeping.sweep(conn, now=datetime.now(UTC) + timedelta(seconds=1))
     assert deleted["session_refresh_history"] >= 1
     count = (
         "SELECT count(*) FROM session_refresh_history h JOIN sessions s ON s.id = h.session_id "

@@ -310,7 +310,7 @@ async def test_a_change_gone_stale_is_refused(client, pool, admins) -> None:
     r = await client.patch(f"{ADMIN}/staff/{member.id}", json={"role": "support_agent"}, headers=first)
     change_id = r.json()["id"]
     async with pool.connection() as conn:  # the role changed meanwhile (by the bootstrap path)
-        await staff.update_staff(conn, member.id, role=Role.RISK_OFFICER)
+        await staff.update_staff(conn, staff_id=member.id, role=Role.RISK_OFFICER)
     r = await client.post(f"{CHANGES}/{change_id}/approve", headers=keyed(second))
     assert_problem(r, 409, field="change_id", code="change_stale")
 
@@ -378,7 +378,7 @@ async def test_the_last_active_administrator_is_neither_disabled_nor_demoted(lon
     for kwargs, field in (({"status": "disabled"}, "status"), ({"role": Role.FINANCE}, "role")):
         with pytest.raises(DomainError) as refused:
             async with pool.connection() as conn, conn.transaction():
-                await staff_changes.update_staff(conn, only, actor=other, **kwargs)
+                await staff_changes.update_staff(conn, staff_id=only, actor=other, **kwargs)
         assert (refused.value.code, refused.value.status, refused.value.field) == (
             "last_administrator",
             409,
@@ -418,11 +418,11 @@ async def test_administrative_changes_are_judged_one_after_another(lone) -> None
     b, _ = await made(pool, Role.ADMINISTRATOR)
     async with pool.connection() as first, pool.connection() as second:
         async with first.transaction():
-            await staff_changes.update_staff(first, b, actor=a, status="disabled")
+            await staff_changes.update_staff(first, staff_id=b, actor=a, status="disabled")
 
             async def other_way() -> None:
                 async with second.transaction():
-                    await staff_changes.update_staff(second, a, actor=b, status="disabled")
+                    await staff_changes.update_staff(second, staff_id=a, actor=b, status="disabled")
 
             waiting = asyncio.create_task(other_way())
             await asyncio.sleep(0.3)

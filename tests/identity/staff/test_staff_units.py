@@ -129,7 +129,7 @@ async def test_an_enrollment_code_expires_by_the_clock(pool: AsyncConnectionPool
     async def sign_in_at(at: datetime) -> LoginStep:
         return await service.login_password(
             pool,
-            keys.cipher,
+            cipher=keys.cipher,
             username=member.username,
             password=STAFF_PASSWORD,
             client=Client(ip=None, user_agent=None),

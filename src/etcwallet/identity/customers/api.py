@@ -280,7 +280,7 @@ async def logout(uow: UnitOfWorkDep, client: ClientDep, me: Me) -> Response:
 async def whoami(pool: PoolDep, keys: KeysDep, me: Me) -> s.MeOut:
     """The signed-in customer's account, masked, with what is set up (profile, payment password, factors)."""
     async with pool.connection() as conn:
-        d = await service.detail(conn, keys.cipher, me.id)
+        d = await service.detail(conn, cipher=keys.cipher, customer_id=me.id)
     base = _customer_out(d.customer)
     verified = _profile_out(d.profile) if d.profile else None
     return s.MeOut(
@@ -342,7 +342,7 @@ async def change_password(
 async def list_sessions(pool: PoolDep, me: Me) -> list[s.SessionItemOut]:
     """My signed-in devices, most recently used first; ``current`` marks this one."""
     async with pool.connection() as conn:
-        live = await service.list_sessions(conn, me.id)
+        live = await service.list_sessions(conn, customer_id=me.id)
     return [_session_out(x, me.session_id) for x in live]
 
 
@@ -357,7 +357,7 @@ async def end_session(session_id: UUID, uow: UnitOfWorkDep, client: ClientDep, m
 async def read_profile(pool: PoolDep, keys: KeysDep, me: Me) -> s.ProfileOut:
     """My real-name profile, masked (404 profile_missing when none is on file)."""
     async with pool.connection() as conn:
-        profile = await service.get_profile_or_raise(conn, keys.cipher, me.id)
+        profile = await service.get_profile_or_raise(conn, cipher=keys.cipher, customer_id=me.id)
     return _profile_out(profile)
 
 
@@ -386,7 +386,7 @@ async def set_profile(
 async def payment_password_state(pool: PoolDep, me: Me) -> s.PaymentPasswordOut:
     """Whether my payment password is set or locked, and how many tries are left."""
     async with pool.connection() as conn:
-        return _pin_out(await service.pin_state(conn, me.id))
+        return _pin_out(await service.pin_state(conn, customer_id=me.id))
 
 
 @router.put("/me/payment-password", response_model=s.PaymentPasswordOut, responses=problems(404, 409, 429))
@@ -409,7 +409,7 @@ async def set_payment_password(
         client=client,
     )
     async with pool.connection() as conn:
-        return _pin_out(await service.pin_state(conn, me.id))
+        return _pin_out(await service.pin_state(conn, customer_id=me.id))
 
 
 @router.post(
@@ -446,7 +446,7 @@ async def reset_payment_password(
         client=client,
     )
     async with pool.connection() as conn:
-        return _pin_out(await service.pin_state(conn, me.id))
+        return _pin_out(await service.pin_state(conn, customer_id=me.id))
 
 
 @router.post("/me/freeze", response_model=s.AccountStateOut, responses=problems(409))
@@ -479,7 +479,7 @@ async def read_customer(
 ) -> s.StaffCustomerOut:
     """Support look-up of one customer: masked data only; the look-up itself is audited."""
     async with pool.connection() as conn:
-        d = await service.detail(conn, keys.cipher, customer_id)
+        d = await service.detail(conn, cipher=keys.cipher, customer_id=customer_id)
     await service.audit_staff_read(uow=uow, staff_id=staff.id, customer_id=customer_id, client=client)
     return staff_view(d)
 

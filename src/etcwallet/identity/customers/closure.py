@@ -39,6 +39,7 @@ from etcwallet.identity.customers.closure_checks import ClosureChecks, ClosureRe
 from etcwallet.identity.customers.profile import check_payment_password
 from etcwallet.identity.customers.types import CUSTOMER, Closure, CustomerAction, CustomerStatus
 from etcwallet.identity.errors import IdentityError
+from etcwallet.identity.factors import service as factors
 from etcwallet.identity.factors.service import require_fresh
 from etcwallet.identity.sessions import service as sessions
 from etcwallet.platform.audit import Actor, AuditEvent
@@ -213,7 +214,8 @@ async def _anonymize_one(uow: UnitOfWork, customer_id: UUID, retention: timedelt
         if not due:
             return False
         await closure_store.anonymize_customer(unit.conn, customer_id, now=unit.now)
-        await closure_store.forget_customer_factors_and_devices(unit.conn, customer_id)
+        await factors.forget_principal(unit.conn, principal_type=CUSTOMER, principal_id=customer_id)
+        await sessions.forget_devices(unit.conn, principal_type=CUSTOMER, principal_id=customer_id)
         assert state.closed_at is not None
         detail = {"closed_at": state.closed_at.isoformat(), "retention_days": retention.days}
         unit.audit(actor.event(CustomerAction.ANONYMIZE, target=_target(customer_id), detail=detail))

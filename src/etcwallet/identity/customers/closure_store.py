@@ -1,8 +1,8 @@
 """The SQL of closing an account and anonymizing it: :mod:`.store`'s slice for :mod:`.closure`, kept in
 its own module so the closure's statements read together.
 
-Anonymization reaches rows of other sub-packages (sessions' device facts, second factors, login tickets):
-those statements are gathered at the end, marked, as :mod:`.store` does for its read models.
+Anonymization reaches other sub-packages' rows (second factors, sessions' device facts) through their
+service functions (``factors.service.forget_principal``, ``sessions.service.forget_devices``), not here.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ async def closed_before(conn: Conn, *, before: datetime, limit: int) -> list[UUI
 
 async def anonymize_customer(conn: Conn, customer_id: UUID, *, now: datetime) -> None:
     """Replace the phone with its placeholder and the password with an unusable one, forget the free-text
-    freeze reason, delete the real-name profile and payment password, and mark the time."""
+    freeze reason, delete the real-name profile, payment password and login tickets, and mark the time."""
     await conn.execute(
         "UPDATE customers SET phone = %s, password_hash = %s, frozen_reason = NULL, anonymized_at = %s "
         "WHERE id = %s",
@@ -76,21 +76,6 @@ async def anonymize_customer(conn: Conn, customer_id: UUID, *, now: datetime) ->
     )
     await conn.execute("DELETE FROM customer_profiles WHERE customer_id = %s", (customer_id,))
     await conn.execute("DELETE FROM payment_passwords WHERE customer_id = %s", (customer_id,))
-
-
-# --- other sub-packages' tables (until sessions and factors offer these) ---------------------------------
-
-
-async def forget_customer_factors_and_devices(conn: Conn, customer_id: UUID) -> None:
-    """Delete the customer's second factors and login tickets, and strip their sessions (kept as ended
-    records) of the ip, user agent and device id."""
-    params = {"id": customer_id}
-    for table in ("totp_factors", "recovery_codes", "passkeys", "login_tickets"):
-        await conn.execute(
-            f"DELETE FROM {table} WHERE principal_type = 'customer' AND principal_id = %(id)s", params
-        )
     await conn.execute(
-        "UPDATE sessions SET ip = NULL, user_agent = NULL, device_id = NULL "
-        "WHERE principal_type = 'customer' AND principal_id = %(id)s",
-        params,
+        "DELETE FROM login_tickets WHERE principal_type = 'customer' AND principal_id = %s", (customer_id,)
     )

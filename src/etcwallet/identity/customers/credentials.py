@@ -17,7 +17,7 @@ from etcwallet.identity.passwords import dummy_hash, verify_secret_async
 
 
 async def check_password(
-    conn: AsyncConnection[Any], phone: str, password: str, *, now: datetime | None = None
+    conn: AsyncConnection[Any], *, phone: str, password: str, now: datetime | None = None
 ) -> tuple[Customer | None, IdentityError | None]:
     """Phone and password, with lockout: (customer if known, refusal or None). Same cost for unknown phones.
 
@@ -27,11 +27,11 @@ async def check_password(
     """
     found = await store.lock_credentials_by_phone(conn, phone)
     if found is None:
-        locked = await lockout.unknown_lock_in_force(conn, "customers", phone, now=now)
+        locked = await lockout.unknown_lock_in_force(conn, table="customers", identifier=phone, now=now)
         if locked is not None:
             return None, locked
         await verify_secret_async(dummy_hash(), password)
-        until = await lockout.record_unknown_failure(conn, "customers", phone, now=now)
+        until = await lockout.record_unknown_failure(conn, table="customers", identifier=phone, now=now)
         return None, lockout.failed("invalid_credentials", until)
     customer, stored = found
     locked = lockout.lock_in_force(customer.locked_until, now=now)
@@ -42,6 +42,6 @@ async def check_password(
     if stored is None:
         await verify_secret_async(dummy_hash(), password)
     if stored is None or not await verify_secret_async(stored, password):
-        until = await lockout.record_failure(conn, "customers", customer.id, now=now)
+        until = await lockout.record_failure(conn, table="customers", principal_id=customer.id, now=now)
         return customer, lockout.failed("invalid_credentials", until)
     return customer, status_refusal(customer)

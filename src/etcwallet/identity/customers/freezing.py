@@ -25,14 +25,14 @@ from etcwallet.platform.audit import Actor
 from etcwallet.platform.unit import Unit, UnitOfWork
 
 
-async def freeze_in(unit: Unit, customer: Customer, *, reason: str, frozen_by: str, actor: Actor) -> None:
+async def freeze_in(unit: Unit, *, customer: Customer, reason: str, frozen_by: str, actor: Actor) -> None:
     """Freeze an active account inside ``unit`` (the caller holds its row locked), and its ledger accounts
     for debits: a hold taken before still posts or voids, new debits are refused."""
     await store.set_frozen(unit.conn, customer.id, reason=reason, frozen_by=frozen_by, now=unit.now)
     await freeze_accounts(unit, customer_id=customer.id, frozen=True, actor=actor)
 
 
-async def unfreeze_in(unit: Unit, customer: Customer, *, actor: Actor) -> None:
+async def unfreeze_in(unit: Unit, *, customer: Customer, actor: Actor) -> None:
     """Lift a freeze (and any sign-in lockout) inside ``unit`` (the caller holds its row locked), and release
     its ledger accounts."""
     await store.set_active(unit.conn, customer.id)
@@ -59,8 +59,10 @@ async def freeze(
         changed = before.status is CustomerStatus.ACTIVE
         if changed:
             who = Actor(actor_type, str(actor_id), client.ip, client.user_agent)
-            await freeze_in(unit, before, reason=reason, frozen_by=frozen_by, actor=who)
-        ended = await sessions.revoke_all(unit.conn, CUSTOMER, customer_id, "frozen", now=unit.now)
+            await freeze_in(unit, customer=before, reason=reason, frozen_by=frozen_by, actor=who)
+        ended = await sessions.end_all_sessions(
+            unit.conn, principal_type=CUSTOMER, principal_id=customer_id, reason="frozen", now=unit.now
+        )
         after = await store.get_customer_or_raise(unit.conn, customer_id)
         unit.audit(
             event(
@@ -84,7 +86,9 @@ async def unfreeze(*, uow: UnitOfWork, customer_id: UUID, staff_id: UUID, client
         before = await store.lock_customer(unit.conn, customer_id)
         changed = before.status is CustomerStatus.FROZEN
         if changed:
-            await unfreeze_in(unit, before, actor=Actor("staff", str(staff_id), client.ip, client.user_agent))
+            await unfreeze_in(
+                unit, customer=before, actor=Actor("staff", str(staff_id), client.ip, client.user_agent)
+            )
         after = await store.get_customer_or_raise(unit.conn, customer_id)
         unit.audit(
             event(
@@ -116,14 +120,14 @@ async def request_self_unfreeze(
     """
 
     async def step(unit: Unit) -> tuple[Customer | None, IdentityError | None]:
-        customer, failure = await check_password(unit.conn, phone, password, now=unit.now)
+        customer, failure = await check_password(unit.conn, phone=phone, password=password, now=unit.now)
         proven = customer is not None and (failure is None or failure.code == "account_frozen")
         if proven:
             assert customer is not None
             failure = await _self_unfreeze_refusal(unit, customer, failure, lookup_key, sms_code)
             if failure is None:
                 owner = Actor(CUSTOMER, str(customer.id), client.ip, client.user_agent)
-                await unfreeze_in(unit, customer, actor=owner)
+                await unfreeze_in(unit, customer=customer, actor=owner)
                 customer = await store.get_customer_or_raise(unit.conn, customer.id)
         customer_id = customer.id if customer else None
         unit.audit(
@@ -156,5 +160,10 @@ async def _self_unfreeze_refusal(
     if sms_code is None:
         return IdentityError("unfreeze_needs_sms_code", unfreeze_by="customer_sms")
     return await sms.check_code(
-        unit.conn, lookup_key, phone=customer.phone, purpose=Purpose.UNFREEZE, code=sms_code, now=unit.now
+        unit.conn,
+        lookup_key=lookup_key,
+        phone=customer.phone,
+        purpose=Purpose.UNFREEZE,
+        code=sms_code,
+        now=unit.now,
     )

@@ -82,7 +82,7 @@ async def _find(
         customer = await lookup(unit)
         found = None
         if customer is not None:
-            found = await service.detail(unit.conn, keys.cipher, customer.id, now=unit.now)
+            found = await service.detail(unit.conn, cipher=keys.cipher, customer_id=customer.id, now=unit.now)
         unit.audit(
             event(
                 client,
@@ -198,7 +198,7 @@ async def create_at_outlet(
                 detail=_at(operator, detail),
             )
         )
-        return await service.detail(conn, keys.cipher, customer.id, now=unit.now)
+        return await service.detail(conn, cipher=keys.cipher, customer_id=customer.id, now=unit.now)
 
     return await uow.run(step)
 
@@ -238,7 +238,7 @@ async def verify_at_outlet(
                 detail=_at(operator, detail),
             )
         )
-        profile = await get_profile(unit.conn, keys.cipher, customer_id)
+        profile = await get_profile(unit.conn, cipher=keys.cipher, customer_id=customer_id)
         assert profile is not None
         return profile
 

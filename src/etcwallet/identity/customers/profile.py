@@ -117,7 +117,9 @@ async def find_by_id_number(
     return None if customer_id is None else await store.get_customer(conn, customer_id)
 
 
-async def find_customer_by_id_number(conn: Conn, lookup_key: bytes, id_type: str, number: str) -> UUID | None:
+async def find_customer_by_id_number(
+    conn: Conn, *, lookup_key: bytes, id_type: str, number: str
+) -> UUID | None:
     """The id of the customer whose real-name profile holds this ID number (see :func:`find_by_id_number`)."""
     return await store.find_id_by_id_number(
         conn, id_type=id_type, id_number_hash=id_number_hash(number, lookup_key)
@@ -137,15 +139,15 @@ def _profile(cipher: FieldCipher, row: store.ProfileRow) -> Profile:
     )
 
 
-async def get_profile(conn: Conn, cipher: FieldCipher, customer_id: UUID) -> Profile | None:
+async def get_profile(conn: Conn, *, cipher: FieldCipher, customer_id: UUID) -> Profile | None:
     """The customer's real-name profile, masked; None when none is on file."""
     row = await store.get_profile(conn, customer_id)
     return None if row is None else _profile(cipher, row)
 
 
-async def get_profile_or_raise(conn: Conn, cipher: FieldCipher, customer_id: UUID) -> Profile:
+async def get_profile_or_raise(conn: Conn, *, cipher: FieldCipher, customer_id: UUID) -> Profile:
     """The customer's real-name profile, masked; 404 ``profile_missing`` when none is on file."""
-    profile = await get_profile(conn, cipher, customer_id)
+    profile = await get_profile(conn, cipher=cipher, customer_id=customer_id)
     if profile is None:
         raise IdentityError("profile_missing")
     return profile
@@ -202,7 +204,7 @@ async def set_profile(
                 birth,
             )
             await store.put_profile(unit.conn, customer_id, write, now=unit.now)
-        profile = await get_profile(unit.conn, keys.cipher, customer_id)
+        profile = await get_profile(unit.conn, cipher=keys.cipher, customer_id=customer_id)
         changed = failure is None and not same
         detail = {"id_type": id_type, "id_number": masked, "changed": changed}
         unit.audit(
@@ -213,14 +215,16 @@ async def set_profile(
     async def _change_refusal(unit: Unit, customer: Customer, on_file: bool) -> IdentityError | None:
         """Why this new profile may not be recorded: no step-up, no or a wrong SMS code, number taken."""
         if not stepped_up:
-            factors = await stepup.accepted_factors(unit.conn, CUSTOMER, customer_id)
+            factors = await stepup.accepted_factors(
+                unit.conn, principal_type=CUSTOMER, principal_id=customer_id
+            )
             return stepup.step_up_required(CUSTOMER, factors, stepup.STEP_UP_WINDOW)
         if on_file:
             if sms_code is None:
                 return IdentityError("sms_code_required")
             failure = await sms.check_code(
                 unit.conn,
-                keys.lookup_key,
+                lookup_key=keys.lookup_key,
                 phone=customer.phone,
                 purpose=Purpose.PROFILE_CHANGE,
                 code=sms_code,
@@ -243,7 +247,7 @@ async def set_profile(
 # --- payment password ------------------------------------------------------------------------------------
 
 
-async def pin_state(conn: Conn, customer_id: UUID) -> PinState:
+async def pin_state(conn: Conn, *, customer_id: UUID) -> PinState:
     """Whether a payment password is set, locked, and how many wrong tries it has seen."""
     return await store.get_pin_state(conn, customer_id)
 
@@ -273,7 +277,7 @@ async def set_payment_password(
             raise IdentityError("payment_password_exists")
         failure = await sms.check_code(
             unit.conn,
-            lookup_key,
+            lookup_key=lookup_key,
             phone=phone,
             purpose=Purpose.RESET_PAYMENT_PASSWORD,
             code=sms_code,
@@ -293,7 +297,7 @@ async def set_payment_password(
 
 
 async def verify_payment_password(
-    conn: Conn, customer_id: UUID, pin: str, *, now: datetime | None = None
+    conn: Conn, *, customer_id: UUID, pin: str, now: datetime | None = None
 ) -> IdentityError | None:
     """Check a payment password: None when right, else the refusal (wrong with tries left, locked, or not set).
 
@@ -322,7 +326,7 @@ async def check_payment_password(
     """Verify a payment password in a unit of its own (tries always counted); raises the refusal."""
 
     async def step(unit: Unit) -> IdentityError | None:
-        failure = await verify_payment_password(unit.conn, customer_id, pin, now=unit.now)
+        failure = await verify_payment_password(unit.conn, customer_id=customer_id, pin=pin, now=unit.now)
         detail = {"purpose": purpose}
         action = CustomerAction.PAYMENT_PASSWORD_VERIFY
         unit.audit(event(client, action, customer_id=customer_id, failure=failure, detail=detail))
@@ -353,7 +357,7 @@ async def reset_payment_password(
         _check_pin(new_pin, "new_pin", phone, birth)
         failure = await sms.check_code(
             unit.conn,
-            keys.lookup_key,
+            lookup_key=keys.lookup_key,
             phone=phone,
             purpose=Purpose.RESET_PAYMENT_PASSWORD,
             code=sms_code,

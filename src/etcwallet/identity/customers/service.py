@@ -76,6 +76,7 @@ from etcwallet.identity.customers.types import (
 )
 from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.factors import passkeys, totp
+from etcwallet.identity.factors import service as factors
 from etcwallet.identity.passwords import hash_secret_async, verify_secret_async
 from etcwallet.identity.sessions import service as sessions
 from etcwallet.identity.sms import Purpose, SentCode, SmsGateway
@@ -170,7 +171,7 @@ async def get_customer_or_raise(conn: Conn, *, customer_id: UUID) -> Customer:
     return await store.get_customer_or_raise(conn, customer_id)
 
 
-async def get_customer(conn: Conn, customer_id: UUID) -> Customer:
+async def get_customer(conn: Conn, *, customer_id: UUID) -> Customer:
     """A customer by id; 404 when there is none (the name the factors and tests use today)."""
     return await store.get_customer_or_raise(conn, customer_id)
 
@@ -213,8 +214,8 @@ async def request_code(
     async def step(unit: Unit) -> SentCode:
         sent = await sms.send_code(
             unit.conn,
-            gateway if send else _SILENT,
-            lookup_key,
+            gateway=gateway if send else _SILENT,
+            lookup_key=lookup_key,
             phone=phone,
             purpose=purpose,
             ip=client.ip,
@@ -261,7 +262,13 @@ async def request_own_code(
 
     async def step(unit: Unit) -> SentCode:
         sent = await sms.send_code(
-            unit.conn, gateway, lookup_key, phone=phone, purpose=purpose, ip=client.ip, now=unit.now
+            unit.conn,
+            gateway=gateway,
+            lookup_key=lookup_key,
+            phone=phone,
+            purpose=purpose,
+            ip=client.ip,
+            now=unit.now,
         )
         unit.audit(event(client, action, customer_id=customer_id, detail=detail | {"delivered": True}))
         return sent
@@ -300,7 +307,12 @@ async def register(
         tokens: sessions.IssuedTokens | None = None
         claimed = False
         failure = await sms.check_code(
-            unit.conn, lookup_key, phone=phone, purpose=Purpose.REGISTER, code=sms_code, now=unit.now
+            unit.conn,
+            lookup_key=lookup_key,
+            phone=phone,
+            purpose=Purpose.REGISTER,
+            code=sms_code,
+            now=unit.now,
         )
         if failure is None:
             password_hash = await hash_secret_async(password)
@@ -336,12 +348,12 @@ async def register(
     return customer, tokens
 
 
-async def second_factors(conn: Conn, customer_id: UUID) -> tuple[str, ...]:
+async def second_factors(conn: Conn, *, customer_id: UUID) -> tuple[str, ...]:
     """The second factors a customer has enrolled, as the login answer names them."""
     factors: list[str] = []
-    if await totp.is_enrolled(conn, CUSTOMER, customer_id):
+    if await totp.is_enrolled(conn, principal_type=CUSTOMER, principal_id=customer_id):
         factors += ["totp", "recovery_code"]
-    if await passkeys.has_passkey(conn, CUSTOMER, customer_id):
+    if await passkeys.has_passkey(conn, principal_type=CUSTOMER, principal_id=customer_id):
         factors.append("passkey")
     return tuple(factors)
 
@@ -353,7 +365,7 @@ def _session_detail(result: SignIn | None) -> dict[str, object]:
 
 async def _after_first_factor(unit: Unit, customer_id: UUID, client: Client) -> SignIn:
     """Tokens, or a login ticket when the customer has a second factor."""
-    factors = await second_factors(unit.conn, customer_id)
+    factors = await second_factors(unit.conn, customer_id=customer_id)
     if factors:
         ticket = new_token()
         expires = unit.now + TICKET_LIFETIME
@@ -361,7 +373,7 @@ async def _after_first_factor(unit: Unit, customer_id: UUID, client: Client) -> 
             unit.conn, ticket_hash=hash_token(ticket), customer_id=customer_id, expires_at=expires
         )
         return SignIn(customer_id, None, ticket, expires, factors)
-    await lockout.record_success(unit.conn, "customers", customer_id)
+    await lockout.record_success(unit.conn, table="customers", principal_id=customer_id)
     tokens = await sessions.issue(
         unit.conn, principal_type=CUSTOMER, principal_id=customer_id, client=client, now=unit.now
     )
@@ -373,7 +385,7 @@ async def login_password(*, uow: UnitOfWork, phone: str, password: str, client: 
 
     async def step(unit: Unit) -> tuple[SignIn | None, IdentityError | None]:
         result: SignIn | None = None
-        customer, failure = await check_password(unit.conn, phone, password, now=unit.now)
+        customer, failure = await check_password(unit.conn, phone=phone, password=password, now=unit.now)
         if failure is None:
             assert customer is not None
             result = await _after_first_factor(unit, customer.id, client)
@@ -407,7 +419,7 @@ async def login_sms(
         result: SignIn | None = None
         customer: Customer | None = None
         failure = await sms.check_code(
-            unit.conn, lookup_key, phone=phone, purpose=Purpose.LOGIN, code=sms_code, now=unit.now
+            unit.conn, lookup_key=lookup_key, phone=phone, purpose=Purpose.LOGIN, code=sms_code, now=unit.now
         )
         if failure is None:
             customer = await store.get_by_phone(unit.conn, phone)
@@ -466,20 +478,36 @@ async def login_second_factor(
             customer = await store.lock_customer(conn, customer_id)  # count failures one at a time
             failure = lockout.lock_in_force(customer.locked_until, now=unit.now) or status_refusal(customer)
         if failure is None and customer_id is not None:
-            ok = await totp.verify(conn, cipher, CUSTOMER, customer_id, code, now=unit.now)
+            ok = await totp.verify(
+                conn,
+                cipher=cipher,
+                principal_type=CUSTOMER,
+                principal_id=customer_id,
+                code=code,
+                now=unit.now,
+            )
             if not ok and not (len(code.strip()) == 6 and code.strip().isdigit()):
                 factor = "recovery_code"
-                ok = await totp.use_recovery_code(conn, lookup_key, CUSTOMER, customer_id, code, now=unit.now)
+                ok = await totp.use_recovery_code(
+                    conn,
+                    lookup_key=lookup_key,
+                    principal_type=CUSTOMER,
+                    principal_id=customer_id,
+                    code=code,
+                    now=unit.now,
+                )
             if ok:
                 await store.spend_ticket(conn, ticket_hash, now=unit.now)
-                await lockout.record_success(conn, "customers", customer_id)
+                await lockout.record_success(conn, table="customers", principal_id=customer_id)
                 tokens = await sessions.issue(
                     conn, principal_type=CUSTOMER, principal_id=customer_id, client=client, now=unit.now
                 )
-                await sessions.mark_stepped_up(conn, tokens.session_id, factor, now=unit.now)
+                await sessions.record_step_up(conn, session_id=tokens.session_id, factor=factor, now=unit.now)
             else:
                 await store.count_ticket_attempt(conn, ticket_hash)
-                until = await lockout.record_failure(conn, "customers", customer_id, now=unit.now)
+                until = await lockout.record_failure(
+                    conn, table="customers", principal_id=customer_id, now=unit.now
+                )
                 failure = lockout.failed("second_factor_invalid", until)
         unit.audit(
             event(
@@ -564,11 +592,11 @@ async def login_second_factor_passkey(
             now=unit.now,
         )
         await store.spend_ticket(conn, ticket_hash, now=unit.now)
-        await lockout.record_success(conn, "customers", known)
+        await lockout.record_success(conn, table="customers", principal_id=known)
         tokens = await sessions.issue(
             conn, principal_type=CUSTOMER, principal_id=known, client=client, now=unit.now
         )
-        await sessions.mark_stepped_up(conn, tokens.session_id, "passkey", now=unit.now)
+        await sessions.record_step_up(conn, session_id=tokens.session_id, factor="passkey", now=unit.now)
         unit.audit(event(client, action, customer_id=known, detail=detail | tokens.audit_detail()))
         return tokens
 
@@ -591,7 +619,7 @@ async def login_second_factor_passkey(
 
     try:
         challenge, _ = await passkeys.take_challenge(
-            uow.pool, challenge_id, "login", (CUSTOMER, known), now=uow.clock()
+            uow.pool, challenge_id=challenge_id, purpose="login", principal=(CUSTOMER, known), now=uow.clock()
         )
         return await uow.run(step)
     except DomainError as refused:
@@ -603,7 +631,9 @@ async def refresh(*, uow: UnitOfWork, refresh_token: str, client: Client) -> ses
     """Rotate a customer session's tokens (the old pair stops working); 401 if it is not live."""
 
     async def step(unit: Unit) -> tuple[sessions.IssuedTokens | None, IdentityError | None]:
-        rotation = await sessions.rotate(unit.conn, CUSTOMER, refresh_token, now=unit.now)
+        rotation = await sessions.rotate_refresh(
+            unit.conn, principal_type=CUSTOMER, refresh_token=refresh_token, now=unit.now
+        )
         tokens, customer_id = rotation.tokens, rotation.principal_id
         failure = None
         if tokens is None:
@@ -631,7 +661,7 @@ async def logout(*, uow: UnitOfWork, customer_id: UUID, session_id: UUID, client
     """End the current session."""
 
     async def step(unit: Unit) -> None:
-        await sessions.revoke(unit.conn, session_id, "logout", now=unit.now)
+        await sessions.end_session(unit.conn, session_id=session_id, reason="logout", now=unit.now)
         detail = {"session_id": str(session_id)}
         unit.audit(event(client, CustomerAction.LOGOUT, customer_id=customer_id, detail=detail))
 
@@ -660,7 +690,12 @@ async def reset_password(
         customer_id: UUID | None = None
         ended = 0
         failure = await sms.check_code(
-            unit.conn, lookup_key, phone=phone, purpose=Purpose.RESET_PASSWORD, code=sms_code, now=unit.now
+            unit.conn,
+            lookup_key=lookup_key,
+            phone=phone,
+            purpose=Purpose.RESET_PASSWORD,
+            code=sms_code,
+            now=unit.now,
         )
         if failure is None:
             found = await store.lock_credentials_by_phone(unit.conn, phone)
@@ -673,8 +708,12 @@ async def reset_password(
                 await store.set_password(
                     unit.conn, customer_id, password_hash=password_hash, now=unit.now, clear_lock=True
                 )
-                ended = await sessions.revoke_all(
-                    unit.conn, CUSTOMER, customer_id, "password_reset", now=unit.now
+                ended = await sessions.end_all_sessions(
+                    unit.conn,
+                    principal_type=CUSTOMER,
+                    principal_id=customer_id,
+                    reason="password_reset",
+                    now=unit.now,
                 )
         unit.audit(
             event(
@@ -716,7 +755,9 @@ async def change_password(
         # An unclaimed account (signed in by SMS) has no current password: none matches; the owner sets one
         # with the forgot-password flow (an SMS code), which claims the account.
         if failure is None and (stored is None or not await verify_secret_async(stored, old_password)):
-            until = await lockout.record_failure(unit.conn, "customers", customer_id, now=unit.now)
+            until = await lockout.record_failure(
+                unit.conn, table="customers", principal_id=customer_id, now=unit.now
+            )
             failure = lockout.failed("old_password_wrong", until)
         if failure is None and new_password == old_password:
             failure = IdentityError("password_unchanged")
@@ -725,8 +766,13 @@ async def change_password(
             await store.set_password(
                 unit.conn, customer_id, password_hash=password_hash, now=unit.now, clear_lock=False
             )
-            ended = await sessions.revoke_all(
-                unit.conn, CUSTOMER, customer_id, "password_changed", keep=session_id, now=unit.now
+            ended = await sessions.end_all_sessions(
+                unit.conn,
+                principal_type=CUSTOMER,
+                principal_id=customer_id,
+                reason="password_changed",
+                keep=session_id,
+                now=unit.now,
             )
         unit.audit(
             event(
@@ -748,9 +794,9 @@ async def change_password(
 # --- sessions (devices) ----------------------------------------------------------------------------------
 
 
-async def list_sessions(conn: Conn, customer_id: UUID) -> list[sessions.Session]:
+async def list_sessions(conn: Conn, *, customer_id: UUID) -> list[sessions.Session]:
     """The customer's live sessions (their signed-in devices), most recently used first."""
-    return await sessions.list_live(conn, CUSTOMER, customer_id)
+    return await sessions.list_devices(conn, principal_type=CUSTOMER, principal_id=customer_id)
 
 
 async def end_session(*, uow: UnitOfWork, customer_id: UUID, session_id: UUID, client: Client) -> None:
@@ -780,21 +826,22 @@ async def end_session(*, uow: UnitOfWork, customer_id: UUID, session_id: UUID, c
 # --- read models -----------------------------------------------------------------------------------------
 
 
-async def two_factor_state(conn: Conn, customer_id: UUID) -> TwoFactorState:
+async def two_factor_state(conn: Conn, *, customer_id: UUID) -> TwoFactorState:
     """Which second factors the customer has: TOTP, how many passkeys, how many recovery codes are left."""
-    return await store.get_two_factor_state(conn, customer_id)
+    counts = await factors.factor_counts(conn, principal_type=CUSTOMER, principal_id=customer_id)
+    return TwoFactorState(counts.totp, counts.passkeys, counts.unused_recovery_codes)
 
 
 async def detail(
-    conn: Conn, cipher: FieldCipher, customer_id: UUID, *, now: datetime | None = None
+    conn: Conn, *, cipher: FieldCipher, customer_id: UUID, now: datetime | None = None
 ) -> CustomerDetail:
     """The whole masked picture of one account (for the customer themself or for support staff)."""
     customer = await store.get_customer_or_raise(conn, customer_id)
     return CustomerDetail(
         customer,
-        await get_profile(conn, cipher, customer_id),
+        await get_profile(conn, cipher=cipher, customer_id=customer_id),
         await store.get_pin_state(conn, customer_id),
-        await store.get_two_factor_state(conn, customer_id),
+        await two_factor_state(conn, customer_id=customer_id),
         await sessions.count_live_sessions(
             conn, principal_type=CUSTOMER, principal_id=customer_id, now=now or utcnow()
         ),

@@ -4,8 +4,9 @@
 ``get_x`` answers None when there is none, ``get_x_or_raise`` raises the refusal, ``lock_x`` takes the row
 ``FOR UPDATE``. Times come from the caller (the unit's clock), never from ``now()`` in SQL.
 
-Three read models still count rows of other sub-packages' tables (second factors, live sessions) and one
-ends a session row: they are gathered at the end, marked, until those sub-packages answer them.
+Of ``login_tickets`` only the customers' rows (``principal_type = 'customer'``); staff's store keeps its own.
+Other sub-packages' tables are reached through their service functions (``factors.service.factor_counts``,
+``sessions.service``), never named here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from uuid import UUID
 from psycopg import AsyncConnection
 
 from etcwallet.identity.customers.errors import customer_not_found
-from etcwallet.identity.customers.types import PIN_MAX_FAILURES, Customer, PinState, TwoFactorState
+from etcwallet.identity.customers.types import PIN_MAX_FAILURES, Customer, PinState
 
 Conn = AsyncConnection[Any]
 
@@ -368,21 +369,3 @@ async def count_ticket_attempt(conn: Conn, ticket_hash: bytes) -> None:
     await conn.execute(
         "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s", (ticket_hash,)
     )
-
-
-# --- other sub-packages' tables (read models, until sessions and factors answer them) --------------------
-
-
-async def get_two_factor_state(conn: Conn, customer_id: UUID) -> TwoFactorState:
-    """Which second factors the customer has: TOTP, how many passkeys, how many recovery codes are left."""
-    cur = await conn.execute(
-        "SELECT (SELECT count(*) FROM totp_factors WHERE principal_type = 'customer' AND principal_id = %(id)s "
-        "AND confirmed_at IS NOT NULL), "
-        "(SELECT count(*) FROM passkeys WHERE principal_type = 'customer' AND principal_id = %(id)s), "
-        "(SELECT count(*) FROM recovery_codes WHERE principal_type = 'customer' AND principal_id = %(id)s "
-        "AND used_at IS NULL)",
-        {"id": customer_id},
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return TwoFactorState(bool(row[0]), int(row[1]), int(row[2]))

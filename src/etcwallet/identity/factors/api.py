@@ -113,7 +113,7 @@ async def _step_up_out(pool: AsyncConnectionPool, uow: UnitOfWorkDep, me: Princi
 
 async def _masked_phone(pool: AsyncConnectionPool, customer_id: UUID) -> str:
     async with pool.connection() as conn:
-        return mask_phone((await customers.get_customer(conn, customer_id)).phone)
+        return mask_phone((await customers.get_customer(conn, customer_id=customer_id)).phone)
 
 
 # --- TOTP ------------------------------------------------------------------------------------------------

@@ -143,10 +143,10 @@ async def _new_challenge(
 
 async def take_challenge(
     source: PoolOrUnit,
+    *,
     challenge_id: UUID,
     purpose: CeremonyPurpose,
     principal: PrincipalRef | None,
-    *,
     now: datetime | None = None,
 ) -> tuple[bytes, PrincipalRef | None]:
     """Spend a live challenge of this purpose (committed at once, so it can never answer twice).
@@ -243,7 +243,9 @@ async def verify_registration(
     the transaction that stores it.
     """
     uow = _unit_of_work(source)
-    challenge, _ = await take_challenge(uow, challenge_id, "register", (principal_type, principal_id))
+    challenge, _ = await take_challenge(
+        uow, challenge_id=challenge_id, purpose="register", principal=(principal_type, principal_id)
+    )
     try:
         parsed: RegistrationCredential = parse_registration_credential_json(credential)
         verified = verify_registration_response(
@@ -403,7 +405,7 @@ async def login(
     from etcwallet.identity.customers import store as customers
 
     uow = _unit_of_work(source)
-    challenge, bound = await take_challenge(uow, challenge_id, "login", None)
+    challenge, bound = await take_challenge(uow, challenge_id=challenge_id, purpose="login", principal=None)
 
     async def step(unit: Unit) -> PasskeyLogin:
         assertion = await verify_assertion(
@@ -450,18 +452,20 @@ async def login(
 # --- the principal's passkeys ----------------------------------------------------------------------------
 
 
-async def list_passkeys(conn: AsyncConnection[Any], principal_type: str, principal_id: UUID) -> list[Passkey]:
+async def list_passkeys(
+    conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID
+) -> list[Passkey]:
     """A principal's passkeys, oldest first."""
     return await store.list_passkeys(conn, principal_type=principal_type, principal_id=principal_id)
 
 
-async def has_passkey(conn: AsyncConnection[Any], principal_type: str, principal_id: UUID) -> bool:
+async def has_passkey(conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID) -> bool:
     """Whether the principal has at least one passkey."""
     return await store.has_passkey(conn, principal_type=principal_type, principal_id=principal_id)
 
 
 async def delete_passkey(
-    conn: AsyncConnection[Any], principal_type: str, principal_id: UUID, passkey_id: UUID
+    conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID, passkey_id: UUID
 ) -> Passkey:
     """Remove one of the principal's own passkeys; someone else's (or no such) id is a 404."""
     key = await store.delete_passkey(

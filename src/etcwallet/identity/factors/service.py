@@ -30,6 +30,8 @@ from etcwallet.identity.factors.types import (
     Enrollment,
     Factor,
     FactorAction,
+    FactorCounts,
+    SessionStepUp,
     StepUpStatus,
     is_fresh,
 )
@@ -94,6 +96,19 @@ async def accepted_factors(
     return factors
 
 
+async def factor_counts(
+    conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID
+) -> FactorCounts:
+    """How many second factors the principal has, for another sub-package's read model (a customer's detail)."""
+    return await store.count_factors(conn, principal_type=principal_type, principal_id=principal_id)
+
+
+async def forget_principal(conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID) -> None:
+    """Delete every second factor of the principal (TOTP, recovery codes, passkeys), in the caller's
+    transaction: an anonymized customer keeps none."""
+    await store.delete_factors(conn, principal_type=principal_type, principal_id=principal_id)
+
+
 def endpoints_of(kind: str) -> dict[str, list[dict[str, str]]]:
     """Where a principal of ``kind`` proves each factor it may use for step-up."""
     return CUSTOMER_ENDPOINTS if kind == "customer" else STAFF_ENDPOINTS
@@ -131,8 +146,11 @@ async def step_up_status(
 ) -> StepUpStatus:
     """The session's step-up state at ``now`` and the factors the principal can prove."""
     factors = await usable_factors(conn, principal=principal)
-    session = await store.get_session_step_up(conn, session_id=principal.session_id)
-    return StepUpStatus.at(factors, session, now=now, max_age=max_age)
+    session = await sessions.get_session(conn, session_id=principal.session_id)
+    step_up = (
+        SessionStepUp(session.stepped_up_at, session.step_up_factor) if session else SessionStepUp(None, None)
+    )
+    return StepUpStatus.at(factors, step_up, now=now, max_age=max_age)
 
 
 async def require_fresh(
@@ -189,7 +207,14 @@ async def prove_totp(
     await _admitted(uow, principal, "totp", refused)
 
     async def step(unit: Unit) -> None:
-        if not await totp.verify(unit.conn, cipher, principal.kind, principal.id, code, now=unit.now):
+        if not await totp.verify(
+            unit.conn,
+            cipher=cipher,
+            principal_type=principal.kind,
+            principal_id=principal.id,
+            code=code,
+            now=unit.now,
+        ):
             raise IdentityError("totp_invalid@step_up")
         await _mark(unit, principal, "totp", actor)
 
@@ -205,7 +230,12 @@ async def prove_recovery_code(
 
     async def step(unit: Unit) -> None:
         if not await totp.use_recovery_code(
-            unit.conn, lookup_key, principal.kind, principal.id, code, now=unit.now
+            unit.conn,
+            lookup_key=lookup_key,
+            principal_type=principal.kind,
+            principal_id=principal.id,
+            code=code,
+            now=unit.now,
         ):
             raise IdentityError("recovery_code_invalid")
         await _mark(unit, principal, "recovery_code", actor)
@@ -246,7 +276,9 @@ async def prove_passkey(
     await _admitted(uow, principal, "passkey", refused)
     ref = (principal.kind, principal.id)
     try:
-        challenge, _ = await passkeys.take_challenge(uow, challenge_id, "step_up", ref)
+        challenge, _ = await passkeys.take_challenge(
+            uow, challenge_id=challenge_id, purpose="step_up", principal=ref
+        )
     except DomainError as error:
         await audit.record(uow.pool, refused(error))
         raise
@@ -273,7 +305,7 @@ async def _customer_phone(conn: AsyncConnection[Any], principal: Principal) -> s
         raise not_accepted("sms", [])
     from etcwallet.identity.customers import service as customers
 
-    return (await customers.get_customer(conn, principal.id)).phone
+    return (await customers.get_customer(conn, customer_id=principal.id)).phone
 
 
 async def send_sms(
@@ -288,8 +320,8 @@ async def send_sms(
         phone = await _customer_phone(unit.conn, principal)
         sent = await sms.send_code(
             unit.conn,
-            gateway,
-            lookup_key,
+            gateway=gateway,
+            lookup_key=lookup_key,
             phone=phone,
             purpose=sms.Purpose.STEP_UP,
             ip=actor.ip,
@@ -311,7 +343,12 @@ async def prove_sms(
     async def step(unit: Unit) -> str | None:
         phone = await _customer_phone(unit.conn, principal)
         refusal = await sms.check_code(
-            unit.conn, lookup_key, phone=phone, purpose=sms.Purpose.STEP_UP, code=code, now=unit.now
+            unit.conn,
+            lookup_key=lookup_key,
+            phone=phone,
+            purpose=sms.Purpose.STEP_UP,
+            code=code,
+            now=unit.now,
         )
         if refusal is None:
             await _mark(unit, principal, "sms", actor)
@@ -336,7 +373,12 @@ async def start_totp_enrollment(
     async def step(unit: Unit) -> Enrollment:
         try:
             enrollment = await totp.enroll(
-                unit.conn, cipher, principal.kind, principal.id, account_name, now=unit.now
+                unit.conn,
+                cipher=cipher,
+                principal_type=principal.kind,
+                principal_id=principal.id,
+                account_name=account_name,
+                now=unit.now,
             )
         except ValueError:
             raise IdentityError("totp_already_enrolled") from None
@@ -361,18 +403,26 @@ async def confirm_totp(
     async def step(unit: Unit) -> list[str] | IdentityError:
         failure: IdentityError | None = None
         codes: list[str] = []
-        if await totp.is_enrolled(unit.conn, kind, principal_id):
+        if await totp.is_enrolled(unit.conn, principal_type=kind, principal_id=principal_id):
             failure = IdentityError("totp_already_enrolled")
         elif not await store.get_totp_pending_or_confirmed(
             unit.conn, principal_type=kind, principal_id=principal_id
         ):
             failure = IdentityError("totp_not_pending")
         elif not await totp.verify(
-            unit.conn, cipher, kind, principal_id, code, confirming=True, now=unit.now
+            unit.conn,
+            cipher=cipher,
+            principal_type=kind,
+            principal_id=principal_id,
+            code=code,
+            confirming=True,
+            now=unit.now,
         ):
             failure = IdentityError("totp_invalid@step_up")
         else:
-            codes = await totp.issue_recovery_codes(unit.conn, lookup_key, kind, principal_id)
+            codes = await totp.issue_recovery_codes(
+                unit.conn, lookup_key=lookup_key, principal_type=kind, principal_id=principal_id
+            )
             await sessions.record_step_up(
                 unit.conn, session_id=principal.session_id, factor="totp", now=unit.now
             )
@@ -405,9 +455,11 @@ async def regenerate_recovery_codes(
     """Replace the recovery codes with ten new ones; the old ones stop working."""
 
     async def step(unit: Unit) -> list[str]:
-        if not await totp.is_enrolled(unit.conn, principal.kind, principal.id):
+        if not await totp.is_enrolled(unit.conn, principal_type=principal.kind, principal_id=principal.id):
             raise IdentityError("totp_not_enrolled")
-        codes = await totp.issue_recovery_codes(unit.conn, lookup_key, principal.kind, principal.id)
+        codes = await totp.issue_recovery_codes(
+            unit.conn, lookup_key=lookup_key, principal_type=principal.kind, principal_id=principal.id
+        )
         unit.audit(actor.event(FactorAction.RECOVERY_CODES_REGENERATE, target=(actor.type, actor.id)))
         return codes
 
@@ -469,14 +521,16 @@ async def register_passkey(
 
 async def list_passkeys(conn: AsyncConnection[Any], *, principal: Principal) -> list[passkeys.Passkey]:
     """The principal's passkeys."""
-    return await passkeys.list_passkeys(conn, principal.kind, principal.id)
+    return await passkeys.list_passkeys(conn, principal_type=principal.kind, principal_id=principal.id)
 
 
 async def remove_passkey(uow: UnitOfWork, *, principal: Principal, passkey_id: UUID, actor: Actor) -> None:
     """Remove one of the principal's own passkeys; any other id is a 404."""
 
     async def step(unit: Unit) -> None:
-        key = await passkeys.delete_passkey(unit.conn, principal.kind, principal.id, passkey_id)
+        key = await passkeys.delete_passkey(
+            unit.conn, principal_type=principal.kind, principal_id=principal.id, passkey_id=passkey_id
+        )
         detail = {"passkey_id": str(key.id), "name": key.name}
         unit.audit(actor.event(FactorAction.PASSKEY_REMOVE, target=(actor.type, actor.id), detail=detail))
 

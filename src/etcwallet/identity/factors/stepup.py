@@ -60,7 +60,9 @@ __all__ = [
 ]
 
 
-async def accepted_factors(conn: AsyncConnection[Any], principal_type: str, principal_id: UUID) -> list[str]:
+async def accepted_factors(
+    conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID
+) -> list[str]:
     """The factors the principal can prove: ``totp``/``passkey`` (+ ``recovery_code``), else ``sms``."""
     return await service.accepted_factors(conn, principal_type=principal_type, principal_id=principal_id)
 
@@ -105,8 +107,8 @@ def require_staff_step_up(
 
 async def status(
     conn: AsyncConnection[Any],
-    principal: Principal,
     *,
+    principal: Principal,
     now: datetime | None = None,
     max_age: timedelta = STEP_UP_WINDOW,
 ) -> StepUpStatus:

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
-from etcwallet.identity.factors.types import CeremonyPurpose, Passkey, PrincipalRef, SessionStepUp
+from etcwallet.identity.factors.types import CeremonyPurpose, FactorCounts, Passkey, PrincipalRef
 
 
 @dataclass(frozen=True)
@@ -164,13 +164,30 @@ async def factors_on_file(
     return FactorsOnFile(bool(row[0]), bool(row[1]), bool(row[2]))
 
 
-async def get_session_step_up(conn: AsyncConnection[Any], *, session_id: UUID) -> SessionStepUp:
-    """When the session last proved a second factor and which (both None for no session or no step-up)."""
+async def count_factors(
+    conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID
+) -> FactorCounts:
+    """How many second factors the principal has (a confirmed TOTP, passkeys, unused recovery codes)."""
     cur = await conn.execute(
-        "SELECT stepped_up_at, step_up_factor FROM sessions WHERE id = %s", (session_id,)
+        "SELECT EXISTS (SELECT 1 FROM totp_factors WHERE principal_type = %(t)s AND principal_id = %(i)s "
+        "AND confirmed_at IS NOT NULL), "
+        "(SELECT count(*) FROM passkeys WHERE principal_type = %(t)s AND principal_id = %(i)s), "
+        "(SELECT count(*) FROM recovery_codes WHERE principal_type = %(t)s AND principal_id = %(i)s "
+        "AND used_at IS NULL)",
+        {"t": principal_type, "i": principal_id},
     )
     row = await cur.fetchone()
-    return SessionStepUp(row[0], row[1]) if row else SessionStepUp(None, None)
+    assert row is not None
+    return FactorCounts(bool(row[0]), int(row[1]), int(row[2]))
+
+
+async def delete_factors(conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID) -> None:
+    """Delete every second factor of the principal: TOTP, recovery codes, passkeys."""
+    params = {"t": principal_type, "i": principal_id}
+    for table in ("totp_factors", "recovery_codes", "passkeys"):
+        await conn.execute(
+            f"DELETE FROM {table} WHERE principal_type = %(t)s AND principal_id = %(i)s", params
+        )
 
 
 # --- passkeys and their challenges -------------------------------------------------------------------------

@@ -47,11 +47,11 @@ def _qr(uri: str) -> tuple[str, str]:
 
 async def enroll(
     conn: AsyncConnection[Any],
+    *,
     cipher: FieldCipher,
     principal_type: str,
     principal_id: UUID,
     account_name: str,
-    *,
     now: datetime | None = None,
 ) -> Enrollment:
     """Start (or restart, while unconfirmed) TOTP enrollment; refused if a confirmed factor exists."""
@@ -85,11 +85,11 @@ def _matching_step(secret: str, code: str, now: float) -> int | None:
 
 async def verify(
     conn: AsyncConnection[Any],
+    *,
     cipher: FieldCipher,
     principal_type: str,
     principal_id: UUID,
     code: str,
-    *,
     confirming: bool = False,
     now: datetime | None = None,
 ) -> bool:
@@ -125,7 +125,7 @@ def _rewrap(lookup_key: bytes, principal_type: str, principal_id: UUID, sha256: 
 
 
 async def issue_recovery_codes(
-    conn: AsyncConnection[Any], lookup_key: bytes, principal_type: str, principal_id: UUID
+    conn: AsyncConnection[Any], *, lookup_key: bytes, principal_type: str, principal_id: UUID
 ) -> list[str]:
     """Replace the principal's recovery codes with ten new ones; only their keyed hashes are kept."""
     codes = [f"{secrets.randbelow(10**10):010d}" for _ in range(RECOVERY_CODES)]
@@ -138,11 +138,11 @@ async def issue_recovery_codes(
 
 async def use_recovery_code(
     conn: AsyncConnection[Any],
+    *,
     lookup_key: bytes,
     principal_type: str,
     principal_id: UUID,
     code: str,
-    *,
     now: datetime | None = None,
 ) -> bool:
     """Spend one recovery code (used at ``now``, the caller's clock); each works once."""
@@ -157,7 +157,7 @@ async def use_recovery_code(
     )
 
 
-async def rekey_legacy_recovery_codes(conn: AsyncConnection[Any], lookup_key: bytes) -> int:
+async def rekey_legacy_recovery_codes(conn: AsyncConnection[Any], *, lookup_key: bytes) -> int:
     """Rewrap recovery codes stored as an unsalted SHA-256 (before issue 15) into the keyed form; run at
     start-up. The codes people hold keep working, and no unkeyed hash stays in the table. Returns how many."""
     rows = await store.list_legacy_recovery_codes(conn)
@@ -172,6 +172,6 @@ async def rekey_legacy_recovery_codes(conn: AsyncConnection[Any], lookup_key: by
     return len(rows)
 
 
-async def is_enrolled(conn: AsyncConnection[Any], principal_type: str, principal_id: UUID) -> bool:
+async def is_enrolled(conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID) -> bool:
     """Whether the principal has a confirmed TOTP factor."""
     return await store.is_totp_confirmed(conn, principal_type=principal_type, principal_id=principal_id)

@@ -42,6 +42,15 @@ class Enrollment:
 
 
 @dataclass(frozen=True)
+class FactorCounts:
+    """How many second factors a principal has: a confirmed TOTP, passkeys, unused recovery codes."""
+
+    totp: bool
+    passkeys: int
+    unused_recovery_codes: int
+
+
+@dataclass(frozen=True)
 class SessionStepUp:
     """When a session last proved a second factor, and which."""
 

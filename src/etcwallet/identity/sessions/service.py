@@ -14,10 +14,6 @@ Every function takes the time as ``now`` (the caller's clock reading: ``unit.now
 clock, ``core.deps.ClockDep``), the system clock when omitted; SQL ``now()`` is never used, so the
 idle and absolute ends are tested by moving a clock. A caller in one transaction reads its clock once,
 as ``now()`` (the transaction's start) did.
-
-The positional functions at the end (``rotate``, ``revoke``, ``revoke_all``, ``list_live``,
-``mark_stepped_up``) are kept only for ``identity/customers`` until its callers move; new code calls the
-keyword-only ones.
 """
 
 from __future__ import annotations
@@ -60,17 +56,13 @@ __all__ = [
     "end_owned_session",
     "end_session",
     "find_live",
+    "forget_devices",
     "get_session",
     "get_session_or_raise",
     "issue",
     "list_devices",
-    "list_live",
     "lookup_principals",
-    "mark_stepped_up",
     "record_step_up",
-    "revoke",
-    "revoke_all",
-    "rotate",
     "rotate_refresh",
     "touch_sessions",
 ]
@@ -286,52 +278,7 @@ async def record_step_up(
     await store.mark_stepped_up(conn, session_id=session_id, factor=factor, now=_read(now))
 
 
-# --- Kept only for identity/customers (edited by other helpers meanwhile; the lead moves them) ----------
-
-
-async def rotate(
-    conn: AsyncConnection[Any], principal_type: str, refresh_token: str, *, now: datetime | None = None
-) -> Rotation:
-    """:func:`rotate_refresh`."""
-    return await rotate_refresh(conn, principal_type=principal_type, refresh_token=refresh_token, now=now)
-
-
-async def revoke(
-    conn: AsyncConnection[Any], session_id: UUID, reason: str, *, now: datetime | None = None
-) -> bool:
-    """:func:`end_session`."""
-    return await end_session(conn, session_id=session_id, reason=reason, now=now)
-
-
-async def revoke_all(
-    conn: AsyncConnection[Any],
-    principal_type: str,
-    principal_id: UUID,
-    reason: str,
-    *,
-    keep: UUID | None = None,
-    now: datetime | None = None,
-) -> int:
-    """:func:`end_all_sessions`."""
-    return await end_all_sessions(
-        conn, principal_type=principal_type, principal_id=principal_id, reason=reason, keep=keep, now=now
-    )
-
-
-async def list_live(
-    conn: AsyncConnection[Any], principal_type: str, principal_id: UUID, *, now: datetime | None = None
-) -> list[Session]:
-    """:func:`list_devices`."""
-    return await list_devices(conn, principal_type=principal_type, principal_id=principal_id, now=now)
-
-
-async def mark_stepped_up(
-    conn: AsyncConnection[Any],
-    session_id: UUID,
-    factor: str,
-    *,
-    now: datetime | None = None,
-    at: datetime | None = None,
-) -> None:
-    """:func:`record_step_up`."""
-    await record_step_up(conn, session_id=session_id, factor=factor, now=at or now)
+async def forget_devices(conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID) -> None:
+    """Strip the principal's sessions of the ip, user agent and device id they were opened from, in the
+    caller's transaction; the sessions stay as records (an anonymized customer's)."""
+    await store.strip_devices(conn, principal_type=principal_type, principal_id=principal_id)

@@ -270,3 +270,12 @@ async def forget_ended_families(conn: AsyncConnection[Any], *, ended_before: dat
         {"spent": ended_before},
     )
     return cur.rowcount
+
+
+async def strip_devices(conn: AsyncConnection[Any], *, principal_type: str, principal_id: UUID) -> None:
+    """Forget where the principal's sessions came from (ip, user agent, device id); the rows stay."""
+    await conn.execute(
+        "UPDATE sessions SET ip = NULL, user_agent = NULL, device_id = NULL "
+        "WHERE principal_type = %s AND principal_id = %s",
+        (principal_type, principal_id),
+    )

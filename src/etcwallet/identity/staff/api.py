@@ -90,7 +90,7 @@ async def login(
     )
     step = await service.login_password(
         pool,
-        keys.cipher,
+        cipher=keys.cipher,
         username=body.username,
         password=body.password,
         client=client,
@@ -120,7 +120,7 @@ async def login_totp(
     await _limit(pool, clock, (f"staff-totp:ip:{who.ip}", LOGIN_PER_IP))
     done = await service.login_second_factor(
         pool,
-        keys.cipher,
+        cipher=keys.cipher,
         lookup_key=keys.lookup_key,
         ticket=body.ticket,
         code=body.code,
@@ -153,7 +153,7 @@ async def logout(
 @router.get("/me", response_model=s.StaffOut, responses=problems(404))
 async def whoami(pool: PoolDep, me: Annotated[Principal, Depends(require_staff)]) -> s.StaffOut:
     async with pool.connection() as conn:
-        return staff_out(await service.get_staff_or_raise(conn, me.id))
+        return staff_out(await service.get_staff_or_raise(conn, staff_id=me.id))
 
 
 # --- administration ------------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ async def list_outlets(
     pool: PoolDep, me: Annotated[Principal, Depends(require(Permission.OUTLETS_READ))]
 ) -> list[s.OutletOut]:
     async with pool.connection() as conn:
-        return [outlet_out(o) for o in await service.list_outlets(conn, me)]
+        return [outlet_out(o) for o in await service.list_outlets(conn, viewer=me)]
 
 
 @admin.get("/outlets/{outlet_id}", response_model=s.OutletOut)
@@ -254,7 +254,7 @@ async def list_staff(
     pool: PoolDep, me: Annotated[Principal, Depends(require(Permission.STAFF_READ))]
 ) -> list[s.StaffOut]:
     async with pool.connection() as conn:
-        return [staff_out(m) for m in await service.list_staff(conn, me)]
+        return [staff_out(m) for m in await service.list_staff(conn, viewer=me)]
 
 
 @admin.get("/staff/{staff_id}", response_model=s.StaffOut)
@@ -262,7 +262,7 @@ async def read_staff(
     staff_id: UUID, pool: PoolDep, me: Annotated[Principal, Depends(require(Permission.STAFF_READ))]
 ) -> s.StaffOut:
     async with pool.connection() as conn:
-        return staff_out(await service.get_staff_or_raise(conn, staff_id, viewer=me))
+        return staff_out(await service.get_staff_or_raise(conn, staff_id=staff_id, viewer=me))
 
 
 @admin.patch("/staff/{staff_id}", response_model=s.StaffOut, responses={**_AWAITS_APPROVAL, **problems(409)})

@@ -129,8 +129,8 @@ async def create_staff(
 
 async def update_staff(
     conn: Conn,
-    staff_id: UUID,
     *,
+    staff_id: UUID,
     actor: UUID,
     role: Role | None = None,
     outlet_id: UUID | None = None,
@@ -160,7 +160,7 @@ async def update_staff(
     if status == "disabled" and before.role is Role.ADMINISTRATOR and before.status == "active":
         await _keep_an_administrator(conn, staff_id, "status")
     old, new = await staff.update_staff(
-        conn, staff_id, role=role, outlet_id=outlet_id, status=status, now=now or utcnow()
+        conn, staff_id=staff_id, role=role, outlet_id=outlet_id, status=status, now=now or utcnow()
     )
     return Outcome(old, new)
 
@@ -180,7 +180,7 @@ async def _request_role_change(
         await _keep_an_administrator(conn, before.id, "role")
     kept_outlet = before.outlet_id if new_role in OUTLET_ROLES else None
     new_outlet = outlet_id if outlet_id is not None else kept_outlet
-    await staff.check_placement(conn, new_role, new_outlet)
+    await staff.check_placement(conn, role=new_role, outlet_id=new_outlet)
     change = await store.insert_change(
         conn,
         staff_id=before.id,
@@ -204,7 +204,7 @@ async def _lock_pending(conn: Conn, change_id: UUID) -> StaffChange:
     return change
 
 
-async def approve(conn: Conn, change_id: UUID, *, actor: UUID, now: datetime | None = None) -> Outcome:
+async def approve(conn: Conn, *, change_id: UUID, actor: UUID, now: datetime | None = None) -> Outcome:
     """A second administrator approves a pending change, which then takes effect (in the caller's
     transaction). Refused (409) to whoever requested it and to the member it concerns."""
     await store.serialize_administration(conn)
@@ -216,7 +216,7 @@ async def approve(conn: Conn, change_id: UUID, *, actor: UUID, now: datetime | N
     now = now or utcnow()
     before = await store.lock_staff(conn, change.staff_id)
     if change.kind == "create":
-        _, member = await staff.update_staff(conn, before.id, status="active", now=now)
+        _, member = await staff.update_staff(conn, staff_id=before.id, status="active", now=now)
     else:
         if before.role != change.role_from:
             raise staff_error("change_stale", field="change_id")
@@ -224,7 +224,7 @@ async def approve(conn: Conn, change_id: UUID, *, actor: UUID, now: datetime | N
             await _keep_an_administrator(conn, before.id, "change_id")
         _, member = await staff.update_staff(
             conn,
-            before.id,
+            staff_id=before.id,
             role=change.role_to,
             outlet_id=change.outlet_id,
             clear_outlet=change.outlet_id is None,
@@ -234,7 +234,7 @@ async def approve(conn: Conn, change_id: UUID, *, actor: UUID, now: datetime | N
     return Outcome(before, member, decided)
 
 
-async def reject(conn: Conn, change_id: UUID, *, actor: UUID, now: datetime | None = None) -> Outcome:
+async def reject(conn: Conn, *, change_id: UUID, actor: UUID, now: datetime | None = None) -> Outcome:
     """Reject a pending change (the requester may withdraw their own); a member waiting to be created
     ends ``rejected`` and can never sign in. Runs in the caller's transaction."""
     await store.serialize_administration(conn)
@@ -243,7 +243,7 @@ async def reject(conn: Conn, change_id: UUID, *, actor: UUID, now: datetime | No
     member = before
     now = now or utcnow()
     if change.kind == "create":
-        _, member = await staff.update_staff(conn, before.id, status="rejected", now=now)
+        _, member = await staff.update_staff(conn, staff_id=before.id, status="rejected", now=now)
     decided = await store.decide_change(conn, change_id, status="rejected", decided_by=actor, now=now)
     return Outcome(before, member, decided)
 
@@ -339,7 +339,7 @@ async def request_update(
             await require_fresh(unit.conn, principal=principal, now=unit.now)
         done = await update_staff(
             unit.conn,
-            staff_id,
+            staff_id=staff_id,
             actor=principal.id,
             role=role,
             outlet_id=outlet_id,
@@ -363,7 +363,7 @@ async def _decide_change(
     decide = approve if action is StaffAction.CHANGE_APPROVE else reject
 
     async def step(unit: Unit) -> Outcome:
-        done = await decide(unit.conn, change_id, actor=administrator, now=unit.now)
+        done = await decide(unit.conn, change_id=change_id, actor=administrator, now=unit.now)
         assert done.change is not None
         detail = change_detail(done.change, done.member)
         unit.audit(actor.event(action, target=("staff", str(done.member.id)), detail=detail))
@@ -386,12 +386,12 @@ async def reject_change(uow: UnitOfWork, *, actor: Actor, administrator: UUID, c
 # --- reading -------------------------------------------------------------------------------------------
 
 
-async def get_change_or_raise(conn: Conn, change_id: UUID) -> StaffChange:
+async def get_change_or_raise(conn: Conn, *, change_id: UUID) -> StaffChange:
     """A change; 404 ``change_not_found`` when unknown."""
     return await store.get_change_or_raise(conn, change_id)
 
 
-async def list_changes(conn: Conn, status: ChangeStatus, limit: int) -> list[StaffChange]:
+async def list_changes(conn: Conn, *, status: ChangeStatus, limit: int) -> list[StaffChange]:
     """Changes in one status, newest first."""
     return await store.list_changes(conn, status=status, limit=limit)
 
@@ -401,7 +401,7 @@ async def changes_with_members(
 ) -> list[tuple[StaffChange, StaffMember]]:
     """Changes in one status, newest first, each with the member as they are now."""
     async with pool.connection() as conn:
-        found = await list_changes(conn, status, limit)
+        found = await list_changes(conn, status=status, limit=limit)
         return [(change, await store.get_staff_or_raise(conn, change.staff_id)) for change in found]
 
 
@@ -410,5 +410,5 @@ async def change_with_member(
 ) -> tuple[StaffChange, StaffMember]:
     """One change with the member as they are now."""
     async with pool.connection() as conn:
-        change = await get_change_or_raise(conn, change_id)
+        change = await get_change_or_raise(conn, change_id=change_id)
         return change, await store.get_staff_or_raise(conn, change.staff_id)

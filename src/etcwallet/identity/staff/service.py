@@ -136,7 +136,7 @@ async def read_outlet(pool: AsyncConnectionPool, *, viewer: Principal, outlet_id
         return await get_outlet_or_raise(conn, outlet_id)
 
 
-async def list_outlets(conn: Conn, viewer: Principal) -> list[Outlet]:
+async def list_outlets(conn: Conn, *, viewer: Principal) -> list[Outlet]:
     """Every outlet for central roles; outlet staff see only their own."""
     if viewer.role in OUTLET_ROLES:
         return await store.list_outlets(conn, only=viewer.outlet_id, every=False)
@@ -146,7 +146,7 @@ async def list_outlets(conn: Conn, viewer: Principal) -> list[Outlet]:
 # --- staff ---------------------------------------------------------------------------------------------
 
 
-async def check_placement(conn: Conn, role: Role, outlet_id: UUID | None) -> None:
+async def check_placement(conn: Conn, *, role: Role, outlet_id: UUID | None) -> None:
     """Refuse (422/404, naming outlet_id) a role and outlet that do not fit together."""
     if role not in OUTLET_ROLES:
         if outlet_id is not None:
@@ -180,7 +180,7 @@ async def create_staff(
         validate_password(password, phone=None)
     except InvalidValue as refused:
         raise refused.at("password") from None
-    await check_placement(conn, role, outlet_id)
+    await check_placement(conn, role=role, outlet_id=outlet_id)
     member = await store.insert_staff(
         conn,
         username=username,
@@ -196,7 +196,7 @@ async def create_staff(
     return member
 
 
-async def get_staff_or_raise(conn: Conn, staff_id: UUID, viewer: Principal | None = None) -> StaffMember:
+async def get_staff_or_raise(conn: Conn, *, staff_id: UUID, viewer: Principal | None = None) -> StaffMember:
     """A staff member, if the viewer may see them (outlet staff: only their own outlet's); 404 otherwise,
     not 403: no hint that the record exists."""
     member = await store.get_staff_or_raise(conn, staff_id)
@@ -205,7 +205,7 @@ async def get_staff_or_raise(conn: Conn, staff_id: UUID, viewer: Principal | Non
     return member
 
 
-async def get_staff_id_or_raise(conn: Conn, username: str) -> UUID:
+async def get_staff_id_or_raise(conn: Conn, *, username: str) -> UUID:
     """As :func:`get_staff_id`, refusing (404 ``staff_not_found``) an unknown username."""
     staff_id = await get_staff_id(conn, username)
     if staff_id is None:
@@ -213,7 +213,7 @@ async def get_staff_id_or_raise(conn: Conn, username: str) -> UUID:
     return staff_id
 
 
-async def list_staff(conn: Conn, viewer: Principal) -> list[StaffMember]:
+async def list_staff(conn: Conn, *, viewer: Principal) -> list[StaffMember]:
     """Every member for central roles; outlet staff see their own outlet's."""
     if viewer.role in OUTLET_ROLES:
         return await store.list_staff(conn, outlet_id=viewer.outlet_id, every=False)
@@ -222,8 +222,8 @@ async def list_staff(conn: Conn, viewer: Principal) -> list[StaffMember]:
 
 async def update_staff(
     conn: Conn,
-    staff_id: UUID,
     *,
+    staff_id: UUID,
     role: Role | None = None,
     outlet_id: UUID | None = None,
     clear_outlet: bool = False,
@@ -240,7 +240,7 @@ async def update_staff(
     new_outlet = None if clear_outlet else (outlet_id or old.outlet_id)
     if new_role not in OUTLET_ROLES and role is not None and outlet_id is None:
         new_outlet = None
-    await check_placement(conn, new_role, new_outlet)
+    await check_placement(conn, role=new_role, outlet_id=new_outlet)
     new = await store.set_placement(
         conn, staff_id, role=new_role, outlet_id=new_outlet, status=status or old.status
     )
@@ -255,7 +255,7 @@ async def update_staff(
 
 
 async def issue_enrollment_code(
-    conn: Conn, staff_id: UUID, *, issued_by: UUID | None, now: datetime | None = None
+    conn: Conn, *, staff_id: UUID, issued_by: UUID | None, now: datetime | None = None
 ) -> EnrollmentCode:
     """Issue a one-time TOTP enrollment code for an active staff member not enrolled yet (in the caller's
     transaction; ``now`` is the unit's time, the wall clock on the bootstrap path).
@@ -268,7 +268,7 @@ async def issue_enrollment_code(
     status, password_set_by = await store.lock_staff_setter(conn, staff_id)
     if status != "active":
         raise staff_error("staff_not_active")
-    if await totp.is_enrolled(conn, "staff", staff_id):
+    if await totp.is_enrolled(conn, principal_type="staff", principal_id=staff_id):
         raise staff_error("totp_already_enrolled@staff")
     if issued_by is not None and password_set_by == issued_by:
         raise staff_error("enrollment_code_by_password_setter")
@@ -287,7 +287,7 @@ async def give_enrollment_code(
     target = ("staff", str(staff_id))
 
     async def step(unit: Unit) -> EnrollmentCode:
-        issued = await issue_enrollment_code(unit.conn, staff_id, issued_by=issued_by, now=unit.now)
+        issued = await issue_enrollment_code(unit.conn, staff_id=staff_id, issued_by=issued_by, now=unit.now)
         detail = {"expires_at": issued.expires_at.isoformat()}
         unit.audit(actor.event(StaffAction.ENROLLMENT_CODE_ISSUE, target=target, detail=detail))
         return issued
@@ -324,24 +324,26 @@ async def _check_password(
     """The member signing in (None: unknown) and the refusal, if any; a failure counts toward the lockout."""
     row = await store.lock_staff_login(conn, username)
     if row is None:
-        failure: IdentityError | None = await lockout.unknown_lock_in_force(conn, "staff", username, now=now)
+        failure: IdentityError | None = await lockout.unknown_lock_in_force(
+            conn, table="staff", identifier=username, now=now
+        )
         if failure is None:
             await verify_secret_async(dummy_hash(), password)
-            until = await lockout.record_unknown_failure(conn, "staff", username, now=now)
+            until = await lockout.record_unknown_failure(conn, table="staff", identifier=username, now=now)
             failure = lockout.failed("invalid_credentials@staff", until)
         return None, failure
     staff_id, password_hash, status, locked_until = row
     failure = lockout.lock_in_force(locked_until, now=now)
     if failure is None and (status != "active" or not await verify_secret_async(password_hash, password)):
-        until = await lockout.record_failure(conn, "staff", staff_id, now=now)
+        until = await lockout.record_failure(conn, table="staff", principal_id=staff_id, now=now)
         failure = lockout.failed("invalid_credentials@staff", until)
     return staff_id, failure
 
 
 async def login_password(
     pool: AsyncConnectionPool,
-    cipher: FieldCipher,
     *,
+    cipher: FieldCipher,
     username: str,
     password: str,
     client: Client,
@@ -362,12 +364,11 @@ async def login_password(
             assert staff_id is not None
             enrollment, failure = await _first_sign_in(conn, cipher, staff_id, username, enrollment_code, now)
         if failure is None:
+            assert staff_id is not None
             ticket = new_token()
             expires = now + TICKET_LIFETIME
-            await conn.execute(
-                "INSERT INTO login_tickets (ticket_hash, principal_type, principal_id, expires_at) "
-                "VALUES (%s, 'staff', %s, %s)",
-                (hash_token(ticket), staff_id, expires),
+            await store.insert_ticket(
+                conn, ticket_hash=hash_token(ticket), staff_id=staff_id, expires_at=expires
             )
         detail = {"username": username} | ({"totp_enrollment": "started"} if enrollment else {})
         event = _event(staff_id, client, StaffAction.LOGIN_PASSWORD, ("staff", staff_id), failure, detail)
@@ -382,20 +383,27 @@ async def _first_sign_in(
 ) -> tuple[totp.Enrollment | None, IdentityError | None]:
     """After a right password: nothing to do for an enrolled member; otherwise the enrollment code opens
     a new TOTP enrollment (and spends the code), and its absence or a wrong one refuses the sign-in."""
-    if await totp.is_enrolled(conn, "staff", staff_id):
+    if await totp.is_enrolled(conn, principal_type="staff", principal_id=staff_id):
         return None, None
     if code is None:
         return None, IdentityError("enrollment_code_required")
     if not await store.spend_enrollment_code(conn, staff_id, code, now=now):
-        until = await lockout.record_failure(conn, "staff", staff_id, now=now)
+        until = await lockout.record_failure(conn, table="staff", principal_id=staff_id, now=now)
         return None, lockout.failed("enrollment_code_invalid", until)
-    return await totp.enroll(conn, cipher, "staff", staff_id, f"staff:{username}", now=now), None
+    return await totp.enroll(
+        conn,
+        cipher=cipher,
+        principal_type="staff",
+        principal_id=staff_id,
+        account_name=f"staff:{username}",
+        now=now,
+    ), None
 
 
 async def login_second_factor(
     pool: AsyncConnectionPool,
-    cipher: FieldCipher,
     *,
+    cipher: FieldCipher,
     lookup_key: bytes,
     ticket: str,
     code: str,
@@ -420,24 +428,36 @@ async def login_second_factor(
             staff_id = row[0]
         else:
             staff_id = row[0]
-            enrolled = await totp.is_enrolled(conn, "staff", staff_id)
-            ok = await totp.verify(conn, cipher, "staff", staff_id, code, confirming=not enrolled, now=now)
+            enrolled = await totp.is_enrolled(conn, principal_type="staff", principal_id=staff_id)
+            ok = await totp.verify(
+                conn,
+                cipher=cipher,
+                principal_type="staff",
+                principal_id=staff_id,
+                code=code,
+                confirming=not enrolled,
+                now=now,
+            )
             if not ok and enrolled and "-" in code:
-                ok = await totp.use_recovery_code(conn, lookup_key, "staff", staff_id, code, now=now)
-            if not ok:
-                await conn.execute(
-                    "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s",
-                    (hash_token(ticket),),
+                ok = await totp.use_recovery_code(
+                    conn,
+                    lookup_key=lookup_key,
+                    principal_type="staff",
+                    principal_id=staff_id,
+                    code=code,
+                    now=now,
                 )
-                until = await lockout.record_failure(conn, "staff", staff_id, now=now)
+            if not ok:
+                await store.count_ticket_attempt(conn, ticket_hash=hash_token(ticket))
+                until = await lockout.record_failure(conn, table="staff", principal_id=staff_id, now=now)
                 failure = lockout.failed("totp_invalid", until)
             else:
-                await conn.execute(
-                    "UPDATE login_tickets SET used_at = %s WHERE ticket_hash = %s", (now, hash_token(ticket))
-                )
+                await store.spend_ticket(conn, ticket_hash=hash_token(ticket), now=now)
                 if not enrolled:
-                    recovery = await totp.issue_recovery_codes(conn, lookup_key, "staff", staff_id)
-                await lockout.record_success(conn, "staff", staff_id)
+                    recovery = await totp.issue_recovery_codes(
+                        conn, lookup_key=lookup_key, principal_type="staff", principal_id=staff_id
+                    )
+                await lockout.record_success(conn, table="staff", principal_id=staff_id)
                 tokens = await sessions.issue(
                     conn, principal_type="staff", principal_id=staff_id, client=client, now=now
                 )

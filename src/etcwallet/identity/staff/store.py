@@ -1,5 +1,5 @@
 """The only module that names the staff domain's tables (``outlets``, ``staff``, ``staff_enrollment_codes``,
-``staff_changes``): rows in, types out. ``get_x`` answers None when absent, ``get_x_or_raise`` refuses,
+``staff_changes``, and staff's rows of ``login_tickets``): rows in, types out. ``get_x`` answers None when absent, ``get_x_or_raise`` refuses,
 ``lock_x`` takes the row FOR UPDATE. Every function runs in the caller's transaction."""
 
 from __future__ import annotations
@@ -162,6 +162,31 @@ async def lock_staff_ticket(
     )
     row = await cur.fetchone()
     return None if row is None else (row[0], row[1])
+
+
+async def insert_ticket(conn: Conn, *, ticket_hash: bytes, staff_id: UUID, expires_at: datetime) -> None:
+    """A login ticket for a member who passed the password step (staff's rows of ``login_tickets``)."""
+    await conn.execute(
+        "INSERT INTO login_tickets (ticket_hash, principal_type, principal_id, expires_at) "
+        "VALUES (%s, 'staff', %s, %s)",
+        (ticket_hash, staff_id, expires_at),
+    )
+
+
+async def count_ticket_attempt(conn: Conn, *, ticket_hash: bytes) -> None:
+    """Count a wrong second factor against a staff login ticket."""
+    await conn.execute(
+        "UPDATE login_tickets SET attempts = attempts + 1 WHERE ticket_hash = %s AND principal_type = 'staff'",
+        (ticket_hash,),
+    )
+
+
+async def spend_ticket(conn: Conn, *, ticket_hash: bytes, now: datetime) -> None:
+    """Mark a staff login ticket used: it opened a session."""
+    await conn.execute(
+        "UPDATE login_tickets SET used_at = %s WHERE ticket_hash = %s AND principal_type = 'staff'",
+        (now, ticket_hash),
+    )
 
 
 async def get_staff_id(conn: Conn, username: str) -> UUID | None:
