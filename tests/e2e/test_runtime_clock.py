@@ -19,12 +19,15 @@ from etcwallet.core.crypto import Keys
 from etcwallet.identity import jobs as identity_jobs
 from etcwallet.identity import lockout
 from etcwallet.identity.authz import Role
+from etcwallet.identity.customers.api import REFRESH_PER_IP
 from etcwallet.identity.sessions.types import IDLE
 from etcwallet.identity.staff import service as staff
 from etcwallet.ledger.service import Ledger
 from etcwallet.platform.jobs import JobContext
 from tests.conftest import STAFF_PASSWORD, bootstrap_enrollment_code
-from tests.identity.customer_helpers import assert_problem, login, register
+from tests.identity.customer_helpers import BASE, assert_problem, login, register
+
+REFRESH = f"{BASE}/auth/refresh"
 
 
 class FakeClock:
@@ -128,3 +131,16 @@ async def test_the_housekeeping_job_sweeps_by_the_clock_it_is_given(
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT 1 FROM login_tickets WHERE ticket_hash = %s", (ticket,))
         assert await cur.fetchone() is None
+
+
+async def test_a_customer_rate_limit_window_follows_the_runtime_clock(
+    timed_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """Route rate limits count in windows of the runtime's clock: past the window, the next attempt is
+    counted afresh, without sleeping."""
+    refresh = {"refresh_token": "x" * 43}
+    for _ in range(REFRESH_PER_IP.count):
+        assert_problem(await timed_client.post(REFRESH, json=refresh), 401, "unauthenticated")
+    assert_problem(await timed_client.post(REFRESH, json=refresh), 429, "rate_limited")
+    clock.advance(REFRESH_PER_IP.window)
+    assert_problem(await timed_client.post(REFRESH, json=refresh), 401, "unauthenticated")

@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.core.clock import system_clock
+from etcwallet.core.clock import Clock, system_clock
+from etcwallet.core.deps import ClockDep, PoolDep
 from etcwallet.identity.errors import IdentityError
 
 
@@ -36,7 +39,7 @@ def too_many(retry_after: int) -> IdentityError:
     return IdentityError("rate_limited", retry_after=retry_after)
 
 
-async def hit(conn: AsyncConnection[Any], key: str, limit: Limit, *, now: datetime | None = None) -> None:
+async def hit(conn: AsyncConnection[Any], *, key: str, limit: Limit, now: datetime | None = None) -> None:
     """Count one attempt against ``key``; raise a 429 problem once the window's limit is passed."""
     now = now or system_clock()
     start = _window_start(now, limit.window)
@@ -60,3 +63,28 @@ async def sweep(
         "DELETE FROM rate_limits WHERE window_start < %s", ((now or system_clock()) - older_than,)
     )
     return cur.rowcount
+
+
+@dataclass(frozen=True)
+class Limiter:
+    """A route's rate limits: :meth:`count` one attempt against each of its keys, by the runtime's clock."""
+
+    pool: AsyncConnectionPool
+    clock: Clock
+
+    async def count(self, *checks: tuple[str, Limit]) -> None:
+        """Count this attempt against each ``(key, limit)``, each in a transaction of its own so that an
+        attempt counts even when a later key refuses it; 429 with ``Retry-After`` past a limit."""
+        now = self.clock()
+        async with self.pool.connection() as conn:
+            for key, limit in checks:
+                async with conn.transaction():
+                    await hit(conn, key=key, limit=limit, now=now)
+
+
+def get_limiter(pool: PoolDep, clock: ClockDep) -> Limiter:
+    """The request's :class:`Limiter`, on the application's pool and clock."""
+    return Limiter(pool, clock)
+
+
+LimiterDep = Annotated[Limiter, Depends(get_limiter)]

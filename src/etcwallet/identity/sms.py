@@ -114,9 +114,9 @@ async def send_code(
     last = await cur.fetchone()
     if last is not None and now - last[0] < COOLDOWN:
         raise cooldown_error(max(1, int((last[0] + COOLDOWN - now).total_seconds()) + 1))
-    await hit(conn, f"sms:phone:{phone}", Limit(DAILY_PER_PHONE, timedelta(days=1)), now=now)
+    await hit(conn, key=f"sms:phone:{phone}", limit=Limit(DAILY_PER_PHONE, timedelta(days=1)), now=now)
     if ip:
-        await hit(conn, f"sms:ip:{ip}", Limit(DAILY_PER_IP, timedelta(days=1)), now=now)
+        await hit(conn, key=f"sms:ip:{ip}", limit=Limit(DAILY_PER_IP, timedelta(days=1)), now=now)
     code = f"{secrets.randbelow(1_000_000):06d}"
     await conn.execute(
         "UPDATE sms_codes SET consumed_at = %s WHERE phone = %s AND purpose = %s AND consumed_at IS NULL",

@@ -11,7 +11,6 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Response, status
-from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep, SessionClientDep, UnitOfWorkDep
 from etcwallet.core.masking import mask_phone
@@ -29,7 +28,7 @@ from etcwallet.identity.customers.types import (
     TwoFactorState,
 )
 from etcwallet.identity.factors.stepup import STEP_UP_WINDOW
-from etcwallet.identity.ratelimit import Limit, hit
+from etcwallet.identity.ratelimit import Limit, Limiter, LimiterDep
 from etcwallet.identity.sessions.schemas import RefreshRequest
 from etcwallet.identity.sessions.service import IssuedTokens, Session
 from etcwallet.identity.sms import Purpose, SentCode, SmsDep
@@ -50,22 +49,12 @@ KeyedMe = Annotated[Principal, Depends(idempotent(require_customer))]
 Freezer = Annotated[Principal, Depends(idempotent(require(Permission.CUSTOMERS_FREEZE)))]
 
 
-async def _limit(pool: AsyncConnectionPool, *keys: tuple[str, Limit]) -> None:
-    """Count this attempt against each key (each in its own transaction); 429 with Retry-After past a limit."""
-    async with pool.connection() as conn:
-        for key, limit in keys:
-            async with conn.transaction():
-                await hit(conn, key, limit)
-
-
-async def _auth_limits(
-    pool: AsyncConnectionPool, client: Client, endpoint: str, phone: str | None = None
-) -> None:
+async def _auth_limits(limiter: Limiter, client: Client, endpoint: str, phone: str | None = None) -> None:
     ip = client.ip
     keys = [(f"customer-{endpoint}:ip:{ip}", AUTH_PER_IP)]
     if phone is not None:
         keys.append((f"customer-auth:phone:{phone}", AUTH_PER_PHONE))
-    await _limit(pool, *keys)
+    await limiter.count(*keys)
 
 
 def _tokens(t: IssuedTokens) -> s.TokensOut:
@@ -145,10 +134,15 @@ def _two_factor_out(t: TwoFactorState) -> s.TwoFactorOut:
     responses=problems(403, 429),
 )
 async def request_sms_code(
-    body: s.SmsCodeRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, sms: SmsDep, client: ClientDep
+    body: s.SmsCodeRequest,
+    limiter: LimiterDep,
+    uow: UnitOfWorkDep,
+    keys: KeysDep,
+    sms: SmsDep,
+    client: ClientDep,
 ) -> s.SmsCodeSentOut:
     """Send a verification code; the answer is the same whether or not the number is registered."""
-    await _limit(pool, (f"customer-sms:ip:{client.ip}", SMS_PER_IP))
+    await limiter.count((f"customer-sms:ip:{client.ip}", SMS_PER_IP))
     sent = await service.request_code(
         uow=uow,
         gateway=sms,
@@ -167,10 +161,10 @@ async def request_sms_code(
     responses=problems(409, 429),
 )
 async def register(
-    body: s.RegisterRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: SessionClientDep
+    body: s.RegisterRequest, limiter: LimiterDep, uow: UnitOfWorkDep, keys: KeysDep, client: SessionClientDep
 ) -> s.RegisterOut:
     """Open an account with phone, password and SMS code (purpose register); answers a signed-in session."""
-    await _auth_limits(pool, client, "register", body.phone)
+    await _auth_limits(limiter, client, "register", body.phone)
     customer, tokens = await service.register(
         uow=uow,
         lookup_key=keys.lookup_key,
@@ -184,20 +178,20 @@ async def register(
 
 @router.post("/login", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
 async def login(
-    body: s.LoginRequest, pool: PoolDep, uow: UnitOfWorkDep, client: SessionClientDep
+    body: s.LoginRequest, limiter: LimiterDep, uow: UnitOfWorkDep, client: SessionClientDep
 ) -> s.LoginOut:
     """Sign in with phone and password; answers tokens, or a ticket when a second factor is owed."""
-    await _auth_limits(pool, client, "login", body.phone)
+    await _auth_limits(limiter, client, "login", body.phone)
     result = await service.login_password(uow=uow, phone=body.phone, password=body.password, client=client)
     return _sign_in_out(result)
 
 
 @router.post("/login/sms", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
 async def login_sms(
-    body: s.SmsLoginRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: SessionClientDep
+    body: s.SmsLoginRequest, limiter: LimiterDep, uow: UnitOfWorkDep, keys: KeysDep, client: SessionClientDep
 ) -> s.LoginOut:
     """Sign in with an SMS code (purpose login) instead of the password."""
-    await _auth_limits(pool, client, "login", body.phone)
+    await _auth_limits(limiter, client, "login", body.phone)
     result = await service.login_sms(
         uow=uow, lookup_key=keys.lookup_key, phone=body.phone, sms_code=body.sms_code, client=client
     )
@@ -206,10 +200,14 @@ async def login_sms(
 
 @router.post("/login/totp", response_model=s.LoginOut, responses=problems(401, 403, 423, 429))
 async def login_totp(
-    body: s.SecondFactorRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: SessionClientDep
+    body: s.SecondFactorRequest,
+    limiter: LimiterDep,
+    uow: UnitOfWorkDep,
+    keys: KeysDep,
+    client: SessionClientDep,
 ) -> s.LoginOut:
     """Finish a sign-in with the ticket and a TOTP code (or a one-time recovery code)."""
-    await _auth_limits(pool, client, "second-factor")
+    await _auth_limits(limiter, client, "second-factor")
     tokens = await service.login_second_factor(
         uow=uow,
         cipher=keys.cipher,
@@ -223,10 +221,10 @@ async def login_totp(
 
 @router.post("/password/forgot", response_model=s.PasswordChangedOut, responses=problems(401, 403, 423, 429))
 async def forgot_password(
-    body: s.ForgotPasswordRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep
+    body: s.ForgotPasswordRequest, limiter: LimiterDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep
 ) -> s.PasswordChangedOut:
     """Set a new password with an SMS code (purpose reset_password); every session ends."""
-    await _auth_limits(pool, client, "forgot", body.phone)
+    await _auth_limits(limiter, client, "forgot", body.phone)
     ended = await service.reset_password(
         uow=uow,
         lookup_key=keys.lookup_key,
@@ -239,22 +237,24 @@ async def forgot_password(
 
 
 @router.post("/auth/refresh", response_model=s.TokensOut, responses=problems(401, 403, 429))
-async def refresh(body: RefreshRequest, pool: PoolDep, uow: UnitOfWorkDep, client: ClientDep) -> s.TokensOut:
+async def refresh(
+    body: RefreshRequest, limiter: LimiterDep, uow: UnitOfWorkDep, client: ClientDep
+) -> s.TokensOut:
     """Rotate the session's tokens: the old access and refresh tokens stop working."""
-    await _limit(pool, (f"customer-refresh:ip:{client.ip}", REFRESH_PER_IP))
+    await limiter.count((f"customer-refresh:ip:{client.ip}", REFRESH_PER_IP))
     tokens = await service.refresh(uow=uow, refresh_token=body.refresh_token, client=client)
     return _tokens(tokens)
 
 
 @router.post("/unfreeze", response_model=s.AccountStateOut, responses=problems(401, 403, 409, 423, 429))
 async def request_unfreeze(
-    body: s.SelfUnfreezeRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep
+    body: s.SelfUnfreezeRequest, limiter: LimiterDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep
 ) -> s.AccountStateOut:
     """Unfreeze an account you froze yourself (password + SMS code, purpose ``unfreeze``).
 
     An account frozen by staff answers 403 ``unfreeze_needs_staff``.
     """
-    await _auth_limits(pool, client, "unfreeze", body.phone)
+    await _auth_limits(limiter, client, "unfreeze", body.phone)
     customer = await service.request_self_unfreeze(
         uow=uow,
         lookup_key=keys.lookup_key,
@@ -301,7 +301,7 @@ async def whoami(pool: PoolDep, keys: KeysDep, me: Me) -> s.MeOut:
 )
 async def request_own_sms_code(
     body: s.OwnSmsCodeRequest,
-    pool: PoolDep,
+    limiter: LimiterDep,
     uow: UnitOfWorkDep,
     keys: KeysDep,
     sms: SmsDep,
@@ -309,7 +309,7 @@ async def request_own_sms_code(
     me: Me,
 ) -> s.SmsCodeSentOut:
     """Send a code to my own phone (payment password, profile change)."""
-    await _limit(pool, (f"customer-sms:ip:{client.ip}", SMS_PER_IP))
+    await limiter.count((f"customer-sms:ip:{client.ip}", SMS_PER_IP))
     sent = await service.request_own_code(
         uow=uow,
         gateway=sms,
@@ -323,10 +323,10 @@ async def request_own_sms_code(
 
 @router.post("/me/password", response_model=s.PasswordChangedOut, responses=problems(404, 423, 429))
 async def change_password(
-    body: s.ChangePasswordRequest, pool: PoolDep, uow: UnitOfWorkDep, client: ClientDep, me: KeyedMe
+    body: s.ChangePasswordRequest, limiter: LimiterDep, uow: UnitOfWorkDep, client: ClientDep, me: KeyedMe
 ) -> s.PasswordChangedOut:
     """Change my password; every other session ends."""
-    await _limit(pool, (f"customer-password:id:{me.id}", SENSITIVE_PER_CUSTOMER))
+    await limiter.count((f"customer-password:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     ended = await service.change_password(
         uow=uow,
         customer_id=me.id,
@@ -363,11 +363,11 @@ async def read_profile(pool: PoolDep, keys: KeysDep, me: Me) -> s.ProfileOut:
 
 @router.put("/me/profile", response_model=s.ProfileOut, responses=problems(404, 409, 429))
 async def set_profile(
-    body: s.ProfileRequest, pool: PoolDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep, me: Me
+    body: s.ProfileRequest, limiter: LimiterDep, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep, me: Me
 ) -> s.ProfileOut:
     """Record my real name and ID (needs a fresh step-up, so that the answer cannot tell whether an ID number
     is someone else's); changing data already on file also needs an SMS code (purpose profile_change)."""
-    await _limit(pool, (f"customer-profile:id:{me.id}", SENSITIVE_PER_CUSTOMER))
+    await limiter.count((f"customer-profile:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     profile = await service.set_profile(
         uow=uow,
         keys=keys,
@@ -393,13 +393,14 @@ async def payment_password_state(pool: PoolDep, me: Me) -> s.PaymentPasswordOut:
 async def set_payment_password(
     body: s.PaymentPasswordSetRequest,
     pool: PoolDep,
+    limiter: LimiterDep,
     uow: UnitOfWorkDep,
     keys: KeysDep,
     client: ClientDep,
     me: Me,
 ) -> s.PaymentPasswordOut:
     """Set my 6-digit payment password the first time, with an SMS code (purpose reset_payment_password)."""
-    await _limit(pool, (f"customer-pin:id:{me.id}", SENSITIVE_PER_CUSTOMER))
+    await limiter.count((f"customer-pin:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     await service.set_payment_password(
         uow=uow,
         lookup_key=keys.lookup_key,
@@ -429,13 +430,14 @@ async def verify_payment_password(
 async def reset_payment_password(
     body: s.PaymentPasswordResetRequest,
     pool: PoolDep,
+    limiter: LimiterDep,
     uow: UnitOfWorkDep,
     keys: KeysDep,
     client: ClientDep,
     me: KeyedMe,
 ) -> s.PaymentPasswordOut:
     """Reset (and unlock) my payment password with an SMS code and the ID number of my real-name profile."""
-    await _limit(pool, (f"customer-pin:id:{me.id}", SENSITIVE_PER_CUSTOMER))
+    await limiter.count((f"customer-pin:id:{me.id}", SENSITIVE_PER_CUSTOMER))
     await service.reset_payment_password(
         uow=uow,
         keys=keys,

@@ -54,7 +54,7 @@ from etcwallet.identity.factors.schemas import (
     TicketIn,
     TotpEnrollmentOut,
 )
-from etcwallet.identity.ratelimit import Limit, hit
+from etcwallet.identity.ratelimit import Limit, LimiterDep
 from etcwallet.identity.sessions.schemas import SessionOut
 from etcwallet.identity.sms import SmsDep
 from etcwallet.identity.validators import validate_mobile
@@ -344,10 +344,9 @@ async def staff_step_up_totp(
 # --- a passkey as the second step of a password sign-in -------------------------------------------------
 
 
-async def _second_factor_attempt(pool: AsyncConnectionPool, client: Client) -> None:
-    """Count a passkey second-step call against its IP's limit."""
-    async with pool.connection() as conn:
-        await hit(conn, f"customer-second-factor:ip:{client.ip}", PASSKEY_LOGIN_PER_IP)
+def _second_factor_attempt(client: Client) -> tuple[str, Limit]:
+    """The limit a passkey second-step call counts against: its IP's."""
+    return (f"customer-second-factor:ip:{client.ip}", PASSKEY_LOGIN_PER_IP)
 
 
 @router.post(
@@ -356,10 +355,10 @@ async def _second_factor_attempt(pool: AsyncConnectionPool, client: Client) -> N
     responses=problems(401, 403, 409, 429, 503),
 )
 async def login_passkey_options(
-    body: TicketIn, request: Request, pool: PoolDep, client: ClientDep
+    body: TicketIn, request: Request, pool: PoolDep, limiter: LimiterDep, client: ClientDep
 ) -> CeremonyOut:
     """Options to finish a password sign-in (its ``ticket``) with one of the customer's passkeys."""
-    await _second_factor_attempt(pool, client)
+    await limiter.count(_second_factor_attempt(client))
     rp_id, _ = relying_party(request)
     return CeremonyOut.of(
         await customers.passkey_second_factor_options(pool, ticket=body.ticket, rp_id=rp_id)
@@ -372,10 +371,14 @@ async def login_passkey_options(
     responses=problems(400, 401, 403, 409, 423, 429, 503),
 )
 async def login_passkey(
-    body: TicketAssertionIn, request: Request, pool: PoolDep, uow: UnitOfWorkDep, client: SessionClientDep
+    body: TicketAssertionIn,
+    request: Request,
+    limiter: LimiterDep,
+    uow: UnitOfWorkDep,
+    client: SessionClientDep,
 ) -> SessionOut:
     """Finish a password sign-in with the passkey assertion answering those options: the session's tokens."""
-    await _second_factor_attempt(pool, client)
+    await limiter.count(_second_factor_attempt(client))
     rp_id, origin = relying_party(request)
     tokens = await customers.login_second_factor_passkey(
         uow=uow,
@@ -395,7 +398,7 @@ async def login_passkey(
 @router.post(f"{LOGIN}/options", response_model=CeremonyOut, responses=problems(429, 503))
 async def passkey_login_options(
     request: Request,
-    pool: PoolDep,
+    limiter: LimiterDep,
     uow: UnitOfWorkDep,
     keys: KeysDep,
     client: ClientDep,
@@ -409,23 +412,25 @@ async def passkey_login_options(
             phone = validate_mobile(body.phone)
         except InvalidValue as exc:
             raise exc.at("phone") from None
-    async with pool.connection() as conn:
-        await hit(conn, f"passkey-login:ip:{client.ip}", PASSKEY_LOGIN_PER_IP)
-        if phone:
-            await hit(conn, f"passkey-login:phone:{phone}", PASSKEY_LOGIN_PER_PHONE)
+    limits = [(f"passkey-login:ip:{client.ip}", PASSKEY_LOGIN_PER_IP)]
+    if phone:
+        limits.append((f"passkey-login:phone:{phone}", PASSKEY_LOGIN_PER_PHONE))
+    await limiter.count(*limits)
     ceremony = await service.passkey_login_options(uow, lookup_key=keys.lookup_key, rp_id=rp_id, phone=phone)
     return CeremonyOut.of(ceremony)
 
 
 @router.post(f"{LOGIN}/verify", response_model=SessionOut, responses=problems(400, 401, 403, 423, 429, 503))
 async def passkey_login_verify(
-    body: PasskeyAssertionIn, request: Request, pool: PoolDep, uow: UnitOfWorkDep, client: SessionClientDep
+    body: PasskeyAssertionIn,
+    request: Request,
+    limiter: LimiterDep,
+    uow: UnitOfWorkDep,
+    client: SessionClientDep,
 ) -> SessionOut:
     """Sign in with the passkey assertion answering the login options; answers the session's tokens."""
-    who = actor_of(None, client)
     rp_id, origin = relying_party(request)
-    async with pool.connection() as conn:
-        await hit(conn, f"passkey-login:ip:{who.ip}", PASSKEY_LOGIN_PER_IP)
+    await limiter.count((f"passkey-login:ip:{client.ip}", PASSKEY_LOGIN_PER_IP))
     done = await service.passkey_login(
         uow,
         challenge_id=body.challenge_id,

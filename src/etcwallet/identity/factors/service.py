@@ -174,7 +174,7 @@ def not_accepted(factor: str, factors: list[str]) -> IdentityError:
 async def _admit(uow: UnitOfWork, principal: Principal, factor: Factor) -> None:
     """Count a proof attempt (committed even if refused) and check the factor is one this principal may use."""
     async with uow.pool.connection() as conn:
-        await hit(conn, f"step-up:{principal.kind}:{principal.id}", PROOF_LIMIT, now=uow.clock())
+        await hit(conn, key=f"step-up:{principal.kind}:{principal.id}", limit=PROOF_LIMIT, now=uow.clock())
         factors = await usable_factors(conn, principal=principal)
     if factor not in factors:
         raise not_accepted(factor, factors)
@@ -396,7 +396,7 @@ async def confirm_totp(
     A refusal is audited in the step's own transaction, as a success is, and then raised.
     """
     async with uow.pool.connection() as conn:
-        await hit(conn, f"step-up:{principal.kind}:{principal.id}", PROOF_LIMIT, now=uow.clock())
+        await hit(conn, key=f"step-up:{principal.kind}:{principal.id}", limit=PROOF_LIMIT, now=uow.clock())
     target = _target(principal)
     kind, principal_id = principal.kind, principal.id
 

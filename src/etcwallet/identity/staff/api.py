@@ -8,9 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
-from psycopg_pool import AsyncConnectionPool
 
-from etcwallet.core.clock import Clock
 from etcwallet.core.deps import ClientDep, ClockDep, KeysDep, PoolDep, SessionClientDep, UnitOfWorkDep
 from etcwallet.core.openapi import problems
 from etcwallet.identity.authz import (
@@ -22,7 +20,7 @@ from etcwallet.identity.authz import (
     require_staff,
 )
 from etcwallet.identity.factors.schemas import TotpEnrollmentOut
-from etcwallet.identity.ratelimit import Limit, hit
+from etcwallet.identity.ratelimit import Limit, LimiterDep
 from etcwallet.identity.sessions.schemas import RefreshRequest, SessionOut
 from etcwallet.identity.staff import changes, service
 from etcwallet.identity.staff import schemas as s
@@ -66,15 +64,14 @@ def outlet_out(o: service.Outlet) -> s.OutletOut:
     )
 
 
-async def _limit(pool: AsyncConnectionPool, clock: Clock, *keys: tuple[str, Limit]) -> None:
-    async with pool.connection() as conn:
-        for key, limit in keys:
-            await hit(conn, key, limit, now=clock())
-
-
 @router.post("/auth/login", response_model=s.LoginStepOut, responses=problems(401, 403, 423, 429))
 async def login(
-    body: s.StaffPasswordLogin, pool: PoolDep, keys: KeysDep, client: ClientDep, clock: ClockDep
+    body: s.StaffPasswordLogin,
+    pool: PoolDep,
+    limiter: LimiterDep,
+    keys: KeysDep,
+    client: ClientDep,
+    clock: ClockDep,
 ) -> s.LoginStepOut:
     """Step 1: username and password. Answers a ticket for step 2.
 
@@ -82,9 +79,7 @@ async def login(
     too (401 ``enrollment_code_required`` without it); with it, the answer carries the TOTP enrollment.
     """
     who = actor_of(None, client)
-    await _limit(
-        pool,
-        clock,
+    await limiter.count(
         (f"staff-login:ip:{who.ip}", LOGIN_PER_IP),
         (f"staff-login:user:{body.username}", LOGIN_PER_USER),
     )
@@ -113,11 +108,16 @@ async def login(
 
 @router.post("/auth/totp", response_model=s.StaffSessionOut, responses=problems(401, 403, 423, 429))
 async def login_totp(
-    body: s.SecondFactorLogin, pool: PoolDep, keys: KeysDep, client: SessionClientDep, clock: ClockDep
+    body: s.SecondFactorLogin,
+    pool: PoolDep,
+    limiter: LimiterDep,
+    keys: KeysDep,
+    client: SessionClientDep,
+    clock: ClockDep,
 ) -> s.StaffSessionOut:
     """Step 2: the TOTP code (or a recovery code). The first code after enrollment confirms it."""
     who = actor_of(None, client)
-    await _limit(pool, clock, (f"staff-totp:ip:{who.ip}", LOGIN_PER_IP))
+    await limiter.count((f"staff-totp:ip:{who.ip}", LOGIN_PER_IP))
     done = await service.login_second_factor(
         pool,
         cipher=keys.cipher,
@@ -134,10 +134,12 @@ async def login_totp(
 
 
 @router.post("/auth/refresh", response_model=SessionOut, responses=problems(401, 403, 429))
-async def refresh(body: RefreshRequest, pool: PoolDep, client: ClientDep, clock: ClockDep) -> SessionOut:
+async def refresh(
+    body: RefreshRequest, pool: PoolDep, limiter: LimiterDep, client: ClientDep, clock: ClockDep
+) -> SessionOut:
     """Rotate the session's tokens; the old pair stops working."""
     who = actor_of(None, client)
-    await _limit(pool, clock, (f"staff-refresh:ip:{who.ip}", LOGIN_PER_IP))
+    await limiter.count((f"staff-refresh:ip:{who.ip}", LOGIN_PER_IP))
     tokens = await service.refresh_session(pool, refresh_token=body.refresh_token, client=client, clock=clock)
     return SessionOut.of(tokens)
 
