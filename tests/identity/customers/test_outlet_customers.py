@@ -175,14 +175,17 @@ async def test_an_unclaimed_customer_signs_in_by_sms(
     headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
     mine = (await client.get(f"{BASE}/me", headers=headers)).json()
     assert mine["id"] == opened and mine["verified_by"] == "outlet_id_check"
-    # Still unclaimed: changing a password that does not exist is refused, and nothing breaks.
-    r = await client.post(
-        f"{BASE}/me/password",
-        json={"old_password": PASSWORD, "new_password": "Another-pass-2026"},
-        headers=keyed(headers),
-    )
-    assert_problem(r, 403, "old_password_wrong", "old_password")
+    # Still unclaimed: there is no password to change (409, pointing to forgot password), and the attempt
+    # is no failed guess: it does not count toward the lockout.
+    for _ in range(2):
+        r = await client.post(
+            f"{BASE}/me/password",
+            json={"old_password": PASSWORD, "new_password": "Another-pass-2026"},
+            headers=keyed(headers),
+        )
+        assert_problem(r, 409, "password_not_set", "old_password")
     assert await scalar(pool, "SELECT password_hash IS NULL FROM customers WHERE phone = %s", phone) is True
+    assert await scalar(pool, "SELECT failed_logins FROM customers WHERE phone = %s", phone) == 0
 
 
 # --- bad input: nothing written --------------------------------------------------------------------------

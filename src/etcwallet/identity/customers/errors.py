@@ -20,6 +20,12 @@ CUSTOMER_ERRORS: dict[str, Entry] = {
         "phone",
     ),
     "old_password_wrong": (403, "原密码错误", "the current password is wrong", "old_password"),
+    "password_not_set": (
+        409,
+        "尚未设置登录密码，请通过“忘记密码”用短信验证码设置",
+        "no password is set yet: set one with forgot password (an SMS code)",
+        "old_password",
+    ),
     "password_unchanged": (
         422,
         "新密码不能与原密码相同",

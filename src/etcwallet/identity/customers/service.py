@@ -752,9 +752,11 @@ async def change_password(
         except InvalidValue as exc:
             raise exc.at("new_password") from None
         failure = lockout.lock_in_force(customer.locked_until, now=unit.now)
-        # An unclaimed account (signed in by SMS) has no current password: none matches; the owner sets one
-        # with the forgot-password flow (an SMS code), which claims the account.
-        if failure is None and (stored is None or not await verify_secret_async(stored, old_password)):
+        # An unclaimed account (signed in by SMS) has no current password to prove: the owner sets one with
+        # the forgot-password flow (an SMS code), which claims the account; the attempt is no failed guess.
+        if failure is None and stored is None:
+            failure = IdentityError("password_not_set")
+        if failure is None and stored is not None and not await verify_secret_async(stored, old_password):
             until = await lockout.record_failure(
                 unit.conn, table="customers", principal_id=customer_id, now=unit.now
             )
