@@ -16,7 +16,7 @@ from etcwallet.core.deps import ClientDep, LedgerDep, UnitOfWorkDep
 from etcwallet.core.openapi import problems
 from etcwallet.identity.authz import Permission, Principal, actor_of, require, require_customer
 from etcwallet.identity.customers import accounts
-from etcwallet.identity.customers.accounts_schemas import CustomerAccountOut
+from etcwallet.identity.customers.schemas import CustomerAccountOut
 
 router = APIRouter(tags=["customers"])
 

@@ -33,7 +33,7 @@ from etcwallet.core.deps import Client
 from etcwallet.core.errors import DomainError
 from etcwallet.core.masking import mask_free_text
 from etcwallet.identity.authz import Principal
-from etcwallet.identity.customers import accounts, closure_store, store
+from etcwallet.identity.customers import accounts, store
 from etcwallet.identity.customers.actions import record
 from etcwallet.identity.customers.closure_checks import ClosureChecks, ClosureRefused
 from etcwallet.identity.customers.profile import check_payment_password
@@ -111,7 +111,7 @@ async def close_account(
             reason=SESSION_END_REASON,
             now=unit.now,
         )
-        await closure_store.set_closed(unit.conn, customer_id, closed_by=closed_by, now=unit.now)
+        await store.set_closed(unit.conn, customer_id, closed_by=closed_by, now=unit.now)
         detail = {
             "reason": reason,
             "status_before": customer.status.value,
@@ -192,7 +192,7 @@ async def anonymize_closed(
     while True:
         cutoff = uow.clock() - retention
         async with uow.pool.connection() as conn:
-            due = await closure_store.closed_before(conn, before=cutoff, limit=batch)
+            due = await store.closed_before(conn, before=cutoff, limit=batch)
         progressed = 0
         for customer_id in due:
             progressed += await _anonymize_one(uow, customer_id, retention, actor)
@@ -204,7 +204,7 @@ async def anonymize_closed(
 async def _anonymize_one(uow: UnitOfWork, customer_id: UUID, retention: timedelta, actor: Actor) -> bool:
     async def step(unit: Unit) -> bool:
         customer = await store.lock_customer(unit.conn, customer_id)
-        state = await closure_store.get_closure_state(unit.conn, customer_id)
+        state = await store.get_closure_state(unit.conn, customer_id)
         due = (
             customer.status is CustomerStatus.CLOSED
             and state.anonymized_at is None
@@ -213,7 +213,7 @@ async def _anonymize_one(uow: UnitOfWork, customer_id: UUID, retention: timedelt
         )
         if not due:
             return False
-        await closure_store.anonymize_customer(unit.conn, customer_id, now=unit.now)
+        await store.anonymize_customer(unit.conn, customer_id, now=unit.now)
         await factors.forget_principal(unit.conn, principal_type=CUSTOMER, principal_id=customer_id)
         await sessions.forget_devices(unit.conn, principal_type=CUSTOMER, principal_id=customer_id)
         assert state.closed_at is not None

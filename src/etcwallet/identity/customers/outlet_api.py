@@ -19,7 +19,7 @@ from etcwallet.identity.authz import Permission, Principal, forbidden, require
 from etcwallet.identity.customers import outlet
 from etcwallet.identity.customers import schemas as s
 from etcwallet.identity.customers.api import staff_view
-from etcwallet.identity.customers.outlet_schemas import IdDocument, OutletCustomerRequest
+from etcwallet.identity.customers.schemas import IdDocument, OutletCustomerRequest
 from etcwallet.identity.customers.types import OutletOperator
 from etcwallet.platform.idempotency import idempotent
 

@@ -1,4 +1,5 @@
-"""Request and response bodies of the customer API (registration, sign-in, sessions, profile, PIN, freezing)."""
+"""Request and response bodies of the customer API: registration, sign-in, sessions, profile, PIN, freezing,
+closure, an outlet's counter and the customer's ledger accounts."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, Field
 
 from etcwallet.core.errors import InvalidValue
+from etcwallet.core.money import SignedMoney
 from etcwallet.core.schemas import RequestModel
 from etcwallet.identity.customers.types import Profile, VerificationMethod
 from etcwallet.identity.sessions.schemas import SessionOut
@@ -17,6 +19,7 @@ from etcwallet.identity.validators import (
     MOBILE_PATTERN,
     validate_mobile,
 )
+from etcwallet.ledger.types import Account
 
 
 def _six_digits(code: str, what: str, zh: str, en: str) -> str:
@@ -333,3 +336,50 @@ class ClosureOut(BaseModel):
     closed_at: datetime
     sessions_ended: int
     accounts_frozen: int
+
+
+# --- an outlet's counter (outlet_api.py) -----------------------------------------------------------------
+
+
+class IdDocument(RequestModel):
+    """The ID document the customer shows at the counter (in a body, never in a URL)."""
+
+    id_type: IdType
+    id_number: IdNumber
+
+
+class OutletCustomerRequest(IdDocument):
+    """Open an account from the real-name data the customer shows: no password (they claim it by SMS)."""
+
+    phone: Phone
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+# --- a customer's ledger accounts (accounts_api.py) ------------------------------------------------------
+
+
+class CustomerAccountOut(BaseModel):
+    """One of a customer's ledger accounts: balances in minor units (fen) with their currency."""
+
+    id: UUID
+    purpose: str | None  # ledger.chart.AccountPurpose; None for an account not opened by purpose
+    code: str
+    currency: str
+    frozen: bool
+    balance: SignedMoney
+    available: SignedMoney
+    created_at: datetime
+
+    @classmethod
+    def of(cls, account: Account) -> CustomerAccountOut:
+        purpose = account.metadata.get("purpose")
+        return cls(
+            id=account.id,
+            purpose=purpose if isinstance(purpose, str) else None,
+            code=account.code,
+            currency=account.currency,
+            frozen=account.frozen,
+            balance=SignedMoney(amount=account.balance, currency=account.currency),
+            available=SignedMoney(amount=account.available, currency=account.currency),
+            created_at=account.created_at,
+        )
