@@ -138,11 +138,23 @@ def run_pgbench(url: str, clients: int, duration: float) -> float:
     )
     done = subprocess.run(
         [
-            str(pg_bin("pgbench")), "-c", str(clients), "-j", "2", "-T", str(int(duration)), "-M", "prepared",
-            *common, "etcw_pgbench",
+            str(pg_bin("pgbench")),
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-T",
+            str(int(duration)),
+            "-M",
+            "prepared",
+            *common,
+            "etcw_pgbench",
         ],
-        check=True, capture_output=True, text=True, env=env,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     match = re.search(r"tps = ([0-9.]+)", done.stdout)
     if not match:
         raise RuntimeError(f"pgbench printed no tps:\n{done.stdout}\n{done.stderr}")
@@ -202,10 +214,16 @@ async def open_accounts(ledger: Ledger, n: int) -> list[UUID]:
     for account_id in ids:
         await ledger.create_account(wallet_spec(account_id, "bench:wallet"))
     funding = [
-        TransferRequest(uuid4(), debit_account_id=source.id, credit_account_id=a, amount=FUNDING,
-                        currency="CNY", code="bench_funding")
+        TransferRequest(
+            uuid4(),
+            debit_account_id=source.id,
+            credit_account_id=a,
+            amount=FUNDING,
+            currency="CNY",
+            code="bench_funding",
+        )
         for a in ids
-    ]  # fmt: skip
+    ]
     await ledger.create_transfers(funding)
     return ids
 
@@ -213,9 +231,13 @@ async def open_accounts(ledger: Ledger, n: int) -> list[UUID]:
 def random_transfer(accounts: list[UUID], rng: random.Random) -> TransferRequest:
     debit, credit = rng.sample(accounts, 2)
     return TransferRequest(
-        new_id(), debit_account_id=debit, credit_account_id=credit, amount=rng.randint(1, 10_000),
-        currency="CNY", code="bench",
-    )  # fmt: skip
+        new_id(),
+        debit_account_id=debit,
+        credit_account_id=credit,
+        amount=rng.randint(1, 10_000),
+        currency="CNY",
+        code="bench",
+    )
 
 
 def service_role_url(url: str) -> str:
@@ -295,9 +317,13 @@ async def finance_session(pool: AsyncConnectionPool) -> str:
     """A finance staff member and a session for them: the bearer token the HTTP clients send."""
     async with pool.connection() as conn:
         member = await staff.create_staff(
-            conn, username=f"bench.{uuid4().hex[:8]}", display_name="bench", password="Bench-pass-2026!",
-            role=Role.FINANCE, outlet_id=None,
-        )  # fmt: skip
+            conn,
+            username=f"bench.{uuid4().hex[:8]}",
+            display_name="bench",
+            password="Bench-pass-2026!",
+            role=Role.FINANCE,
+            outlet_id=None,
+        )
         tokens = await sessions.issue(
             conn, principal_type="staff", principal_id=member.id, client=Client("127.0.0.1", "bench")
         )
@@ -335,9 +361,13 @@ async def _post(
     """One HTTP/1.1 request on a kept-alive connection: a lean client, so the load generator stays cheap."""
     writer.write(
         b"POST " + path.encode() + b" HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        b"Authorization: Bearer " + token.encode() + b"\r\nContent-Length: "
-        + str(len(body)).encode() + b"\r\n\r\n" + body
-    )  # fmt: skip
+        b"Authorization: Bearer "
+        + token.encode()
+        + b"\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
     status_line = await reader.readline()
     length = 0
     while True:
@@ -356,18 +386,27 @@ Body = Callable[[random.Random, list[UUID]], bytes]
 
 def transfer_body(rng: random.Random, accounts: list[UUID]) -> bytes:
     debit, credit = rng.sample(accounts, 2)
-    return json.dumps({
-        "id": str(new_id()), "debit_account_id": str(debit), "credit_account_id": str(credit),
-        "amount": {"amount": rng.randint(1, 10_000), "currency": "CNY"}, "code": "bench",
-    }).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "id": str(new_id()),
+            "debit_account_id": str(debit),
+            "credit_account_id": str(credit),
+            "amount": {"amount": rng.randint(1, 10_000), "currency": "CNY"},
+            "code": "bench",
+        }
+    ).encode()
 
 
 def step_body(rng: random.Random, accounts: list[UUID]) -> bytes:
     payer, payee = rng.sample(accounts, 2)
-    return json.dumps({
-        "id": str(new_id()), "payer": str(payer), "payee": str(payee),
-        "amount": {"amount": rng.randint(1, 10_000), "currency": "CNY"},
-    }).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "id": str(new_id()),
+            "payer": str(payer),
+            "payee": str(payee),
+            "amount": {"amount": rng.randint(1, 10_000), "currency": "CNY"},
+        }
+    ).encode()
 
 
 @dataclass
@@ -400,11 +439,16 @@ async def bench_http(
     await pool.close()
     port = free_port()
     env = dict(
-        os.environ, ETCW_DATABASE_URL=service_role_url(url), ETCW_DATABASE_OWNER_URL=url,
-        ETCW_ENV="production", ETCW_ENCRYPTION_KEY=generate_key(),
+        os.environ,
+        ETCW_DATABASE_URL=service_role_url(url),
+        ETCW_DATABASE_OWNER_URL=url,
+        ETCW_ENV="production",
+        ETCW_ENCRYPTION_KEY=generate_key(),
         ETCW_LOOKUP_KEY=generate_key(),
-        ETCW_LOG_LEVEL="WARNING", ETCW_PORT=str(port), ETCW_WORKERS=str(workers),
-    )  # fmt: skip
+        ETCW_LOG_LEVEL="WARNING",
+        ETCW_PORT=str(port),
+        ETCW_WORKERS=str(workers),
+    )
     proc = await asyncio.create_subprocess_exec(sys.executable, *command, env=env)
     try:
         await wait_ready(port, proc)
@@ -523,10 +567,15 @@ async def run_all(url: str, clients: int, duration: float, json_output: bool, ht
     checkpoint(url)
     _say(json_output, f"(e) a domain step over HTTP (transfer + row + event + audit), {clients} clients ...")
     run, sampled = await bench_http(
-        step_url, clients, duration, http_workers, path="/bench/v1/steps", body=step_body,
+        step_url,
+        clients,
+        duration,
+        http_workers,
+        path="/bench/v1/steps",
+        body=step_body,
         command=(str(Path(__file__).with_name("step_service.py")),),
         during=lambda: sample_audit_lock(step_url, duration),
-    )  # fmt: skip
+    )
     report.step_tps, report.step_p50_ms, report.step_p99_ms = run.tps, run.p50_ms, run.p99_ms
     report.notes.update({"step_failures": run.failures, **(sampled if isinstance(sampled, dict) else {})})
     return report
@@ -563,8 +612,10 @@ def main(json_output: bool = False, duration: float = 20.0, clients: int = 16, h
     print(f"{'(c) HTTP':<34}{report.http_tps:>14,.0f}{ratios['http_ratio']:>12.2f}")
     print(f"{'(d) bulk, 8,000 a call':<34}{report.batch_tps:>14,.0f}{ratios['batch_ratio']:>12.2f}")
     print(f"{'(e) domain step over HTTP':<34}{report.step_tps:>14,.0f}{ratios['step_ratio']:>12.2f}")
-    print(f"HTTP latency p50 {report.http_p50_ms:.1f} ms, p99 {report.http_p99_ms:.1f} ms; "
-          f"step p50 {report.step_p50_ms:.1f} ms, p99 {report.step_p99_ms:.1f} ms; {report.notes}")  # fmt: skip
+    print(
+        f"HTTP latency p50 {report.http_p50_ms:.1f} ms, p99 {report.http_p99_ms:.1f} ms; "
+        f"step p50 {report.step_p50_ms:.1f} ms, p99 {report.step_p99_ms:.1f} ms; {report.notes}"
+    )
 
 
 if __name__ == "__main__":

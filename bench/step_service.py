@@ -62,10 +62,16 @@ async def book_step(request: Request) -> Response:
         events=[Event("bench.step_booked", str(body.id), {"amount": body.amount.amount, "currency": "CNY"})],
     )
     transfer = await ledger.create_transfer(
-        TransferRequest(body.id, debit_account_id=body.payer, credit_account_id=body.payee,
-                        amount=body.amount.amount, currency=body.amount.currency, code="bench.step"),
+        TransferRequest(
+            body.id,
+            debit_account_id=body.payer,
+            credit_account_id=body.payee,
+            amount=body.amount.amount,
+            currency=body.amount.currency,
+            code="bench.step",
+        ),
         along=along,
-    )  # fmt: skip
+    )
     return Response(f'{{"id":"{transfer.id}","seq":{transfer.seq}}}', 201, media_type="application/json")
 
 
@@ -78,6 +84,11 @@ def create_step_app() -> FastAPI:
 
 if __name__ == "__main__":
     uvicorn.run(
-        create_step_app(), host="127.0.0.1", port=int(os.environ["ETCW_PORT"]), log_config=None, access_log=False,
-        proxy_headers=False, server_header=False,
-    )  # fmt: skip
+        create_step_app(),
+        host="127.0.0.1",
+        port=int(os.environ["ETCW_PORT"]),
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )

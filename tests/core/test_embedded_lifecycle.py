@@ -66,16 +66,22 @@ class Service:
         self.port = free_port()
         environment = {k: v for k, v in os.environ.items() if not k.startswith("ETCW_DATABASE")}
         environment.update(
-            ETCW_DATA_DIR=str(data_dir), ETCW_PORT=str(self.port), ETCW_ENV="test", ETCW_LOG_LEVEL="WARNING",
+            ETCW_DATA_DIR=str(data_dir),
+            ETCW_PORT=str(self.port),
+            ETCW_ENV="test",
+            ETCW_LOG_LEVEL="WARNING",
             ETCW_DB_POOL_SIZE="3",
-        )  # fmt: skip
+        )
         environment.update(env)
         self.log = data_dir / f"serve-{self.port}.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "etcwallet.cli", "serve"], env=environment, stdout=out, stderr=out,
+                [sys.executable, "-m", "etcwallet.cli", "serve"],
+                env=environment,
+                stdout=out,
+                stderr=out,
                 start_new_session=True,
-            )  # fmt: skip
+            )
 
     def wait_ready(self) -> float:
         started = time.monotonic()

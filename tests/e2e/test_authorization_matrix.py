@@ -555,11 +555,22 @@ async def world(app: FastAPI, pool: AsyncConnectionPool, http: httpx.AsyncClient
 
     # Ledger: two accounts, a posted transfer and a hold, with an amount no other test moves.
     w = World(
-        pool, outlet_a, bank_a, outlet_b, bank_b, staff_ids, staff_b, customer_b,
-        account_id=uuid4(), pending_id=uuid4(), transfer_id=uuid4(),
-        account_owner=f"matrix-owner-{uuid4().hex[:12]}", amount=7_000_000 + secrets.randbelow(999_999),
-        machines=machines, revoke_target=target.client.id,
-    )  # fmt: skip
+        pool,
+        outlet_a,
+        bank_a,
+        outlet_b,
+        bank_b,
+        staff_ids,
+        staff_b,
+        customer_b,
+        account_id=uuid4(),
+        pending_id=uuid4(),
+        transfer_id=uuid4(),
+        account_owner=f"matrix-owner-{uuid4().hex[:12]}",
+        amount=7_000_000 + secrets.randbelow(999_999),
+        machines=machines,
+        revoke_target=target.client.id,
+    )
     fin = await w.headers_for(FIN)
     source = uuid4()
     for account_id in (source, w.account_id):

@@ -33,16 +33,22 @@ async def test_opening_freezing_and_moving_are_audited_once_each(
     ((action, outcome, actor, detail),) = await rows_about(pool, body["id"])
     assert (action, outcome, actor) == ("ledger.transfer_created", "success", "staff")
     assert detail == {
-        "kind": "single", "debit_account_id": source, "credit_account_id": wallet, "amount": 500,
-        "currency": "CNY", "code": "e2e",
-    }  # fmt: skip
+        "kind": "single",
+        "debit_account_id": source,
+        "credit_account_id": wallet,
+        "amount": 500,
+        "currency": "CNY",
+        "code": "e2e",
+    }
 
     for frozen in (True, False):
         r = await client.put(f"{API}/accounts/{wallet}/frozen", json={"frozen": frozen})
         assert r.status_code == 200, r.text
     assert [r[0] for r in await rows_about(pool, wallet)] == [
-        "ledger.account_opened", "ledger.account_frozen", "ledger.account_unfrozen",
-    ]  # fmt: skip
+        "ledger.account_opened",
+        "ledger.account_frozen",
+        "ledger.account_unfrozen",
+    ]
 
 
 async def test_a_refused_transfer_is_audited_as_refused(

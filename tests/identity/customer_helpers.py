@@ -123,9 +123,10 @@ async def step_up(client: httpx.AsyncClient, who: Signed) -> None:
     r = await client.post("/api/v1/me/factors/step-up/sms/send", headers=who.headers)
     assert r.status_code == 202, r.text
     r = await client.post(
-        "/api/v1/me/factors/step-up/sms/verify", json={"code": (await codes(client, who.phone))[0]},
+        "/api/v1/me/factors/step-up/sms/verify",
+        json={"code": (await codes(client, who.phone))[0]},
         headers=who.headers,
-    )  # fmt: skip
+    )
     assert r.status_code == 200 and r.json()["stepped_up"], r.text
 
 

@@ -52,8 +52,10 @@ def test_cli_dev_command_needs_the_switch_and_is_absent_in_production() -> None:
         done = subprocess.run(
             [sys.executable, "-m", "etcwallet.cli", "--help"],
             env=dict(os.environ, ETCW_ENV=env, ETCW_DEV_OUTBOX=outbox, COLUMNS="200"),
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return done.stdout
 
     assert " dev " in help_text("development", "1")

@@ -20,17 +20,29 @@ async def test_bulk_rows_round_trip_through_postgres(ledger: Ledger) -> None:
         AccountSpec(uuid4(), "CNY", "customer_wallet", "copy-test", debits_must_not_exceed_credits=True)
     )
     await ledger.create_transfer(
-        TransferRequest(uuid4(), debit_account_id=source.id, credit_account_id=wallet.id, amount=2**52,
-                        currency="CNY", code="fund")
-    )  # fmt: skip
+        TransferRequest(
+            uuid4(),
+            debit_account_id=source.id,
+            credit_account_id=wallet.id,
+            amount=2**52,
+            currency="CNY",
+            code="fund",
+        )
+    )
     holds = [
         TransferRequest(
-            uuid4(), kind=TransferKind.PENDING, debit_account_id=wallet.id, credit_account_id=source.id,
-            amount=100 + i, currency="CNY", code="通行费", timeout_seconds=3600 if i % 2 else None,
+            uuid4(),
+            kind=TransferKind.PENDING,
+            debit_account_id=wallet.id,
+            credit_account_id=source.id,
+            amount=100 + i,
+            currency="CNY",
+            code="通行费",
+            timeout_seconds=3600 if i % 2 else None,
             metadata={"plate": "甘A12345", "lane": i, "nested": {"ok": True, "tag": None}},
         )
         for i in range(20)
-    ]  # fmt: skip
+    ]
     await ledger.create_transfers(holds)
     requests = [
         TransferRequest(uuid4(), kind=TransferKind.POST_PENDING, pending_id=h.id, amount=50)
@@ -40,11 +52,16 @@ async def test_bulk_rows_round_trip_through_postgres(ledger: Ledger) -> None:
     ]
     requests += [
         TransferRequest(
-            uuid4(), debit_account_id=wallet.id, credit_account_id=source.id, amount=2**40 + i,
-            currency="CNY", code="x" * (i % 40), metadata={} if i % 3 else {"i": i, "emoji": "🚗"},
+            uuid4(),
+            debit_account_id=wallet.id,
+            credit_account_id=source.id,
+            amount=2**40 + i,
+            currency="CNY",
+            code="x" * (i % 40),
+            metadata={} if i % 3 else {"i": i, "emoji": "🚗"},
         )
         for i in range(BULK_THRESHOLD + 50)
-    ]  # fmt: skip
+    ]
     more_holds = [
         replace(h, id=uuid4(), timeout_seconds=5 if i % 2 else None, metadata={}) for i, h in enumerate(holds)
     ]

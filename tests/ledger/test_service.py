@@ -492,10 +492,21 @@ async def test_bulk_results_in_order(ledger: Ledger, funded: tuple[Account, Acco
     results = await ledger.create_transfers(reqs)
     assert len(results) == len(reqs)
     expected: list[str | None] = [
-        None, "exceeds_credits", "currency_mismatch", "linked_event_failed", "same_account",
-        "linked_event_failed", None, None, None, None, "transfer_id_conflict", "account_not_found", None,
+        None,
         "exceeds_credits",
-    ]  # fmt: skip
+        "currency_mismatch",
+        "linked_event_failed",
+        "same_account",
+        "linked_event_failed",
+        None,
+        None,
+        None,
+        None,
+        "transfer_id_conflict",
+        "account_not_found",
+        None,
+        "exceeds_credits",
+    ]
     for i, (req, res, code) in enumerate(zip(reqs, results, expected, strict=True)):
         if code is None:
             assert isinstance(res, Transfer), (i, res)

@@ -23,9 +23,15 @@ async def wallet(ledger: Ledger, balance: int = 0) -> UUID:
     if balance:
         source = await source_account(ledger)
         await ledger.create_transfer(
-            TransferRequest(uuid4(), debit_account_id=source, credit_account_id=account.id, amount=balance,
-                            currency="CNY", code="test.fund")
-        )  # fmt: skip
+            TransferRequest(
+                uuid4(),
+                debit_account_id=source,
+                credit_account_id=account.id,
+                amount=balance,
+                currency="CNY",
+                code="test.fund",
+            )
+        )
     return account.id
 
 

@@ -28,8 +28,14 @@ def paid_order(order_id: UUID, payer: UUID, merchant: UUID, amount: int) -> tupl
         "VALUES (%s, %s, %s, %s, 'paid', %s) ON CONFLICT (id) DO NOTHING",
         (order_id, payer, merchant, amount, transfer_id),
     )
-    request = TransferRequest(transfer_id, debit_account_id=payer, credit_account_id=merchant, amount=amount,
-                              currency="CNY", code="toy.pay")  # fmt: skip
+    request = TransferRequest(
+        transfer_id,
+        debit_account_id=payer,
+        credit_account_id=merchant,
+        amount=amount,
+        currency="CNY",
+        code="toy.pay",
+    )
     along = Along(
         statements=[row],
         audit=[ACTOR.event("toy.order_paid", target=("order", str(order_id)))],

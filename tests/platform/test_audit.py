@@ -394,8 +394,11 @@ async def test_verify_endpoint_names_the_broken_row(
             r = await c.get(VERIFY, headers=headers)
             body = r.json()
             assert {k: body[k] for k in ("ok", "rows", "first_broken_seq", "reason")} == {
-                "ok": True, "rows": 8, "first_broken_seq": None, "reason": None
-            }  # fmt: skip
+                "ok": True,
+                "rows": 8,
+                "first_broken_seq": None,
+                "reason": None,
+            }
             head = f"{body['head_seq']}:{body['head_hash']}"
             assert body["head_seq"] >= seqs[-1] and len(body["head_hash"]) == 64
             r = await c.get(VERIFY, headers=headers, params={"anchor": head})
@@ -565,8 +568,16 @@ def test_cli_creates_an_administrator_from_stdin_and_verifies_the_chain(cli_data
 def test_cli_issues_a_new_enrollment_code_for_a_member_not_enrolled(cli_database) -> None:
     """The bootstrap path for a lost or expired code: a new one replaces the old; audited as the system."""
     run, url = cli_database, cli_database.url
-    made = run("staff", "create", "--username", "new.admin", "--display-name", "x", "--password-stdin",
-               input="Good-pass-2026!\n")  # fmt: skip
+    made = run(
+        "staff",
+        "create",
+        "--username",
+        "new.admin",
+        "--display-name",
+        "x",
+        "--password-stdin",
+        input="Good-pass-2026!\n",
+    )
     assert made.exit_code == 0, made.output
     first = made.stdout.split()[-1]
     again = run("staff", "enrollment-code", "--username", "new.admin")
@@ -676,9 +687,15 @@ def test_cli_verify_prints_the_head_and_checks_anchors(cli_database) -> None:
     run, url = cli_database, cli_database.url
     for i in range(3):
         result = run(
-            "staff", "create", "--username", f"admin.{i}", "--display-name", f"管理员{i}", "--password-stdin",
+            "staff",
+            "create",
+            "--username",
+            f"admin.{i}",
+            "--display-name",
+            f"管理员{i}",
+            "--password-stdin",
             input="Good-pass-2026!\n",
-        )  # fmt: skip
+        )
         assert result.exit_code == 0, result.output
     seqs = [r["seq"] for r in sync_rows(url)]
     result = run("audit", "verify")

@@ -133,9 +133,12 @@ async def test_the_same_key_with_another_request_is_a_409(
     for method, url, payload in (
         ("POST", OUTLETS, changed),  # another body
         ("POST", OUTLETS, body | {"name": "另一个名字"}),  # one field changed
-        ("POST", "/api/v1/admin/staff", {"username": "x.y", "display_name": "x", "password": STAFF_PASSWORD,
-                                         "role": "support_agent"}),  # another route
-    ):  # fmt: skip
+        (
+            "POST",
+            "/api/v1/admin/staff",
+            {"username": "x.y", "display_name": "x", "password": STAFF_PASSWORD, "role": "support_agent"},
+        ),  # another route
+    ):
         r = await client.request(method, url, json=payload, headers=key | {"Accept-Language": "en"})
         assert r.status_code == 409, r.text
         assert r.headers["content-type"] == PROBLEM
@@ -234,9 +237,13 @@ async def test_a_stored_secret_is_encrypted_and_answered_again(
     headers, admin_id = await staff_session(pool)
     async with pool.connection() as conn:
         member = await staff.create_staff(
-            conn, username=f"idem.m.{uuid4().hex[:8]}", display_name="新员工", password=STAFF_PASSWORD,
-            role=Role.SUPPORT_AGENT, outlet_id=None,
-        )  # fmt: skip
+            conn,
+            username=f"idem.m.{uuid4().hex[:8]}",
+            display_name="新员工",
+            password=STAFF_PASSWORD,
+            role=Role.SUPPORT_AGENT,
+            outlet_id=None,
+        )
     url = f"/api/v1/admin/staff/{member.id}/enrollment-code"
     key = keyed(headers)
     first = await client.post(url, headers=key)
@@ -256,9 +263,10 @@ async def test_a_stored_secret_is_encrypted_and_answered_again(
     assert code.encode() not in stored and b"enrollment_code" not in stored
     assert bytes(request_hash) != hashlib.sha256(b"").digest()
     issued = await scalar(
-        pool, "SELECT count(*) FROM audit_log WHERE action = 'staff.enrollment_code.issue' AND target_id = %s",
+        pool,
+        "SELECT count(*) FROM audit_log WHERE action = 'staff.enrollment_code.issue' AND target_id = %s",
         str(member.id),
-    )  # fmt: skip
+    )
     assert issued == 1
 
 
@@ -326,9 +334,10 @@ def toy_app(pool: AsyncConnectionPool, keys: Keys, toy: Toy) -> FastAPI:
         if what in ("429", "422"):
             raise DomainError(f"toy_{what}", int(what), "拒绝", "refused")
         return JSONResponse(
-            {"run": toy.runs, "secret": "S3CRET-DO-NOT-STORE"}, status_code=201,
+            {"run": toy.runs, "secret": "S3CRET-DO-NOT-STORE"},
+            status_code=201,
             headers={"Location": f"/work/{toy.runs}", "Set-Cookie": "session=abc"},
-        )  # fmt: skip
+        )
 
     return app
 
@@ -449,9 +458,14 @@ async def test_toy_a_crashed_claim_is_taken_over_after_its_lease(
     )
     async with autocommit(pool) as conn:
         crashed = await idempotency.claim(
-            conn, keys.cipher, principal=f"machine:{name}", key=key, request_hash=request_hash,
-            route="POST /work", now=datetime.now(UTC) - timedelta(seconds=61),
-        )  # fmt: skip
+            conn,
+            keys.cipher,
+            principal=f"machine:{name}",
+            key=key,
+            request_hash=request_hash,
+            route="POST /work",
+            now=datetime.now(UTC) - timedelta(seconds=61),
+        )
     assert isinstance(crashed, Claim)
     r = await toy_client.post("/work", json={"a": 1}, headers=lane_headers(name, key))
     assert r.status_code == 201 and REPLAYED_HEADER not in r.headers, r.text
@@ -476,9 +490,15 @@ async def test_claims_expire_with_their_lease_and_keys_with_their_ttl(
     async def attempt(request_hash: bytes, at: datetime) -> Claim | Answer | Busy:
         async with autocommit(pool) as conn:
             return await idempotency.claim(
-                conn, keys.cipher, principal=principal, key=key, request_hash=request_hash, route="POST /x",
-                now=at, policy=policy,
-            )  # fmt: skip
+                conn,
+                keys.cipher,
+                principal=principal,
+                key=key,
+                request_hash=request_hash,
+                route="POST /x",
+                now=at,
+                policy=policy,
+            )
 
     held = await attempt(same, now)
     assert isinstance(held, Claim)
@@ -511,9 +531,14 @@ async def test_purge_expired_deletes_only_expired_keys(pool: AsyncConnectionPool
         assert [r[0] for r in await cur.fetchall()] == ["new"]
     async with autocommit(pool) as conn:
         await idempotency.claim(
-            conn, keys.cipher, principal=principal, key="older", request_hash=b"h", route="POST /x",
+            conn,
+            keys.cipher,
+            principal=principal,
+            key="older",
+            request_hash=b"h",
+            route="POST /x",
             now=now - timedelta(days=3),
-        )  # fmt: skip
+        )
         deleted = await housekeeping.sweep(conn)
     assert deleted["idempotency_keys"] >= 1
 

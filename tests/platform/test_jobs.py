@@ -164,8 +164,11 @@ async def test_a_crashed_runners_lease_lapses_and_another_runner_takes_over(
     assert ran == [2]
     done = await row(pool, name)
     assert (done["state"], done["outcome"], done["attempts"], done["lease_token"]) == (
-        "waiting", "success", 2, None,
-    )  # fmt: skip
+        "waiting",
+        "success",
+        2,
+        None,
+    )
 
 
 async def _lease_left(pool: AsyncConnectionPool, name: str) -> float:
@@ -257,8 +260,11 @@ async def test_failures_are_retried_with_backoff_then_succeed(pool: AsyncConnect
     )
     done = await row(pool, name, job_id)
     assert (done["outcome"], done["attempts"], done["last_error"], done["result"]) == (
-        "success", 3, None, {"ok": 3},
-    )  # fmt: skip
+        "success",
+        3,
+        None,
+        {"ok": 3},
+    )
 
 
 async def _state_is(pool: AsyncConnectionPool, name: str, job_id: int | None, state: str) -> bool:
@@ -281,8 +287,10 @@ async def test_a_queued_job_failing_every_attempt_is_parked(pool: AsyncConnectio
     assert outcomes == ["failure", "failure"]
     parked = await row(pool, name, job_id)
     assert (parked["state"], parked["attempts"], parked["last_error"]) == (
-        "failed", 2, "ValueError: never works",
-    )  # fmt: skip
+        "failed",
+        2,
+        "ValueError: never works",
+    )
     await asyncio.sleep(0.1)
     assert await runner.run_due() == []  # parked: never claimed again
     async with pool.connection() as conn:

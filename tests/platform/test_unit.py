@@ -21,9 +21,13 @@ from tests.platform.builders import audit_rows, balance, events_about, transfer_
 
 def move(debit: UUID, credit: UUID, amount: int, transfer_id: UUID | None = None) -> TransferRequest:
     return TransferRequest(
-        transfer_id or uuid4(), debit_account_id=debit, credit_account_id=credit, amount=amount, currency="CNY",
+        transfer_id or uuid4(),
+        debit_account_id=debit,
+        credit_account_id=credit,
+        amount=amount,
+        currency="CNY",
         code="test.move",
-    )  # fmt: skip
+    )
 
 
 async def test_a_step_commits_its_row_its_transfer_and_its_audit_entry_together(

@@ -103,9 +103,15 @@ async def pay(uow: UnitOfWork, *, order_id: UUID, wallet_id: UUID, merchant_id: 
             (order_id, wallet_id, merchant_id, amount, paid),
         )
         await unit.transfer(
-            TransferRequest(paid, debit_account_id=wallet_id, credit_account_id=merchant_id, amount=amount,
-                            currency="CNY", code="toy.pay")
-        )  # fmt: skip
+            TransferRequest(
+                paid,
+                debit_account_id=wallet_id,
+                credit_account_id=merchant_id,
+                amount=amount,
+                currency="CNY",
+                code="toy.pay",
+            )
+        )
         unit.audit(ACTOR.event("toy.order_paid", target=("order", str(order_id)), detail={"amount": amount}))
         unit.emit("toy.order_paid", str(order_id), {"amount": amount, "currency": "CNY"})
         return Order(order_id, wallet_id, merchant_id, amount, OrderStatus.PAID, None, paid)

@@ -506,8 +506,11 @@ async def test_first_sign_in_enrolls_totp(client, pool, admin, second_admin) -> 
     assert issued["staff_id"] == made["id"] and len(enrollment_code) >= 40
     lifetime = datetime.fromisoformat(issued["expires_at"]) - datetime.now(UTC)
     assert timedelta(days=3) - timedelta(minutes=1) < lifetime <= timedelta(days=3)
-    stored = await count(pool, "SELECT count(*) FROM staff_enrollment_codes WHERE code_hash = sha256(%s)",
-                         enrollment_code.encode())  # fmt: skip
+    stored = await count(
+        pool,
+        "SELECT count(*) FROM staff_enrollment_codes WHERE code_hash = sha256(%s)",
+        enrollment_code.encode(),
+    )
     assert stored == 1  # kept as its hash only
     r = await password_step(client, name, code=enrollment_code[:-2] + "xx")
     assert_problem(r, 401, field="enrollment_code", code="enrollment_code_invalid")

@@ -28,9 +28,13 @@ async def new_client(
 ) -> IssuedClient:
     """A new client made as the command line makes it (all its kind's scopes unless told)."""
     return await service.create_client(
-        pool, keys, kind=kind, scopes=KIND_SCOPES[kind] if scopes is None else scopes, name=name,
+        pool,
+        keys,
+        kind=kind,
+        scopes=KIND_SCOPES[kind] if scopes is None else scopes,
+        name=name,
         actor=Actor.system("test"),
-    )  # fmt: skip
+    )
 
 
 def body_bytes(body: Any) -> bytes:

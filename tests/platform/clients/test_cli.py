@@ -32,16 +32,30 @@ def signed_call(client_id: str, secret: str) -> MachineCall:
     body = b'{"device_time": "2026-12-03T10:00:00+08:00"}'
     headers = signing.sign(client_id, secret, "POST", "/api/v1/machine/heartbeat", body)
     return MachineCall(
-        "POST", "/api/v1/machine/heartbeat", body, client=headers[signing.HEADER_CLIENT],
-        timestamp=headers[signing.HEADER_TIMESTAMP], nonce=headers[signing.HEADER_NONCE],
+        "POST",
+        "/api/v1/machine/heartbeat",
+        body,
+        client=headers[signing.HEADER_CLIENT],
+        timestamp=headers[signing.HEADER_TIMESTAMP],
+        nonce=headers[signing.HEADER_NONCE],
         signature=headers[signing.HEADER_SIGNATURE],
-    )  # fmt: skip
+    )
 
 
 def test_create_prints_the_id_and_secret_once_and_they_work(cli_database: Any) -> None:
     run = cli_database
-    made = run("clients", "create", "--kind", "lane", "--scope", "tolls.ingest", "--scope", "devices.heartbeat",
-               "--name", "G0601 K12 出口 3 号车道")  # fmt: skip
+    made = run(
+        "clients",
+        "create",
+        "--kind",
+        "lane",
+        "--scope",
+        "tolls.ingest",
+        "--scope",
+        "devices.heartbeat",
+        "--name",
+        "G0601 K12 出口 3 号车道",
+    )
     assert made.exit_code == 0, made.output
     client_id, secret = made.stdout.split()[-2:]
     assert secret.startswith(signing.HMAC_SECRET_PREFIX)

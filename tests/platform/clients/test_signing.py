@@ -15,9 +15,11 @@ SECRET = "etcws_test-secret"
 def test_the_string_to_sign_is_six_lines() -> None:
     body = b'{"status":"ok"}'
     assert signing.string_to_sign("post", "/api/v1/machine/heartbeat?a=1", 1764806400, "n" * 16, body) == (
-        b"ETCW1-HMAC-SHA256\nPOST\n/api/v1/machine/heartbeat?a=1\n1764806400\n" + b"n" * 16 + b"\n"
+        b"ETCW1-HMAC-SHA256\nPOST\n/api/v1/machine/heartbeat?a=1\n1764806400\n"
+        + b"n" * 16
+        + b"\n"
         + hashlib.sha256(body).hexdigest().encode()
-    )  # fmt: skip
+    )
 
 
 def test_a_known_signature() -> None:
@@ -43,9 +45,12 @@ def test_a_known_signature() -> None:
 )
 def test_every_part_is_covered(change: dict[str, object]) -> None:
     base: dict[str, object] = {
-        "method": "GET", "target": "/api/v1/machine/whoami", "timestamp": 1764806400, "nonce": "A" * 16,
+        "method": "GET",
+        "target": "/api/v1/machine/whoami",
+        "timestamp": 1764806400,
+        "nonce": "A" * 16,
         "body": b"",
-    }  # fmt: skip
+    }
     assert signing.signature(SECRET, **base) != signing.signature(SECRET, **(base | change))  # type: ignore[arg-type]
 
 
