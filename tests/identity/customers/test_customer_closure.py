@@ -42,7 +42,7 @@ from tests.identity.customer_helpers import (
     skip_cooldown,
     step_up,
 )
-from tests.ledger.test_service import hold, move, open_account, refused
+from tests.ledger.builders import hold, move, open_account, refused
 
 CLOSE = "/api/v1/me/close"
 PIN = "258147"
@@ -427,3 +427,30 @@ def test_the_command_line_runs_the_anonymizer(cli_database: Callable[..., Any]) 
     ran = cli_database("jobs", "run", "identity.anonymize_closed")
     assert ran.exit_code == 0, ran.output
     assert "'anonymized': 0" in ran.flat
+
+
+async def test_money_that_arrived_after_the_closure_keeps_the_customer_known(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool, ledger: Ledger
+) -> None:
+    """A credit after the closure (a late refund, say) lands on the frozen wallet; the anonymizer then
+    skips that customer, audits why, every run, and still anonymizes those closed after them."""
+    retention = timedelta(days=3653)
+    now = datetime.now(UTC)
+    held, other = await register(client), await register(client)
+    wallet, source = await emptied_wallet(ledger, held.id)
+    await close_at(pool, held.id, now - timedelta(days=30))
+    await close_at(pool, other.id, now - timedelta(days=20))
+    await ledger.create_transfer(move(source, wallet.id, 88))  # credits still reach a frozen account
+
+    uow = UnitOfWork(pool, clock=at(now + retention - timedelta(days=10)))
+    for _ in range(2):
+        await closure.anonymize_closed(uow=uow, retention=retention, batch=1)
+    assert await scalar(pool, "SELECT phone FROM customers WHERE id = %s", held.id) == held.phone
+    assert await scalar(pool, "SELECT anonymized_at FROM customers WHERE id = %s", other.id) is not None
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT outcome, detail ->> 'reason', detail ->> 'amount' FROM audit_log "
+            "WHERE action = 'customer.anonymize' AND target_id = %s ORDER BY seq",
+            (held.id,),
+        )
+        assert await cur.fetchall() == [("refused", "closure_balance_left", "88")] * 2

@@ -25,15 +25,16 @@ accounts and their history (owned by ``customer:<uuid>``, no personal data) and 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from etcwallet.core.deps import Client
 from etcwallet.core.errors import DomainError
 from etcwallet.core.masking import mask_free_text
 from etcwallet.identity.authz import Principal
-from etcwallet.identity.customers import accounts, store
+from etcwallet.identity.customers import accounts, closure_checks, store
 from etcwallet.identity.customers.actions import record
 from etcwallet.identity.customers.closure_checks import ClosureChecks, ClosureRefused
 from etcwallet.identity.customers.profile import check_payment_password
@@ -45,6 +46,8 @@ from etcwallet.identity.sessions import service as sessions
 from etcwallet.platform.audit import Actor, AuditEvent
 from etcwallet.platform.jobs import JOBS_ACTOR
 from etcwallet.platform.unit import Unit, UnitOfWork
+
+log = logging.getLogger(__name__)
 
 SELF_CLOSE_REASON = "本人申请注销"
 """The reason kept when a customer closes their own account without giving one."""
@@ -187,18 +190,20 @@ async def anonymize_closed(
 ) -> int:
     """Anonymize every customer closed more than ``retention`` ago (by the unit's clock), ``batch`` at a
     time, each in a unit of its own; answers how many. Idempotent: an anonymized customer is not found
-    again."""
+    again. A customer whose accounts hold money or a hold again (a credit that arrived after the closure)
+    is skipped and the refusal audited, every run, until someone settles it: the bank must still know
+    whom it owes."""
     done = 0
+    after: tuple[datetime, UUID] | None = None
+    cutoff = uow.clock() - retention
     while True:
-        cutoff = uow.clock() - retention
         async with uow.pool.connection() as conn:
-            due = await store.closed_before(conn, before=cutoff, limit=batch)
-        progressed = 0
-        for customer_id in due:
-            progressed += await _anonymize_one(uow, customer_id, retention, actor)
-        done += progressed
-        if len(due) < batch or not progressed:
+            due = await store.closed_before(conn, before=cutoff, limit=batch, after=after)
+        for _, customer_id in due:
+            done += await _anonymize_one(uow, customer_id, retention, actor)
+        if len(due) < batch:
             return done
+        after = due[-1]
 
 
 async def _anonymize_one(uow: UnitOfWork, customer_id: UUID, retention: timedelta, actor: Actor) -> bool:
@@ -212,6 +217,19 @@ async def _anonymize_one(uow: UnitOfWork, customer_id: UUID, retention: timedelt
             and state.closed_at < unit.now - retention
         )
         if not due:
+            return False
+        held = await closure_checks.no_money_left(unit, customer_id) or await closure_checks.nothing_pending(
+            unit, customer_id
+        )
+        if held is not None:
+            log.warning(
+                "closed customer still holds money; not anonymized", extra={"customer_id": str(customer_id)}
+            )
+            unit.audit(
+                actor.refused(
+                    CustomerAction.ANONYMIZE, held.code, target=_target(customer_id), detail=dict(held.detail)
+                )
+            )
             return False
         await store.anonymize_customer(unit.conn, customer_id, now=unit.now)
         await factors.forget_principal(unit.conn, principal_type=CUSTOMER, principal_id=customer_id)

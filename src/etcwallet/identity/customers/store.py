@@ -412,14 +412,20 @@ async def set_closed(conn: Conn, customer_id: UUID, *, closed_by: str, now: date
     )
 
 
-async def closed_before(conn: Conn, *, before: datetime, limit: int) -> list[UUID]:
-    """Up to ``limit`` customers closed before ``before`` and not yet anonymized, longest closed first."""
+async def closed_before(
+    conn: Conn, *, before: datetime, limit: int, after: tuple[datetime, UUID] | None = None
+) -> list[tuple[datetime, UUID]]:
+    """Up to ``limit`` customers closed before ``before`` and not yet anonymized, longest closed first, as
+    ``(closed_at, id)``; ``after`` continues past the last one of a previous page."""
+    after_at, after_id = after if after is not None else (None, None)
     cur = await conn.execute(
-        "SELECT id FROM customers WHERE status = 'closed' AND anonymized_at IS NULL AND closed_at < %s "
-        "ORDER BY closed_at, id LIMIT %s",
-        (before, limit),
+        "SELECT closed_at, id FROM customers WHERE status = 'closed' AND anonymized_at IS NULL "
+        "AND closed_at < %(before)s "
+        "AND (%(after_at)s::timestamptz IS NULL OR (closed_at, id) > (%(after_at)s, %(after_id)s::uuid)) "
+        "ORDER BY closed_at, id LIMIT %(limit)s",
+        {"before": before, "after_at": after_at, "after_id": after_id, "limit": limit},
     )
-    return [UUID(str(row[0])) for row in await cur.fetchall()]
+    return [(row[0], UUID(str(row[1]))) for row in await cur.fetchall()]
 
 
 async def anonymize_customer(conn: Conn, customer_id: UUID, *, now: datetime) -> None:
