@@ -5,6 +5,7 @@ the job, on an injected clock, with the ledger's history kept."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,9 +16,11 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from etcwallet.app import Runtime
+from etcwallet.core.errors import DomainError
 from etcwallet.identity import jobs as identity_jobs
 from etcwallet.identity.authz import Role
 from etcwallet.identity.customers import accounts, closure
+from etcwallet.identity.customers import service as customers
 from etcwallet.identity.customers.closure_checks import ClosureChecks, ClosureRefusal
 from etcwallet.ledger.chart import AccountPurpose
 from etcwallet.ledger.service import Ledger
@@ -454,3 +457,56 @@ async def test_money_that_arrived_after_the_closure_keeps_the_customer_known(
             (held.id,),
         )
         assert await cur.fetchall() == [("refused", "closure_balance_left", "88")] * 2
+
+
+async def test_a_domain_step_holding_the_customer_open_is_seen_by_a_closure_that_waits_for_it(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool
+) -> None:
+    """Another domain's step share-locks the customer (``hold_open_customer``) while it makes a card; a
+    closure started meanwhile waits, then its check sees the card and refuses. Once closed, the step is
+    refused instead."""
+    me = await register(client)
+    cards: set[UUID] = set()
+    issuing, closing_started = asyncio.Event(), asyncio.Event()
+
+    async def live_cards(unit: Unit, customer_id: UUID) -> ClosureRefusal | None:
+        if customer_id in cards:
+            return ClosureRefusal("closure_live_card", "名下有未注销的ETC卡", "an ETC card is still live", {})
+        return None
+
+    checks = ClosureChecks()
+    checks.register("issuance.live_cards", live_cards)
+
+    async def issue_card(unit: Unit) -> None:
+        await customers.hold_open_customer(unit.conn, customer_id=UUID(me.id))
+        issuing.set()
+        await closing_started.wait()
+        await asyncio.sleep(0.3)  # the closure is waiting on the customer's row meanwhile
+        cards.add(UUID(me.id))  # stands for the card row this step commits
+
+    async def close() -> None:
+        await issuing.wait()
+        closing_started.set()
+        await closure.close_account(
+            uow=UnitOfWork(pool),
+            checks=checks,
+            customer_id=UUID(me.id),
+            actor=Actor("staff", None),
+            reason="x",
+        )
+
+    step = asyncio.create_task(UnitOfWork(pool).run(issue_card))
+    with pytest.raises(DomainError) as refused_closure:
+        await asyncio.gather(step, close())
+    assert refused_closure.value.code == "closure_live_card"
+    assert await scalar(pool, "SELECT status FROM customers WHERE id = %s", me.id) == "active"
+
+    cards.clear()
+    await close_at(pool, me.id, datetime.now(UTC))
+
+    async def too_late(unit: Unit) -> None:
+        await customers.hold_open_customer(unit.conn, customer_id=UUID(me.id))
+
+    with pytest.raises(DomainError) as refused_step:
+        await UnitOfWork(pool).run(too_late)
+    assert refused_step.value.code == "account_closed"

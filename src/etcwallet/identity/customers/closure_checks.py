@@ -4,8 +4,11 @@ the other domains register at start-up (issuance: no live ETC card or tag; payme
 
 A check is an async function of the closure's unit of work and the customer id that answers a
 :class:`ClosureRefusal` (its code and reason in zh and en) or None. It runs inside the closure's
-transaction, after the customer's row and ledger accounts are locked, so what it reads cannot change
-before the closure commits; it must only read (the unit may run again). The registry belongs to the
+transaction, after the customer's row and ledger accounts are locked; it must only read (the unit may
+run again). What it reads cannot change before the closure commits only if the domain's own writers
+serialize with the closure: a step that makes something for a customer (a card, a payment) calls
+``customers.service.hold_open_customer`` first, which share-locks the customer's row (and refuses a
+closed one), so the closure waits for that step or the step sees the closure. The registry belongs to the
 application (``Runtime.closure_checks``), not to the module, so two applications in one process (and two
 tests) do not share registrations::
 

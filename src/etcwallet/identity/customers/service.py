@@ -76,6 +76,7 @@ from etcwallet.identity.customers.types import (
     Customer,
     CustomerAction,
     CustomerDetail,
+    CustomerStatus,
     PinState,
     Profile,
     SignIn,
@@ -126,6 +127,7 @@ __all__ = [
     "get_phone_or_raise",
     "get_profile",
     "get_profile_or_raise",
+    "hold_open_customer",
     "list_sessions",
     "login_password",
     "login_second_factor",
@@ -180,6 +182,20 @@ async def get_customer_or_raise(conn: Conn, *, customer_id: UUID) -> Customer:
 async def get_customer(conn: Conn, *, customer_id: UUID) -> Customer:
     """A customer by id; 404 when there is none (the name the factors and tests use today)."""
     return await store.get_customer_or_raise(conn, customer_id)
+
+
+async def hold_open_customer(conn: Conn, *, customer_id: UUID) -> Customer:
+    """For another domain's step that makes something for a customer (a card, a tag, a payment): the
+    customer, share-locked until the step's transaction ends, refused when closed (403 ``account_closed``).
+
+    A closure locks the customer's row for update before it asks the domains' closure checks, so the two
+    run one after the other: either the closure's checks see what the step made, or the step sees the
+    account closed. Without this a check could read "no live card" while a card is being issued.
+    """
+    customer = await store.share_lock_customer(conn, customer_id)
+    if customer.status is CustomerStatus.CLOSED:
+        raise closed_error()
+    return customer
 
 
 async def find_by_phone(conn: Conn, *, phone: str) -> Customer | None:

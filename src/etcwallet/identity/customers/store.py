@@ -56,6 +56,16 @@ async def lock_customer(conn: Conn, customer_id: UUID) -> Customer:
     return Customer(*row)
 
 
+async def share_lock_customer(conn: Conn, customer_id: UUID) -> Customer:
+    """A customer by id, its row share-locked until the transaction ends: others may read and share-lock
+    it, a change (a closure) waits; 404 if none."""
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM customers WHERE id = %s FOR SHARE", (customer_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise customer_not_found()
+    return Customer(*row)
+
+
 async def get_by_phone(conn: Conn, phone: str) -> Customer | None:
     """The customer registered with this phone number; None when there is none."""
     cur = await conn.execute(f"SELECT {_COLUMNS} FROM customers WHERE phone = %s", (phone,))
