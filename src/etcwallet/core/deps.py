@@ -116,7 +116,7 @@ def get_client(request: Request) -> Client:
     ip = request.client.host if request.client else None
     headers = request.headers
     device_id = headers.get("x-device-id")
-    if device_id is not None and _DEVICE_ID.match(device_id) is None:
+    if device_id is not None and _DEVICE_ID.fullmatch(device_id) is None:  # not before a final newline
         raise device_id_invalid()
     return Client(ip, headers.get("user-agent"), device_id)
 

@@ -266,6 +266,9 @@ async def test_outlet_staff_see_only_their_outlets_entries(
         ({"limit": "201"}, "limit"),
         ({"limit": "0"}, "limit"),
         ({"outlet_id": "not-a-uuid"}, "outlet_id"),
+        ({"actor_type": "staff", "actor_id": "a\u0000b"}, "actor_id"),  # PostgreSQL text holds no NUL
+        ({"target_type": "customer", "target_id": "a\u0000b"}, "target_id"),
+        ({"action": "customer.login\n"}, "action"),
     ],
 )
 async def test_bad_filters_are_refused_naming_the_field_and_write_nothing(

@@ -112,6 +112,9 @@ async def test_a_wrong_code_is_refused_and_changes_nothing(
     spent = await last_used_step(pool, staff_id)
     r = await client.post(f"{STEP_UP}/totp", json={"code": wrong_code(secret)}, headers=headers)
     assert_problem(r, 422, field="code", code="totp_invalid")
+    # Arabic-Indic digits are digits to Python, but no TOTP code (comparing them was a 500)
+    r = await client.post(f"{STEP_UP}/totp", json={"code": "١٢٣٤٥٦"}, headers=headers)
+    assert_problem(r, 422, field="code", code="totp_invalid")
     assert (await status(client, headers))["stepped_up"] is False
     assert await last_used_step(pool, staff_id) == spent
     # the right code still works afterwards

@@ -10,6 +10,8 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from etcwallet.core.schemas import text_fault
+
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 """The most entries one page answers: a search reads the newest first and pages on with a cursor."""
@@ -81,7 +83,7 @@ def filter_problem(f: AuditFilter) -> tuple[str, str] | None:
     if f.target_id is not None and f.target_type is None:
         return "audit_target_type_required", "target_type"
     for name, value in (("actor_id", f.actor_id), ("target_id", f.target_id)):
-        if value is not None and not 0 < len(value) <= MAX_ID_LENGTH:
+        if value is not None and (not 0 < len(value) <= MAX_ID_LENGTH or text_fault(value) is not None):
             return "audit_id_invalid", name
     if f.action is not None and (len(f.action) > 100 or not _ACTION.match(f.action)):
         return "audit_action_invalid", "action"

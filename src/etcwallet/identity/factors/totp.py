@@ -73,7 +73,7 @@ async def enroll(
 
 
 def _matching_step(secret: str, code: str, now: float) -> int | None:
-    if not (len(code) == 6 and code.isdigit()):
+    if not (len(code) == 6 and code.isascii() and code.isdigit()):  # "١٢٣٤٥٦" is digits, but not ours
         return None
     totp = pyotp.TOTP(secret)
     current = int(now) // _STEP
