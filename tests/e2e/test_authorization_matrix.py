@@ -435,7 +435,7 @@ class World:
             # Stepped up, so that the routes needing a fresh step-up are judged on their gate alone.
             _, token = await self.session("customer", customer_id, stepped_up=True)
             return bearer(token)
-        _, token = await self.session("staff", self.staff_ids[who])
+        _, token = await self.session("staff", self.staff_ids[who], stepped_up=True)  # as customers, above
         return bearer(token)
 
 

@@ -874,21 +874,44 @@ async def test_a_nul_character_is_a_422_naming_the_field(
 
 
 async def test_a_role_change_without_a_fresh_step_up_is_refused_and_changes_nothing(
-    client, pool, plain_admin, outlet
+    client, pool, plain_admin
 ) -> None:
     """A role change is a sensitive staff action (issue 17): without a TOTP step-up in the last five
     minutes it is a 403 ``step_up_required`` naming where to step up; the member keeps their role and the
     refusal alone is audited. A status change needs none."""
     headers, _ = plain_admin
-    made = await create_staff_http(client, headers, Role.OUTLET_OPERATOR, outlet.id)
+    made = {"id": str((await new_staff(pool, Role.SUPPORT_AGENT)).id)}
     url = f"{ADMIN}/staff/{made['id']}"
-    r = await client.patch(url, json={"role": "outlet_supervisor"}, headers=headers)
+    r = await client.patch(url, json={"role": "risk_officer"}, headers=headers)
     problem = assert_problem(r, 403, code="step_up_required")
     assert problem["step_up"]["endpoints"]["totp"] == [
         {"method": "POST", "path": "/api/v1/staff/me/step-up/totp"}
     ]
-    assert (await client.get(url, headers=headers)).json()["role"] == "outlet_operator"
+    assert (await client.get(url, headers=headers)).json()["role"] == "support_agent"
     updates = await audit_rows(pool, target_id=made["id"], action="staff.update")
     assert [(x["outcome"], x["detail"]["reason"]) for x in updates] == [("refused", "step_up_required")]
     r = await client.patch(url, json={"status": "disabled"}, headers=headers)
     assert r.status_code == 200 and r.json()["status"] == "disabled", r.text
+
+
+async def test_giving_a_role_by_creating_or_approving_needs_a_fresh_step_up(
+    client, pool, admin, plain_admin
+) -> None:
+    """Creating a member (a first role) and approving a privileged change (the act that gives the role) are
+    role changes too: without a step-up, 403 ``step_up_required`` and nothing changes."""
+    stepped, _ = admin
+    unstepped, _ = plain_admin
+    name = username()
+    body = {"username": name, "display_name": "新员工", "password": STAFF_PASSWORD, "role": "support_agent"}
+    r = await client.post(f"{ADMIN}/staff", json=body, headers=keyed(unstepped))
+    assert_problem(r, 403, code="step_up_required")
+    async with pool.connection() as conn:
+        assert await staff.get_staff_id(conn, name) is None
+
+    body |= {"username": username(), "role": "finance"}
+    asked = await client.post(f"{ADMIN}/staff", json=body, headers=keyed(stepped))
+    assert asked.status_code == 202, asked.text
+    approve = f"{ADMIN}/staff-changes/{asked.json()['id']}/approve"
+    assert_problem(await client.post(approve, headers=keyed(unstepped)), 403, code="step_up_required")
+    change = await client.get(f"{ADMIN}/staff-changes/{asked.json()['id']}", headers=stepped)
+    assert change.json()["status"] == "pending", change.text

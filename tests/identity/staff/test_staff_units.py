@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from psycopg import AsyncClientCursor
@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from etcwallet.core.crypto import Keys
 from etcwallet.core.deps import Client
 from etcwallet.core.errors import DomainError
-from etcwallet.identity.authz import Role
+from etcwallet.identity.authz import Principal, Role
 from etcwallet.identity.staff import changes, service, store
 from etcwallet.identity.staff.types import ENROLLMENT_CODE_LIFETIME, LoginStep, StaffAction
 from etcwallet.platform.audit import Actor
@@ -55,6 +55,11 @@ async def audited(pool: AsyncConnectionPool, action: str, target_id: UUID, outco
     return await count(pool, sql, action, str(target_id), outcome)
 
 
+def stepped_up(staff_id: UUID) -> Principal:
+    """An administrator's principal whose session proved a TOTP just now (a role change asks for it)."""
+    return Principal("staff", staff_id, uuid4(), Role.ADMINISTRATOR, stepped_up_at=utcnow())
+
+
 async def test_an_approval_commits_with_its_audit_row_or_not_at_all(pool: AsyncConnectionPool) -> None:
     requester = await new_staff(pool, Role.ADMINISTRATOR)
     approver = await new_staff(pool, Role.ADMINISTRATOR)
@@ -62,7 +67,7 @@ async def test_an_approval_commits_with_its_audit_row_or_not_at_all(pool: AsyncC
     asked = await changes.request_creation(
         uow,
         actor=as_actor(requester.id),
-        administrator=requester.id,
+        principal=stepped_up(requester.id),
         username=username(),
         display_name="财务",
         password=STAFF_PASSWORD,
@@ -74,7 +79,7 @@ async def test_an_approval_commits_with_its_audit_row_or_not_at_all(pool: AsyncC
 
     with crash_before_commit(StaffAction.CHANGE_APPROVE), pytest.raises(Crash):
         await changes.approve_change(
-            uow, actor=as_actor(approver.id), administrator=approver.id, change_id=asked.change.id
+            uow, actor=as_actor(approver.id), principal=stepped_up(approver.id), change_id=asked.change.id
         )
     async with pool.connection() as conn:
         change = await store.get_change_or_raise(conn, asked.change.id)
@@ -84,14 +89,14 @@ async def test_an_approval_commits_with_its_audit_row_or_not_at_all(pool: AsyncC
 
     with pytest.raises(DomainError) as refused:  # the requester: refused, and that refusal is on record
         await changes.approve_change(
-            uow, actor=as_actor(requester.id), administrator=requester.id, change_id=asked.change.id
+            uow, actor=as_actor(requester.id), principal=stepped_up(requester.id), change_id=asked.change.id
         )
     assert refused.value.code == "self_approval"
     sql = "SELECT count(*) FROM audit_log WHERE action = %s AND target_id = %s AND outcome = 'refused'"
     assert await count(pool, sql, StaffAction.CHANGE_APPROVE, str(asked.change.id)) == 1
 
     done = await changes.approve_change(
-        uow, actor=as_actor(approver.id), administrator=approver.id, change_id=asked.change.id
+        uow, actor=as_actor(approver.id), principal=stepped_up(approver.id), change_id=asked.change.id
     )
     assert done.change is not None and done.change.status == "approved" and done.member.status == "active"
     assert await audited(pool, StaffAction.CHANGE_APPROVE, asked.member.id) == 1

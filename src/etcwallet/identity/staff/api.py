@@ -239,7 +239,7 @@ async def create_staff(
     done = await changes.request_creation(
         uow,
         actor=actor_of(me, client),
-        administrator=me.id,
+        principal=me,
         username=body.username,
         display_name=body.display_name,
         password=body.password,
@@ -343,9 +343,7 @@ async def approve_staff_change(
 ) -> s.StaffChangeOut:
     """Approve a pending change: it takes effect now. Not by whoever requested it, nor by the member it
     concerns (409); a change already decided is 409 too."""
-    done = await changes.approve_change(
-        uow, actor=actor_of(me, client), administrator=me.id, change_id=change_id
-    )
+    done = await changes.approve_change(uow, actor=actor_of(me, client), principal=me, change_id=change_id)
     assert done.change is not None
     return change_out(done.change, done.member)
 
@@ -356,8 +354,6 @@ async def reject_staff_change(
 ) -> s.StaffChangeOut:
     """Reject a pending change (the requester may withdraw their own); a member waiting to be created ends
     ``rejected``."""
-    done = await changes.reject_change(
-        uow, actor=actor_of(me, client), administrator=me.id, change_id=change_id
-    )
+    done = await changes.reject_change(uow, actor=actor_of(me, client), principal=me, change_id=change_id)
     assert done.change is not None
     return change_out(done.change, done.member)

@@ -18,7 +18,8 @@ transaction (a refusal is audited on its own). They are made of the steps below 
 transaction. :func:`request_update` is the one path of a role change, and a role change is a sensitive action:
 the requesting administrator's session must have proved a fresh TOTP (staff step-up, 403
 ``step_up_required`` otherwise, nothing written). The approving administrator's act is the second pair
-of eyes and needs no step-up of its own.
+of eyes and proves a fresh step-up too (approving is what gives the role); so does creating a member
+(giving a first role). Rejecting needs none.
 
 The command line (``etcwallet staff create``) and the service function :func:`service.create_staff`
 called directly are the bootstrap path: whoever runs them holds the database itself, so the rule cannot
@@ -285,7 +286,7 @@ async def request_creation(
     uow: UnitOfWork,
     *,
     actor: Actor,
-    administrator: UUID,
+    principal: Principal,
     username: str,
     display_name: str,
     password: str,
@@ -293,7 +294,8 @@ async def request_creation(
     outlet_id: UUID | None,
 ) -> Outcome:
     """An administrator creates a member (audited ``staff.create``), or, in a privileged role, requests
-    it (audited ``staff.change.request``). The audit keeps what was asked, never the password."""
+    it (audited ``staff.change.request``), after a fresh step-up (giving someone a role is a role change).
+    The audit keeps what was asked, never the password."""
     detail = {
         "username": username,
         "display_name": display_name,
@@ -302,9 +304,10 @@ async def request_creation(
     }
 
     async def step(unit: Unit) -> Outcome:
+        await require_fresh(unit.conn, principal=principal, now=unit.now)
         done = await create_staff(
             unit.conn,
-            actor=administrator,
+            actor=principal.id,
             username=username,
             display_name=display_name,
             password=password,
@@ -358,12 +361,15 @@ async def request_update(
 
 
 async def _decide_change(
-    uow: UnitOfWork, actor: Actor, administrator: UUID, change_id: UUID, action: StaffAction
+    uow: UnitOfWork, actor: Actor, principal: Principal, change_id: UUID, action: StaffAction
 ) -> Outcome:
-    decide = approve if action is StaffAction.CHANGE_APPROVE else reject
+    approving = action is StaffAction.CHANGE_APPROVE
+    decide = approve if approving else reject
 
     async def step(unit: Unit) -> Outcome:
-        done = await decide(unit.conn, change_id=change_id, actor=administrator, now=unit.now)
+        if approving:  # the act that gives the role: a fresh step-up, as asking for it took
+            await require_fresh(unit.conn, principal=principal, now=unit.now)
+        done = await decide(unit.conn, change_id=change_id, actor=principal.id, now=unit.now)
         assert done.change is not None
         detail = change_detail(done.change, done.member)
         unit.audit(actor.event(action, target=("staff", str(done.member.id)), detail=detail))
@@ -373,14 +379,16 @@ async def _decide_change(
     return await uow.run(step, refusal=refusal)
 
 
-async def approve_change(uow: UnitOfWork, *, actor: Actor, administrator: UUID, change_id: UUID) -> Outcome:
-    """A second administrator approves a pending change (audited ``staff.change.approve``)."""
-    return await _decide_change(uow, actor, administrator, change_id, StaffAction.CHANGE_APPROVE)
+async def approve_change(uow: UnitOfWork, *, actor: Actor, principal: Principal, change_id: UUID) -> Outcome:
+    """A second administrator approves a pending change (audited ``staff.change.approve``), after a fresh
+    step-up of their own."""
+    return await _decide_change(uow, actor, principal, change_id, StaffAction.CHANGE_APPROVE)
 
 
-async def reject_change(uow: UnitOfWork, *, actor: Actor, administrator: UUID, change_id: UUID) -> Outcome:
-    """Someone who manages staff rejects a pending change (audited ``staff.change.reject``)."""
-    return await _decide_change(uow, actor, administrator, change_id, StaffAction.CHANGE_REJECT)
+async def reject_change(uow: UnitOfWork, *, actor: Actor, principal: Principal, change_id: UUID) -> Outcome:
+    """Someone who manages staff rejects a pending change (audited ``staff.change.reject``); refusing a
+    role needs no step-up."""
+    return await _decide_change(uow, actor, principal, change_id, StaffAction.CHANGE_REJECT)
 
 
 # --- reading -------------------------------------------------------------------------------------------
