@@ -20,12 +20,13 @@ from etcwallet.identity import jobs as identity_jobs
 from etcwallet.identity import lockout
 from etcwallet.identity.authz import Role
 from etcwallet.identity.customers.api import REFRESH_PER_IP
+from etcwallet.identity.factors.types import STEP_UP_WINDOW
 from etcwallet.identity.sessions.types import IDLE
 from etcwallet.identity.staff import service as staff
 from etcwallet.ledger.service import Ledger
 from etcwallet.platform.jobs import JobContext
 from tests.conftest import STAFF_PASSWORD, bootstrap_enrollment_code
-from tests.identity.customer_helpers import BASE, assert_problem, login, register
+from tests.identity.customer_helpers import BASE, assert_problem, login, new_resident_id, register, step_up
 
 REFRESH = f"{BASE}/auth/refresh"
 
@@ -144,3 +145,19 @@ async def test_a_customer_rate_limit_window_follows_the_runtime_clock(
     assert_problem(await timed_client.post(REFRESH, json=refresh), 429, "rate_limited")
     clock.advance(REFRESH_PER_IP.window)
     assert_problem(await timed_client.post(REFRESH, json=refresh), 401, "unauthenticated")
+
+
+async def test_a_customer_step_up_goes_stale_by_the_runtime_clock(
+    timed_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """The real-name profile asks for a fresh step-up, judged by the runtime's clock like the step-up's own
+    time (it was compared with the wall clock)."""
+    me = await register(timed_client)
+    await step_up(timed_client, me)
+    clock.advance(STEP_UP_WINDOW + timedelta(seconds=1))
+    profile = {"name": "张三", "id_type": "resident_id", "id_number": new_resident_id()}
+    r = await timed_client.put("/api/v1/customers/me/profile", json=profile, headers=me.headers)
+    assert_problem(r, 403, "step_up_required")
+    await step_up(timed_client, me)
+    r = await timed_client.put("/api/v1/customers/me/profile", json=profile, headers=me.headers)
+    assert r.status_code == 200, r.text

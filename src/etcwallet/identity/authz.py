@@ -11,7 +11,7 @@ import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
@@ -188,9 +188,6 @@ class Principal:
         if self.role in OUTLET_ROLES:
             return outlet_id is not None and outlet_id == self.outlet_id
         return True
-
-    def stepped_up_within(self, window: timedelta) -> bool:
-        return self.stepped_up_at is not None and datetime.now(UTC) - self.stepped_up_at <= window
 
 
 def unauthenticated() -> IdentityError:

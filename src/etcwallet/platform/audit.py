@@ -71,7 +71,7 @@ class Actor:
         """What this actor did, with the target as ``(type, id)``."""
         target_type, target_id = target if target is not None else (None, None)
         if self.outlet_id is not None:
-            detail = {"outlet_id": self.outlet_id, **(detail or {})}
+            detail = {**(detail or {}), "outlet_id": self.outlet_id}  # where the act was done wins
         return AuditEvent(
             self.type,
             self.id,

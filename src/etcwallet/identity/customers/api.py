@@ -27,7 +27,6 @@ from etcwallet.identity.customers.types import (
     SignIn,
     TwoFactorState,
 )
-from etcwallet.identity.factors.stepup import STEP_UP_WINDOW
 from etcwallet.identity.ratelimit import Limit, Limiter, LimiterDep
 from etcwallet.identity.sessions.schemas import RefreshRequest
 from etcwallet.identity.sessions.service import IssuedTokens, Session
@@ -376,7 +375,7 @@ async def set_profile(
         id_type=body.id_type,
         id_number=body.id_number,
         sms_code=body.sms_code,
-        stepped_up=me.stepped_up_within(STEP_UP_WINDOW),
+        stepped_up_at=me.stepped_up_at,
         client=client,
     )
     return _profile_out(profile)

@@ -33,6 +33,7 @@ from etcwallet.identity.customers.types import (
 )
 from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.factors import stepup
+from etcwallet.identity.factors.types import is_fresh
 from etcwallet.identity.passwords import hash_secret_async, verify_secret_async
 from etcwallet.identity.sms import Purpose
 from etcwallet.identity.validators import validate_payment_password, validate_resident_id
@@ -165,12 +166,13 @@ async def set_profile(
     id_type: str,
     id_number: str,
     sms_code: str | None,
-    stepped_up: bool,
+    stepped_up_at: datetime | None,
     client: Client,
 ) -> Profile:
     """Record (or, with an SMS code, change) the real-name profile: encrypted, keyed-hashed, one ID per customer.
 
-    Recording or changing it needs a fresh step-up (``stepped_up``), checked before the ID number is
+    Recording or changing it needs a fresh step-up (the session's ``stepped_up_at``, judged by the unit's
+    clock), checked before the ID number is
     looked up: otherwise the answer (409 ``id_number_registered`` or 200) would tell anyone signed in
     whether an ID number belongs to another customer. Saving what is already on file needs none.
     A concurrent registration of the same number makes the unit run again, and find it registered."""
@@ -214,7 +216,7 @@ async def set_profile(
 
     async def _change_refusal(unit: Unit, customer: Customer, on_file: bool) -> IdentityError | None:
         """Why this new profile may not be recorded: no step-up, no or a wrong SMS code, number taken."""
-        if not stepped_up:
+        if not is_fresh(stepped_up_at, now=unit.now, max_age=stepup.STEP_UP_WINDOW):
             factors = await stepup.accepted_factors(
                 unit.conn, principal_type=CUSTOMER, principal_id=customer_id
             )
