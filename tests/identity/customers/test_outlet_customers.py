@@ -270,15 +270,20 @@ async def test_an_operator_verifies_an_existing_profile_and_a_change_clears_it(
     mine = (await client.get(f"{BASE}/me", headers=customer.headers)).json()
     assert mine["verified_at"] is None and mine["verified_by"] is None
 
-    # The document shown is not the one on file: 422, nothing written (audit included).
-    before = await counts(pool, operator)
+    # The document shown is not the one on file: 422, nothing written but the refusal's own audit entry
+    # (it tells the operator whether an ID number is this customer's: a read of personal data).
+    customers_before, profiles_before, audit_before = await counts(pool, operator)
     r = await client.post(
         f"{OUTLET}/{customer.id}/verify",
         json={"id_type": "resident_id", "id_number": new_resident_id()},
         headers=operator.headers,
     )
     assert_problem(r, 422, "id_number_mismatch", "id_number")
-    assert await counts(pool, operator) == before
+    assert await counts(pool, operator) == (customers_before, profiles_before, audit_before + 1)
+    refusals = await audit_rows(pool, target_id=str(customer.id), action="customer.verify", outcome="refused")
+    assert [(x["detail"]["reason"], x["detail"]["outlet_id"]) for x in refusals] == [
+        ("id_number_mismatch", operator.outlet_id)
+    ]
     assert (
         await scalar(pool, "SELECT verified_at FROM customer_profiles WHERE customer_id = %s", customer.id)
         is None
@@ -290,7 +295,7 @@ async def test_an_operator_verifies_an_existing_profile_and_a_change_clears_it(
         headers=operator.headers,
     )
     assert r.status_code == 200 and r.json()["verified_by"] == "outlet_id_check", r.text
-    [entry] = await audit_rows(pool, action="customer.verify", target_id=customer.id)
+    [entry] = await audit_rows(pool, action="customer.verify", target_id=customer.id, outcome="success")
     assert entry["actor_id"] == operator.id and entry["detail"]["outlet_id"] == operator.outlet_id
     mine = (await client.get(f"{BASE}/me", headers=customer.headers)).json()
     assert mine["verified_by"] == "outlet_id_check" and mine["verified_at"] is not None

@@ -20,7 +20,7 @@ from uuid import UUID, uuid4
 
 from etcwallet.core.crypto import Keys
 from etcwallet.core.deps import Client
-from etcwallet.core.errors import InvalidValue
+from etcwallet.core.errors import DomainError, InvalidValue
 from etcwallet.core.masking import mask_id_number, mask_phone
 from etcwallet.identity.customers import service, store
 from etcwallet.identity.customers.actions import event
@@ -39,6 +39,7 @@ from etcwallet.identity.customers.types import (
 from etcwallet.identity.customers.verification import verify_in
 from etcwallet.identity.errors import IdentityError
 from etcwallet.identity.validators import validate_mobile
+from etcwallet.platform.audit import AuditEvent
 from etcwallet.platform.unit import Unit, UnitOfWork
 
 
@@ -220,7 +221,7 @@ async def verify_at_outlet(
     digest = id_number_hash(id_value, keys.lookup_key)
 
     async def step(unit: Unit) -> Profile:
-        await store.get_customer_or_raise(unit.conn, customer_id)
+        await store.lock_customer(unit.conn, customer_id)  # the customer before the profile, as profile.py
         current = await store.get_profile(unit.conn, customer_id, lock=True)
         if current is None:
             raise IdentityError("profile_missing")
@@ -242,4 +243,16 @@ async def verify_at_outlet(
         assert profile is not None
         return profile
 
-    return await uow.run(step)
+    def refused(error: DomainError) -> AuditEvent:
+        # A mismatch answers whether an ID number is this customer's: a read of personal data, on record.
+        detail = {"id_type": id_type, "id_number": mask_id_number(id_value)}
+        return event(
+            client,
+            CustomerAction.VERIFY,
+            customer_id=customer_id,
+            failure=error,
+            actor=_staff(operator),
+            detail=_at(operator, detail),
+        )
+
+    return await uow.run(step, refusal=refused)
