@@ -187,3 +187,21 @@ async def test_staff_look_up_answers_masked_data_only(client: httpx.AsyncClient,
     assert_problem(await client.get(f"{BASE}/{uuid4()}", headers=support), 404, "customer_not_found")
     # A staff session has no /me of a customer.
     assert_problem(await client.get(f"{BASE}/me", headers=support), 403, "forbidden")
+
+
+async def test_staff_take_over_a_freeze_the_owner_set_so_the_owner_cannot_lift_it(
+    client: httpx.AsyncClient, make_staff: object
+) -> None:
+    """A customer froze their account (a lost phone, say); risk staff then freeze it too. The freeze is
+    now staff's: the owner's password and SMS code no longer lift it."""
+    risk = await make_staff(Role.RISK_OFFICER)  # type: ignore[operator]
+    me = await register(client)
+    assert (await client.post(f"{BASE}/me/freeze", headers=me.headers)).status_code == 200
+    r = await client.post(f"{BASE}/{me.id}/freeze", json={"reason": "疑似盗用"}, headers=keyed(risk))
+    assert r.status_code == 200, r.text
+    assert r.json()["frozen_by"] == "staff" and r.json()["frozen_reason"] == "疑似盗用"
+    code = await send_code(client, me.phone, "unfreeze")
+    r = await client.post(
+        f"{BASE}/unfreeze", json={"phone": me.phone, "password": me.password, "sms_code": code}
+    )
+    assert_problem(r, 403, "unfreeze_needs_staff")

@@ -49,7 +49,9 @@ async def freeze(
 ) -> tuple[Customer, int]:
     """Freeze an account (by the customer or by staff): logins refused, every session ended. Idempotent.
 
-    The reason is kept (and audited, and answered) with phone and ID numbers in it masked."""
+    Staff freezing an account its owner froze take the freeze over (their reason, ``frozen_by`` staff), so
+    that the owner's own unfreeze (password and SMS code, which a thief with the phone may hold) no longer
+    lifts it. The reason is kept (and audited, and answered) with phone and ID numbers in it masked."""
     reason = mask_free_text(reason)
     actor_type, actor_id = by
     frozen_by = CUSTOMER if actor_type == CUSTOMER else f"staff:{actor_id}"
@@ -57,9 +59,12 @@ async def freeze(
     async def step(unit: Unit) -> tuple[Customer, int]:
         before = await store.lock_customer(unit.conn, customer_id)
         changed = before.status is CustomerStatus.ACTIVE
+        taken_over = before.status is CustomerStatus.FROZEN and before.self_frozen and actor_type != CUSTOMER
         if changed:
             who = Actor(actor_type, str(actor_id), client.ip, client.user_agent)
             await freeze_in(unit, customer=before, reason=reason, frozen_by=frozen_by, actor=who)
+        elif taken_over:  # the ledger accounts are frozen already
+            await store.set_frozen(unit.conn, customer_id, reason=reason, frozen_by=frozen_by, now=unit.now)
         ended = await sessions.end_all_sessions(
             unit.conn, principal_type=CUSTOMER, principal_id=customer_id, reason="frozen", now=unit.now
         )
@@ -71,7 +76,7 @@ async def freeze(
                 customer_id=customer_id,
                 actor=(actor_type, str(actor_id)),
                 detail={"reason": reason, "status_before": before.status.value, "sessions_ended": ended},
-                outcome="success" if changed else "unchanged",
+                outcome="success" if changed or taken_over else "unchanged",
             )
         )
         return after, ended
