@@ -8,6 +8,11 @@ entries in page order and stops at the page's end. ``action`` uses ``text_patter
 that name one are indexed. ``at`` comes from the appending transaction's clock, so a time range is read
 from its own index rather than assumed to follow ``seq``.
 
+Deploying on a large database: these ``CREATE INDEX`` statements take a lock that blocks writes to the
+table while they build (here every audited write, or every sign-in). On a large live table, build the
+same indexes beforehand with ``CREATE INDEX CONCURRENTLY`` (outside a transaction) under the same names;
+the migration then finds them (``IF NOT EXISTS``) and only records the revision.
+
 Revision ID: 0017_audit_search
 Revises: 0016_owned_accounts
 Create Date: 2026-12-03
@@ -24,10 +29,10 @@ depends_on = None
 def upgrade() -> None:
     op.execute(
         """
-        CREATE INDEX audit_log_action ON audit_log (action text_pattern_ops, seq);
-        CREATE INDEX audit_log_outlet ON audit_log ((detail->>'outlet_id'), seq)
+        CREATE INDEX IF NOT EXISTS audit_log_action ON audit_log (action text_pattern_ops, seq);
+        CREATE INDEX IF NOT EXISTS audit_log_outlet ON audit_log ((detail->>'outlet_id'), seq)
             WHERE detail ? 'outlet_id';
-        CREATE INDEX audit_log_at ON audit_log (at);
+        CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
         """
     )
 

@@ -28,7 +28,13 @@ def upgrade() -> None:
             ADD COLUMN closed_by text,
             ADD COLUMN anonymized_at timestamptz,
             ADD CONSTRAINT customers_anonymized_after_closing
-                CHECK (anonymized_at IS NULL OR (status = 'closed' AND closed_at IS NOT NULL));
+                CHECK (anonymized_at IS NULL OR (status = 'closed' AND closed_at IS NOT NULL)),
+            -- a closed account without its time would never be anonymized: no closure may leave one
+            ADD CONSTRAINT customers_closed_when
+                CHECK (status <> 'closed' OR closed_at IS NOT NULL) NOT VALID;
+        -- no code closed an account before this revision; a row closed by hand takes the migration's time
+        UPDATE customers SET closed_at = now(), closed_by = 'migration' WHERE status = 'closed' AND closed_at IS NULL;
+        ALTER TABLE customers VALIDATE CONSTRAINT customers_closed_when;
         CREATE INDEX customers_closed_not_anonymized ON customers (closed_at)
             WHERE status = 'closed' AND anonymized_at IS NULL;
         """
@@ -40,6 +46,7 @@ def downgrade() -> None:
         """
         DROP INDEX customers_closed_not_anonymized;
         ALTER TABLE customers
+            DROP CONSTRAINT customers_closed_when,
             DROP CONSTRAINT customers_anonymized_after_closing,
             DROP COLUMN anonymized_at,
             DROP COLUMN closed_by,

@@ -139,8 +139,15 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     ),
 }
 
-MONEY_MOVERS = frozenset({Permission.LEDGER_WRITE, Permission.LOADS_REFUND, Permission.PAYMENTS_OPERATE})
-"""The permissions that move customers' or the bank's money."""
+MONEY_MOVERS = frozenset(
+    {
+        Permission.LEDGER_WRITE,
+        Permission.LOADS_RECONCILE,
+        Permission.LOADS_REFUND,
+        Permission.PAYMENTS_OPERATE,
+    }
+)
+"""The permissions that move customers' or the bank's money (settling a reconciliation difference does)."""
 
 SEPARATION_OF_DUTIES: tuple[tuple[frozenset[Permission], frozenset[Permission], str], ...] = (
     (

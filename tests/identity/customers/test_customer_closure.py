@@ -510,3 +510,20 @@ async def test_a_domain_step_holding_the_customer_open_is_seen_by_a_closure_that
     with pytest.raises(DomainError) as refused_step:
         await UnitOfWork(pool).run(too_late)
     assert refused_step.value.code == "account_closed"
+
+
+async def test_a_debt_on_an_account_card_refuses_the_closure_as_a_debt(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool, ledger: Ledger
+) -> None:
+    """An account card's receivable holds what the customer owes: the refusal asks them to settle it, not
+    to move it to their bank card."""
+    me = await register(client)
+    owed = await accounts.account_for(
+        ledger, customer_id=UUID(me.id), purpose=AccountPurpose.ACCOUNT_CARD_RECEIVABLE, frozen=False
+    )
+    await ledger.create_transfer(move(owed.id, (await open_account(ledger)).id, 3050))  # tolls charged
+    await step_up(client, me)
+    body = assert_problem(await client.post(CLOSE, headers={**me.headers, **EN}), 409, "closure_debt_left")
+    assert body["amount"] == 3050 and body["purpose"] == "account_card_receivable"
+    assert "owe 30.50" in body["title"] and "bank card" not in body["title"]
+    await assert_untouched(client, pool, ledger, me)

@@ -32,6 +32,7 @@ from fastapi import Depends, Request
 from etcwallet.core.errors import DomainError
 from etcwallet.identity.customers.accounts import owner_of
 from etcwallet.identity.errors import IdentityError
+from etcwallet.ledger.chart import OWNED_ACCOUNTS, AccountPurpose
 from etcwallet.ledger.owners import list_owned
 from etcwallet.platform.unit import Unit
 
@@ -108,14 +109,21 @@ def _purpose(metadata: Mapping[str, Any], code: str) -> str:
 
 async def no_money_left(unit: Unit, customer_id: UUID) -> ClosureRefusal | None:
     """Identity's check: every ledger account the customer holds has a zero balance (409
-    ``closure_balance_left`` naming the account's purpose and the amount, in fen and in yuan)."""
+    ``closure_balance_left``, or ``closure_debt_left`` for what the customer owes, naming the account's
+    purpose and the amount, in fen and in yuan)."""
     for account in await list_owned(unit.conn, owner=owner_of(customer_id)):
         if account.balance != 0:
             purpose = _purpose(account.metadata, account.code)
+            kind = OWNED_ACCOUNTS.get(AccountPurpose(purpose)) if purpose in set(AccountPurpose) else None
+            names = (
+                {"name_zh": kind.zh, "name_en": kind.en} if kind else {"name_zh": purpose, "name_en": purpose}
+            )
+            # A debit-normal account (an account card's receivable) holds what the customer owes the bank.
+            code = "closure_balance_left" if account.credit_normal else "closure_debt_left"
             return ClosureRefusal.of(
                 IdentityError(
-                    "closure_balance_left",
-                    text={"amount_yuan": _yuan(account.balance)},
+                    code,
+                    text={"amount_yuan": _yuan(account.balance)} | names,
                     purpose=purpose,
                     account_id=str(account.id),
                     amount=account.balance,

@@ -56,8 +56,14 @@ CUSTOMER_ERRORS: dict[str, Entry] = {
     "account_already_closed": (409, "账户已注销", "the account is already closed", None),
     "closure_balance_left": (
         409,
-        "账户（{purpose}）尚有余额 {amount_yuan} 元，请先将余额转回绑定的银行卡再注销",
-        "the {purpose} account still holds {amount_yuan} yuan: move it to your bound bank card before closing",
+        "{name_zh}尚有余额 {amount_yuan} 元，请先将余额转回绑定的银行卡再注销",
+        "your {name_en} still holds {amount_yuan} yuan: move it to your bound bank card before closing",
+        None,
+    ),
+    "closure_debt_left": (
+        409,
+        "{name_zh}尚欠 {amount_yuan} 元，请先还清再注销",
+        "you still owe {amount_yuan} yuan on your {name_en}: settle it before closing",
         None,
     ),
     "closure_pending": (

@@ -339,7 +339,7 @@ async def register(
         if failure is None:
             password_hash = await hash_secret_async(password)
             customer = await store.insert_customer(
-                unit.conn, customer_id=uuid4(), phone=phone, password_hash=password_hash
+                unit.conn, customer_id=uuid4(), phone=phone, password_hash=password_hash, now=unit.now
             )
             if customer is None:
                 customer, failure = await claim_in(unit, phone=phone, password_hash=password_hash)

@@ -95,13 +95,13 @@ async def lock_credentials(conn: Conn, customer_id: UUID) -> tuple[Customer, str
 
 
 async def insert_customer(
-    conn: Conn, *, customer_id: UUID, phone: str, password_hash: str
+    conn: Conn, *, customer_id: UUID, phone: str, password_hash: str, now: datetime
 ) -> Customer | None:
     """A new active customer; None when the phone is registered already (nothing written)."""
     cur = await conn.execute(
-        "INSERT INTO customers (id, phone, password_hash) VALUES (%s, %s, %s) "
-        f"ON CONFLICT (phone) DO NOTHING RETURNING {_COLUMNS}",
-        (customer_id, phone, password_hash),
+        "INSERT INTO customers (id, phone, password_hash, password_changed_at, created_at) "
+        f"VALUES (%s, %s, %s, %s, %s) ON CONFLICT (phone) DO NOTHING RETURNING {_COLUMNS}",
+        (customer_id, phone, password_hash, now, now),
     )
     row = await cur.fetchone()
     return None if row is None else Customer(*row)
