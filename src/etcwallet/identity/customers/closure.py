@@ -6,7 +6,7 @@ for debits (which locks them, so no money moves while the checks read), run ever
 registered), end every session, mark the customer ``closed`` (``closed_at``, ``closed_by``) and audit
 ``customer.close``. A refusal rolls all of it back and is audited on its own. The customer closes their own
 account after a fresh step-up and, when one is set, their payment password (:func:`close_own_account`);
-staff who may freeze customers (risk officers, administrators) close one on the customer's request, after
+staff who may freeze customers (risk officers) close one on the customer's request, after
 their own fresh step-up, with a reason (:func:`close_for_customer`).
 
 A closed account keeps its record: it cannot sign in (``account_closed``), and its phone number and ID

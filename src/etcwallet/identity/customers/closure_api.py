@@ -1,5 +1,5 @@
 """Closing an account over HTTP: the customer's own (``POST /api/v1/me/close``) and, for staff who may
-freeze customers (risk officers, administrators), a customer's on their request
+freeze customers (risk officers), a customer's on their request
 (``POST /api/v1/customers/{customer_id}/close``). Routes carry their full paths, as ``accounts_api`` does.
 
 The checks the closure runs are the application's (``Runtime.closure_checks``), which domains fill at
