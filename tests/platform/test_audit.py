@@ -161,7 +161,7 @@ async def write_history(url: str, keys: Keys) -> list[int]:
 async def test_rows_record_who_what_target_outcome_where_and_when_and_link_up(
     client: httpx.AsyncClient, pool: AsyncConnectionPool, make_staff: StaffFactory, outlet
 ) -> None:
-    admin = await make_staff(Role.ADMINISTRATOR)
+    admin = await make_staff(Role.ADMINISTRATOR, step_up=True)  # creating a member asks for it
     admin_id = (await client.get("/api/v1/staff/me", headers=admin)).json()["id"]
     name = f"t.{uuid4().hex[:12]}"
     start = datetime.now(UTC)
