@@ -26,7 +26,15 @@ from etcwallet.identity.staff import service as staff
 from etcwallet.ledger.service import Ledger
 from etcwallet.platform.jobs import JobContext
 from tests.conftest import STAFF_PASSWORD, bootstrap_enrollment_code
-from tests.identity.customer_helpers import BASE, assert_problem, login, new_resident_id, register, step_up
+from tests.identity.customer_helpers import (
+    BASE,
+    assert_problem,
+    login,
+    new_resident_id,
+    register,
+    sign_in,
+    step_up,
+)
 
 REFRESH = f"{BASE}/auth/refresh"
 
@@ -161,3 +169,18 @@ async def test_a_customer_step_up_goes_stale_by_the_runtime_clock(
     await step_up(timed_client, me)
     r = await timed_client.put("/api/v1/customers/me/profile", json=profile, headers=me.headers)
     assert r.status_code == 200, r.text
+
+
+async def test_the_device_list_shows_the_sessions_live_by_the_runtime_clock(
+    timed_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    me = await register(timed_client)
+    other = await sign_in(timed_client, me)
+    clock.advance(IDLE - timedelta(minutes=1))
+    listed = await timed_client.get(f"{BASE}/me/sessions", headers=me.headers)  # touches this session
+    assert listed.status_code == 200 and len(listed.json()) == 2, listed.text
+    clock.advance(timedelta(minutes=2))  # the other one has been idle too long by now
+    listed = await timed_client.get(f"{BASE}/me/sessions", headers=me.headers)
+    assert listed.status_code == 200, listed.text
+    assert [x["current"] for x in listed.json()] == [True]
+    assert (await timed_client.get(f"{BASE}/me", headers=other.headers)).status_code == 401

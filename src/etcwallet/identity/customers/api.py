@@ -12,7 +12,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Response, status
 
-from etcwallet.core.deps import Client, ClientDep, KeysDep, PoolDep, SessionClientDep, UnitOfWorkDep
+from etcwallet.core.deps import Client, ClientDep, ClockDep, KeysDep, PoolDep, SessionClientDep, UnitOfWorkDep
 from etcwallet.core.masking import mask_phone
 from etcwallet.core.openapi import problems
 from etcwallet.identity.authz import Permission, Principal, require, require_customer
@@ -338,10 +338,10 @@ async def change_password(
 
 
 @router.get("/me/sessions", response_model=list[s.SessionItemOut])
-async def list_sessions(pool: PoolDep, me: Me) -> list[s.SessionItemOut]:
+async def list_sessions(pool: PoolDep, clock: ClockDep, me: Me) -> list[s.SessionItemOut]:
     """My signed-in devices, most recently used first; ``current`` marks this one."""
     async with pool.connection() as conn:
-        live = await service.list_sessions(conn, customer_id=me.id)
+        live = await service.list_sessions(conn, customer_id=me.id, now=clock())
     return [_session_out(x, me.session_id) for x in live]
 
 

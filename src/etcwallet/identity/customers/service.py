@@ -498,9 +498,9 @@ async def change_password(
 # --- sessions (devices) ----------------------------------------------------------------------------------
 
 
-async def list_sessions(conn: Conn, *, customer_id: UUID) -> list[sessions.Session]:
-    """The customer's live sessions (their signed-in devices), most recently used first."""
-    return await sessions.list_devices(conn, principal_type=CUSTOMER, principal_id=customer_id)
+async def list_sessions(conn: Conn, *, customer_id: UUID, now: datetime) -> list[sessions.Session]:
+    """The customer's sessions live at ``now`` (their signed-in devices), most recently used first."""
+    return await sessions.list_devices(conn, principal_type=CUSTOMER, principal_id=customer_id, now=now)
 
 
 async def end_session(*, uow: UnitOfWork, customer_id: UUID, session_id: UUID, client: Client) -> None:
