@@ -164,7 +164,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", f"{C}/{{customer_id}}/freeze"): CUSTOMER_FREEZERS,
     ("POST", f"{C}/{{customer_id}}/unfreeze"): CUSTOMER_FREEZERS,
     # an outlet's counter: find, open and verify customers
-    ("GET", "/api/v1/outlet/customers"): OUTLET_OPERATORS,
+    ("POST", "/api/v1/outlet/customers/search/phone"): OUTLET_OPERATORS,
     ("POST", "/api/v1/outlet/customers"): OUTLET_OPERATORS,
     ("POST", "/api/v1/outlet/customers/search"): OUTLET_OPERATORS,
     ("POST", "/api/v1/outlet/customers/{customer_id}/verify"): OUTLET_OPERATORS,

@@ -222,7 +222,7 @@ async def test_find_by_phone_and_by_id_number_is_masked_and_audited_with_the_out
 ) -> None:
     phone, number = new_phone(), new_resident_id()
     customer_id = (await open_at_outlet(client, operator, phone=phone, id_number=number)).json()["id"]
-    r = await client.get(OUTLET, params={"phone": phone}, headers=operator.headers)
+    r = await client.post(f"{OUTLET}/search/phone", json={"phone": phone}, headers=operator.headers)
     assert r.status_code == 200, r.text
     assert r.json()["id"] == customer_id and r.json()["phone_masked"] == mask_phone(phone)
     r = await client.post(
@@ -241,13 +241,13 @@ async def test_find_by_phone_and_by_id_number_is_masked_and_audited_with_the_out
         assert phone not in str(entry["detail"]) and number not in str(entry["detail"])
     # Nobody with that phone: 404, and the look-up is audited all the same.
     nobody = new_phone()
-    r = await client.get(OUTLET, params={"phone": nobody}, headers=operator.headers)
+    r = await client.post(f"{OUTLET}/search/phone", json={"phone": nobody}, headers=operator.headers)
     assert_problem(r, 404, "customer_not_found")
     [miss] = await audit_rows(pool, action="customer.outlet.find", detail_phone=mask_phone(nobody))
     assert miss["detail"]["found"] is False and miss["detail"]["outlet_id"] == operator.outlet_id
     # A malformed phone is refused before anything is looked up or written.
     before = await counts(pool, operator)
-    r = await client.get(OUTLET, params={"phone": "1234"}, headers=operator.headers)
+    r = await client.post(f"{OUTLET}/search/phone", json={"phone": "1234"}, headers=operator.headers)
     assert_problem(r, 422, "mobile_format", "phone")
     assert await counts(pool, operator) == before
 

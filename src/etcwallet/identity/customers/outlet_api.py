@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, status
 
 from etcwallet.core.deps import ClientDep, KeysDep, UnitOfWorkDep
 from etcwallet.core.openapi import problems
@@ -36,17 +36,14 @@ def _at_outlet(principal: Principal) -> OutletOperator:
     return OutletOperator(principal.id, principal.outlet_id)
 
 
-@router.get("", response_model=s.StaffCustomerOut, responses=problems(404))
+@router.post("/search/phone", response_model=s.StaffCustomerOut, responses=problems(404))
 async def find_by_phone(
-    uow: UnitOfWorkDep,
-    keys: KeysDep,
-    client: ClientDep,
-    staff: Operator,
-    phone: Annotated[str, Query(min_length=1, max_length=20, description="the customer's mobile number")],
+    body: s.PhoneLookup, uow: UnitOfWorkDep, keys: KeysDep, client: ClientDep, staff: Operator
 ) -> s.StaffCustomerOut:
-    """The customer with this phone, masked (404 ``customer_not_found``); the look-up is audited."""
+    """The customer with this phone, masked (404 ``customer_not_found``); the look-up is audited. A POST
+    so that the phone number travels in the body, never in a URL (proxies and browsers keep URLs)."""
     found = await outlet.find_at_outlet_by_phone(
-        uow=uow, keys=keys, operator=_at_outlet(staff), phone=phone, client=client
+        uow=uow, keys=keys, operator=_at_outlet(staff), phone=body.phone, client=client
     )
     return staff_view(found)
 

@@ -341,6 +341,12 @@ class ClosureOut(BaseModel):
 # --- an outlet's counter (outlet_api.py) -----------------------------------------------------------------
 
 
+class PhoneLookup(RequestModel):
+    """The phone a customer gives at the counter (in a body, never in a URL)."""
+
+    phone: Annotated[str, Field(min_length=1, max_length=20, description="the customer's mobile number")]
+
+
 class IdDocument(RequestModel):
     """The ID document the customer shows at the counter (in a body, never in a URL)."""
 
