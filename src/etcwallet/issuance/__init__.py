@@ -1,0 +1,1 @@
+"""ETC issuance at outlets: vehicles, user cards, OBU tags, activation, detection and account services."""

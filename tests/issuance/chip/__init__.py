@@ -1,0 +1,1 @@
+"""Tests of the card and OBU codecs and readers."""
