@@ -47,6 +47,7 @@ from etcwallet.core.db import (
 from etcwallet.core.privileges import SERVICE_ROLE, ensure_service_role
 from etcwallet.identity.authz import OUTLET_ROLES, Role
 from etcwallet.identity.staff import service as staff
+from etcwallet.issuance.chip.keys import key_service_from
 from etcwallet.ledger.service import Ledger
 
 get_settings.cache_clear()
@@ -134,8 +135,8 @@ def keys(settings: Settings) -> Keys:
 
 
 @pytest.fixture(scope="session")
-def runtime(pool: AsyncConnectionPool, ledger: Ledger, keys: Keys) -> Runtime:
-    return Runtime(pool=pool, ledger=ledger, keys=keys)
+def runtime(pool: AsyncConnectionPool, ledger: Ledger, keys: Keys, settings: Settings) -> Runtime:
+    return Runtime(pool=pool, ledger=ledger, keys=keys, chip_keys=key_service_from(settings))
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,7 @@ from etcwallet.identity.factors.api import router as factors_router
 from etcwallet.identity.sms import OutboxGateway, SmsGateway
 from etcwallet.identity.staff.api import admin as admin_router
 from etcwallet.identity.staff.api import router as staff_router
+from etcwallet.issuance.chip.keys import KeyService, key_service_from
 from etcwallet.ledger import jobs as ledger_jobs
 from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
@@ -75,6 +76,8 @@ class Runtime:
     uow: UnitOfWork = field(init=False)
     closure_checks: ClosureChecks = field(default_factory=ClosureChecks)
     """What must hold before a customer's account closes: domains register their checks at start-up."""
+    chip_keys: KeyService | None = None
+    """The ETC issuer key service (issuance.chip.keys); set at start-up, None only in a hand-built runtime."""
 
     def __post_init__(self) -> None:
         # One unit of work for every domain, on the ledger's clock, so steps and transfers agree on time.
@@ -115,9 +118,10 @@ async def start_runtime(settings: Settings) -> Runtime:
 
 async def _start_services(settings: Settings, server: DatabaseServer) -> Runtime:
     keys = keys_from(settings)
+    chip_keys = key_service_from(settings)  # production refuses to start without the issuer master keys
     pool = await open_pool(server.service_url, settings.db_pool_size)
     ledger = Ledger(pool, writers=settings.ledger_writers, max_batch=settings.ledger_max_batch)
-    runtime = Runtime(pool=pool, ledger=ledger, keys=keys, server=server)
+    runtime = Runtime(pool=pool, ledger=ledger, keys=keys, server=server, chip_keys=chip_keys)
     try:
         await ledger.start()
         await ledger.ensure_chart()

@@ -48,6 +48,24 @@ class Settings(BaseSettings):
     lookup_key: SecretStr | None = Field(
         default=None, description="base64 HMAC key for look-ups by secret value"
     )
+    issuer_load_key: SecretStr | None = Field(
+        default=None,
+        description="ETC issuer master load key (hex, 16 bytes): cards' DLK are diversified from it",
+    )
+    issuer_purchase_key: SecretStr | None = Field(
+        default=None, description="ETC issuer master purchase key (hex, 16 bytes): cards' DPK"
+    )
+    issuer_tac_key: SecretStr | None = Field(
+        default=None, description="ETC issuer master TAC key (hex, 16 bytes): cards' DTK"
+    )
+    issuer_maintenance_key: SecretStr | None = Field(
+        default=None,
+        description="ETC issuer master maintenance key (hex, 16 bytes): the line-protection MACs of card writes",
+    )
+    issuer_sm4_unverified: bool = Field(
+        default=False,
+        description="accept cards naming the SM4 e-purse algorithm (04), whose construction is unverified",
+    )
     db_pool_size: int = Field(default=12, ge=2, le=200)
     ledger_writers: int = Field(default=1, ge=1, le=32)
     ledger_max_batch: int = Field(default=8000, ge=1, le=8000)

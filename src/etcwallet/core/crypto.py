@@ -216,23 +216,32 @@ def _parse_lookup(value: str, name: str) -> bytes:
     return key
 
 
+def create_secret_file_once(path: Path, content: Mapping[str, str]) -> None:
+    """Write ``content`` as JSON to ``path`` (mode 0600) unless the file exists; when several workers start
+    at once, the first to link its file wins and the others' are dropped, so all read the same keys."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(dict(content), fh, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):  # another process won the race: use its keys
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _read_or_create_keys_file(path: Path) -> dict[str, str]:
     """Read ``keys.json``, creating it (mode 0600) first if absent; safe when several workers start at once."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        content = {"encryption_key": f"{DEFAULT_KEY_ID}:{generate_key()}", "lookup_key": generate_key()}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(content, fh, indent=2)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            with contextlib.suppress(FileExistsError):  # another process won the race: use its keys
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        create_secret_file_once(
+            path, {"encryption_key": f"{DEFAULT_KEY_ID}:{generate_key()}", "lookup_key": generate_key()}
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

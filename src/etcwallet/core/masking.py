@@ -116,12 +116,14 @@ _SECRET_WORDS = frozenset(
         # card and terminal key material and cryptograms (PBOC / ETC load and purchase: MAC1-3, TAC)
         "mac", "mac1", "mac2", "mac3", "tac", "hmac", "kek", "dek", "zmk", "tmk", "zpk", "tpk", "mak", "pik",
         "pinblock", "track1", "track2", "track3",
+        "dlk", "dpk", "dtk",  # an ETC card's load, purchase and TAC keys
     }
 )  # fmt: skip
 _SECRET_KEY_SUFFIXES = (
     "api_key", "private_key", "secret_key", "encryption_key", "lookup_key", "access_key", "master_key",
     "session_key", "load_key", "purchase_key", "derived_key", "card_key", "transport_key", "mac_key",
     "pin_key", "data_key", "signing_key", "hmac_key", "client_key", "machine_key", "root_key",
+    "maintenance_key", "issuer_key",
 )  # fmt: skip
 _SECRET_KEY_PREFIXES = frozenset({"mk"})  # mk_dcc, mk_load, mkPurchase: card master keys
 # "code" alone is a one-time code; these prefixes make "<prefix>_code" one too ("status_code" is not).
