@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from etcwallet.issuance.chip.apdu import LoadInit, credit_for_load, initialize_for_load
 from etcwallet.issuance.chip.keys import CardIdentity, KeyService
 
 INITIALIZE_FOR_LOAD_ANSWER_SIZE = 16
@@ -58,25 +59,11 @@ class LoadRequest:
 
     def initialize_command(self) -> bytes:
         """INITIALIZE FOR LOAD: ``80 50 00 02 0B`` key index, amount (4), terminal id (6), ``10``."""
-        return (
-            bytes.fromhex("805000020B")
-            + bytes([self.key_index])
-            + self.amount.to_bytes(4, "big")
-            + self.terminal_id
-            + b"\x10"
-        )
+        return initialize_for_load(self.key_index, self.amount, self.terminal_id).to_bytes()
 
 
-@dataclass(frozen=True)
-class InitializeForLoadAnswer:
-    """The card's answer to INITIALIZE FOR LOAD (16 bytes of data)."""
-
-    old_balance: int
-    online_serial: int
-    key_version: int
-    algorithm_id: int
-    random: bytes
-    mac1: bytes
+InitializeForLoadAnswer = LoadInit
+"""The card's answer to INITIALIZE FOR LOAD: the codec's :class:`~etcwallet.issuance.chip.apdu.LoadInit`."""
 
 
 def parse_initialize_for_load(data: bytes) -> InitializeForLoadAnswer:
@@ -85,14 +72,7 @@ def parse_initialize_for_load(data: bytes) -> InitializeForLoadAnswer:
         raise MalformedAnswer(
             f"INITIALIZE FOR LOAD answers {INITIALIZE_FOR_LOAD_ANSWER_SIZE} bytes, got {len(data)}"
         )
-    return InitializeForLoadAnswer(
-        old_balance=int.from_bytes(data[0:4], "big"),
-        online_serial=int.from_bytes(data[4:6], "big"),
-        key_version=data[6],
-        algorithm_id=data[7],
-        random=bytes(data[8:12]),
-        mac1=bytes(data[12:16]),
-    )
+    return LoadInit.from_bytes(data)
 
 
 def bcd_date_time(when: datetime) -> tuple[bytes, bytes]:
@@ -165,7 +145,7 @@ def authorize_load(
         date=date,
         time=time,
         mac2=mac2,
-        command=bytes.fromhex("805200000B") + date + time + mac2 + b"\x04",
+        command=credit_for_load(when, mac2).to_bytes(),
     )
 
 
