@@ -71,6 +71,8 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "event_outbox": ("SELECT", "INSERT", "DELETE"),
     "event_consumers": _READ_WRITE,
     "event_parked": _READ_WRITE,
+    # payments: a bank card is bound (insert), unbound or made the default (update); kept as history
+    "bank_cards": _READ_WRITE,
 }
 """Every table of the schema and what the service may do to its rows. Nothing else is granted."""
 
