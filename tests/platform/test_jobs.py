@@ -253,7 +253,11 @@ async def test_failures_are_retried_with_backoff_then_succeed(pool: AsyncConnect
     finally:
         await runner.stop()
     assert [s[0] for s in seen] == [1, 2, 3]
-    assert seen[1][1] - seen[0][1] >= 0.3 and seen[2][1] - seen[1][1] >= 0.6  # 0.3 s, then 0.6 s
+    # 0.3 s, then 0.6 s, by the database's clock as the claim read it: the claim's time is its statement's
+    # start, so a retry may come up to one claim's round trip early by this process's clock (seen 6 ms
+    # under a loaded machine).
+    slack = 0.02
+    assert seen[1][1] - seen[0][1] >= 0.3 - slack and seen[2][1] - seen[1][1] >= 0.6 - slack
     # Each retry saw the previous attempt's error recorded (the phone number in it masked).
     assert seen[1][2] == "RuntimeError: boom 1 for 139****5678" and seen[2][2].startswith(
         "RuntimeError: boom 2"
