@@ -104,6 +104,41 @@ def des_encrypt(key: bytes, data: bytes) -> bytes:
     return _ecb_encrypt(_des_algorithm(key), data)
 
 
+def des_decrypt(key: bytes, data: bytes) -> bytes:
+    """DES or 3DES ECB decryption of whole 8-byte blocks (the inverse of :func:`des_encrypt`)."""
+    if not data or len(data) % DES_BLOCK:
+        raise ValueError("DES decrypts whole 8-byte blocks")
+    decryptor = Cipher(_des_algorithm(key), modes.ECB()).decryptor()
+    return decryptor.update(data) + decryptor.finalize()
+
+
+def unpad_method_2(data: bytes) -> bytes:
+    """The data before ISO 9797-1 padding 2 (the last ``80``, then only zeros); malformed padding raises."""
+    stripped = data.rstrip(b"\x00")
+    if not stripped or stripped[-1] != 0x80 or len(data) - len(stripped) >= DES_BLOCK:
+        raise ValueError("the data does not end in 80 00… padding")
+    return stripped[:-1]
+
+
+def challenge_session_key(key: bytes, challenge: bytes) -> bytes:
+    """A 16-byte session key for an encrypted read **[?]**: the card key diversified (PBOC) by the 4-byte
+    challenge ‖ ``00000000``, so each challenge keys one answer. Not from a public source: the OBU's
+    vehicle file is "readable only encrypted" (spec §8) and this is our emulator's and host's agreement."""
+    if len(challenge) != 4:
+        raise ValueError(f"the challenge is 4 bytes, got {len(challenge)}")
+    return diversify(key, challenge + bytes(4))
+
+
+def encrypt_padded(key: bytes, data: bytes) -> bytes:
+    """3DES-ECB of the data padded ``80 00…`` to whole blocks."""
+    return des_encrypt(key, pad_method_2(data))
+
+
+def decrypt_padded(key: bytes, data: bytes) -> bytes:
+    """The inverse of :func:`encrypt_padded`; malformed padding (a wrong key, most likely) raises ValueError."""
+    return unpad_method_2(des_decrypt(key, data))
+
+
 def sm4_encrypt(key: bytes, data: bytes) -> bytes:
     """SM4 ECB encryption of whole 16-byte blocks under a 16-byte key."""
     if not data or len(data) % SM4_BLOCK:

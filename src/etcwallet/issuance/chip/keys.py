@@ -167,6 +167,11 @@ class KeyService(Protocol):
         """The 4-byte MAC of a secure-messaging command (header and data) under the card's maintenance key."""
         ...
 
+    def decrypt_under_challenge(self, card: CardIdentity, *, challenge: bytes, ciphertext: bytes) -> bytes:
+        """An answer the chip encrypted under its maintenance key and the challenge it gave (the OBU's vehicle
+        file **[?]**: :func:`crypto.challenge_session_key`); a wrong key or altered bytes raise ValueError."""
+        ...
+
 
 class SoftwareKeyService:
     """The key service with the issuer master keys in memory (development, tests, the emulator)."""
@@ -291,6 +296,11 @@ class SoftwareKeyService:
         """The retail MAC under the card's diversified maintenance key, IV = challenge ‖ 00000000."""
         key = derive_card_key(self._master.maintenance, card)
         return crypto.line_protection_mac(key, challenge, data)
+
+    def decrypt_under_challenge(self, card: CardIdentity, *, challenge: bytes, ciphertext: bytes) -> bytes:
+        """3DES-ECB decryption under the session key of the diversified maintenance key and the challenge."""
+        key = derive_card_key(self._master.maintenance, card)
+        return crypto.decrypt_padded(crypto.challenge_session_key(key, challenge), ciphertext)
 
 
 # --- master keys from configuration ------------------------------------------------------------------
