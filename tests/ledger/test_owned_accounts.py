@@ -87,6 +87,48 @@ def test_different_inputs_never_share_an_id(
     assert (id_a == id_b) == (a == b)
 
 
+INSTANCES = st.one_of(st.none(), st.text(alphabet="0123456789/abc", min_size=1, max_size=24))
+
+
+@given(
+    a=st.tuples(OWNERS, PURPOSES, CURRENCIES, INSTANCES), b=st.tuples(OWNERS, PURPOSES, CURRENCIES, INSTANCES)
+)
+def test_an_instance_names_a_separate_account_and_none_keeps_the_old_id(
+    a: tuple[str, AccountPurpose, str, str | None], b: tuple[str, AccountPurpose, str, str | None]
+) -> None:
+    """A card purse per card: instances never collide with each other nor with the instance-less id."""
+    id_a = owned_account_id(owner=a[0], purpose=a[1], currency=a[2], instance=a[3])
+    id_b = owned_account_id(owner=b[0], purpose=b[1], currency=b[2], instance=b[3])
+    assert (id_a == id_b) == (a == b)
+    plain = owned_account_id(owner=a[0], purpose=a[1], currency=a[2])
+    assert (id_a == plain) == (a[3] is None)
+
+
+def test_an_instance_holding_a_colon_or_empty_is_refused() -> None:
+    for bad in ("", "a:b"):
+        with pytest.raises(ValueError):
+            owned_account_id(owner="o", purpose=AccountPurpose.CARD_PURSE, currency="CNY", instance=bad)
+
+
+async def test_two_cards_of_one_customer_have_two_purses(ledger: Ledger, pool: AsyncConnectionPool) -> None:
+    owner = new_owner()
+    first, second = [
+        await ledger.open_owned_account(
+            owner=owner, purpose=AccountPurpose.CARD_PURSE, currency="CNY", actor=ACTOR, instance=number
+        )
+        for number in ("62010000000000000001", "62010000000000000002")
+    ]
+    assert first.id != second.id and first.owner == second.owner == owner
+    assert first.metadata == {"purpose": "card_purse", "instance": "62010000000000000001"}
+    again = await ledger.open_owned_account(
+        owner=owner, purpose=AccountPurpose.CARD_PURSE, currency="CNY", instance="62010000000000000001"
+    )
+    assert again == first
+    assert [a.id for a in await ledger.list_accounts(owner=owner)] == [first.id, second.id]
+    (opened,) = await audit_of(pool, str(first.id))
+    assert opened[3]["instance"] == "62010000000000000001"
+
+
 def test_every_purpose_has_a_kind_and_a_wallet_cannot_be_overdrawn() -> None:
     assert set(OWNED_ACCOUNTS) == set(AccountPurpose)
     for purpose, kind in OWNED_ACCOUNTS.items():

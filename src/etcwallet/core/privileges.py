@@ -73,6 +73,14 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "event_parked": _READ_WRITE,
     # payments: a bank card is bound (insert), unbound or made the default (update); kept as history
     "bank_cards": _READ_WRITE,
+    # issuance: chips change status through their life and applications and issuances move on; a
+    # chip's history is append-only. Nothing of issuance is ever deleted.
+    "issuance_stock_batches": _APPEND_ONLY,
+    "issuance_applications": _READ_WRITE,
+    "issuance_chips": _READ_WRITE,
+    "issuance_chip_history": _APPEND_ONLY,
+    "issuance_card_issuances": _READ_WRITE,
+    "issuance_tag_issuances": _READ_WRITE,
 }
 """Every table of the schema and what the service may do to its rows. Nothing else is granted."""
 

@@ -80,15 +80,26 @@ OWNED_ACCOUNTS: dict[AccountPurpose, OwnedKind] = {
 }
 
 
-def owned_account_id(*, owner: str, purpose: AccountPurpose | str, currency: str) -> UUID:
+def owned_account_id(
+    *, owner: str, purpose: AccountPurpose | str, currency: str, instance: str | None = None
+) -> UUID:
     """The id of ``owner``'s account for ``purpose`` in ``currency``: a pure function of its inputs.
 
     A UUIDv5 in :data:`OWNED_NAMESPACE`, so every domain derives the same id without asking the ledger
     (a transfer may name a customer's wallet before it is opened) and opening it twice opens one account.
     The name is ``purpose:currency:owner``: purpose and currency hold no ``:``, so the owner (which may)
     comes last and two different inputs never spell the same name.
+
+    ``instance`` tells apart several accounts of one purpose an owner holds (a card purse per ETC card:
+    the card number). The name is then ``purpose/instance:currency:owner``; an instance holds no ``:``
+    and a purpose no ``/``, so it never spells another account's name.
     """
-    return uuid5(OWNED_NAMESPACE, f"{AccountPurpose(purpose).value}:{currency}:{owner}")
+    label = AccountPurpose(purpose).value
+    if instance is not None:
+        if not instance or ":" in instance:
+            raise ValueError("an account instance is a non-empty name without ':'")
+        label = f"{label}/{instance}"
+    return uuid5(OWNED_NAMESPACE, f"{label}:{currency}:{owner}")
 
 
 @dataclass(frozen=True)

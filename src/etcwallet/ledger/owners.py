@@ -63,6 +63,7 @@ async def open_owned(
     frozen: bool,
     now: datetime,
     actor: Actor,
+    instance: str | None = None,
 ) -> Account:
     """Open ``owner``'s account for ``purpose`` in ``currency`` in the transaction of ``conn``, or answer
     the one there is. An existing account with other fields (opened by hand under this id) is
@@ -72,7 +73,7 @@ async def open_owned(
     before every use."""
     check_currency(currency)
     kind = OWNED_ACCOUNTS[AccountPurpose(purpose)]
-    account_id = owned_account_id(owner=owner, purpose=kind.purpose, currency=currency)
+    account_id = owned_account_id(owner=owner, purpose=kind.purpose, currency=currency, instance=instance)
     existing = await _get(conn, account_id)
     if existing is None:
         frozen = await owner_frozen(conn, owner=owner, frozen=frozen, now=now)
@@ -89,28 +90,32 @@ async def open_owned(
                 kind.debits_must_not_exceed_credits,
                 kind.credits_must_not_exceed_debits,
                 frozen,
-                json.dumps(_metadata(kind)),
+                json.dumps(_metadata(kind, instance)),
                 now,
             ),
         )
         row = await cur.fetchone()
         if row is not None:
             detail = {"owner": owner, "purpose": kind.purpose.value, "currency": currency, "frozen": frozen}
+            if instance is not None:
+                detail["instance"] = instance
             target = ("ledger_account", str(account_id))
             await audit.append(conn, actor.event(LedgerAction.ACCOUNT_OPENED, target=target, detail=detail))
             return Account(*row)
         existing = await _get(conn, account_id)  # opened by a concurrent caller that committed first
         assert existing is not None
-    if not _same(existing, kind, owner=owner, currency=currency):
+    if not _same(existing, kind, owner=owner, currency=currency, instance=instance):
         raise LedgerError("account_id_conflict")
     return existing
 
 
-def _metadata(kind: OwnedKind) -> dict[str, Any]:
-    return {"purpose": kind.purpose.value}
+def _metadata(kind: OwnedKind, instance: str | None = None) -> dict[str, Any]:
+    if instance is None:
+        return {"purpose": kind.purpose.value}
+    return {"purpose": kind.purpose.value, "instance": instance}
 
 
-def _same(account: Account, kind: OwnedKind, *, owner: str, currency: str) -> bool:
+def _same(account: Account, kind: OwnedKind, *, owner: str, currency: str, instance: str | None) -> bool:
     """Whether ``account`` is what opening ``owner``'s ``kind`` in ``currency`` would open (frozen aside)."""
     return (
         account.currency == currency
@@ -118,7 +123,7 @@ def _same(account: Account, kind: OwnedKind, *, owner: str, currency: str) -> bo
         and account.owner == owner
         and account.debits_must_not_exceed_credits == kind.debits_must_not_exceed_credits
         and account.credits_must_not_exceed_debits == kind.credits_must_not_exceed_debits
-        and account.metadata == _metadata(kind)
+        and account.metadata == _metadata(kind, instance)
     )
 
 

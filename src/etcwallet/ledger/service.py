@@ -253,10 +253,12 @@ class Ledger:
         currency: str = "CNY",
         actor: Actor | None = None,
         frozen: bool = False,
+        instance: str | None = None,
     ) -> Account:
         """``owner``'s account for ``purpose`` in ``currency``, opened now if it is not yet (idempotent:
         concurrent callers get the same account; one opened by hand under its id with other fields is
-        ``account_id_conflict``). The id is ``chart.owned_account_id(owner=, purpose=, currency=)``.
+        ``account_id_conflict``). The id is ``chart.owned_account_id(owner=, purpose=, currency=, instance=)``;
+        ``instance`` names one of several accounts of a purpose (a card purse: the card number).
 
         ``frozen``: whether the caller knows the owner to be frozen (a customer's status). The ledger's
         own record of the owner (``ledger/owners.py``) wins once it has one, so an opening that races
@@ -271,6 +273,7 @@ class Ledger:
                 frozen=frozen,
                 now=self.clock(),
                 actor=actor or LEDGER_ACTOR,
+                instance=instance,
             )
 
     async def list_accounts(self, *, owner: str) -> list[Account]:

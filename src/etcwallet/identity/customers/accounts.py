@@ -33,14 +33,23 @@ async def account_for(
     currency: str = "CNY",
     frozen: bool,
     actor: Actor | None = None,
+    instance: str | None = None,
 ) -> Account:
     """The customer's account for ``purpose`` in ``currency``, opened now if it is not yet.
+
+    ``instance`` names one of several accounts of a purpose: each ETC card has its own card purse (or
+    receivable), named by the card number, so a purse mirrors exactly one chip.
 
     ``frozen``: whether the customer is frozen (their status, as the caller read it); the ledger's record
     of the owner wins once it has one, so a freeze racing with this opening is not missed.
     """
     return await ledger.open_owned_account(
-        owner=owner_of(customer_id), purpose=purpose, currency=currency, actor=actor, frozen=frozen
+        owner=owner_of(customer_id),
+        purpose=purpose,
+        currency=currency,
+        actor=actor,
+        frozen=frozen,
+        instance=instance,
     )
 
 

@@ -1,0 +1,198 @@
+"""The issuance domain's refusal codes, each with its HTTP status, a sentence in zh-CN and English, and
+its field; :class:`IssuanceError` builds a fresh refusal from the table at each raise.
+
+A sentence may name a value in braces (``{number}``), filled from the error's ``text``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from etcwallet.core.errors import DomainError
+
+# code -> (status, zh, en, field the code is about)
+ISSUANCE_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
+    # --- stock ---
+    "stock_number_format": (
+        422,
+        "起始编号格式不正确：用户卡为20位数字，电子标签为16位数字",
+        "the first number is malformed: a card number has 20 digits, an OBU number 16",
+        "first_number",
+    ),
+    "stock_network": (
+        422,
+        "编号应以本发行方的网络编号 {network} 开头",
+        "numbers must start with this issuer's network number {network}",
+        "first_number",
+    ),
+    "stock_count": (422, "数量应为 1 至 10000", "the count is 1 to 10,000", "count"),
+    "stock_overflow": (
+        422,
+        "编号超出范围：起始编号加数量超过了编号的位数",
+        "the numbers run out of digits: the first number plus the count overflows",
+        "count",
+    ),
+    "stock_card_type_required": (
+        422,
+        "用户卡入库须指明卡类型（储值卡或记账卡）",
+        "cards come into stock with a card type (stored-value or account card)",
+        "card_type",
+    ),
+    "stock_number_taken": (
+        409,
+        "编号 {number} 已在库存或已发行",
+        "number {number} is already in stock or issued",
+        "first_number",
+    ),
+    "chip_not_found": (404, "没有这张卡或这个标签", "no such card or tag", "number"),
+    "chip_not_in_stock": (
+        409,
+        "该卡片或标签不在库存中（当前状态：{status_zh}）",
+        "the card or tag is not in stock (it is {status_en})",
+        "number",
+    ),
+    "stock_same_outlet": (
+        422,
+        "调入网点与当前网点相同",
+        "the destination outlet is the one the stock is at",
+        "to_outlet_id",
+    ),
+    "outlet_not_found": (404, "网点不存在或已停用", "no such active outlet", "to_outlet_id"),
+    # --- applications ---
+    "application_not_found": (404, "申请记录不存在", "no such application", "application_id"),
+    "application_open_exists": (
+        409,
+        "该车辆已有未办结的申请",
+        "this vehicle already has an open application",
+        "plate",
+    ),
+    "vehicle_has_live_card": (
+        409,
+        "该车辆已有在用的用户卡（一车一卡一签）",
+        "this vehicle already holds a live card (one vehicle, one card, one tag)",
+        "plate",
+    ),
+    "bank_card_required": (
+        422,
+        "银行网点办理须绑定银行卡",
+        "a bank outlet binds a bank card to the application",
+        "bank_card_number",
+    ),
+    "bank_card_not_at_self_operated": (
+        422,
+        "自营网点无需绑定银行卡",
+        "a self-operated outlet binds no bank card",
+        "bank_card_number",
+    ),
+    "customer_required": (
+        422,
+        "请指明客户（客户编号，或客户现场出示的实名信息）",
+        "name the customer (their id, or the real-name data they show)",
+        "customer",
+    ),
+    "application_not_open": (
+        409,
+        "该申请已办结或已取消",
+        "this application is completed or cancelled",
+        "application_id",
+    ),
+    # --- card issuance ---
+    "no_card_in_reader": (
+        409,
+        "读卡器中没有卡片，请插入用户卡后再读卡",
+        "there is no card in the reader: insert the user card and read again",
+        None,
+    ),
+    "card_not_ours": (
+        422,
+        "该卡片不是本发行方的卡或卡片信息无法识别",
+        "this card is not one of this issuer's, or its data cannot be read",
+        None,
+    ),
+    "card_not_in_outlet_stock": (
+        409,
+        "该卡片不在本网点库存中",
+        "this card is not in this outlet's stock",
+        "card_number",
+    ),
+    "card_already_issued": (
+        409,
+        "该卡片已发行，不能再次办理",
+        "this card is already issued and cannot be issued again",
+        "card_number",
+    ),
+    "card_type_mismatch": (
+        422,
+        "卡类型与申请不符：申请为{wanted_zh}，卡片为{card_zh}",
+        "the card type does not match the application: {wanted_en} wanted, the card is a {card_en}",
+        "card_number",
+    ),
+    "card_retry_exhausted": (
+        409,
+        "同一张卡最多只能重试1次，请换卡重试",
+        "a card may be retried once only: take another card and try again",
+        "card_number",
+    ),
+    "card_suspect_damaged": (
+        409,
+        "该卡片已办理失败3次，可能已损坏，请换卡",
+        "this card failed three times and may be damaged: take another card",
+        "card_number",
+    ),
+    "card_not_read": (
+        409,
+        "请先读卡，读卡成功后才能注册",
+        "read the card first: registration comes after a successful read",
+        None,
+    ),
+    "card_changed": (
+        409,
+        "读卡器中的卡片已不是刚才读取的卡片，请重新读卡",
+        "the card in the reader is not the one read: read the card again",
+        "card_number",
+    ),
+    "card_write_failed": (
+        409,
+        "写卡失败：{reason_zh}。可重试1次，或换卡重试",
+        "writing the card failed: {reason_en}. It may be retried once, or take another card",
+        None,
+    ),
+    "card_removed": (
+        409,
+        "卡片已离开读卡器，请重新插入后再试",
+        "the card left the reader: put it back and try again",
+        None,
+    ),
+    "reader_unavailable": (
+        503,
+        "读卡器不可用：{reason_zh}",
+        "the card reader is unavailable: {reason_en}",
+        None,
+    ),
+    "emulator_only": (
+        409,
+        "仅模拟读卡器支持此操作",
+        "only the emulated reader supports this",
+        None,
+    ),
+}
+
+
+class IssuanceError(DomainError):
+    """A request the issuance domain refused. ``extra`` goes into the answer, ``text`` only into its
+    sentences."""
+
+    def __init__(
+        self,
+        code: str,
+        *,
+        field: str | None = None,
+        text: Mapping[str, object] | None = None,
+        **extra: Any,
+    ) -> None:
+        status, zh, en = ISSUANCE_ERRORS[code][:3]
+        default_field = ISSUANCE_ERRORS[code][3]
+        if text:
+            zh, en = zh.format_map(text), en.format_map(text)
+        super().__init__(code, status, zh, en, field=field or default_field, extra=dict(extra))
