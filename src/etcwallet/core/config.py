@@ -66,6 +66,28 @@ class Settings(BaseSettings):
         default=False,
         description="accept cards naming the SM4 e-purse algorithm (04), whose construction is unverified",
     )
+    issuer_name: str = Field(
+        default="甘肃", description="the ETC issuer's province, two Chinese characters (issuer identifier, 0015)"
+    )
+    issuer_code: str = Field(
+        default="62010001",
+        pattern=r"^[0-9]{8}$",
+        description="the issuer's 8 digits: card network number (4, province code + 01) and issuer serial (4)",
+    )
+    card_validity_years: int = Field(
+        default=10, ge=1, le=30, description="years a user card is valid from its issuance or renewal"
+    )
+    chip_reader: Literal["emulator", "pcsc"] = Field(
+        default="emulator",
+        description="what carries APDUs to cards and tags: the emulator (chips kept in data_dir/chips) or "
+        "PC/SC readers on this machine (the pcsc extra)",
+    )
+    pcsc_card_reader: str | None = Field(
+        default=None, description="PC/SC reader for user cards: the first whose name contains this"
+    )
+    pcsc_tag_reader: str | None = Field(
+        default=None, description="PC/SC reader for OBU tags: the first whose name contains this"
+    )
     db_pool_size: int = Field(default=12, ge=2, le=200)
     ledger_writers: int = Field(default=1, ge=1, le=32)
     ledger_max_batch: int = Field(default=8000, ge=1, le=8000)

@@ -158,6 +158,18 @@ ISSUANCE_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
         "writing the card failed: {reason_en}. It may be retried once, or take another card",
         None,
     ),
+    "bank_card_not_application": (
+        422,
+        "银行卡号与申请时绑定的银行卡不一致",
+        "the bank card number is not the card bound to the application",
+        "bank_card_number",
+    ),
+    "customer_profile_missing": (
+        409,
+        "客户尚无实名信息，请先在网点核验客户身份",
+        "the customer has no real-name profile: check their ID document at the outlet first",
+        None,
+    ),
     "card_removed": (
         409,
         "卡片已离开读卡器，请重新插入后再试",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import re
 import unicodedata
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -152,6 +153,30 @@ async def get_profile_or_raise(conn: Conn, *, cipher: FieldCipher, customer_id: 
     if profile is None:
         raise IdentityError("profile_missing")
     return profile
+
+
+@dataclass(frozen=True)
+class Cardholder:
+    """The real-name data an ETC card's holder file (0016) carries, in clear: only for writing the chip,
+    never for an answer or a log line (``repr`` hides it)."""
+
+    name: str = field(repr=False)
+    id_type: str
+    id_number: str = field(repr=False)
+
+
+async def cardholder_of(conn: Conn, *, cipher: FieldCipher, customer_id: UUID) -> Cardholder | None:
+    """The customer's name and ID number in clear, for the card issuance that writes them onto the chip
+    as the national card layout requires; None when no real-name profile is on file."""
+    sealed = await store.get_sealed_holder(conn, customer_id)
+    if sealed is None:
+        return None
+    name_enc, id_type, id_number_enc = sealed
+    return Cardholder(
+        name=cipher.decrypt(name_enc, context=NAME_CONTEXT),
+        id_type=id_type,
+        id_number=cipher.decrypt(id_number_enc, context=ID_NUMBER_CONTEXT),
+    )
 
 
 # --- recording the profile -------------------------------------------------------------------------------

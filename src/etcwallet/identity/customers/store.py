@@ -213,6 +213,15 @@ async def get_profile(conn: Conn, customer_id: UUID, *, lock: bool = False) -> P
     return None if row is None else _profile_row(row)
 
 
+async def get_sealed_holder(conn: Conn, customer_id: UUID) -> tuple[bytes, str, bytes] | None:
+    """The profile's sealed name, ID type and sealed ID number (for a card's holder file); None when none."""
+    cur = await conn.execute(
+        "SELECT name_enc, id_type, id_number_enc FROM customer_profiles WHERE customer_id = %s", (customer_id,)
+    )
+    row = await cur.fetchone()
+    return None if row is None else (bytes(row[0]), row[1], bytes(row[2]))
+
+
 async def find_id_by_id_number(conn: Conn, *, id_type: str, id_number_hash: bytes) -> UUID | None:
     """The customer whose profile holds this ID number (its keyed hash): one indexed look-up."""
     cur = await conn.execute(

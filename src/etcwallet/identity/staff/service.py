@@ -136,6 +136,12 @@ async def read_outlet(pool: AsyncConnectionPool, *, viewer: Principal, outlet_id
         return await get_outlet_or_raise(conn, outlet_id)
 
 
+async def find_outlet(conn: Conn, *, outlet_id: UUID) -> Outlet | None:
+    """An outlet by id, active or not, for a domain that names one (stock moved to it, an issuance at it);
+    None when there is none."""
+    return await get_outlet(conn, outlet_id)
+
+
 async def list_outlets(conn: Conn, *, viewer: Principal) -> list[Outlet]:
     """Every outlet for central roles; outlet staff see only their own."""
     if viewer.role in OUTLET_ROLES:
