@@ -26,7 +26,10 @@ MASTER = IssuerMasterKeys(
     maintenance=h("55555555555555556666666666666666"),
 )
 OTHER_MASTER = IssuerMasterKeys(
-    load=h("00" * 16), purchase=h("11" * 16), tac=h("22" * 16), maintenance=h("77777777777777778888888888888888")
+    load=h("00" * 16),
+    purchase=h("11" * 16),
+    tac=h("22" * 16),
+    maintenance=h("77777777777777778888888888888888"),
 )
 OBU_NUMBER = ObuNumber("6201000012345678")
 OTHER_OBU_NUMBER = ObuNumber("6201000087654321")
