@@ -1,8 +1,10 @@
-"""A virtual OBU (its ESAM) answering APDUs byte for byte as spec §8 says, and an emulated field to hold it.
+"""A virtual OBU (its ESAM) answering APDUs byte for byte as spec §8 says.
 
 Issuance and its tests talk to tags through the :class:`~etcwallet.issuance.chip.reader.Reader` protocol;
-:class:`ObuField` is that reader for emulated tags, so the host code cannot tell it from a real one. The
-tag's state (:class:`ObuState`) is plain data that persists as JSON.
+:class:`ObuEmulator` is an :class:`~etcwallet.issuance.chip.emulator.EmulatedChip` of kind ``tag``, held by
+an :class:`~etcwallet.issuance.chip.emulator.EmulatedReader` (the DSRC field), so the host code cannot tell
+it from a real one. The tag's persistent state (:class:`ObuState`) is plain data kept as JSON in a
+:class:`~etcwallet.issuance.chip.emulator.ChipStore`; its selection and challenge are volatile.
 
 The command set (what the spec fixes, and what we chose where it is silent, marked **[?]**):
 
@@ -22,7 +24,8 @@ The command set (what the spec fixes, and what we chose where it is silent, mark
   DF01) as ``04 D6 81 00 53`` + 79 bytes + MAC **[?: the spec's pattern generalised]**. The ESAM does not
   read what it stores: any bytes inside the file go.
 
-Refusals, checked in this order: ``6E00`` an unknown class, ``6D00`` an unknown instruction, ``6700`` a
+Refusals, checked in this order: ``6E00`` a class the tag does not speak (neither ``00`` nor ``04``, or
+the wrong one of them for the instruction), ``6D00`` an unknown instruction, ``6700`` a
 length that does not fit (also a malformed APDU), ``6A86`` a P1/P2 the command does not take, ``6A82``
 no such file, ``6982`` a plain write (the files take only secured writes), then for a secured write
 ``6985`` no challenge, ``9302`` a wrong MAC, ``6581`` a damaged tag, ``6982`` a write that would leave the
@@ -38,9 +41,9 @@ in place of the card's application serial), so the host reaches it through
 A blank tag (in stock) knows its OBU number, printed on it and set at manufacture: its system file is
 zeros but for the contract serial (bytes 10..17) **[?]**, so the first read already tells which tag it is.
 
-Faults on demand: :meth:`ObuEmulator.arm_tear` (the tag leaves the field at a chosen command, which takes
-effect or not), :meth:`ObuEmulator.damage` (writes answer ``6581``, nothing changes), and an
-:class:`ObuField` holding two tags, where the newest to enter answers first.
+Faults on demand: the base's ``tear_after`` / ``tear_on`` (the tag leaves the field at a chosen command,
+which takes effect or not), :meth:`ObuEmulator.damage` (writes answer ``6581``, nothing changes), and a
+second tag brought into the field with ``EmulatedReader.enter`` (the newest to enter answers).
 """
 
 from __future__ import annotations
@@ -48,12 +51,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from etcwallet.issuance.chip import crypto
 from etcwallet.issuance.chip.apdu import Command, Response, StatusWord
+from etcwallet.issuance.chip.emulator import EmulatedChip
 from etcwallet.issuance.chip.encoding import InvalidField
 from etcwallet.issuance.chip.files import (
     TAMPER_OFFSET,
@@ -64,7 +68,6 @@ from etcwallet.issuance.chip.files import (
     TamperStatus,
 )
 from etcwallet.issuance.chip.keys import CardIdentity, IssuerMasterKeys, derive_card_key
-from etcwallet.issuance.chip.reader import CardRemoved
 
 MF = bytes.fromhex("3F00")
 OBU_DF = bytes.fromhex("DF01")
@@ -75,6 +78,12 @@ SERIAL_SIZE = 8
 CHALLENGE_SIZE = 4
 MAC_SIZE = 4
 VEHICLE_CIPHERTEXT_SIZE = 80  # 79 bytes + the 80 padding byte
+CLA_PLAIN = 0x00
+CLA_SECURED = 0x04
+INS_SELECT = 0xA4
+INS_GET_CHALLENGE = 0x84
+INS_READ_BINARY = 0xB0
+INS_UPDATE_BINARY = 0xD6
 
 
 class TamperSwitch(StrEnum):
@@ -99,14 +108,14 @@ def obu_maintenance_key(master: IssuerMasterKeys, issuer: IssuerId, obu_number: 
 
 @dataclass
 class ObuState:
-    """Everything a tag remembers, as plain data: its files (raw bytes, as the ESAM stores them), its key,
-    the challenge it last gave (one use), its tamper switch and whether it is damaged."""
+    """Everything a tag remembers without power, as plain data: the number printed on it, its key, its files
+    (raw bytes, as the ESAM stores them), its tamper switch and whether it is damaged."""
 
+    obu_number: ObuNumber
     maintenance_key: bytes
     system_file: bytes
     vehicle_file: bytes = bytes(ObuVehicleFile.SIZE)
     switch: TamperSwitch = TamperSwitch.RELEASED
-    challenge: bytes | None = None
     damaged: bool = False
 
     def __post_init__(self) -> None:
@@ -114,58 +123,58 @@ class ObuState:
             raise ValueError("an OBU's maintenance key is 16 bytes")
         if len(self.system_file) != ObuSystemFile.SIZE or len(self.vehicle_file) != ObuVehicleFile.SIZE:
             raise ValueError("an OBU's system file is 99 bytes and its vehicle file 79")
-        if self.challenge is not None and len(self.challenge) != CHALLENGE_SIZE:
-            raise ValueError("a challenge is 4 bytes")
 
     @classmethod
     def blank(cls, obu_number: ObuNumber, maintenance_key: bytes) -> ObuState:
         """A tag as it leaves the factory: nothing issued, the switch released."""
-        return cls(maintenance_key=maintenance_key, system_file=blank_system_file(obu_number))
-
-    @property
-    def obu_number(self) -> ObuNumber:
-        return ObuNumber.from_bytes(self.system_file[SERIAL_OFFSET : SERIAL_OFFSET + SERIAL_SIZE])
+        return cls(
+            obu_number=obu_number, maintenance_key=maintenance_key, system_file=blank_system_file(obu_number)
+        )
 
     @property
     def tamper(self) -> int:
+        """The tamper byte as the system file holds it (01 activated, 00 removed)."""
         return self.system_file[TAMPER_OFFSET]
 
-    def to_json(self) -> str:
-        """The state as JSON (bytes in hex). It holds the tag's key: store it as the emulator's secret data."""
-        return json.dumps(
-            {
-                "maintenance_key": self.maintenance_key.hex().upper(),
-                "system_file": self.system_file.hex().upper(),
-                "vehicle_file": self.vehicle_file.hex().upper(),
-                "switch": str(self.switch),
-                "challenge": self.challenge.hex().upper() if self.challenge is not None else None,
-                "damaged": self.damaged,
-            },
-            sort_keys=True,
-        )
+    def to_dict(self) -> dict[str, Any]:
+        """The state as JSON-ready data (bytes in hex). It holds the tag's key: the emulator's secret data."""
+        return {
+            "obu_number": self.obu_number.value,
+            "maintenance_key": self.maintenance_key.hex().upper(),
+            "system_file": self.system_file.hex().upper(),
+            "vehicle_file": self.vehicle_file.hex().upper(),
+            "switch": str(self.switch),
+            "damaged": self.damaged,
+        }
 
     @classmethod
-    def from_json(cls, text: str) -> ObuState:
-        """The state :meth:`to_json` wrote."""
-        data: dict[str, Any] = json.loads(text)
-        challenge = data.get("challenge")
+    def from_dict(cls, data: dict[str, Any]) -> ObuState:
+        """The state :meth:`to_dict` gave."""
         return cls(
+            obu_number=ObuNumber(str(data["obu_number"])),
             maintenance_key=bytes.fromhex(data["maintenance_key"]),
             system_file=bytes.fromhex(data["system_file"]),
             vehicle_file=bytes.fromhex(data["vehicle_file"]),
             switch=TamperSwitch(data["switch"]),
-            challenge=bytes.fromhex(challenge) if challenge is not None else None,
             damaged=bool(data["damaged"]),
         )
 
+    def to_json(self) -> str:
+        """:meth:`to_dict` as JSON text."""
+        return json.dumps(self.to_dict(), sort_keys=True)
 
-@dataclass
-class TearFault:
-    """A tear armed on a tag: at the ``countdown``-th command from now the tag leaves the field, after the
-    command took effect (``applied``) or before it did. The host sees :class:`CardRemoved` either way."""
+    @classmethod
+    def from_json(cls, text: str) -> ObuState:
+        """The state :meth:`to_json` wrote."""
+        return cls.from_dict(json.loads(text))
 
-    countdown: int
-    applied: bool
+
+@dataclass(frozen=True)
+class _Snapshot:
+    state: ObuState
+    directory: bytes
+    current_ef: bool
+    challenge: bytes | None
 
 
 class _Refused(Exception):
@@ -174,19 +183,22 @@ class _Refused(Exception):
         self.sw = sw
 
 
-class ObuEmulator:
-    """One virtual tag: ``process`` takes a command APDU and returns the response APDU, as the ESAM would.
+class ObuEmulator(EmulatedChip):
+    """One virtual tag: :meth:`process` takes a command APDU and returns the response APDU, as the ESAM would.
 
-    ``random`` makes challenges (``os.urandom`` unless a test fixes them). The selected directory and file
-    are volatile: leaving the field resets them to the MF and forgets the challenge.
+    ``random`` makes challenges (``os.urandom`` unless a test fixes them). The selected directory, file and
+    the challenge are volatile: powering up or down resets them to the MF and forgets the challenge.
     """
 
+    kind: ClassVar[str] = "tag"
+
     def __init__(self, state: ObuState, *, random: Callable[[int], bytes] = os.urandom) -> None:
+        super().__init__()
         self.state = state
         self._random = random
         self._directory = MF
         self._current_ef = False
-        self._tear: TearFault | None = None
+        self._challenge: bytes | None = None
 
     @classmethod
     def manufacture(
@@ -201,14 +213,54 @@ class ObuEmulator:
         return cls(ObuState.blank(obu_number, obu_maintenance_key(master, issuer, obu_number)), random=random)
 
     @property
+    def number(self) -> str:
+        """The 16-digit OBU number printed on the tag (the store's file name)."""
+        return self.state.obu_number.value
+
+    @property
     def obu_number(self) -> ObuNumber:
+        """The OBU number printed on the tag."""
         return self.state.obu_number
+
+    @property
+    def challenge(self) -> bytes | None:
+        """The challenge waiting to be spent, if any (for tests)."""
+        return self._challenge
+
+    def to_state(self) -> dict[str, Any]:
+        return self.state.to_dict()
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        return cls(ObuState.from_dict(state))
+
+    def snapshot(self) -> object:
+        return _Snapshot(replace(self.state), self._directory, self._current_ef, self._challenge)
+
+    def restore(self, snapshot: object) -> None:
+        if not isinstance(snapshot, _Snapshot):
+            raise TypeError("not a snapshot of a tag")
+        self.state = replace(snapshot.state)
+        self._directory, self._current_ef = snapshot.directory, snapshot.current_ef
+        self._challenge = snapshot.challenge
+
+    def power_up(self) -> None:
+        self._forget()
+
+    def power_down(self) -> None:
+        self._forget()
+
+    def _forget(self) -> None:
+        self._directory = MF
+        self._current_ef = False
+        self._challenge = None
 
     # --- the physical world ----------------------------------------------------------------------------
 
     def press_switch(self) -> None:
         """The tag is put on the windscreen: the switch is pressed (the tamper byte waits for activation)."""
         self.state.switch = TamperSwitch.PRESSED
+        self.save()
 
     def release_switch(self) -> None:
         """The tag is taken off the windscreen: the switch opens and the ESAM marks itself removed (00)."""
@@ -216,69 +268,45 @@ class ObuEmulator:
         raw = bytearray(self.state.system_file)
         raw[TAMPER_OFFSET] = TamperStatus.REMOVED
         self.state.system_file = bytes(raw)
+        self.save()
 
     def damage(self) -> None:
         """From now on every write answers ``6581`` (memory failure) and changes nothing; reads still work."""
         self.state.damaged = True
-
-    def arm_tear(self, *, after: int = 1, applied: bool) -> None:
-        """Tear at the ``after``-th command from now (1: the next one), applied or not."""
-        if after < 1:
-            raise ValueError("a tear comes at the next command (1) or later")
-        self._tear = TearFault(after, applied)
-
-    def power_off(self) -> None:
-        """The tag left the field: volatile state (selection, challenge) is gone."""
-        self._directory = MF
-        self._current_ef = False
-        self.state.challenge = None
+        self.save()
 
     # --- the APDU interface ----------------------------------------------------------------------------
 
     def process(self, apdu: bytes) -> bytes:
-        """The response APDU to ``apdu``; raises :class:`CardRemoved` when an armed tear strikes."""
-        tear = self._tear
-        if tear is not None:
-            tear.countdown -= 1
-            if tear.countdown == 0:
-                self._tear = None
-                if tear.applied:
-                    self._respond(apdu)
-                self.power_off()
-                raise CardRemoved(
-                    "标签已离开读写区域，请重新放置后再试",
-                    "the tag left the field; put it back and try again",
-                )
-        return self._respond(apdu).to_bytes()
-
-    def _respond(self, apdu: bytes) -> Response:
+        """The response APDU (data ‖ SW1 SW2) to ``apdu``, the tag's state changed as the command says."""
         try:
             command = Command.parse(apdu)
         except InvalidField:
-            return Response.status(StatusWord.WRONG_LENGTH)
+            return Response.status(StatusWord.WRONG_LENGTH).to_bytes()
         try:
-            return self._dispatch(command)
+            return self._dispatch(command).to_bytes()
         except _Refused as refusal:
-            return Response.status(refusal.sw)
+            return Response.status(refusal.sw).to_bytes()
 
     def _dispatch(self, command: Command) -> Response:
-        handlers = {
-            (0x00, 0xA4): self._select,
-            (0x00, 0x84): self._get_challenge,
-            (0x00, 0xB0): self._read_binary,
-            (0x04, 0xD6): self._secured_update,
-            (0x00, 0xD6): self._plain_update,
+        handlers: dict[tuple[int, int], Callable[[Command], Response]] = {
+            (CLA_PLAIN, INS_SELECT): self._select,
+            (CLA_PLAIN, INS_GET_CHALLENGE): self._get_challenge,
+            (CLA_PLAIN, INS_READ_BINARY): self._read_binary,
+            (CLA_SECURED, INS_UPDATE_BINARY): self._secured_update,
+            (CLA_PLAIN, INS_UPDATE_BINARY): self._plain_update,
         }
+        if command.cla not in (CLA_PLAIN, CLA_SECURED):
+            raise _Refused(StatusWord.CLASS_NOT_SUPPORTED)
+        if command.ins not in {ins for _, ins in handlers}:
+            raise _Refused(StatusWord.INSTRUCTION_NOT_SUPPORTED)
         handler = handlers.get((command.cla, command.ins))
         if handler is None:
-            known = {ins for _, ins in handlers}
-            if command.ins not in known:
-                raise _Refused(StatusWord.INSTRUCTION_NOT_SUPPORTED)
             raise _Refused(StatusWord.CLASS_NOT_SUPPORTED)
         return handler(command)
 
     def _select(self, command: Command) -> Response:
-        if len(command.data) != 2:
+        if len(command.data) != 2 or command.le is not None:
             raise _Refused(StatusWord.WRONG_LENGTH)
         if (command.p1, command.p2) != (0x00, 0x00):
             raise _Refused(StatusWord.WRONG_P1P2)
@@ -296,11 +324,11 @@ class ObuEmulator:
         if (command.p1, command.p2) != (0x00, 0x00):
             raise _Refused(StatusWord.WRONG_P1P2)
         challenge = self._random(CHALLENGE_SIZE)
-        self.state.challenge = challenge
+        self._challenge = challenge
         return Response(challenge, StatusWord.OK)
 
     def _take_challenge(self) -> bytes:
-        challenge, self.state.challenge = self.state.challenge, None
+        challenge, self._challenge = self._challenge, None
         if challenge is None:
             raise _Refused(StatusWord.CONDITIONS_NOT_SATISFIED)
         return challenge
@@ -328,6 +356,8 @@ class ObuEmulator:
         return Response(crypto.encrypt_padded(key, self.state.vehicle_file), StatusWord.OK)
 
     def _plain_update(self, command: Command) -> Response:
+        if not command.data or command.le is not None:
+            raise _Refused(StatusWord.WRONG_LENGTH)
         self._target(command)
         raise _Refused(StatusWord.SECURITY_STATUS_NOT_SATISFIED)
 
@@ -341,6 +371,7 @@ class ObuEmulator:
         if offset + len(content) > len(current):
             raise _Refused(StatusWord.WRONG_LENGTH)
         challenge = self._take_challenge()
+        # the MAC covers the header and Lc (which counts the MAC) and the data, IV = challenge ‖ 00000000
         header = bytes((command.cla, command.ins, command.p1, command.p2, len(command.data)))
         expected = crypto.line_protection_mac(self.state.maintenance_key, challenge, header + content)
         if not crypto.macs_equal(expected, mac):
@@ -357,74 +388,15 @@ class ObuEmulator:
         return Response(b"", StatusWord.OK)
 
 
-class ObuField:
-    """The emulated reader for tags: a DSRC field holding zero, one or more :class:`ObuEmulator`.
-
-    With more than one tag in the field, the tag that answers first answers every command: by default the
-    newest to enter (it sits nearer the antenna), or the one :meth:`answer_first` names. No tag: every
-    command raises :class:`CardRemoved`, and a torn tag leaves the field until it is put back.
-    """
-
-    def __init__(self, *tags: ObuEmulator) -> None:
-        self._tags: list[ObuEmulator] = []
-        self._first: ObuEmulator | None = None
-        for tag in tags:
-            self.enter(tag)
-
-    @property
-    def tags(self) -> tuple[ObuEmulator, ...]:
-        return tuple(self._tags)
-
-    def enter(self, tag: ObuEmulator) -> None:
-        """Put a tag into the field (a tag already there stays where it is)."""
-        if all(tag is not present for present in self._tags):
-            self._tags.append(tag)
-
-    def leave(self, tag: ObuEmulator) -> None:
-        """Take a tag out of the field; it loses power (selection and challenge)."""
-        self._tags = [present for present in self._tags if present is not tag]
-        if self._first is tag:
-            self._first = None
-        tag.power_off()
-
-    def answer_first(self, tag: ObuEmulator) -> None:
-        """Make ``tag`` (already in the field) the one that answers."""
-        if all(tag is not present for present in self._tags):
-            raise ValueError("that tag is not in the field")
-        self._first = tag
-
-    @property
-    def answering(self) -> ObuEmulator | None:
-        """The tag that answers the next command, if any."""
-        if self._first is not None:
-            return self._first
-        return self._tags[-1] if self._tags else None
-
-    async def transmit(self, apdu: bytes) -> bytes:
-        """Send a command APDU to the tag that answers first; a tear takes that tag out of the field."""
-        tag = self.answering
-        if tag is None:
-            raise CardRemoved("读写区域内没有标签", "no tag in the field")
-        try:
-            return tag.process(bytes(apdu))
-        except CardRemoved:
-            self.leave(tag)
-            raise
-
-    async def present(self) -> bool:
-        return bool(self._tags)
-
-
 __all__ = [
     "INFORMATION_EF",
+    "INFORMATION_SFI",
     "MF",
     "OBU_DF",
     "VEHICLE_CIPHERTEXT_SIZE",
     "ObuEmulator",
-    "ObuField",
     "ObuState",
     "TamperSwitch",
-    "TearFault",
     "blank_system_file",
     "obu_maintenance_key",
 ]

@@ -4,8 +4,10 @@ Builders make the commands (the protected ones with the line-protection MAC from
 :class:`~etcwallet.issuance.chip.keys.KeyService`, keyed by :func:`obu_identity`), parsers read the answers,
 and a few ``async`` steps run a whole exchange over a :class:`~etcwallet.issuance.chip.reader.Reader`. The
 command layouts are the ones :mod:`etcwallet.issuance.chip.obu_emulator` documents. Deciding *whether* to
-write (the card and the tag describe the same vehicle, the tag read now is the one read first) is the
-issuance service's job; these functions only speak to the tag.
+write (the card and the tag describe the same vehicle) is the issuance service's job; these functions only
+speak to the tag. They do make sure they speak to the right one: with two tags in the field the nearer
+answers, so every write first reads the system file and raises :class:`TagChanged` unless the tag in the
+field carries the OBU number the write is for (:func:`confirm_tag`, also for the caller's own checks).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from etcwallet.issuance.chip.apdu import (
     secured_update_mac_input,
     select_df,
 )
-from etcwallet.issuance.chip.encoding import date_bcd
+from etcwallet.issuance.chip.encoding import InvalidField, date_bcd
 from etcwallet.issuance.chip.files import (
     TAMPER_OFFSET,
     IssuerId,
@@ -31,7 +33,7 @@ from etcwallet.issuance.chip.files import (
     ObuVehicleFile,
     TamperStatus,
 )
-from etcwallet.issuance.chip.host import MalformedAnswer
+from etcwallet.issuance.chip.host import ChipSecurityError, MalformedAnswer
 from etcwallet.issuance.chip.keys import CardIdentity, KeyService
 from etcwallet.issuance.chip.obu_emulator import (
     INFORMATION_SFI,
@@ -45,6 +47,20 @@ from etcwallet.issuance.chip.obu_emulator import (
 from etcwallet.issuance.chip.reader import Reader, exchange
 
 DATES_OFFSET = 0x12  # signing date (4) ‖ expiry date (4) ‖ tamper (1): 04 D6 81 12 0D
+
+
+class TagChanged(ChipSecurityError):
+    """The tag in the field is not the one the operation is for (another tag came nearer the antenna, or
+    the tag was swapped between the first read and now): nothing is written to it."""
+
+    def __init__(self, expected: ObuNumber, found: ObuNumber) -> None:
+        self.expected, self.found = expected, found
+        self.zh = f"读写区域内的标签（{found}）不是先前读取的标签（{expected}），请只放置一个标签后重试"
+        self.en = (
+            f"the tag in the field ({found}) is not the tag read first ({expected}); "
+            "keep only that tag in the field and try again"
+        )
+        super().__init__(self.en)
 
 
 def obu_identity(issuer: IssuerId, obu_number: ObuNumber) -> CardIdentity:
@@ -85,6 +101,7 @@ class SystemFileReading:
 
     @property
     def issued(self) -> bool:
+        """Whether the tag has been issued (its system file is more than the factory's serial)."""
         return self.file is not None
 
 
@@ -96,7 +113,10 @@ def parse_system_file(response: Response) -> SystemFileReading:
     obu_number = ObuNumber.from_bytes(raw[SERIAL_OFFSET : SERIAL_OFFSET + SERIAL_SIZE])
     if raw == blank_system_file(obu_number):
         return SystemFileReading(obu_number, None)
-    return SystemFileReading(obu_number, ObuSystemFile.from_bytes(raw))
+    try:
+        return SystemFileReading(obu_number, ObuSystemFile.from_bytes(raw))
+    except InvalidField as bad:
+        raise MalformedAnswer(f"the OBU system file does not parse: {bad.en}") from None
 
 
 def decrypt_vehicle_file(
@@ -114,7 +134,10 @@ def decrypt_vehicle_file(
         raise MalformedAnswer("the vehicle file does not decrypt to 79 bytes")
     if plain == bytes(ObuVehicleFile.SIZE):
         return None
-    return ObuVehicleFile.from_bytes(plain)
+    try:
+        return ObuVehicleFile.from_bytes(plain)
+    except InvalidField as bad:
+        raise MalformedAnswer(f"the OBU vehicle file does not parse: {bad.en}") from None
 
 
 # --- protected writes ----------------------------------------------------------------------------------
@@ -181,6 +204,15 @@ async def read_system(reader: Reader) -> SystemFileReading:
     return parse_system_file(await exchange(reader, read_system_file_command()))
 
 
+async def confirm_tag(reader: Reader, obu_number: ObuNumber) -> SystemFileReading:
+    """Read the system file and make sure the tag answering is ``obu_number`` (the one read first), else
+    raise :class:`TagChanged`; the MF stays selected."""
+    reading = await read_system(reader)
+    if reading.obu_number != obu_number:
+        raise TagChanged(obu_number, reading.obu_number)
+    return reading
+
+
 async def read_vehicle(reader: Reader, keys: KeyService, identity: CardIdentity) -> ObuVehicleFile | None:
     """SELECT DF01, take a challenge and read the vehicle file encrypted under it, then decrypt it."""
     await _send(reader, select_vehicle_df(), "SELECT DF01")
@@ -193,10 +225,12 @@ async def read_vehicle(reader: Reader, keys: KeyService, identity: CardIdentity)
 async def issue(
     reader: Reader, keys: KeyService, system: ObuSystemFile, vehicle: ObuVehicleFile, *, issuer: IssuerId
 ) -> None:
-    """Write the system file (MF) then the vehicle file (DF01), each under a fresh challenge. The tag's key
-    is diversified by ``issuer`` and ``system.obu_number``; a refusal raises StatusWordError."""
+    """Write the system file (MF) then the vehicle file (DF01), each under a fresh challenge, to the tag
+    numbered ``system.obu_number`` (:class:`TagChanged` if another answers). The tag's key is diversified
+    by ``issuer`` and that number; a refusal raises StatusWordError (``6982`` for a system file saying
+    activated while the switch is released: issue with the tamper byte 00, then :func:`activate`)."""
     identity = obu_identity(issuer, system.obu_number)
-    await _send(reader, select_mf(), "SELECT MF")
+    await confirm_tag(reader, system.obu_number)
     command = issue_system_file(keys, identity, system, challenge=await _challenge(reader))
     await _send(reader, command, "UPDATE BINARY OBU system file")
     await _send(reader, select_vehicle_df(), "SELECT DF01")
@@ -205,8 +239,9 @@ async def issue(
 
 
 async def set_tamper(reader: Reader, keys: KeyService, identity: CardIdentity, tamper: TamperStatus) -> None:
-    """Write the tamper byte under a fresh challenge (01 is activation, 激活); a refusal raises StatusWordError."""
-    await _send(reader, select_mf(), "SELECT MF")
+    """Write the tamper byte under a fresh challenge (01 is activation, 激活) to the tag ``identity`` names
+    (:class:`TagChanged` if another answers); a refusal raises StatusWordError."""
+    await confirm_tag(reader, ObuNumber.from_bytes(identity.application_serial))
     command = write_tamper(keys, identity, tamper, challenge=await _challenge(reader))
     await _send(reader, command, "UPDATE BINARY OBU tamper byte")
 
@@ -218,7 +253,9 @@ async def activate(reader: Reader, keys: KeyService, identity: CardIdentity) -> 
 
 __all__ = [
     "SystemFileReading",
+    "TagChanged",
     "activate",
+    "confirm_tag",
     "decrypt_vehicle_file",
     "issue",
     "issue_system_file",
