@@ -67,7 +67,8 @@ class Settings(BaseSettings):
         description="accept cards naming the SM4 e-purse algorithm (04), whose construction is unverified",
     )
     issuer_name: str = Field(
-        default="甘肃", description="the ETC issuer's province, two Chinese characters (issuer identifier, 0015)"
+        default="甘肃",
+        description="the ETC issuer's province, two Chinese characters (issuer identifier, 0015)",
     )
     issuer_code: str = Field(
         default="62010001",

@@ -216,7 +216,8 @@ async def get_profile(conn: Conn, customer_id: UUID, *, lock: bool = False) -> P
 async def get_sealed_holder(conn: Conn, customer_id: UUID) -> tuple[bytes, str, bytes] | None:
     """The profile's sealed name, ID type and sealed ID number (for a card's holder file); None when none."""
     cur = await conn.execute(
-        "SELECT name_enc, id_type, id_number_enc FROM customer_profiles WHERE customer_id = %s", (customer_id,)
+        "SELECT name_enc, id_type, id_number_enc FROM customer_profiles WHERE customer_id = %s",
+        (customer_id,),
     )
     row = await cur.fetchone()
     return None if row is None else (bytes(row[0]), row[1], bytes(row[2]))
