@@ -48,6 +48,7 @@ from etcwallet.core.privileges import SERVICE_ROLE, ensure_service_role
 from etcwallet.identity.authz import OUTLET_ROLES, Role
 from etcwallet.identity.staff import service as staff
 from etcwallet.issuance.chip.keys import key_service_from
+from etcwallet.issuance.context import issuance_context_from
 from etcwallet.ledger.service import Ledger
 
 get_settings.cache_clear()
@@ -136,7 +137,9 @@ def keys(settings: Settings) -> Keys:
 
 @pytest.fixture(scope="session")
 def runtime(pool: AsyncConnectionPool, ledger: Ledger, keys: Keys, settings: Settings) -> Runtime:
-    return Runtime(pool=pool, ledger=ledger, keys=keys, chip_keys=key_service_from(settings))
+    chip_keys = key_service_from(settings)
+    issuance = issuance_context_from(settings, chip_keys)  # emulated chips in the run's data directory
+    return Runtime(pool=pool, ledger=ledger, keys=keys, chip_keys=chip_keys, issuance=issuance)
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,9 @@ from etcwallet.identity.factors.api import router as factors_router
 from etcwallet.identity.sms import OutboxGateway, SmsGateway
 from etcwallet.identity.staff.api import admin as admin_router
 from etcwallet.identity.staff.api import router as staff_router
+from etcwallet.issuance.api import router as issuance_router
 from etcwallet.issuance.chip.keys import KeyService, key_service_from
+from etcwallet.issuance.context import IssuanceContext, issuance_context_from
 from etcwallet.ledger import jobs as ledger_jobs
 from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
@@ -78,6 +80,8 @@ class Runtime:
     """What must hold before a customer's account closes: domains register their checks at start-up."""
     chip_keys: KeyService | None = None
     """The ETC issuer key service (issuance.chip.keys); set at start-up, None only in a hand-built runtime."""
+    issuance: IssuanceContext | None = None
+    """The issuer, its key service and the operators' readers; set at start-up (None: no issuance routes)."""
 
     def __post_init__(self) -> None:
         # One unit of work for every domain, on the ledger's clock, so steps and transfers agree on time.
@@ -121,7 +125,14 @@ async def _start_services(settings: Settings, server: DatabaseServer) -> Runtime
     chip_keys = key_service_from(settings)  # production refuses to start without the issuer master keys
     pool = await open_pool(server.service_url, settings.db_pool_size)
     ledger = Ledger(pool, writers=settings.ledger_writers, max_batch=settings.ledger_max_batch)
-    runtime = Runtime(pool=pool, ledger=ledger, keys=keys, server=server, chip_keys=chip_keys)
+    runtime = Runtime(
+        pool=pool,
+        ledger=ledger,
+        keys=keys,
+        server=server,
+        chip_keys=chip_keys,
+        issuance=issuance_context_from(settings, chip_keys),
+    )
     try:
         await ledger.start()
         await ledger.ensure_chart()
@@ -316,6 +327,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(outlet_customer_router)
     app.include_router(customer_closure_router)
     app.include_router(factors_router)
+    app.include_router(issuance_router)
     if settings.serves_dev_outbox:
         app.include_router(dev_router)
     return app

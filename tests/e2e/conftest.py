@@ -22,6 +22,8 @@ from etcwallet.core.config import Settings
 from etcwallet.core.deps import Client
 from etcwallet.identity.authz import Role
 from etcwallet.identity.sessions import service as sessions
+from etcwallet.issuance.chip.keys import key_service_from
+from etcwallet.issuance.context import issuance_context_from
 from etcwallet.ledger.service import Ledger
 
 
@@ -47,7 +49,15 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="session")
 def app(settings: Settings, pool: AsyncConnectionPool, ledger: Ledger) -> FastAPI:
-    return create_app(settings, runtime=Runtime(pool=pool, ledger=ledger, keys=keys_from(settings)))
+    chip_keys = key_service_from(settings)
+    runtime = Runtime(
+        pool=pool,
+        ledger=ledger,
+        keys=keys_from(settings),
+        chip_keys=chip_keys,
+        issuance=issuance_context_from(settings, chip_keys),
+    )
+    return create_app(settings, runtime=runtime)
 
 
 @pytest.fixture(scope="session")

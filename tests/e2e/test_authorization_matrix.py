@@ -95,12 +95,14 @@ PLATFORM_OPERATORS = frozenset({ADM})
 CUSTOMER_READERS = frozenset({OO, OS, BO, RISK, SUP})
 CUSTOMER_FREEZERS = frozenset({RISK})
 OUTLET_OPERATORS = frozenset({OO, OS, BO})  # issuance.operate: staff at an outlet's counter
+STOCKKEEPERS = frozenset({OS})  # issuance.stock: an outlet's supervisor receives and moves its stock
 ANY_MACHINE = MACHINES
 DEVICES = frozenset({MACHINE})  # devices.heartbeat: lanes, gantries, terminals; not a road operator
 
 L = "/api/v1/ledger"
 C = "/api/v1/customers"
 F = "/api/v1/me/factors"
+ISS = "/api/v1/issuance"
 EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     # ledger (finance moves money; risk reads it)
     ("POST", f"{L}/transfers"): LEDGER_WRITERS,
@@ -169,6 +171,23 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/outlet/customers/search"): OUTLET_OPERATORS,
     ("POST", "/api/v1/outlet/customers/{customer_id}/verify"): OUTLET_OPERATORS,
     ("POST", f"{C}/{{customer_id}}/close"): CUSTOMER_FREEZERS,
+    # issuance: the outlet's stock (its supervisor), the operator's desk, applications and card issuance
+    ("POST", f"{ISS}/stock/batches"): STOCKKEEPERS,
+    ("POST", f"{ISS}/stock/moves"): STOCKKEEPERS,
+    ("GET", f"{ISS}/stock"): OUTLET_OPERATORS,
+    ("GET", f"{ISS}/stock/summary"): OUTLET_OPERATORS,
+    ("GET", f"{ISS}/chips/{{kind}}/{{number}}"): OUTLET_OPERATORS,
+    ("GET", f"{ISS}/desk"): OUTLET_OPERATORS,
+    ("PUT", f"{ISS}/desk/card"): OUTLET_OPERATORS,
+    ("DELETE", f"{ISS}/desk/card"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/desk/tags"): OUTLET_OPERATORS,
+    ("DELETE", f"{ISS}/desk/tags"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/applications"): OUTLET_OPERATORS,
+    ("GET", f"{ISS}/applications"): OUTLET_OPERATORS,
+    ("GET", f"{ISS}/applications/{{application_id}}"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/applications/{{application_id}}/cancel"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/applications/{{application_id}}/card/read"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/applications/{{application_id}}/card/register"): OUTLET_OPERATORS,
     # the customer's second factors and step-up
     ("POST", f"{F}/totp/enroll"): ONLY_CUSTOMER,
     ("POST", f"{F}/totp/confirm"): ONLY_CUSTOMER,
@@ -205,7 +224,7 @@ PERMISSION_HOLDERS: dict[Permission, frozenset[str]] = {
     Permission.BANK_CARD_BIND: frozenset({BO}),
     Permission.CLIENTS_MANAGE: ADMINISTRATORS,
     Permission.PLATFORM_OPERATE: PLATFORM_OPERATORS,
-    Permission.ISSUANCE_STOCK: frozenset({OS}),
+    Permission.ISSUANCE_STOCK: STOCKKEEPERS,
     Permission.LOADS_RECONCILE: frozenset({FIN}),
     Permission.LOADS_REFUND: frozenset({FIN}),
     Permission.PAYMENTS_OPERATE: frozenset({FIN}),
@@ -377,6 +396,9 @@ class World:
             "change_id": self.change_id,
             "client_id": self.revoke_target,
             "parked_id": 2**62,  # no such parked event: an admitted call answers 404
+            "application_id": self.change_id,  # no such application: an admitted call answers 404
+            "kind": "card",
+            "number": "62010101999999999999",  # no such card: an admitted call answers 404
         }
         assert name in values, f"no value for path parameter {name!r}: add one to World.path_value"
         return str(values[name])

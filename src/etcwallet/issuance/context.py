@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from etcwallet.core.config import Settings
 from etcwallet.issuance.chip.desk import Desks, EmulatedDesks, PcscDesks
-from etcwallet.issuance.chip.emulator import ChipStore
+from etcwallet.issuance.chip.factory import EmulatedFactory, chip_store
 from etcwallet.issuance.chip.files import IssuerId
-from etcwallet.issuance.chip.keys import KeyService
+from etcwallet.issuance.chip.keys import KeyService, issuer_keys_from
+from etcwallet.issuance.errors import IssuanceError
 
 CHIPS_DIRECTORY = "chips"
 
@@ -46,11 +50,25 @@ class IssuanceContext:
     issuer: Issuer
     keys: KeyService
     desks: Desks
+    factory: EmulatedFactory | None = None
+    """Makes blank emulated chips as stock arrives (emulated chips only)."""
 
     @property
     def emulated(self) -> EmulatedDesks | None:
         """The emulated desks, when chips are emulated (their store is where blank stock is made)."""
         return self.desks if isinstance(self.desks, EmulatedDesks) else None
+
+
+def get_issuance(request: Request) -> IssuanceContext:
+    """The running service's issuance context, for a route (as ``SmsDep`` is identity's): a route asks for
+    it rather than reaching into the application's state."""
+    context: IssuanceContext | None = request.app.state.runtime.issuance
+    if context is None:
+        raise IssuanceError("reader_unavailable", text={"reason_zh": "未配置", "reason_en": "not configured"})
+    return context
+
+
+IssuanceDep = Annotated[IssuanceContext, Depends(get_issuance)]
 
 
 def issuer_from(settings: Settings) -> Issuer:
@@ -59,10 +77,12 @@ def issuer_from(settings: Settings) -> Issuer:
 
 
 def issuance_context_from(settings: Settings, keys: KeyService) -> IssuanceContext:
-    """The context of a running service: emulated chips in ``<data_dir>/chips``, or PC/SC readers."""
-    desks: Desks
+    """The context of a running service: emulated chips in ``<data_dir>/chips`` (made by the emulated
+    factory from the issuer master keys), or PC/SC readers."""
+    issuer = issuer_from(settings)
     if settings.chip_reader == "pcsc":
         desks = PcscDesks(settings.pcsc_card_reader, settings.pcsc_tag_reader)
-    else:
-        desks = EmulatedDesks(ChipStore(settings.data_dir / CHIPS_DIRECTORY))
-    return IssuanceContext(issuer=issuer_from(settings), keys=keys, desks=desks)
+        return IssuanceContext(issuer=issuer, keys=keys, desks=desks)
+    store = chip_store(settings.data_dir / CHIPS_DIRECTORY)
+    factory = EmulatedFactory(store, issuer.id, issuer_keys_from(settings))
+    return IssuanceContext(issuer=issuer, keys=keys, desks=EmulatedDesks(store), factory=factory)

@@ -182,6 +182,7 @@ ISSUANCE_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
         "the card reader is unavailable: {reason_en}",
         None,
     ),
+    "cursor_invalid": (422, "分页游标无效", "the page cursor is not valid", "cursor"),
     "emulator_only": (
         409,
         "仅模拟读卡器支持此操作",

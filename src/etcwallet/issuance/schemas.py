@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Annotated, Self
 from uuid import UUID
 
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from etcwallet.core.schemas import RequestModel
@@ -34,6 +35,8 @@ from etcwallet.issuance.types import (
 
 ChipNumber = Annotated[str, Field(pattern=r"^[0-9]{16}([0-9]{4})?$", examples=["62010101000000000001"])]
 """A card number (20 digits) or an OBU number (16)."""
+ChipNumberPath = Path(pattern=r"^[0-9]{16}([0-9]{4})?$")
+"""A card or OBU number in a URL path."""
 BankCardTyped = Annotated[str, Field(min_length=1, max_length=40)]
 
 

@@ -7,7 +7,8 @@ work: all its chips or none. Chips in stock move between outlets in one unit too
 moves. Every change goes into the chip's history.
 
 With emulated chips, a batch's blank cards and tags are made in the chip store after the batch commits
-(a number already there is left as it is), so a card taken from the drawer is the one the stock names.
+(a number already there is left as it is), so a card taken from the drawer is the one the stock names;
+``progress`` hears the rows written, not the chips made (those take a second or two per 10,000).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from psycopg import AsyncConnection
 
 from etcwallet.identity.staff import service as staff
 from etcwallet.issuance import store
+from etcwallet.issuance.chip.factory import EmulatedFactory
 from etcwallet.issuance.codes import CardType
 from etcwallet.issuance.context import Issuer
 from etcwallet.issuance.errors import IssuanceError
@@ -74,6 +76,7 @@ async def add_stock(
     first_number: str,
     count: int,
     actor: Actor,
+    factory: EmulatedFactory | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> StockBatch:
     """Bring a batch of blank chips into an outlet's stock, all or none; ``progress`` hears how many rows
