@@ -13,6 +13,7 @@ With emulated chips, a batch's blank cards and tags are made in the chip store a
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -126,7 +127,7 @@ async def add_stock(
         )
         return batch
 
-    return await uow.run(
+    batch = await uow.run(
         step,
         refusal=lambda error: actor.refused(
             IssuanceAction.STOCK_ADD,
@@ -134,6 +135,9 @@ async def add_stock(
             detail={"kind": kind.value, "first_number": first_number, "count": count},
         ),
     )
+    if factory is not None:
+        await asyncio.to_thread(factory.make_blanks, kind.value, numbers, card_type=batch_card_type)
+    return batch
 
 
 async def move_stock(
