@@ -328,6 +328,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(customer_closure_router)
     app.include_router(factors_router)
     app.include_router(issuance_router)
+    # issuance: tags (tags_api)
+
+    # issuance: detection (detection_api)
+
+    # issuance: account services (services_api)
     if settings.serves_dev_outbox:
         app.include_router(dev_router)
     return app

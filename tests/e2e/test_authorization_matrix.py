@@ -188,6 +188,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", f"{ISS}/applications/{{application_id}}/cancel"): OUTLET_OPERATORS,
     ("POST", f"{ISS}/applications/{{application_id}}/card/read"): OUTLET_OPERATORS,
     ("POST", f"{ISS}/applications/{{application_id}}/card/register"): OUTLET_OPERATORS,
+    # issuance: tags
+    # issuance: detection
+    # issuance: account services
     # the customer's second factors and step-up
     ("POST", f"{F}/totp/enroll"): ONLY_CUSTOMER,
     ("POST", f"{F}/totp/confirm"): ONLY_CUSTOMER,

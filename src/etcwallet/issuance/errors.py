@@ -182,6 +182,10 @@ ISSUANCE_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
         "the card reader is unavailable: {reason_en}",
         None,
     ),
+    # --- tags (tags.py) ---
+    # --- detection, loss and cancellation (detection.py) ---
+    # --- account services (services.py) ---
+    # --- common ---
     "cursor_invalid": (422, "分页游标无效", "the page cursor is not valid", "cursor"),
     "emulator_only": (
         409,

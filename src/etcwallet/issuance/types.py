@@ -96,6 +96,11 @@ class IssuanceAction(StrEnum):
     CARD_READ = "issuance.card.read"
     CARD_REGISTER = "issuance.card.register"
     CARD_FAILED = "issuance.card.failed"
+    # tags (tags.py)
+
+    # detection, loss and cancellation (detection.py)
+
+    # account services (services.py)
 
 
 class IssuanceEvent(StrEnum):
