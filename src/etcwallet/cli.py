@@ -20,6 +20,7 @@ from etcwallet.core.config import Settings, get_settings
 from etcwallet.core.db import DatabaseServer, connect_database, open_pool, prepare_database
 from etcwallet.core.embedded_pg import exit_on_termination
 from etcwallet.core.logging import configure_logging
+from etcwallet.issuance.cli import issuance_app
 from etcwallet.platform.clients.types import ClientKind, Scope
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ clients_app = typer.Typer(
 )
 app.add_typer(clients_app, name="clients")
 
+app.add_typer(issuance_app, name="issuance")
 events_app = typer.Typer(help="事件 · events: parked events and replay", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 dev_app = typer.Typer(

@@ -48,6 +48,11 @@ def issuance_context(settings: Settings, directory: Path) -> IssuanceContext:
     )
 
 
+def mistyped(number: str) -> str:
+    """The same number with one digit typed wrong (never the same number)."""
+    return number[:-2] + str((int(number[-2]) + 1) % 10) + number[-1]
+
+
 def new_plate() -> str:
     """A random ordinary Gansu plate (甘A plus five characters, never I or O)."""
     return "甘" + secrets.choice(PLATE_LETTERS) + "".join(secrets.choice("0123456789") for _ in range(5))

@@ -19,7 +19,7 @@ from etcwallet.issuance.errors import IssuanceError
 from etcwallet.issuance.types import ApplicationStatus, CardIssuanceStatus, ChipKind, ChipStatus
 from etcwallet.ledger.chart import AccountPurpose, owned_account_id
 from etcwallet.ledger.service import Ledger
-from tests.issuance.builders import Counter, car, counter
+from tests.issuance.builders import Counter, car, counter, mistyped
 
 UPDATE_BINARY = 0xD6
 
@@ -138,7 +138,7 @@ async def test_an_account_card_at_a_bank_outlet_binds_the_bank_card_and_opens_a_
     assert bank_desk.bank_card is not None
     await refused(
         bank_desk.register(
-            application, number, bank_card=(bank_desk.bank_card, bank_desk.bank_card[:-1] + "0")
+            application, number, bank_card=(bank_desk.bank_card, mistyped(bank_desk.bank_card))
         ),
         "card_number_mismatch",
     )

@@ -7,8 +7,8 @@ work: all its chips or none. Chips in stock move between outlets in one unit too
 moves. Every change goes into the chip's history.
 
 With emulated chips, a batch's blank cards and tags are made in the chip store after the batch commits
-(a number already there is left as it is), so a card taken from the drawer is the one the stock names;
-``progress`` hears the rows written, not the chips made (those take a second or two per 10,000).
+(a number already there is left as it is), so a card taken from the drawer is the one the stock names.
+``progress(phase, done)`` hears the rows written (``rows``), then the emulated chips made (``chips``).
 """
 
 from __future__ import annotations
@@ -78,10 +78,10 @@ async def add_stock(
     count: int,
     actor: Actor,
     factory: EmulatedFactory | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[str, int], None] | None = None,
 ) -> StockBatch:
-    """Bring a batch of blank chips into an outlet's stock, all or none; ``progress`` hears how many rows
-    are written so far (the command line's progress bar).
+    """Bring a batch of blank chips into an outlet's stock, all or none; ``progress(phase, done)`` hears
+    the rows written and the emulated chips made so far (the command line's progress bar).
 
     Refused with nothing written: a malformed first number or count (422), a card batch without a card
     type, an unknown or inactive outlet (404), a number already used (409 ``stock_number_taken`` naming
@@ -111,7 +111,8 @@ async def add_stock(
         )
         await store.insert_batch(unit.conn, batch)
         ids = [(uuid.uuid4(), number) for number in numbers]
-        await store.copy_stock(unit.conn, batch, ids, actor=_who(actor), progress=progress)
+        rows = None if progress is None else (lambda done: progress("rows", done))
+        await store.copy_stock(unit.conn, batch, ids, actor=_who(actor), progress=rows)
         detail = {
             "kind": kind.value,
             "card_type": None if batch_card_type is None else int(batch_card_type),
@@ -136,7 +137,10 @@ async def add_stock(
         ),
     )
     if factory is not None:
-        await asyncio.to_thread(factory.make_blanks, kind.value, numbers, card_type=batch_card_type)
+        made = None if progress is None else (lambda done: progress("chips", done))
+        await asyncio.to_thread(
+            factory.make_blanks, kind.value, numbers, card_type=batch_card_type, progress=made
+        )
     return batch
 
 

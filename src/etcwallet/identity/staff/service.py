@@ -142,6 +142,11 @@ async def find_outlet(conn: Conn, *, outlet_id: UUID) -> Outlet | None:
     return await get_outlet(conn, outlet_id)
 
 
+async def find_outlet_by_code(conn: Conn, *, code: str) -> Outlet | None:
+    """An outlet by its code (the command line names outlets so); None when there is none."""
+    return await store.get_outlet_by_code(conn, code)
+
+
 async def list_outlets(conn: Conn, *, viewer: Principal) -> list[Outlet]:
     """Every outlet for central roles; outlet staff see only their own."""
     if viewer.role in OUTLET_ROLES:
