@@ -53,15 +53,19 @@ from typing import Any, Self
 from etcwallet.issuance.chip import crypto
 from etcwallet.issuance.chip.apdu import ETC_AID, ETC_DF, Command, Response, StatusWord
 from etcwallet.issuance.chip.emulator import EmulatedChip
-from etcwallet.issuance.chip.encoding import InvalidField, bcd_decode, bcd_encode, require_length
+from etcwallet.issuance.chip.encoding import InvalidField, require_length
 from etcwallet.issuance.chip.files import (
     ENTRY_EXIT_HEADER,
+    IDENTITY_SIZE,
     CardholderFile,
     CardIssueFile,
     CardNumber,
     EntryExitRecord,
+    IssueFileContents,
     IssuerId,
     TransactionRecord,
+    identity_bytes,
+    read_issue_file,
 )
 from etcwallet.issuance.chip.keys import CardIdentity, CardKeys, IssuerMasterKeys, SoftwareKeyService
 from etcwallet.issuance.codes import CardType
@@ -70,7 +74,6 @@ MF = bytes.fromhex("3F00")
 ISSUE_SFI = 0x15
 HOLDER_SFI = 0x16
 LOG_SFI = 0x18
-IDENTITY_SIZE = 20  # 0015 bytes 0..19: issuer, card type, version, network, internal number
 LOG_RECORDS = 10
 LOG_P2 = (LOG_SFI << 3) | 0x04  # READ RECORD by SFI, record number in P1
 CAPP_P1P2 = (0xAA, 0xC8)
@@ -88,64 +91,6 @@ _FILE_SIZES = {ISSUE_SFI: CardIssueFile.SIZE, HOLDER_SFI: CardholderFile.SIZE}
 
 
 # --- a possibly blank 0015 -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class IssueFileContents:
-    """0015 as a card in any state holds it: the identity set at manufacture (bytes 0..19) always, the
-    personalised part (bytes 20..49) only once written. :meth:`CardIssueFile.from_bytes` refuses a blank
-    card's zero dates; this reads both."""
-
-    issuer: IssuerId
-    card_type: CardType
-    card_version: int
-    card_number: CardNumber
-    personalised: CardIssueFile | None
-
-    @property
-    def identity(self) -> CardIdentity:
-        """What the card's keys are diversified by (issuer id, application serial)."""
-        return CardIdentity(
-            issuer_id=self.issuer.to_bytes(),
-            application_serial=bcd_encode("card_number", self.card_number.internal, 8),
-        )
-
-
-def identity_bytes(
-    *, issuer: IssuerId, card_type: CardType, card_version: int, card_number: CardNumber
-) -> bytes:
-    """0015 bytes 0..19 (issuer id, card type, card version, network BCD, internal number BCD), written at
-    manufacture (一发)."""
-    return b"".join(
-        (
-            issuer.to_bytes(),
-            bytes((int(card_type), card_version)),
-            bcd_encode("card_number", card_number.network, 2),
-            bcd_encode("card_number", card_number.internal, 8),
-        )
-    )
-
-
-def read_issue_file(data: bytes) -> IssueFileContents:
-    """A 0015 file read from a card, blank or issued; an issued part that does not decode raises
-    :class:`InvalidField`, as does a malformed identity."""
-    data = require_length("card_issue_file", data, CardIssueFile.SIZE)
-    try:
-        card_type = CardType(data[8])
-    except ValueError:
-        raise InvalidField(
-            "card_type", "unknown_code", f"未知的卡片类型 {data[8]}", f"unknown card type {data[8]}"
-        ) from None
-    personalised = None if not any(data[IDENTITY_SIZE:]) else CardIssueFile.from_bytes(data)
-    return IssueFileContents(
-        issuer=IssuerId.from_bytes(data[0:8]),
-        card_type=card_type,
-        card_version=data[9],
-        card_number=CardNumber(
-            bcd_decode("card_number", data[10:12]), bcd_decode("card_number", data[12:20])
-        ),
-        personalised=personalised,
-    )
 
 
 # --- state -----------------------------------------------------------------------------------------------

@@ -27,7 +27,14 @@ from etcwallet.issuance.chip.apdu import (
     select_aid,
 )
 from etcwallet.issuance.chip.encoding import InvalidField
-from etcwallet.issuance.chip.files import CardholderFile, CardIssueFile, CardNumber, IssuerId
+from etcwallet.issuance.chip.files import (
+    CardholderFile,
+    CardIssueFile,
+    CardNumber,
+    IssueFileContents,
+    IssuerId,
+    read_issue_file,
+)
 from etcwallet.issuance.chip.host import (
     ISSUE_FILE_UPDATE_OFFSET,
     ISSUE_FILE_UPDATE_SIZE,
@@ -69,19 +76,13 @@ async def _expect(reader: Reader, command: Command, what: str) -> bytes:
     return response.expect_ok(what)
 
 
-def parse_issue_file(raw: bytes) -> tuple[IssuerId, CardType, int, CardNumber, CardIssueFile | None]:
-    """The factory part of 0015 (issuer, card type, version, card number) and, when bytes 20..42 were
-    written, the whole file; a blank card's bytes 20..49 are zeros."""
-    if len(raw) != CardIssueFile.SIZE:
-        raise UnreadableCard(f"0015 is {CardIssueFile.SIZE} bytes, the card gave {len(raw)}")
+def parse_issue_file(raw: bytes) -> IssueFileContents:
+    """0015 of a card in any state (:func:`files.read_issue_file`); a layout that is not ours raises
+    :class:`UnreadableCard`."""
     try:
-        issuer = IssuerId.from_bytes(raw[0:8])
-        card_type = CardType(raw[8])
-        number = CardNumber(raw[10:12].hex(), raw[12:20].hex())
-        issue = None if not any(raw[20:43]) else CardIssueFile.from_bytes(raw)
+        return read_issue_file(raw)
     except (InvalidField, ValueError) as malformed:
         raise UnreadableCard(str(malformed)) from malformed
-    return issuer, card_type, raw[9], number, issue
 
 
 def _holder(raw: bytes) -> CardholderFile | None:
@@ -101,10 +102,19 @@ async def read_card(reader: Reader) -> CardReading:
     """
     await _expect(reader, select_aid(), "SELECT ETC")
     raw_issue = await _expect(reader, read_binary_0015(), "READ BINARY 0015")
-    issuer, card_type, version, number, issue = parse_issue_file(raw_issue)
+    issue = parse_issue_file(raw_issue)
     holder = _holder(await _expect(reader, read_binary_0016(), "READ BINARY 0016"))
     balance = Balance.from_bytes(await _expect(reader, get_balance(), "GET BALANCE")).balance
-    return CardReading(raw_issue, issuer, card_type, version, number, issue, holder, balance)
+    return CardReading(
+        raw_issue,
+        issue.issuer,
+        issue.card_type,
+        issue.card_version,
+        issue.card_number,
+        issue.personalised,
+        holder,
+        balance,
+    )
 
 
 async def _protected_write(

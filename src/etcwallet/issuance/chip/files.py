@@ -29,6 +29,7 @@ from etcwallet.issuance.chip.encoding import (
     time_bcd,
     uint_bytes,
 )
+from etcwallet.issuance.chip.keys import CardIdentity
 from etcwallet.issuance.codes import (
     PROVINCE_CODES,
     CardType,
@@ -215,6 +216,67 @@ class CardIssueFile:
             vehicle_class=_code("vehicle_class", VehicleClass, data[42]),
             reserved=data[43:50],
         )
+
+
+IDENTITY_SIZE = 20  # 0015 bytes 0..19: issuer, card type, version, network, internal number
+
+
+@dataclass(frozen=True, slots=True)
+class IssueFileContents:
+    """0015 as a card in any state holds it: the identity set at manufacture (bytes 0..19) always, the
+    personalised part (bytes 20..49) only once written. :meth:`CardIssueFile.from_bytes` refuses a blank
+    card's zero dates; this reads both."""
+
+    issuer: IssuerId
+    card_type: CardType
+    card_version: int
+    card_number: CardNumber
+    personalised: CardIssueFile | None
+
+    @property
+    def identity(self) -> CardIdentity:
+        """What the card's keys are diversified by (issuer id, application serial)."""
+        return CardIdentity(
+            issuer_id=self.issuer.to_bytes(),
+            application_serial=bcd_encode("card_number", self.card_number.internal, 8),
+        )
+
+
+def identity_bytes(
+    *, issuer: IssuerId, card_type: CardType, card_version: int, card_number: CardNumber
+) -> bytes:
+    """0015 bytes 0..19 (issuer id, card type, card version, network BCD, internal number BCD), written at
+    manufacture (一发)."""
+    return b"".join(
+        (
+            issuer.to_bytes(),
+            bytes((int(card_type), card_version)),
+            bcd_encode("card_number", card_number.network, 2),
+            bcd_encode("card_number", card_number.internal, 8),
+        )
+    )
+
+
+def read_issue_file(data: bytes) -> IssueFileContents:
+    """A 0015 file read from a card, blank or issued; an issued part that does not decode raises
+    :class:`InvalidField`, as does a malformed identity."""
+    data = require_length("card_issue_file", data, CardIssueFile.SIZE)
+    try:
+        card_type = CardType(data[8])
+    except ValueError:
+        raise InvalidField(
+            "card_type", "unknown_code", f"未知的卡片类型 {data[8]}", f"unknown card type {data[8]}"
+        ) from None
+    personalised = None if not any(data[IDENTITY_SIZE:]) else CardIssueFile.from_bytes(data)
+    return IssueFileContents(
+        issuer=IssuerId.from_bytes(data[0:8]),
+        card_type=card_type,
+        card_version=data[9],
+        card_number=CardNumber(
+            bcd_decode("card_number", data[10:12]), bcd_decode("card_number", data[12:20])
+        ),
+        personalised=personalised,
+    )
 
 
 @dataclass(frozen=True, slots=True)
