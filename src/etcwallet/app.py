@@ -44,6 +44,7 @@ from etcwallet.identity.staff.api import admin as admin_router
 from etcwallet.identity.staff.api import router as staff_router
 from etcwallet.issuance.api import router as issuance_router
 from etcwallet.issuance.chip.keys import KeyService, key_service_from
+from etcwallet.issuance.closure import LIVE_CARDS, live_cards_check
 from etcwallet.issuance.context import IssuanceContext, issuance_context_from
 from etcwallet.ledger import jobs as ledger_jobs
 from etcwallet.ledger.api import hot_router as ledger_hot_router
@@ -86,6 +87,8 @@ class Runtime:
     def __post_init__(self) -> None:
         # One unit of work for every domain, on the ledger's clock, so steps and transfers agree on time.
         self.uow = UnitOfWork(self.pool, clock=self.ledger.clock)
+        if LIVE_CARDS not in self.closure_checks.names:
+            self.closure_checks.register(LIVE_CARDS, live_cards_check)
 
     async def close(self) -> None:
         """Stop the services, close the pool, and leave the embedded server (stopping it if last)."""

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from etcwallet.app import Runtime
 from etcwallet.core.config import Settings
 from etcwallet.core.crypto import Keys
 from etcwallet.core.errors import DomainError
@@ -310,3 +311,19 @@ async def test_a_refused_read_is_audited_and_changes_nothing(
         await rows(pool, "SELECT 1 FROM issuance_card_issuances WHERE application_id = %s", application.id)
         == []
     )
+
+
+async def test_a_customer_holding_a_live_card_cannot_close_their_account(
+    desk: Counter, runtime: Runtime
+) -> None:
+    from etcwallet.issuance.closure import live_cards_check
+
+    _, number = await desk.issue_card()
+
+    async def check(unit: Any) -> Any:
+        return await live_cards_check(unit, desk.customer_id)
+
+    refusal = await desk.uow.run(check)
+    assert refusal is not None and refusal.code == "issuance_chips_live"
+    assert refusal.detail["chips"] == [{"kind": "card", "number": number, "status": "issued"}]
+    assert "issuance.live_cards" in runtime.closure_checks.names

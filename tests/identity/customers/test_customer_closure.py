@@ -222,6 +222,7 @@ async def test_a_check_another_domain_registered_refuses_the_closure_with_its_re
         )
 
     with runtime.closure_checks.scoped() as checks:
+        checks.unregister("issuance.live_cards")  # the real check, standing in for a card of the test's own
         checks.register("issuance.live_cards", live_card)
         body = assert_problem(
             await client.post(CLOSE, headers={**me.headers, **EN}), 409, "closure_live_card"
@@ -233,7 +234,7 @@ async def test_a_check_another_domain_registered_refuses_the_closure_with_its_re
     await assert_untouched(client, pool, ledger, me)
 
     # The registration does not outlive the block: the same closure now goes through.
-    assert runtime.closure_checks.names == ["identity.balances", "identity.pending"]
+    assert runtime.closure_checks.names == ["identity.balances", "identity.pending", "issuance.live_cards"]
     r = await client.post(CLOSE, headers=me.headers)
     assert r.status_code == 200, r.text
 
