@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
-from uuid import NAMESPACE_URL, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from etcwallet.core.errors import DomainError
 from etcwallet.identity.authz import Role
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEMO_STAFF_PASSWORD = "Demo-etc-2026"
+DEMO_STOCK = 20
+"""Blank cards of each type and tags in each demo outlet's drawer."""
 DEMO_CUSTOMERS = {"张伟": 50_000, "李娜": 12_345, "王芳": 800}
 DEMO_OUTLETS = [
     ("GS-LZ-001", "兰州城关自营网点", "self_operated", None),
@@ -98,3 +100,41 @@ async def load_demo_data(runtime: Runtime) -> None:
                 metadata={"customer": name},
             )
         )
+
+    await _demo_stock(runtime, outlets)
+
+
+async def _demo_stock(runtime: Runtime, outlets: dict[str, UUID]) -> None:
+    """Blank cards and tags in each demo outlet's drawer (made once; a second start finds them taken)."""
+    from etcwallet.issuance import stock
+    from etcwallet.issuance.codes import CardType
+    from etcwallet.issuance.errors import IssuanceError
+    from etcwallet.issuance.types import ChipKind
+    from etcwallet.platform.audit import Actor
+
+    context = runtime.issuance
+    if context is None:
+        return
+    network = context.issuer.network
+    for index, outlet_id in enumerate(outlets.values(), 1):
+        batches = [
+            (ChipKind.CARD, CardType.STORED_VALUE, f"{network}{index:02d}01{0:012d}"),
+            (ChipKind.CARD, CardType.ACCOUNT, f"{network}{index:02d}02{0:012d}"),
+            (ChipKind.TAG, None, f"{network}{index:02d}03{0:08d}"),
+        ]
+        for kind, card_type, first in batches:
+            try:
+                await stock.add_stock(
+                    runtime.uow,
+                    issuer=context.issuer,
+                    kind=kind,
+                    card_type=card_type,
+                    outlet_id=outlet_id,
+                    first_number=first[:-1] + "1",
+                    count=DEMO_STOCK,
+                    actor=Actor.system("demo"),
+                    factory=context.factory,
+                )
+            except IssuanceError as taken:
+                if taken.code != "stock_number_taken":
+                    raise
