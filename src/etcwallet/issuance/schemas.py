@@ -255,13 +255,9 @@ class VehicleIn(RequestModel):
         )
 
 
-class ApplicationIn(RequestModel):
-    """A vehicle application at the operator's outlet: the customer (found or created at the counter
-    first), the vehicle, the card type wanted and, at a bank outlet, the bank card typed twice."""
+class BankCardTyping(RequestModel):
+    """A bank card number typed twice at a bank outlet (a self-operated outlet skips the step)."""
 
-    customer_id: UUID
-    vehicle: VehicleIn
-    card_type: CardType
     bank_card_number: BankCardTyped | None = None
     bank_card_confirm: BankCardTyped | None = None
 
@@ -270,6 +266,15 @@ class ApplicationIn(RequestModel):
         if self.bank_card_number is None and self.bank_card_confirm is None:
             return None
         return (self.bank_card_number or "", self.bank_card_confirm or "")
+
+
+class ApplicationIn(BankCardTyping):
+    """A vehicle application at the operator's outlet: the customer (found or created at the counter
+    first), the vehicle, the card type wanted and, at a bank outlet, the bank card typed twice."""
+
+    customer_id: UUID
+    vehicle: VehicleIn
+    card_type: CardType
 
 
 class VehicleOut(BaseModel):
@@ -395,19 +400,11 @@ class CardReadOut(BaseModel):
     issuance: CardIssuanceOut
 
 
-class CardRegisterIn(RequestModel):
+class CardRegisterIn(BankCardTyping):
     """注册: the card read (still in the slot), the mode, and at a bank outlet the bank card typed twice."""
 
     card_number: Annotated[str, Field(pattern=r"^[0-9]{20}$")]
     mode: IssuanceMode = IssuanceMode.NEW
-    bank_card_number: BankCardTyped | None = None
-    bank_card_confirm: BankCardTyped | None = None
-
-    def bank_card(self) -> tuple[str, str] | None:
-        """The bank card typed twice, or None when neither typing came."""
-        if self.bank_card_number is None and self.bank_card_confirm is None:
-            return None
-        return (self.bank_card_number or "", self.bank_card_confirm or "")
 
 
 class CardRegisteredOut(BaseModel):
