@@ -191,6 +191,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     # issuance: tags
     # issuance: detection
     # issuance: account services
+    ("POST", f"{ISS}/account-query"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/bank-card-changes"): frozenset({BO}),
+    ("POST", f"{ISS}/bank-card-changes/confirm"): frozenset({BO}),
+    ("POST", f"{ISS}/info-changes/search"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/info-changes/sms-codes"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/info-changes"): OUTLET_OPERATORS,
     # the customer's second factors and step-up
     ("POST", f"{F}/totp/enroll"): ONLY_CUSTOMER,
     ("POST", f"{F}/totp/confirm"): ONLY_CUSTOMER,

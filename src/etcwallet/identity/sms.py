@@ -47,6 +47,7 @@ class Purpose(StrEnum):
     PROFILE_CHANGE = "profile_change"
     BANK_CARD = "bank_card"
     UNFREEZE = "unfreeze"
+    BANK_CARD_CHANGE = "bank_card_change"
 
 
 PURPOSE_TEXT: dict[Purpose, str] = {
@@ -59,6 +60,7 @@ PURPOSE_TEXT: dict[Purpose, str] = {
     Purpose.PROFILE_CHANGE: "修改用户信息",
     Purpose.BANK_CARD: "绑定银行卡",
     Purpose.UNFREEZE: "账户解冻",
+    Purpose.BANK_CARD_CHANGE: "变更ETC绑定银行卡",
 }
 
 

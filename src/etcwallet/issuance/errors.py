@@ -185,6 +185,42 @@ ISSUANCE_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
     # --- tags (tags.py) ---
     # --- detection, loss and cancellation (detection.py) ---
     # --- account services (services.py) ---
+    "bank_outlet_only": (
+        403,
+        "变更银行卡只能在银行网点由银行工作人员办理",
+        "a bank card is changed only by bank staff at a bank outlet",
+        None,
+    ),
+    "card_not_issued": (
+        409,
+        "该卡片尚未发行或已不在使用中（当前状态：{status_zh}）",
+        "this card is not an issued card in use (it is {status_en})",
+        "card_number",
+    ),
+    "card_has_no_bank_card": (
+        409,
+        "该卡片未绑定银行卡（自营网点办理的卡），无需变更",
+        "this card has no bank card bound (issued at a self-operated outlet)",
+        "card_number",
+    ),
+    "bank_card_unchanged": (
+        409,
+        "新银行卡与当前绑定的银行卡相同",
+        "the new bank card is the one already bound",
+        "bank_card_number",
+    ),
+    "bank_card_change_invalid": (
+        422,
+        "变更申请已失效或银行卡号与发送验证码时不一致，请重新发起变更",
+        "the change has expired, or the bank card is not the one the code was sent for: start again",
+        "change_token",
+    ),
+    "customer_not_matched": (
+        404,
+        "手机号与证件号码不属于同一客户",
+        "no customer has both this phone number and this ID number",
+        "id_number",
+    ),
     # --- common ---
     "cursor_invalid": (422, "分页游标无效", "the page cursor is not valid", "cursor"),
     "emulator_only": (

@@ -565,3 +565,28 @@ async def update_card_issuance(conn: Conn, issuance: CardIssuance) -> None:
             issuance.id,
         ),
     )
+
+
+# --- account services (services.py) -----------------------------------------------------------------------
+
+
+async def set_application_bank_card(
+    conn: Conn, application_id: UUID, bank_card_id: UUID, *, now: datetime
+) -> None:
+    """Point an application (and so its card) at another bound bank card (变更银行卡)."""
+    await conn.execute(
+        "UPDATE issuance_applications SET bank_card_id = %s, updated_at = %s WHERE id = %s",
+        (bank_card_id, now, application_id),
+    )
+
+
+async def lock_application_anywhere(conn: Conn, application_id: UUID) -> Application:
+    """An application locked whatever outlet made it (a customer's card is served at any outlet); 404 if none."""
+    cur = await conn.execute(
+        f"SELECT {_APPLICATION_COLUMNS} FROM issuance_applications WHERE id = %s FOR UPDATE",
+        (application_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise IssuanceError("application_not_found")
+    return _application(row)

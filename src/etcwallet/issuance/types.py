@@ -101,6 +101,11 @@ class IssuanceAction(StrEnum):
     # detection, loss and cancellation (detection.py)
 
     # account services (services.py)
+    ACCOUNT_QUERY = "issuance.account.query"
+    BANK_CARD_CHANGE_START = "issuance.bank_card.change_start"
+    BANK_CARD_CHANGE = "issuance.bank_card.change"
+    INFO_CHANGE_FIND = "issuance.info_change.find"
+    INFO_CHANGE = "issuance.info_change.change"
 
 
 class IssuanceEvent(StrEnum):

@@ -21,7 +21,8 @@ from uuid import UUID, uuid4
 from etcwallet.core.crypto import Keys
 from etcwallet.core.deps import Client
 from etcwallet.core.errors import DomainError, InvalidValue
-from etcwallet.core.masking import mask_id_number, mask_phone
+from etcwallet.core.masking import mask_id_number, mask_name, mask_phone
+from etcwallet.identity import sms
 from etcwallet.identity.customers import service, store
 from etcwallet.identity.customers.actions import event
 from etcwallet.identity.customers.errors import customer_not_found
@@ -38,6 +39,7 @@ from etcwallet.identity.customers.types import (
 )
 from etcwallet.identity.customers.verification import verify_in
 from etcwallet.identity.errors import IdentityError
+from etcwallet.identity.sms import Purpose, SentCode, SmsGateway
 from etcwallet.identity.validators import validate_mobile
 from etcwallet.platform.audit import AuditEvent
 from etcwallet.platform.unit import Unit, UnitOfWork
@@ -256,3 +258,178 @@ async def verify_at_outlet(
         )
 
     return await uow.run(step, refusal=refused)
+
+
+# --- changes at the counter (seed 001: 用户信息变更, 变更银行卡) -------------------------------------------
+
+OUTLET_CODE_PURPOSES = frozenset({Purpose.PROFILE_CHANGE, Purpose.BANK_CARD_CHANGE})
+"""The codes an operator may have sent to a customer's own phone: the customer's consent to a change."""
+
+
+async def request_code_at_outlet(
+    *,
+    uow: UnitOfWork,
+    gateway: SmsGateway,
+    lookup_key: bytes,
+    operator: OutletOperator,
+    customer_id: UUID,
+    purpose: Purpose,
+    client: Client,
+) -> SentCode:
+    """Send a code to the customer's own phone for a change an operator makes at the counter; the customer
+    reads it to the operator as their consent. Audited with the operator, the outlet and the masked phone."""
+    if purpose not in OUTLET_CODE_PURPOSES:
+        raise InvalidValue("purpose", "不支持的验证码用途", "unsupported code purpose").at("purpose")
+    async with uow.pool.connection() as conn:
+        phone = await service.get_phone_or_raise(conn, customer_id=customer_id)
+    detail = _at(operator, {"phone": mask_phone(phone), "purpose": purpose.value})
+
+    async def step(unit: Unit) -> SentCode:
+        sent = await sms.send_code(
+            unit.conn,
+            gateway=gateway,
+            lookup_key=lookup_key,
+            phone=phone,
+            purpose=purpose,
+            ip=client.ip,
+            now=unit.now,
+        )
+        unit.audit(
+            event(
+                client,
+                CustomerAction.OUTLET_CODE,
+                customer_id=customer_id,
+                actor=_staff(operator),
+                detail=detail,
+            )
+        )
+        return sent
+
+    def refused(error: DomainError) -> AuditEvent:
+        return event(
+            client,
+            CustomerAction.OUTLET_CODE,
+            customer_id=customer_id,
+            failure=error,
+            actor=_staff(operator),
+            detail=detail,
+        )
+
+    return await uow.run(step, refusal=refused)
+
+
+async def check_code_at_outlet(
+    *,
+    uow: UnitOfWork,
+    lookup_key: bytes,
+    operator: OutletOperator,
+    customer_id: UUID,
+    purpose: Purpose,
+    sms_code: str,
+    client: Client,
+) -> None:
+    """Spend the code sent to the customer's own phone for ``purpose`` (another domain's change at the
+    counter, e.g. a bank card change). The try is counted and audited even when refused (then raised)."""
+
+    async def step(unit: Unit) -> IdentityError | None:
+        customer = await store.get_customer_or_raise(unit.conn, customer_id)
+        failure = await sms.check_code(
+            unit.conn,
+            lookup_key=lookup_key,
+            phone=customer.phone,
+            purpose=purpose,
+            code=sms_code,
+            now=unit.now,
+        )
+        detail = _at(operator, {"purpose": purpose.value, "code_checked": True})
+        unit.audit(
+            event(
+                client,
+                CustomerAction.OUTLET_CODE,
+                customer_id=customer_id,
+                failure=failure,
+                actor=_staff(operator),
+                detail=detail,
+            )
+        )
+        return failure
+
+    failure = await uow.run(step)
+    if failure is not None:
+        raise failure
+
+
+async def change_at_outlet(
+    *,
+    uow: UnitOfWork,
+    keys: Keys,
+    operator: OutletOperator,
+    customer_id: UUID,
+    sms_code: str,
+    phone: str | None = None,
+    name: str | None = None,
+    client: Client,
+) -> CustomerDetail:
+    """用户信息变更: change the customer's phone and/or the name on their real-name profile, at the counter,
+    proved by a code (purpose ``profile_change``) sent to the customer's current phone.
+
+    The code is checked first and the try counted even on refusal; a wrong or expired code, a phone another
+    customer holds (409 ``customer_phone_exists``), or no profile for a name change (404) change nothing.
+    Audited with the old and the new values masked. The ID document is not changed here: a different
+    person is a different customer."""
+    new_phone = None if phone is None else _phone(phone)
+    new_name: str | None = None
+    if name is not None:
+        try:
+            new_name = check_name(name)
+        except InvalidValue as exc:
+            raise exc.at("name") from None
+    if new_phone is None and new_name is None:
+        raise InvalidValue("nothing_to_change", "没有要变更的信息", "nothing to change").at("phone")
+
+    async def step(unit: Unit) -> tuple[CustomerDetail | None, DomainError | None]:
+        customer = await store.lock_customer(unit.conn, customer_id)
+        current = await store.get_profile(unit.conn, customer_id, lock=True)
+        failure: DomainError | None = await sms.check_code(
+            unit.conn,
+            lookup_key=keys.lookup_key,
+            phone=customer.phone,
+            purpose=Purpose.PROFILE_CHANGE,
+            code=sms_code,
+            now=unit.now,
+        )
+        changes: dict[str, object] = {}
+        if failure is None and new_name is not None and current is None:
+            failure = IdentityError("profile_missing")
+        if failure is None and new_phone is not None and new_phone != customer.phone:
+            if not await store.set_phone(unit.conn, customer_id, new_phone):
+                failure = IdentityError("customer_phone_exists")
+            else:
+                changes["phone"] = {"old": mask_phone(customer.phone), "new": mask_phone(new_phone)}
+        if failure is None and new_name is not None and current is not None:
+            old_name = keys.cipher.decrypt(current.name_enc, context=NAME_CONTEXT)
+            if old_name != new_name:
+                sealed = keys.cipher.encrypt(new_name, context=NAME_CONTEXT)
+                await store.set_profile_name(unit.conn, customer_id, name_enc=sealed, now=unit.now)
+                changes["name"] = {"old": mask_name(old_name), "new": mask_name(new_name)}
+        unit.audit(
+            event(
+                client,
+                CustomerAction.OUTLET_CHANGE,
+                customer_id=customer_id,
+                failure=failure,
+                actor=_staff(operator),
+                detail=_at(operator, {"changes": changes if failure is None else {}}),
+            )
+        )
+        if failure is not None:
+            return None, failure
+        return await service.detail(
+            unit.conn, cipher=keys.cipher, customer_id=customer_id, now=unit.now
+        ), None
+
+    found, failure = await uow.run(step)
+    if failure is not None:
+        raise failure
+    assert found is not None
+    return found

@@ -94,6 +94,24 @@ async def lock_credentials(conn: Conn, customer_id: UUID) -> tuple[Customer, str
     return Customer(*row[:_WIDTH]), row[_WIDTH]
 
 
+async def set_phone(conn: Conn, customer_id: UUID, phone: str) -> bool:
+    """Give the customer a new phone number; False when another customer holds it (nothing changed)."""
+    cur = await conn.execute(
+        "UPDATE customers SET phone = %s WHERE id = %s "
+        "AND NOT EXISTS (SELECT 1 FROM customers WHERE phone = %s AND id <> %s)",
+        (phone, customer_id, phone, customer_id),
+    )
+    return cur.rowcount == 1
+
+
+async def set_profile_name(conn: Conn, customer_id: UUID, *, name_enc: bytes, now: datetime) -> None:
+    """Replace the name on the real-name profile (the ID document and its verification stay)."""
+    await conn.execute(
+        "UPDATE customer_profiles SET name_enc = %s, updated_at = %s WHERE customer_id = %s",
+        (name_enc, now, customer_id),
+    )
+
+
 async def insert_customer(
     conn: Conn, *, customer_id: UUID, phone: str, password_hash: str, now: datetime
 ) -> Customer | None:

@@ -70,6 +70,8 @@ class CustomerAction(StrEnum):
     ACCOUNTS_READ = "customer.accounts.read"
     OUTLET_FIND = "customer.outlet.find"
     OUTLET_CREATE = "customer.outlet.create"
+    OUTLET_CHANGE = "customer.outlet.change"
+    OUTLET_CODE = "customer.outlet.sms_code"
     VERIFY = "customer.verify"
     CLOSE = "customer.close"
     ANONYMIZE = "customer.anonymize"
