@@ -45,6 +45,7 @@ from etcwallet.identity.staff.api import router as staff_router
 from etcwallet.issuance.api import router as issuance_router
 from etcwallet.issuance.chip.keys import KeyService, key_service_from
 from etcwallet.issuance.context import IssuanceContext, issuance_context_from
+from etcwallet.issuance.detection_api import router as detection_router
 from etcwallet.ledger import jobs as ledger_jobs
 from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
@@ -331,6 +332,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # issuance: tags (tags_api)
 
     # issuance: detection (detection_api)
+    app.include_router(detection_router)
 
     # issuance: account services (services_api)
     if settings.serves_dev_outbox:
