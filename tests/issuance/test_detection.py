@@ -16,10 +16,11 @@ from etcwallet.core.crypto import Keys
 from etcwallet.core.errors import DomainError
 from etcwallet.issuance import detection
 from etcwallet.issuance.chip.files import CardIssueFile
+from etcwallet.issuance.codes import CardType
 from etcwallet.issuance.detection import CardVerdict, DeregistrationReason, TagVerdict
 from etcwallet.issuance.types import ApplicationStatus, ChipKind, ChipStatus
 from etcwallet.ledger.service import Ledger
-from tests.issuance.builders import Counter, counter
+from tests.issuance.builders import Counter, counter, new_chip_number
 from tests.issuance.detection_builders import age_card, issue_tag
 
 UPDATE_BINARY = 0xD6
@@ -484,3 +485,18 @@ async def test_a_tag_in_stock_is_not_deregistered(desk: Counter, pool: AsyncConn
         ),
         "chip_not_found",
     )
+
+
+async def test_a_card_or_tag_the_platform_never_stocked_is_not_ours(desk: Counter) -> None:
+    card_number, tag_number = new_chip_number(ChipKind.CARD), new_chip_number(ChipKind.TAG)
+    factory = desk.context.factory
+    assert factory is not None
+    factory.make_blanks("card", [card_number], card_type=CardType.STORED_VALUE)
+    factory.make_blanks("tag", [tag_number])
+    desk.insert_card(card_number)
+    found = await detect(desk)
+    assert found.verdict is CardVerdict.NOT_OURS and found.chip is None and not found.activation_offered
+    await refused(activate(desk, card_number), "card_blank")
+    _card, field = desk.desk
+    field.insert(tag_number)
+    assert (await detect_tag(desk)).verdict is TagVerdict.NOT_OURS
