@@ -46,6 +46,7 @@ from etcwallet.issuance.api import router as issuance_router
 from etcwallet.issuance.chip.keys import KeyService, key_service_from
 from etcwallet.issuance.closure import LIVE_CARDS, live_cards_check
 from etcwallet.issuance.context import IssuanceContext, issuance_context_from
+from etcwallet.issuance.detection_api import router as detection_router
 from etcwallet.issuance.services_api import router as issuance_services_router
 from etcwallet.ledger import jobs as ledger_jobs
 from etcwallet.ledger.api import hot_router as ledger_hot_router
@@ -335,6 +336,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # issuance: tags (tags_api)
 
     # issuance: detection (detection_api)
+    app.include_router(detection_router)
 
     # issuance: account services (services_api)
     app.include_router(issuance_services_router)

@@ -190,6 +190,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", f"{ISS}/applications/{{application_id}}/card/register"): OUTLET_OPERATORS,
     # issuance: tags
     # issuance: detection
+    ("POST", f"{ISS}/detection/card"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/detection/card/activate"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/detection/tag"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/tags/{{number}}/deregistration"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/cards/{{number}}/loss"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/cards/{{number}}/cancellation"): frozenset({OS}),  # issuance.supervise
     # issuance: account services
     ("POST", f"{ISS}/account-query"): OUTLET_OPERATORS,
     ("POST", f"{ISS}/bank-card-changes"): frozenset({BO}),

@@ -81,6 +81,8 @@ SERVICE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "issuance_chip_history": _APPEND_ONLY,
     "issuance_card_issuances": _READ_WRITE,
     "issuance_tag_issuances": _READ_WRITE,
+    # issuance: detection (card activations persisted before the card is written)
+    "issuance_card_activations": _READ_WRITE,
 }
 """Every table of the schema and what the service may do to its rows. Nothing else is granted."""
 

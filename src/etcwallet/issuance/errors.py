@@ -184,6 +184,60 @@ ISSUANCE_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
     ),
     # --- tags (tags.py) ---
     # --- detection, loss and cancellation (detection.py) ---
+    "card_blank": (
+        409,
+        "该卡片尚未发行（空白卡），不能激活",
+        "this card is blank (never issued) and cannot be activated",
+        "card_number",
+    ),
+    "card_not_activatable": (
+        409,
+        "该卡片当前状态为{status_zh}，不能激活",
+        "the card is {status_en} and cannot be activated",
+        "card_number",
+    ),
+    "card_already_active": (
+        409,
+        "该卡片已激活且未过期，无需再次激活",
+        "the card is active and not expired: there is nothing to activate",
+        "card_number",
+    ),
+    "card_mismatch": (
+        409,
+        "卡片信息与平台记录不一致（{fields}），不能激活，请先核对",
+        "the card differs from the platform's record ({fields}) and cannot be activated: check it first",
+        "card_number",
+    ),
+    "card_activation_failed": (
+        409,
+        "激活写卡失败：{reason_zh}，请重新读卡后再试",
+        "writing the activation failed: {reason_en}. Read the card and try again",
+        "card_number",
+    ),
+    "no_tag_in_field": (
+        409,
+        "读写区域内没有标签，请将标签靠近天线后再读",
+        "there is no tag in the field: bring the tag to the antenna and read again",
+        None,
+    ),
+    "tag_not_live": (
+        409,
+        "该标签当前状态为{status_zh}，不能注销",
+        "the tag is {status_en}: only a live tag can be deregistered",
+        "number",
+    ),
+    "card_not_live": (
+        409,
+        "该卡片当前状态为{status_zh}，不能挂失",
+        "the card is {status_en}: only a live card can be reported lost",
+        "number",
+    ),
+    "card_not_cancellable": (
+        409,
+        "该卡片当前状态为{status_zh}，只有在用或已挂失的卡片可以注销",
+        "the card is {status_en}: only a live or lost card can be cancelled",
+        "number",
+    ),
     # --- account services (services.py) ---
     "bank_outlet_only": (
         403,

@@ -18,6 +18,8 @@ from etcwallet.issuance.errors import IssuanceError
 from etcwallet.issuance.types import (
     Application,
     ApplicationStatus,
+    CardActivation,
+    CardActivationStatus,
     CardIssuance,
     CardIssuanceStatus,
     Chip,
@@ -590,3 +592,96 @@ async def lock_application_anywhere(conn: Conn, application_id: UUID) -> Applica
     if row is None:
         raise IssuanceError("application_not_found")
     return _application(row)
+
+
+# --- detection: card activations and tag deregistration (detection.py) ----------------------------------
+
+_ACTIVATION_COLUMNS = (
+    "id, chip_id, outlet_id, operator_id, renewal, start_date, expiry_date, status, created_at, updated_at"
+)
+
+
+def _activation(row: Any) -> CardActivation:
+    return CardActivation(
+        id=row[0],
+        chip_id=row[1],
+        outlet_id=row[2],
+        operator_id=row[3],
+        renewal=row[4],
+        start_date=row[5],
+        expiry_date=row[6],
+        status=CardActivationStatus(row[7]),
+        created_at=row[8],
+        updated_at=row[9],
+    )
+
+
+async def lock_pending_activation(conn: Conn, chip_id: UUID) -> CardActivation | None:
+    """The card's activation persisted but not yet recorded (``writing``), locked; None when there is none."""
+    cur = await conn.execute(
+        f"SELECT {_ACTIVATION_COLUMNS} FROM issuance_card_activations WHERE chip_id = %s "
+        "AND status = 'writing' FOR UPDATE",
+        (chip_id,),
+    )
+    row = await cur.fetchone()
+    return None if row is None else _activation(row)
+
+
+async def lock_activation(conn: Conn, activation_id: UUID) -> CardActivation:
+    """An activation by id, locked."""
+    cur = await conn.execute(
+        f"SELECT {_ACTIVATION_COLUMNS} FROM issuance_card_activations WHERE id = %s FOR UPDATE",
+        (activation_id,),
+    )
+    row = await cur.fetchone()
+    assert row is not None, activation_id
+    return _activation(row)
+
+
+async def insert_activation(conn: Conn, activation: CardActivation) -> None:
+    """An activation's intent: the dates about to be written to the card."""
+    await conn.execute(
+        f"INSERT INTO issuance_card_activations ({_ACTIVATION_COLUMNS}) VALUES "
+        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            activation.id,
+            activation.chip_id,
+            activation.outlet_id,
+            activation.operator_id,
+            activation.renewal,
+            activation.start_date,
+            activation.expiry_date,
+            activation.status.value,
+            activation.created_at,
+            activation.updated_at,
+        ),
+    )
+
+
+async def finish_activation(conn: Conn, activation_id: UUID, *, now: datetime) -> None:
+    """A locked activation recorded on the platform."""
+    await conn.execute(
+        "UPDATE issuance_card_activations SET status = 'done', updated_at = %s WHERE id = %s",
+        (now, activation_id),
+    )
+
+
+async def activations_of(conn: Conn, chip_id: UUID) -> list[CardActivation]:
+    """Every activation of a card, oldest first."""
+    cur = await conn.execute(
+        f"SELECT {_ACTIVATION_COLUMNS} FROM issuance_card_activations WHERE chip_id = %s "
+        "ORDER BY created_at, id",
+        (chip_id,),
+    )
+    return [_activation(row) for row in await cur.fetchall()]
+
+
+async def end_tag_issuance(conn: Conn, tag_chip_id: UUID, *, now: datetime) -> int:
+    """标签注销: the registered issuance of this tag ends (``deregistered``), so the application may register
+    another tag; answers how many rows it ended (0 or 1)."""
+    cur = await conn.execute(
+        "UPDATE issuance_tag_issuances SET status = 'deregistered', updated_at = %s "
+        "WHERE chip_id = %s AND status = 'registered'",
+        (now, tag_chip_id),
+    )
+    return cur.rowcount

@@ -99,6 +99,12 @@ class IssuanceAction(StrEnum):
     # tags (tags.py)
 
     # detection, loss and cancellation (detection.py)
+    CARD_DETECT = "issuance.card.detect"
+    CARD_ACTIVATE = "issuance.card.activate"
+    TAG_DETECT = "issuance.tag.detect"
+    TAG_DEREGISTER = "issuance.tag.deregister"
+    CARD_REPORT_LOST = "issuance.card.report_lost"
+    CARD_CANCEL = "issuance.card.cancel"
 
     # account services (services.py)
     ACCOUNT_QUERY = "issuance.account.query"
@@ -117,6 +123,8 @@ class IssuanceEvent(StrEnum):
     CARD_REPORTED_LOST = "issuance.card_reported_lost"
     CARD_CANCELLED = "issuance.card_cancelled"
     TAG_DEREGISTERED = "issuance.tag_deregistered"
+    # detection (detection.py)
+    CARD_ACTIVATED = "issuance.card_activated"
 
 
 @dataclass(frozen=True)
@@ -224,5 +232,31 @@ class CardIssuance:
     issue_content: bytes | None
     holder_content: bytes | None
     last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- detection (detection.py) ------------------------------------------------------------------------------
+
+
+class CardActivationStatus(StrEnum):
+    """A card activation (卡片激活): persisted before the card is written, done once recorded."""
+
+    WRITING = "writing"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class CardActivation:
+    """One activation or renewal of a card: the start and expiry dates written to 0015 bytes 20..27."""
+
+    id: UUID
+    chip_id: UUID
+    outlet_id: UUID
+    operator_id: UUID
+    renewal: bool
+    start_date: date
+    expiry_date: date
+    status: CardActivationStatus
     created_at: datetime
     updated_at: datetime
