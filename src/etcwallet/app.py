@@ -45,6 +45,7 @@ from etcwallet.identity.staff.api import router as staff_router
 from etcwallet.issuance.api import router as issuance_router
 from etcwallet.issuance.chip.keys import KeyService, key_service_from
 from etcwallet.issuance.context import IssuanceContext, issuance_context_from
+from etcwallet.issuance.tags_api import router as issuance_tags_router
 from etcwallet.ledger import jobs as ledger_jobs
 from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
@@ -329,6 +330,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(factors_router)
     app.include_router(issuance_router)
     # issuance: tags (tags_api)
+    app.include_router(issuance_tags_router)
 
     # issuance: detection (detection_api)
 
