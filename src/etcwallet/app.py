@@ -48,6 +48,7 @@ from etcwallet.issuance.closure import LIVE_CARDS, live_cards_check
 from etcwallet.issuance.context import IssuanceContext, issuance_context_from
 from etcwallet.issuance.detection_api import router as detection_router
 from etcwallet.issuance.services_api import router as issuance_services_router
+from etcwallet.issuance.tags_api import router as issuance_tags_router
 from etcwallet.ledger import jobs as ledger_jobs
 from etcwallet.ledger.api import hot_router as ledger_hot_router
 from etcwallet.ledger.api import router as ledger_router
@@ -334,6 +335,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(factors_router)
     app.include_router(issuance_router)
     # issuance: tags (tags_api)
+    app.include_router(issuance_tags_router)
 
     # issuance: detection (detection_api)
     app.include_router(detection_router)

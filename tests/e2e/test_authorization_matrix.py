@@ -189,6 +189,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", f"{ISS}/applications/{{application_id}}/card/read"): OUTLET_OPERATORS,
     ("POST", f"{ISS}/applications/{{application_id}}/card/register"): OUTLET_OPERATORS,
     # issuance: tags
+    ("POST", f"{ISS}/applications/{{application_id}}/tag/read-card"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/applications/{{application_id}}/tag/read"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/applications/{{application_id}}/tag/register"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/tags/activation/read"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/tags/activate"): OUTLET_OPERATORS,
+    ("POST", f"{ISS}/desk/tags/switch"): OUTLET_OPERATORS,
     # issuance: detection
     ("POST", f"{ISS}/detection/card"): OUTLET_OPERATORS,
     ("POST", f"{ISS}/detection/card/activate"): OUTLET_OPERATORS,

@@ -215,7 +215,7 @@ async def test_no_card_in_the_slot_or_a_card_not_issued_is_refused(bank_desk: Co
     await refused(start(bank_desk, bank_card_number("622202")), "no_card_in_reader")
     (blank,) = await bank_desk.stock(ChipKind.CARD)
     bank_desk.insert_card(blank)
-    await refused(start(bank_desk, bank_card_number("622202")), "card_not_issued")
+    await refused(start(bank_desk, bank_card_number("622202")), "card_not_in_use")
 
 
 async def test_refusals_of_the_bank_card_change_change_nothing(bank_desk: Counter) -> None:

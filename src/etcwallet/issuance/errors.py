@@ -183,6 +183,139 @@ ISSUANCE_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
         None,
     ),
     # --- tags (tags.py) ---
+    "tag_card_not_issued": (
+        409,
+        "标签办理前请确认已办理成功陇通卡：该申请尚未办理用户卡",
+        "issue the user card first (标签办理前请确认已办理成功陇通卡): this application has no issued card",
+        "application_id",
+    ),
+    "tag_card_mismatch": (
+        409,
+        "卡槽中的卡片不是该申请已办理的陇通卡（{what_zh}不符）",
+        "the card in the slot is not the card issued for this application (its {what_en} differs)",
+        "card_number",
+    ),
+    "no_tag_in_field": (
+        409,
+        "读写区域内没有标签，请放置电子标签后再试",
+        "there is no tag in the reader's field: place the OBU tag and try again",
+        None,
+    ),
+    "tag_removed": (
+        409,
+        "标签已离开读写区域，写入未完成，请将同一标签放回后再次点击【注册】或【激活】",
+        "the tag left the field before the write finished: put the same tag back and register or activate again",
+        None,
+    ),
+    "tag_sn_format": (422, "SN码应为16位数字", "the SN is 16 digits", "sn"),
+    "tag_sn_mismatch": (
+        422,
+        "两次输入的SN码不一致",
+        "the SN and its confirmation differ",
+        "sn_confirm",
+    ),
+    "tag_sn_not_in_field": (
+        409,
+        "输入的SN码 {typed} 与读写区域内的标签 {found} 不一致，请核对标签背面的SN码",
+        "the SN typed ({typed}) is not the tag in the field ({found}): check the SN on the back of the tag",
+        "sn",
+    ),
+    "tag_not_ours": (
+        422,
+        "该标签不是本发行方的标签或标签信息无法识别",
+        "this tag is not one of this issuer's, or its data cannot be read",
+        "sn",
+    ),
+    "tag_not_in_outlet_stock": (
+        409,
+        "该标签不在本网点库存中",
+        "this tag is not in this outlet's stock",
+        "sn",
+    ),
+    "tag_not_in_stock": (
+        409,
+        "该标签不在库存中（当前状态：{status_zh}），不能办理",
+        "this tag is not in stock (it is {status_en}) and cannot be issued",
+        "sn",
+    ),
+    "tag_card_not_read": (
+        409,
+        "读卡成功之前不显示注册按钮：请先读卡",
+        "registration comes after a successful card read (读卡成功之前不显示注册按钮): read the card first",
+        "application_id",
+    ),
+    "tag_not_read": (
+        409,
+        "请先输入并确认SN码、读取标签后再注册",
+        "type and confirm the SN and read the tag before registering",
+        "sn",
+    ),
+    "tag_changed": (
+        409,
+        "与第一次读取的标签信息不一致：{reason_zh}",
+        "the tag is not the one read first: {reason_en}",
+        "sn",
+    ),
+    "tag_issuance_writing": (
+        409,
+        "标签 {number} 的写入尚未完成，请将该标签放回读写区域后再次点击【注册】",
+        "the write of tag {number} is unfinished: put that tag back in the field and register again",
+        "sn",
+    ),
+    "vehicle_has_live_tag": (
+        409,
+        "该车辆已有在用的电子标签（一车一卡一签），如需重新办理请先注销原标签",
+        "this vehicle already holds a live tag (one vehicle, one card, one tag): deregister it first",
+        "application_id",
+    ),
+    "tag_write_failed": (
+        409,
+        "写标签失败：{reason_zh}，请重试或换一个标签",
+        "writing the tag failed: {reason_en}; try again or take another tag",
+        "sn",
+    ),
+    "tag_damaged": (
+        409,
+        "标签写入失败（{reason_zh}），标签可能已损坏，请换一个标签重新办理",
+        "the tag refused the write ({reason_en}) and may be damaged: take another tag",
+        "sn",
+    ),
+    "tag_not_issued": (
+        409,
+        "该标签尚未办理，不能激活",
+        "this tag has not been issued and cannot be activated",
+        "obu_number",
+    ),
+    "card_not_issued": (
+        409,
+        "卡槽中的卡片尚未办理，不能用于激活标签",
+        "the card in the slot has not been issued and cannot activate a tag",
+        "card_number",
+    ),
+    "tag_card_differ": (
+        409,
+        "卡片信息与标签信息不一致：{fields_zh}",
+        "the card and the tag do not describe the same vehicle: {fields_en} differ",
+        None,
+    ),
+    "tag_not_vehicle_live_tag": (
+        409,
+        "该标签不是车辆 {vehicle} 在用的电子标签（平台记录：{status_zh}），请到【卡签检测】核对",
+        "this tag is not the live tag of vehicle {vehicle} (the platform has it {status_en})",
+        "obu_number",
+    ),
+    "card_not_vehicle_live_card": (
+        409,
+        "该卡片不是车辆 {vehicle} 在用的陇通卡（平台记录：{status_zh}）",
+        "this card is not the live card of vehicle {vehicle} (the platform has it {status_en})",
+        "card_number",
+    ),
+    "tag_switch_released": (
+        409,
+        "请将标签安装在车上并按下防拆按钮",
+        "mount the tag on the vehicle and press its anti-tamper button",
+        None,
+    ),
     # --- detection, loss and cancellation (detection.py) ---
     "card_blank": (
         409,
@@ -214,12 +347,6 @@ ISSUANCE_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
         "writing the activation failed: {reason_en}. Read the card and try again",
         "card_number",
     ),
-    "no_tag_in_field": (
-        409,
-        "读写区域内没有标签，请将标签靠近天线后再读",
-        "there is no tag in the field: bring the tag to the antenna and read again",
-        None,
-    ),
     "tag_not_live": (
         409,
         "该标签当前状态为{status_zh}，不能注销",
@@ -245,7 +372,7 @@ ISSUANCE_ERRORS: dict[str, tuple[int, str, str, str | None]] = {
         "a bank card is changed only by bank staff at a bank outlet",
         None,
     ),
-    "card_not_issued": (
+    "card_not_in_use": (
         409,
         "该卡片尚未发行或已不在使用中（当前状态：{status_zh}）",
         "this card is not an issued card in use (it is {status_en})",

@@ -181,7 +181,7 @@ async def _card_owner(uow: UnitOfWork, card_number: str) -> CardOwner:
             raise IssuanceError("card_not_ours")
         if not chip.status.live or chip.application_id is None:
             zh, en = CHIP_STATUS_NAMES[chip.status]
-            raise IssuanceError("card_not_issued", text={"status_zh": zh, "status_en": en})
+            raise IssuanceError("card_not_in_use", text={"status_zh": zh, "status_en": en})
         application = await store.get_application_or_raise(conn, chip.application_id, outlet_id=None)
         if application.bank_card_id is None:
             raise IssuanceError("card_has_no_bank_card")

@@ -28,6 +28,8 @@ from etcwallet.issuance.types import (
     ChipStatus,
     IssuanceMode,
     StockBatch,
+    TagIssuance,
+    TagIssuanceStatus,
     Vehicle,
     VehicleKind,
 )
@@ -685,3 +687,101 @@ async def end_tag_issuance(conn: Conn, tag_chip_id: UUID, *, now: datetime) -> i
         (now, tag_chip_id),
     )
     return cur.rowcount
+
+
+# --- tags (tags.py): tag issuances ---------------------------------------------------------------------
+
+_TAG_ISSUANCE_COLUMNS = (
+    "id, application_id, card_chip_id, chip_id, outlet_id, operator_id, mode, first_read_number, status, "
+    "attempts, last_error, system_content, vehicle_content, created_at, updated_at"
+)
+
+
+def _tag_issuance(row: Any) -> TagIssuance:
+    return TagIssuance(
+        id=row[0],
+        application_id=row[1],
+        card_chip_id=row[2],
+        chip_id=row[3],
+        outlet_id=row[4],
+        operator_id=row[5],
+        mode=None if row[6] is None else IssuanceMode(row[6]),
+        first_read_number=row[7],
+        status=TagIssuanceStatus(row[8]),
+        attempts=row[9],
+        last_error=row[10],
+        system_content=None if row[11] is None else bytes(row[11]),
+        vehicle_content=None if row[12] is None else bytes(row[12]),
+        created_at=row[13],
+        updated_at=row[14],
+    )
+
+
+async def tag_issuances_of(conn: Conn, application_id: UUID) -> list[TagIssuance]:
+    """Every tag issuance of an application, oldest first."""
+    cur = await conn.execute(
+        f"SELECT {_TAG_ISSUANCE_COLUMNS} FROM issuance_tag_issuances WHERE application_id = %s "
+        "ORDER BY created_at, id",
+        (application_id,),
+    )
+    return [_tag_issuance(row) for row in await cur.fetchall()]
+
+
+async def lock_tag_issuance(conn: Conn, application_id: UUID) -> TagIssuance | None:
+    """The application's current (newest) tag issuance, locked; None when its card was never read for a
+    tag."""
+    cur = await conn.execute(
+        f"SELECT {_TAG_ISSUANCE_COLUMNS} FROM issuance_tag_issuances WHERE application_id = %s "
+        "ORDER BY created_at DESC, id DESC LIMIT 1 FOR UPDATE",
+        (application_id,),
+    )
+    row = await cur.fetchone()
+    return None if row is None else _tag_issuance(row)
+
+
+async def insert_tag_issuance(conn: Conn, issuance: TagIssuance) -> None:
+    """A tag issuance started by reading the application's card."""
+    await conn.execute(
+        f"INSERT INTO issuance_tag_issuances ({_TAG_ISSUANCE_COLUMNS}) VALUES "
+        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            issuance.id,
+            issuance.application_id,
+            issuance.card_chip_id,
+            issuance.chip_id,
+            issuance.outlet_id,
+            issuance.operator_id,
+            None if issuance.mode is None else issuance.mode.value,
+            issuance.first_read_number,
+            issuance.status.value,
+            issuance.attempts,
+            issuance.last_error,
+            issuance.system_content,
+            issuance.vehicle_content,
+            issuance.created_at,
+            issuance.updated_at,
+        ),
+    )
+
+
+async def update_tag_issuance(conn: Conn, issuance: TagIssuance) -> None:
+    """Write back a locked tag issuance's mutable fields."""
+    await conn.execute(
+        "UPDATE issuance_tag_issuances SET card_chip_id = %s, chip_id = %s, operator_id = %s, mode = %s, "
+        "first_read_number = %s, status = %s, attempts = %s, last_error = %s, system_content = %s, "
+        "vehicle_content = %s, updated_at = %s WHERE id = %s",
+        (
+            issuance.card_chip_id,
+            issuance.chip_id,
+            issuance.operator_id,
+            None if issuance.mode is None else issuance.mode.value,
+            issuance.first_read_number,
+            issuance.status.value,
+            issuance.attempts,
+            issuance.last_error,
+            issuance.system_content,
+            issuance.vehicle_content,
+            issuance.updated_at,
+            issuance.id,
+        ),
+    )

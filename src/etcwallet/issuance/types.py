@@ -97,6 +97,12 @@ class IssuanceAction(StrEnum):
     CARD_REGISTER = "issuance.card.register"
     CARD_FAILED = "issuance.card.failed"
     # tags (tags.py)
+    TAG_CARD_READ = "issuance.tag.card_read"
+    TAG_READ = "issuance.tag.read"
+    TAG_REGISTER = "issuance.tag.register"
+    TAG_FAILED = "issuance.tag.failed"
+    TAG_CHECK = "issuance.tag.check"
+    TAG_ACTIVATE = "issuance.tag.activate"
 
     # detection, loss and cancellation (detection.py)
     CARD_DETECT = "issuance.card.detect"
@@ -258,5 +264,42 @@ class CardActivation:
     start_date: date
     expiry_date: date
     status: CardActivationStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- tags (tags.py) ---------------------------------------------------------------------------------------
+
+
+class TagIssuanceStatus(StrEnum):
+    """One tag issuance for an application: the card read, the tag read (its SN confirmed), being written
+    (persisted before the tag is spoken to), failed (the tag refused a write), registered, and ended by
+    the tag's deregistration (标签注销), after which the application may issue a new tag."""
+
+    CARD_READ = "card_read"
+    TAG_READ = "tag_read"
+    WRITING = "writing"
+    FAILED = "failed"
+    REGISTERED = "registered"
+    DEREGISTERED = "deregistered"
+
+
+@dataclass(frozen=True)
+class TagIssuance:
+    """A tag issuance: the application, its issued card, the tag first read and the files to write."""
+
+    id: UUID
+    application_id: UUID
+    card_chip_id: UUID
+    chip_id: UUID | None
+    outlet_id: UUID
+    operator_id: UUID
+    mode: IssuanceMode | None
+    first_read_number: str | None
+    status: TagIssuanceStatus
+    attempts: int
+    last_error: str | None
+    system_content: bytes | None
+    vehicle_content: bytes | None
     created_at: datetime
     updated_at: datetime
