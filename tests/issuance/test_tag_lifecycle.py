@@ -49,7 +49,8 @@ async def test_a_deregistered_tag_frees_the_vehicle_for_a_new_tag_on_the_same_ap
     await tag_read(desk, first.application, replacement)
     registered = await register(desk, first.application)
     assert (
-        registered.chip.number == replacement and registered.application.status is ApplicationStatus.TAG_ISSUED
+        registered.chip.number == replacement
+        and registered.application.status is ApplicationStatus.TAG_ISSUED
     )
     live = await rows(
         pool,
