@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -27,13 +27,22 @@ from etcwallet.issuance.context import issuance_context_from
 from etcwallet.ledger.service import Ledger
 
 
-async def staff_token(pool: AsyncConnectionPool, role: Role) -> str:
-    """A live session's access token for a new staff member in ``role`` (no outlet: central roles only)."""
+async def staff_token(pool: AsyncConnectionPool, role: Role, outlet_id: UUID | None = None) -> str:
+    """A live session's access token for a new staff member in ``role`` (placed at ``outlet_id``, which
+    outlet roles need)."""
     staff_id = uuid4()
     async with pool.connection() as conn:
         await conn.execute(
-            "INSERT INTO staff (id, username, display_name, password_hash, role) VALUES (%s, %s, %s, %s, %s)",
-            (staff_id, f"e2e-{role.value}-{staff_id.hex[:12]}", f"e2e {role.value}", "!unusable", role.value),
+            "INSERT INTO staff (id, username, display_name, password_hash, role, outlet_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (
+                staff_id,
+                f"e2e-{role.value}-{staff_id.hex[:12]}",
+                f"e2e {role.value}",
+                "!unusable",
+                role.value,
+                outlet_id,
+            ),
         )
         issued = await sessions.issue(
             conn, principal_type="staff", principal_id=staff_id, client=Client("127.0.0.1", "e2e")
